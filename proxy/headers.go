@@ -1,0 +1,217 @@
+package proxy
+
+import (
+	"bytes"
+
+	"github.com/ringcache/ringcache/proxy/httpcache"
+	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/valyala/fasthttp"
+)
+
+// hopByHop reports whether a header field is hop-by-hop and must not be
+// forwarded (RFC 9110 §7.6.1): the fixed list, any Proxy-* field, and any
+// field named in the message's Connection header.
+func hopByHop(key, connection []byte) bool {
+	switch {
+	case eqFold(key, "connection"), eqFold(key, "keep-alive"), eqFold(key, "te"),
+		eqFold(key, "trailer"), eqFold(key, "transfer-encoding"), eqFold(key, "upgrade"):
+		return true
+	case len(key) > 6 && eqFold(key[:6], "proxy-"):
+		return true
+	}
+	return len(connection) > 0 && httpcache.ListContains(connection, key)
+}
+
+// conditionalOrRange reports request fields that a cache fill must drop:
+// the fill wants the full representation to store; the client's own
+// preconditions are then answered from the stored copy.
+func conditionalOrRange(key []byte) bool {
+	return eqFold(key, "if-none-match") || eqFold(key, "if-modified-since") ||
+		eqFold(key, "if-match") || eqFold(key, "if-unmodified-since") ||
+		eqFold(key, "if-range") || eqFold(key, "range")
+}
+
+// forwarding reports client-sent forwarding fields. They are replaced, not
+// trusted: a client could otherwise make the origin build a response for a
+// host of its choosing, and that response would be cached for everyone.
+func forwarding(key []byte) bool {
+	return eqFold(key, "forwarded") || (len(key) > 12 && eqFold(key[:12], "x-forwarded-"))
+}
+
+// notModifiedField lists the fields a 304 carries (RFC 9110 §15.4.5).
+func notModifiedField(key []byte) bool {
+	return eqFold(key, "cache-control") || eqFold(key, "content-location") ||
+		eqFold(key, "date") || eqFold(key, "etag") || eqFold(key, "expires") ||
+		eqFold(key, "vary")
+}
+
+// eqFold reports whether b equals the lower-case ASCII s, ignoring b's case.
+func eqFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// storedField reports whether a response field is kept in the cache.
+func (p *Proxy) storedField(key, connection []byte, r *httpcache.Response) bool {
+	switch {
+	case hopByHop(key, connection),
+		eqFold(key, "content-length"), // derived from the stored body
+		eqFold(key, "age"):            // recomputed on every hit (RFC 9111 §5.1)
+		return false
+	case eqFold(key, "set-cookie"):
+		return false // only stored responses reach here, so this is the strip policy
+	}
+	// Qualified private/no-cache name fields a shared cache must not keep
+	// (RFC 9111 §5.2.2.4, §5.2.2.7).
+	return !httpcache.ListContains(r.CC.PrivateFields, key) &&
+		!httpcache.ListContains(r.CC.NoCacheFields, key)
+}
+
+// newEntry copies the stored part of an origin response into one Entry
+// whose key, fields and body share a single allocation.
+func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r *httpcache.Response, reqTime, respTime int64) *store.Entry {
+	connection := h.Peek("Connection")
+	size, fields := len(key)+len(body), 0
+	hasDate := false
+	for k, v := range h.All() {
+		if p.storedField(k, connection, r) {
+			size += len(k) + len(v)
+			fields++
+			hasDate = hasDate || eqFold(k, "date")
+		}
+	}
+	var date []byte
+	if !hasDate {
+		// A cache that forwards a response without Date adds one (RFC 9110 §6.6.1).
+		date = fasthttp.AppendHTTPDate(nil, unixTime(respTime))
+		size += len("Date") + len(date)
+		fields++
+	}
+	buf := make([]byte, 0, size)
+	e := &store.Entry{Header: make([]store.Field, 0, fields)}
+	buf, e.Key = appendSub(buf, key)
+	for k, v := range h.All() {
+		if p.storedField(k, connection, r) {
+			var f store.Field
+			buf, f.Key = appendSub(buf, k)
+			buf, f.Value = appendSub(buf, v)
+			e.Header = append(e.Header, f)
+		}
+	}
+	if date != nil {
+		var f store.Field
+		buf, f.Key = appendSub(buf, []byte("Date"))
+		buf, f.Value = appendSub(buf, date)
+		e.Header = append(e.Header, f)
+	}
+	_, e.Body = appendSub(buf, body)
+
+	lifetime, heuristic := httpcache.Lifetime(r, respTime/1e9, p.opt.Policy)
+	age := httpcache.InitialAge(r, reqTime, respTime)
+	e.Status = uint16(r.Status)
+	e.RequestTime, e.ResponseTime = reqTime, respTime
+	e.InitialAge, e.Lifetime = clamp32(age), clamp32(lifetime)
+	e.StaleWhileRevalidate = max(0, r.CC.StaleWhileRevalidate)
+	e.StaleIfError = max(0, r.CC.StaleIfError)
+	if r.CC.NoCache {
+		e.Flags |= store.NoCache
+	}
+	// s-maxage implies proxy-revalidate (§5.2.2.10) unless the same response
+	// grants RFC 5861 stale windows explicitly: that common CDN pairing is
+	// honoured, explicit must-revalidate / proxy-revalidate never are.
+	if r.CC.MustRevalidate || r.CC.ProxyRevalidate ||
+		(r.CC.SMaxAge != httpcache.Absent && e.StaleWhileRevalidate == 0 && e.StaleIfError == 0) {
+		e.Flags |= store.MustRevalidate
+	}
+	if r.CC.Public || r.CC.SMaxAge != httpcache.Absent || r.CC.MustRevalidate {
+		e.Flags |= store.Shared
+	}
+	if heuristic {
+		e.Flags |= store.Heuristic
+	}
+	keep := max(int64(max(e.StaleWhileRevalidate, e.StaleIfError))*1e9, int64(p.opt.StaleKeep))
+	e.Expires = respTime - int64(e.InitialAge)*1e9 + int64(e.Lifetime)*1e9 + keep
+	return e
+}
+
+// appendSub appends src to buf and returns the appended part as a
+// sub-slice. buf has capacity for everything, so it never moves.
+func appendSub(buf, src []byte) ([]byte, []byte) {
+	n := len(buf)
+	buf = append(buf, src...)
+	return buf, buf[n:len(buf):len(buf)]
+}
+
+func clamp32(n int64) int32 {
+	switch {
+	case n > 1<<31-1:
+		return 1<<31 - 1
+	case n < 0:
+		return 0
+	}
+	return int32(n)
+}
+
+// copyRequestHeaders copies the end-to-end fields of in to out, leaving out
+// hop-by-hop and forwarding fields, and, for a cache fill, preconditions.
+func copyRequestHeaders(out, in *fasthttp.RequestHeader, fill bool) {
+	connection := in.Peek("Connection")
+	for k, v := range in.All() {
+		if hopByHop(k, connection) || forwarding(k) || eqFold(k, "host") ||
+			eqFold(k, "content-length") || (fill && conditionalOrRange(k)) {
+			continue
+		}
+		out.AddBytesKV(k, v)
+	}
+}
+
+// copyResponseHeaders copies the end-to-end fields of an origin response
+// that is relayed without being stored.
+func copyResponseHeaders(out, in *fasthttp.ResponseHeader) {
+	connection := in.Peek("Connection")
+	out.SetStatusCode(in.StatusCode())
+	for k, v := range in.All() {
+		if hopByHop(k, connection) || eqFold(k, "content-length") {
+			continue
+		}
+		out.AddBytesKV(k, v)
+	}
+}
+
+// mergeHeaders builds the header of a stored response freshened by a 304
+// (RFC 9111 §3.2, §4.3.4): fields present in the 304 replace the stored
+// ones, except Content-Length.
+func mergeHeaders(dst *fasthttp.ResponseHeader, old *store.Entry, nm *fasthttp.ResponseHeader) {
+	dst.DisableNormalizing()
+	dst.SetStatusCode(int(old.Status))
+	connection := nm.Peek("Connection")
+	replaced := func(k []byte) bool {
+		for nk := range nm.All() {
+			if bytes.EqualFold(nk, k) && !hopByHop(nk, connection) && !eqFold(nk, "content-length") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, f := range old.Header {
+		if !replaced(f.Key) {
+			dst.AddBytesKV(f.Key, f.Value)
+		}
+	}
+	for k, v := range nm.All() {
+		if !hopByHop(k, connection) && !eqFold(k, "content-length") {
+			dst.AddBytesKV(k, v)
+		}
+	}
+}

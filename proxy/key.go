@@ -1,0 +1,88 @@
+package proxy
+
+import (
+	"bytes"
+	"slices"
+)
+
+// KeyOptions shape the cache key: host, path and query of the request.
+type KeyOptions struct {
+	// IgnoreQuery lists query parameter names left out of the key (tracking
+	// parameters such as utm_source that do not change the response).
+	IgnoreQuery []string
+	// SortQuery orders the query parameters so that ?a=1&b=2 and ?b=2&a=1
+	// share an entry.
+	SortQuery bool
+}
+
+// keyer builds cache keys. It keeps no per-request state.
+type keyer struct {
+	ignore [][]byte
+	sort   bool
+}
+
+func newKeyer(o KeyOptions) keyer {
+	k := keyer{sort: o.SortQuery}
+	for _, name := range o.IgnoreQuery {
+		k.ignore = append(k.ignore, []byte(name))
+	}
+	return k
+}
+
+// appendKey appends the primary cache key, host + path + "?" + query, to
+// dst. The host is lower-cased (RFC 9110 §4.2.3); the path is the raw one
+// the origin will see, never a normalised form, so that two URLs the origin
+// may tell apart never share an entry. params is scratch space for sorting.
+func (k *keyer) appendKey(dst, host, path, query []byte, params [][]byte) ([]byte, [][]byte) {
+	for _, c := range host {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		dst = append(dst, c)
+	}
+	dst = append(dst, path...)
+	if len(query) == 0 {
+		return dst, params
+	}
+	if !k.sort && len(k.ignore) == 0 {
+		return append(append(dst, '?'), query...), params
+	}
+	params = params[:0]
+	for len(query) > 0 {
+		var p []byte
+		if i := bytes.IndexByte(query, '&'); i >= 0 {
+			p, query = query[:i], query[i+1:]
+		} else {
+			p, query = query, nil
+		}
+		if len(p) == 0 || k.ignored(p) {
+			continue
+		}
+		params = append(params, p)
+	}
+	if k.sort {
+		slices.SortStableFunc(params, bytes.Compare)
+	}
+	for i, p := range params {
+		if i == 0 {
+			dst = append(dst, '?')
+		} else {
+			dst = append(dst, '&')
+		}
+		dst = append(dst, p...)
+	}
+	return dst, params
+}
+
+func (k *keyer) ignored(param []byte) bool {
+	name := param
+	if i := bytes.IndexByte(param, '='); i >= 0 {
+		name = param[:i]
+	}
+	for _, ig := range k.ignore {
+		if bytes.Equal(name, ig) {
+			return true
+		}
+	}
+	return false
+}

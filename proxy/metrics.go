@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/ringcache/ringcache/proxy/store"
+)
+
+// Outcome is how a request was answered, the label of
+// ringcache_requests_total.
+type Outcome uint8
+
+const (
+	Hit         Outcome = iota // fresh stored response
+	StaleHit                   // stale response allowed by max-stale or stale-while-revalidate
+	StaleError                 // stale response served because the origin failed (stale-if-error)
+	Miss                       // fetched from the origin
+	Revalidated                // stored response validated by a 304 from the origin
+	Pass                       // not cacheable: relayed from the origin (unsafe method, range, private, ...)
+	Error                      // the origin failed and nothing stored could answer
+	numOutcomes
+)
+
+var outcomeText = [numOutcomes]string{"hit", "stale", "stale_error", "miss", "revalidated", "pass", "error"}
+
+func (o Outcome) String() string {
+	if o < numOutcomes {
+		return outcomeText[o]
+	}
+	return "unknown"
+}
+
+// Metrics are a node's Prometheus instruments, registered on a registry of
+// the caller's so that several nodes can live in one process.
+type Metrics struct {
+	requests      [numOutcomes]prometheus.Counter
+	coalesced     prometheus.Counter
+	revalidations prometheus.Counter
+	origin        *prometheus.HistogramVec
+}
+
+// NewMetrics creates the proxy's instruments on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{}
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ringcache_requests_total",
+		Help: "Proxied requests by cache outcome.",
+	}, []string{"outcome"})
+	for o := Outcome(0); o < numOutcomes; o++ {
+		// Resolve the children once: the hit path only does an atomic add.
+		m.requests[o] = requests.WithLabelValues(o.String())
+	}
+	m.coalesced = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ringcache_coalesced_requests_total",
+		Help: "Requests that waited for another request's origin fetch instead of making their own.",
+	})
+	m.revalidations = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ringcache_background_revalidations_total",
+		Help: "Background refreshes started by stale-while-revalidate.",
+	})
+	m.origin = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ringcache_origin_request_duration_seconds",
+		Help:    "Origin round trips, until the response header, by result.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"result"})
+	if reg != nil {
+		reg.MustRegister(requests, m.coalesced, m.revalidations, m.origin)
+	}
+	return m
+}
+
+// ObserveOrigin records one origin round trip; it fits origin.ClientOptions.Observe.
+func (m *Metrics) ObserveOrigin(d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+		var te interface{ Timeout() bool }
+		if errors.As(err, &te) && te.Timeout() {
+			result = "timeout"
+		}
+	}
+	m.origin.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// RegisterStore exposes a store's counters on reg.
+func RegisterStore(reg prometheus.Registerer, st store.Store) {
+	stat := func(f func(store.Stats) float64) func() float64 {
+		return func() float64 { return f(st.Stats()) }
+	}
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ringcache_store_bytes", Help: "Bytes held by the store, as charged against its budget."},
+			stat(func(s store.Stats) float64 { return float64(s.Bytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ringcache_store_items", Help: "Entries held by the store."},
+			stat(func(s store.Stats) float64 { return float64(s.Items) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ringcache_store_evictions_total", Help: "Entries evicted for room or expiry."},
+			stat(func(s store.Stats) float64 { return float64(s.Evictions) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ringcache_store_rejections_total", Help: "Entries refused by the store's admission policy or budget."},
+			stat(func(s store.Stats) float64 { return float64(s.Rejects) })),
+	)
+}

@@ -1,0 +1,718 @@
+// Package proxy is a ringcache node's request path: it builds the cache
+// key, looks the request up in the store, collapses concurrent misses into
+// one origin fetch, stores what RFC 9111 allows, and answers with
+// Cache-Status (RFC 9211) and Age.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringcache/ringcache/proxy/httpcache"
+	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/valyala/fasthttp"
+)
+
+// Fetcher fills resp for req: the origin client and, in a cluster, the
+// owning peer both implement it. After a nil error resp's body may be a
+// stream (resp.IsBodyStream()); the caller reads or closes it.
+type Fetcher interface {
+	Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
+}
+
+// FetcherFunc adapts a function to Fetcher.
+type FetcherFunc func(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
+
+// Fetch calls f.
+func (f FetcherFunc) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+	return f(ctx, req, resp)
+}
+
+// Options configure a Proxy. Zero values take the defaults noted.
+type Options struct {
+	// Name identifies this cache in Cache-Status and Via. Default "ringcache".
+	Name string
+	Key  KeyOptions
+	// Policy holds the caching choices the RFCs leave to the cache.
+	Policy httpcache.Policy
+	// MaxObjectSize: larger responses are streamed to the client and never
+	// stored. Default 8 MiB.
+	MaxObjectSize int64
+	// StaleKeep is how long an expired entry is kept for conditional
+	// revalidation and for serving stale (stale-if-error, max-stale).
+	// Default 1h; <0 drops entries when their freshness and RFC 5861
+	// windows end.
+	StaleKeep time.Duration
+	// PassTTL is how long a URL whose response could not be stored goes
+	// straight to the origin, without coalescing. Default 10s; <0 disables.
+	PassTTL time.Duration
+	// CoalesceTimeout bounds how long a request waits for an identical
+	// in-flight fetch before fetching itself. Default 10s.
+	CoalesceTimeout time.Duration
+	// Metrics receives the proxy's measurements. Default: unregistered.
+	Metrics *Metrics
+	// Logger for errors; nil discards.
+	Logger *slog.Logger
+	// Clock returns unix nanoseconds. Default time.Now.
+	Clock func() int64
+}
+
+// Proxy is the HTTP handler of one ringcache node.
+type Proxy struct {
+	opt     Options
+	store   store.Store
+	origin  Fetcher
+	keys    keyer
+	flights flightGroup
+	m       *Metrics
+	log     *slog.Logger
+	now     func() int64
+	via     []byte // "1.1 <name>"
+
+	gen    atomic.Int64 // last Vary marker generation handed out
+	states sync.Pool    // *reqState
+	bg     sync.WaitGroup
+	closed chan struct{}
+}
+
+// reqState is the per-request scratch space, pooled so that a hit
+// allocates nothing.
+type reqState struct {
+	key, vkey, buf []byte
+	params         [][]byte
+	req            httpcache.Request
+	marker         *store.Entry // the URL's Vary marker, if any
+}
+
+// New returns a Proxy answering from st and filling from origin.
+func New(o Options, st store.Store, origin Fetcher) *Proxy {
+	if o.Name == "" {
+		o.Name = "ringcache"
+	}
+	if o.MaxObjectSize <= 0 {
+		o.MaxObjectSize = 8 << 20
+	}
+	if o.StaleKeep == 0 {
+		o.StaleKeep = time.Hour
+	}
+	if o.PassTTL == 0 {
+		o.PassTTL = 10 * time.Second
+	}
+	if o.CoalesceTimeout <= 0 {
+		o.CoalesceTimeout = 10 * time.Second
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(nil)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = func() int64 { return time.Now().UnixNano() }
+	}
+	p := &Proxy{
+		opt: o, store: st, origin: origin,
+		keys: newKeyer(o.Key), m: o.Metrics, log: o.Logger, now: o.Clock,
+		via:    []byte("1.1 " + o.Name),
+		closed: make(chan struct{}),
+	}
+	p.states.New = func() any {
+		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256), buf: make([]byte, 0, 128)}
+	}
+	return p
+}
+
+// Close waits for background revalidations to finish.
+func (p *Proxy) Close() {
+	p.bg.Wait()
+}
+
+// Handler serves one request; pass it to fasthttp.Server.
+func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("panic serving request", "uri", string(ctx.RequestURI()), "panic", r)
+			ctx.Response.Reset()
+			ctx.Error("internal error\n", fasthttp.StatusInternalServerError)
+		}
+	}()
+	st := p.states.Get().(*reqState)
+	defer p.putState(st)
+
+	h := &ctx.Request.Header
+	if len(ctx.URI().Host()) == 0 && h.IsHTTP11() {
+		// HTTP/1.1 requires Host (RFC 9112 §3.2).
+		p.writeError(ctx, fasthttp.StatusBadRequest, "missing Host header", "bypass")
+		return
+	}
+	switch {
+	case h.IsGet(), h.IsHead():
+		p.serveCacheable(ctx, st)
+	case h.IsConnect(), h.IsTrace(), bytes.Equal(h.Method(), methodPurge):
+		// CONNECT tunnels and TRACE echoes have no place behind a cache.
+		p.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", "method")
+	case h.IsOptions():
+		p.pass(ctx, st, false)
+	default:
+		p.pass(ctx, st, true)
+	}
+}
+
+var methodPurge = []byte("PURGE")
+
+func (p *Proxy) putState(st *reqState) {
+	st.marker = nil
+	st.req.CC.Reset()
+	if cap(st.key) > 64<<10 || cap(st.vkey) > 64<<10 {
+		return // do not pool buffers grown by a freak request
+	}
+	p.states.Put(st)
+}
+
+// serveCacheable answers a GET or HEAD.
+func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
+	now := p.now()
+	h := &ctx.Request.Header
+	uri := ctx.URI()
+	st.key, st.params = p.keys.appendKey(st.key[:0], uri.Host(), uri.PathOriginal(), uri.QueryString(), st.params)
+	httpcache.ParseRequest(&st.req, h)
+
+	e, fwd := p.lookup(st, h, now)
+	if e != nil && e.Has(store.Pass) {
+		p.fetchAndServe(ctx, st, nil, "bypass", "pass")
+		return
+	}
+	if e != nil && st.req.Authorization && !e.Has(store.Shared) {
+		// RFC 9111 §3.5: credentials are answered from the cache only by
+		// responses that said they may be shared.
+		e, fwd = nil, "request"
+	}
+	if e != nil {
+		s := storedResponse(e, now)
+		switch httpcache.Reuse(&s, &st.req.CC) {
+		case httpcache.Serve:
+			p.m.requests[Hit].Inc()
+			p.writeEntry(ctx, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true})
+			return
+		case httpcache.ServeStale:
+			p.m.requests[StaleHit].Inc()
+			p.writeEntry(ctx, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "max-stale"})
+			return
+		case httpcache.ServeStaleRevalidate:
+			p.m.requests[StaleHit].Inc()
+			p.revalidateAsync(ctx, st, e)
+			p.writeEntry(ctx, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "stale-while-revalidate"})
+			return
+		}
+		if st.req.CC.OnlyIfCached {
+			p.writeError(ctx, fasthttp.StatusGatewayTimeout, "stored response is stale (only-if-cached)", "")
+			return
+		}
+		fwd = "stale"
+		if st.req.CC.NoCache {
+			fwd = "request"
+		}
+		p.fill(ctx, st, e, fwd)
+		return
+	}
+	if st.req.CC.OnlyIfCached {
+		// RFC 9111 §5.2.1.7.
+		p.writeError(ctx, fasthttp.StatusGatewayTimeout, "not in cache (only-if-cached)", "")
+		return
+	}
+	if len(h.Peek("Range")) > 0 {
+		// A range of an object we do not hold: relay it, store nothing.
+		p.pass(ctx, st, false)
+		return
+	}
+	if st.req.Authorization {
+		// Each user's own fetch: never wait on, or share, another's.
+		p.fetchAndServe(ctx, st, nil, fwd, "")
+		return
+	}
+	p.fill(ctx, st, nil, fwd)
+}
+
+// lookup finds the stored response for the request, resolving Vary
+// markers. It returns nil and the Cache-Status fwd reason on a miss.
+func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*store.Entry, string) {
+	e, ok := p.store.Get(st.key)
+	if !ok {
+		return nil, "uri-miss"
+	}
+	if e.Has(store.Pass) && e.Expires != 0 && e.Expires < now {
+		return nil, "uri-miss"
+	}
+	if !e.Has(store.VaryMarker) {
+		return e, ""
+	}
+	st.marker = e
+	st.vkey = appendVariantKey(st.vkey[:0], st.key, e, h)
+	v, ok := p.store.Get(st.vkey)
+	if !ok {
+		return nil, "vary-miss"
+	}
+	return v, ""
+}
+
+// appendVariantKey builds a variant's store key: the primary key, the
+// marker's generation (so variants of an invalidated URL never come back
+// with a later marker) and the request's values of the Vary fields.
+func appendVariantKey(dst, primary []byte, marker *store.Entry, h *fasthttp.RequestHeader) []byte {
+	dst = append(dst, primary...)
+	dst = append(dst, 0)
+	g := uint64(marker.ResponseTime)
+	for i := 0; i < 8; i++ {
+		dst = append(dst, byte(g>>(56-8*i)))
+	}
+	return httpcache.AppendVariantKey(dst, marker.Body, h)
+}
+
+func storedResponse(e *store.Entry, now int64) httpcache.StoredResponse {
+	return httpcache.StoredResponse{
+		Age:                  int64(e.InitialAge) + max(0, now-e.ResponseTime)/1e9,
+		Lifetime:             int64(e.Lifetime),
+		StaleWhileRevalidate: int64(e.StaleWhileRevalidate),
+		StaleIfError:         int64(e.StaleIfError),
+		NoCache:              e.Has(store.NoCache),
+		MustRevalidate:       e.Has(store.MustRevalidate),
+	}
+}
+
+// result is the outcome of one origin fetch, shared read-only between the
+// request that made it and those that waited for it.
+type result struct {
+	entry     *store.Entry // what to answer with; nil on error or stream
+	shareable bool         // waiters may answer with entry
+	stored    bool
+	outcome   Outcome
+	fwd       string
+	fwdStatus int
+	detail    string
+	err       error
+	errStatus int
+	// stream is an origin response too large to store, relayed to the
+	// leader's client only; prefix is the part of its body already read.
+	stream *fasthttp.Response
+	prefix []byte
+	// cookies are the Set-Cookie values stripped from a stored response:
+	// they go to the request that fetched it, never to anyone else.
+	cookies [][]byte
+}
+
+// fill fetches a miss or a stale entry's revalidation, collapsing
+// concurrent requests for the same key into one origin fetch.
+func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry, fwd string) {
+	fkey := st.key
+	if st.marker != nil {
+		fkey = st.vkey
+	}
+	f, leader := p.flights.join(fkey)
+	if !leader {
+		p.m.coalesced.Inc()
+		if res, ok := f.wait(p.opt.CoalesceTimeout); ok && res.shareable && p.sameVariant(st, res.entry, &ctx.Request.Header) {
+			p.serve(ctx, res, true)
+			return
+		}
+		// The leader's answer cannot be shared (uncacheable, another
+		// variant, too slow): fetch our own, without queueing again.
+		p.fetchAndServe(ctx, st, stale, fwd, "")
+		return
+	}
+	var res *result
+	defer func() { p.flights.finish(fkey, f, res) }()
+	res = p.fetch(ctx, st, stale, fwd)
+	p.serve(ctx, res, false)
+}
+
+// sameVariant reports whether a shared result answers this request's
+// variant (RFC 9111 §4.1).
+func (p *Proxy) sameVariant(st *reqState, e *store.Entry, h *fasthttp.RequestHeader) bool {
+	vary := e.Get("Vary")
+	if len(vary) == 0 {
+		return true
+	}
+	if st.marker == nil || !bytes.Equal(e.Key[:min(len(e.Key), len(st.key))], st.key) {
+		// We looked up before the leader stored a marker: find it now.
+		m, ok := p.store.Get(st.key)
+		if !ok || !m.Has(store.VaryMarker) {
+			return false
+		}
+		st.marker = m
+	}
+	st.vkey = appendVariantKey(st.vkey[:0], st.key, st.marker, h)
+	return bytes.Equal(st.vkey, e.Key)
+}
+
+func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry, fwd, detail string) {
+	res := p.fetch(ctx, st, stale, fwd)
+	if res.detail == "" {
+		res.detail = detail
+	}
+	p.serve(ctx, res, false)
+}
+
+// fetch builds the origin request for ctx and runs it.
+func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry, fwd string) *result {
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	p.buildFill(out, ctx, stale)
+	return p.fetchWith(out, st.key, st.marker, &st.req, stale, fwd)
+}
+
+// buildFill makes the origin request of a cache fill: a GET (HEAD misses
+// are filled with GET so the body can be stored) without the client's
+// preconditions, with the stored validators when revalidating.
+func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, stale *store.Entry) {
+	out.Header.SetMethod(fasthttp.MethodGet)
+	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
+	out.Header.SetHostBytes(ctx.Request.Header.Host())
+	copyRequestHeaders(&out.Header, &ctx.Request.Header, true)
+	p.addForwarding(out, ctx)
+	if stale != nil {
+		// RFC 9111 §4.3.1.
+		if etag := stale.Get("ETag"); len(etag) > 0 {
+			out.Header.SetBytesV("If-None-Match", etag)
+		}
+		if lm := stale.Get("Last-Modified"); len(lm) > 0 {
+			out.Header.SetBytesV("If-Modified-Since", lm)
+		}
+	}
+}
+
+// addForwarding adds Via (RFC 9110 §7.6.3) and X-Forwarded-For/Host/Proto,
+// replacing whatever the client sent.
+func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx) {
+	if via := ctx.Request.Header.Peek("Via"); len(via) > 0 {
+		out.Header.SetBytesV("Via", append(append(append([]byte(nil), via...), ", "...), p.via...))
+	} else {
+		out.Header.SetBytesV("Via", p.via)
+	}
+	out.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
+	out.Header.SetBytesV("X-Forwarded-Host", ctx.Request.Header.Host())
+	if ctx.IsTLS() {
+		out.Header.Set("X-Forwarded-Proto", "https")
+	} else {
+		out.Header.Set("X-Forwarded-Proto", "http")
+	}
+}
+
+// fetchWith sends a fill request to the origin and stores what may be
+// stored. It does not touch the client's request, so background
+// revalidation uses it too.
+func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *store.Entry, req *httpcache.Request, stale *store.Entry, fwd string) *result {
+	res := &result{fwd: fwd, outcome: Miss}
+	resp := fasthttp.AcquireResponse()
+	reqTime := p.now()
+	err := p.origin.Fetch(context.Background(), out, resp)
+	respTime := p.now()
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		return p.originFailed(res, err, 0, stale, req, respTime)
+	}
+	status := resp.StatusCode()
+	res.fwdStatus = status
+	if status == fasthttp.StatusNotModified && stale != nil {
+		return p.refresh(res, stale, resp, req, reqTime, respTime)
+	}
+	if status >= 500 && stale != nil && p.staleOnError(stale, req, respTime) {
+		closeResponse(resp)
+		return p.originFailed(res, nil, status, stale, req, respTime)
+	}
+
+	var r httpcache.Response
+	httpcache.ParseResponse(&r, &resp.Header)
+	reason := httpcache.Storable(true, req, &r, p.opt.Policy)
+	body, tooLarge, err := p.readBody(resp)
+	if err != nil {
+		closeResponse(resp)
+		// Only complete responses are stored, or served as complete.
+		return p.originFailed(res, err, 0, stale, req, respTime)
+	}
+	if tooLarge {
+		if stale != nil {
+			p.store.Delete(stale.Key)
+		}
+		p.setPass(key, respTime)
+		res.outcome, res.stream, res.prefix, res.detail = Pass, resp, body, "too-large"
+		return res
+	}
+	storeKey := key
+	var newMarker *store.Entry
+	if reason == httpcache.Stored && len(r.Vary) > 0 {
+		storeKey, newMarker = p.variant(key, marker, r.Vary, &out.Header, respTime)
+	}
+	e := p.newEntry(storeKey, &resp.Header, body, &r, reqTime, respTime)
+	if r.SetCookie {
+		for _, c := range resp.Header.PeekAll("Set-Cookie") {
+			res.cookies = append(res.cookies, bytes.Clone(c))
+		}
+	}
+	closeResponse(resp)
+	res.entry = e
+	if reason != httpcache.Stored {
+		res.outcome, res.detail = Pass, reason.String()
+		if stale != nil {
+			p.store.Delete(stale.Key)
+		}
+		if passReason(reason, req) {
+			p.setPass(key, respTime)
+		}
+		return res
+	}
+	res.shareable = true
+	res.stored = p.store.Set(e)
+	if newMarker != nil && res.stored {
+		newMarker.Expires = max(newMarker.Expires, e.Expires)
+		p.store.Set(newMarker)
+	}
+	return res
+}
+
+// variant returns the store key for a response with Vary, and the marker
+// to store for the URL when there is none yet or the Vary list changed.
+func (p *Proxy) variant(key []byte, marker *store.Entry, vary []byte, h *fasthttp.RequestHeader, now int64) ([]byte, *store.Entry) {
+	names := httpcache.AppendVaryNames(nil, vary)
+	if marker == nil || !bytes.Equal(marker.Body, names) {
+		if m, ok := p.store.Get(key); ok && m.Has(store.VaryMarker) && bytes.Equal(m.Body, names) {
+			marker = m // another request stored it meanwhile
+		} else {
+			marker = &store.Entry{Key: bytes.Clone(key), Body: names, ResponseTime: p.nextGen(now), Flags: store.VaryMarker}
+		}
+	}
+	// Always re-set the marker: its expiry must cover its newest variant.
+	m := *marker
+	return appendVariantKey(nil, key, &m, h), &m
+}
+
+// nextGen returns a marker generation: the time, made unique so that a
+// marker replaced within one clock tick still orphans the old variants.
+func (p *Proxy) nextGen(now int64) int64 {
+	for {
+		old := p.gen.Load()
+		g := max(now, old+1)
+		if p.gen.CompareAndSwap(old, g) {
+			return g
+		}
+	}
+}
+
+// passReason reports whether a refusal to store says something about the
+// URL rather than about this request or this moment, so that later
+// requests should skip coalescing (Varnish's hit-for-miss). Error statuses
+// never do: a herd on a failing origin must stay collapsed.
+func passReason(r httpcache.Reason, req *httpcache.Request) bool {
+	switch r {
+	case httpcache.Private, httpcache.HasSetCookie, httpcache.VaryStar, httpcache.NoFreshness:
+		return !req.Authorization
+	case httpcache.NoStore:
+		return !req.CC.NoStore && !req.Authorization
+	}
+	return false
+}
+
+func (p *Proxy) setPass(key []byte, now int64) {
+	if p.opt.PassTTL < 0 {
+		return
+	}
+	p.store.Set(&store.Entry{Key: bytes.Clone(key), Flags: store.Pass, ResponseTime: now, Expires: now + int64(p.opt.PassTTL)})
+}
+
+// refresh merges a 304 into the stored response (RFC 9111 §4.3.4).
+func (p *Proxy) refresh(res *result, stale *store.Entry, nm *fasthttp.Response, req *httpcache.Request, reqTime, respTime int64) *result {
+	merged := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(merged)
+	mergeHeaders(&merged.Header, stale, &nm.Header)
+	closeResponse(nm)
+	var r httpcache.Response
+	httpcache.ParseResponse(&r, &merged.Header)
+	e := p.newEntry(stale.Key, &merged.Header, stale.Body, &r, reqTime, respTime)
+	res.outcome, res.entry, res.shareable = Revalidated, e, true
+	if httpcache.Storable(true, req, &r, p.opt.Policy) == httpcache.Stored {
+		res.stored = p.store.Set(e)
+	} else {
+		p.store.Delete(stale.Key)
+	}
+	return res
+}
+
+// originFailed answers a failed fetch: the stale entry where RFC 5861
+// allows it, else an error status. status is the origin's 5xx, or 0 for a
+// transport failure err.
+func (p *Proxy) originFailed(res *result, err error, status int, stale *store.Entry, req *httpcache.Request, now int64) *result {
+	if stale != nil && p.staleOnError(stale, req, now) {
+		res.outcome, res.entry, res.shareable, res.detail = StaleError, stale, true, "stale-if-error"
+		res.fwdStatus = status
+		if res.fwdStatus == 0 {
+			res.fwdStatus = errorStatus(err)
+		}
+		return res
+	}
+	if err == nil {
+		// A 5xx we may not cover with stale content: the caller relays it.
+		err = errOriginStatus
+	}
+	res.outcome, res.err, res.errStatus = Error, err, errorStatus(err)
+	return res
+}
+
+var (
+	errOriginStatus = errors.New("origin answered with an error status")
+	errIncomplete   = errors.New("origin response body incomplete")
+)
+
+func errorStatus(err error) int {
+	var te interface{ Timeout() bool }
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &te) && te.Timeout()) {
+		return fasthttp.StatusGatewayTimeout
+	}
+	return fasthttp.StatusBadGateway
+}
+
+func (p *Proxy) staleOnError(e *store.Entry, req *httpcache.Request, now int64) bool {
+	s := storedResponse(e, now)
+	return httpcache.StaleOnError(&s, &req.CC)
+}
+
+// serve writes a fetch result to the client.
+func (p *Proxy) serve(ctx *fasthttp.RequestCtx, res *result, collapsed bool) {
+	p.m.requests[res.outcome].Inc()
+	cs := cacheStatus{fwd: res.fwd, fwdStatus: res.fwdStatus, stored: res.stored, collapsed: collapsed, detail: res.detail}
+	switch {
+	case res.stream != nil:
+		p.relay(ctx, res.stream, res.prefix, cs)
+	case res.entry != nil:
+		now := p.now()
+		if res.stored || res.outcome == StaleError {
+			s := storedResponse(res.entry, now)
+			cs.ttl, cs.hasTTL = s.TTL(), true
+		}
+		p.writeEntry(ctx, res.entry, now, cs)
+		if !collapsed {
+			for _, c := range res.cookies {
+				ctx.Response.Header.AddBytesV("Set-Cookie", c)
+			}
+		}
+	default:
+		p.log.Warn("origin fetch failed", "uri", string(ctx.RequestURI()), "err", res.err)
+		p.writeError(ctx, res.errStatus, "origin unavailable: "+errorText(res.errStatus), res.fwd)
+	}
+}
+
+func errorText(status int) string {
+	if status == fasthttp.StatusGatewayTimeout {
+		return "timeout"
+	}
+	return "bad gateway"
+}
+
+// revalidateAsync refreshes a stale entry in the background, once per key
+// however many requests see it stale (RFC 5861 §3).
+func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry) {
+	fkey := st.key
+	if st.marker != nil {
+		fkey = st.vkey
+	}
+	if p.flights.busy(fkey) {
+		return
+	}
+	f, leader := p.flights.join(fkey)
+	if !leader {
+		return
+	}
+	p.m.revalidations.Inc()
+	// Copy everything the request owns: fasthttp recycles ctx on return.
+	out := fasthttp.AcquireRequest()
+	p.buildFill(out, ctx, stale)
+	fkey = bytes.Clone(fkey)
+	key := bytes.Clone(st.key)
+	req := st.req
+	req.CC.NoCacheFields, req.CC.PrivateFields = nil, nil
+	marker := st.marker
+	p.bg.Add(1)
+	go func() {
+		defer p.bg.Done()
+		var res *result
+		defer func() {
+			if r := recover(); r != nil {
+				p.log.Error("panic in background revalidation", "key", string(key), "panic", r)
+			}
+			p.flights.finish(fkey, f, res)
+			fasthttp.ReleaseRequest(out)
+		}()
+		res = p.fetchWith(out, key, marker, &req, stale, "stale")
+		if res.stream != nil {
+			closeResponse(res.stream)
+			res.stream = nil
+		}
+	}()
+}
+
+// pass relays a request the cache does not answer (unsafe methods, ranges
+// of objects not held, OPTIONS) and, for unsafe methods, invalidates the
+// stored responses it may have changed (RFC 9111 §4.4).
+func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	out.Header.SetMethodBytes(ctx.Request.Header.Method())
+	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
+	out.Header.SetHostBytes(ctx.Request.Header.Host())
+	copyRequestHeaders(&out.Header, &ctx.Request.Header, false)
+	p.addForwarding(out, ctx)
+	if body := ctx.Request.Body(); len(body) > 0 {
+		out.SetBodyRaw(body)
+	}
+	fwd := "request"
+	if unsafe {
+		fwd = "method"
+	}
+	resp := fasthttp.AcquireResponse()
+	if err := p.origin.Fetch(context.Background(), out, resp); err != nil {
+		fasthttp.ReleaseResponse(resp)
+		p.m.requests[Error].Inc()
+		p.writeError(ctx, errorStatus(err), "origin unavailable: "+errorText(errorStatus(err)), fwd)
+		return
+	}
+	status := resp.StatusCode()
+	if unsafe && status >= 200 && status < 400 {
+		p.invalidate(ctx, st, &resp.Header)
+	}
+	p.m.requests[Pass].Inc()
+	p.relay(ctx, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status})
+}
+
+// invalidate drops the stored responses for the request's URI and for the
+// same-host Location and Content-Location of the response.
+func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.ResponseHeader) {
+	uri := ctx.URI()
+	st.key, st.params = p.keys.appendKey(st.key[:0], uri.Host(), uri.PathOriginal(), uri.QueryString(), st.params)
+	p.store.Delete(st.key)
+	for _, name := range [...]string{"Location", "Content-Location"} {
+		loc := rh.Peek(name)
+		if len(loc) == 0 {
+			continue
+		}
+		u := fasthttp.AcquireURI()
+		uri.CopyTo(u)
+		u.UpdateBytes(loc)
+		if bytes.EqualFold(u.Host(), uri.Host()) {
+			st.key, st.params = p.keys.appendKey(st.key[:0], u.Host(), u.PathOriginal(), u.QueryString(), st.params)
+			p.store.Delete(st.key)
+		}
+		fasthttp.ReleaseURI(u)
+	}
+}
+
+// Invalidate removes the stored responses (all variants) of a cache key as
+// built for host, path and query. It returns whether anything was stored.
+func (p *Proxy) Invalidate(host, path, query []byte) bool {
+	key, _ := p.keys.appendKey(nil, host, path, query, nil)
+	_, ok := p.store.Get(key)
+	p.store.Delete(key)
+	return ok
+}

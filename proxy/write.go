@@ -1,0 +1,278 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+
+	"github.com/ringcache/ringcache/proxy/httpcache"
+	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/valyala/fasthttp"
+)
+
+// cacheStatus is this cache's member of the Cache-Status field (RFC 9211).
+type cacheStatus struct {
+	hit       bool
+	fwd       string // uri-miss, vary-miss, stale, request, method, bypass, miss
+	fwdStatus int
+	ttl       int64
+	hasTTL    bool
+	stored    bool
+	collapsed bool
+	detail    string
+}
+
+func (p *Proxy) appendCacheStatus(dst []byte, cs cacheStatus) []byte {
+	dst = append(dst, p.opt.Name...)
+	if cs.hit {
+		dst = append(dst, "; hit"...)
+	} else if cs.fwd != "" {
+		dst = append(dst, "; fwd="...)
+		dst = append(dst, cs.fwd...)
+		if cs.fwdStatus != 0 {
+			dst = append(dst, "; fwd-status="...)
+			dst = strconv.AppendInt(dst, int64(cs.fwdStatus), 10)
+		}
+	}
+	if cs.hasTTL {
+		dst = append(dst, "; ttl="...)
+		dst = strconv.AppendInt(dst, cs.ttl, 10)
+	}
+	if cs.stored {
+		dst = append(dst, "; stored"...)
+	}
+	if cs.collapsed {
+		dst = append(dst, "; collapsed"...)
+	}
+	if cs.detail != "" {
+		dst = append(dst, "; detail="...)
+		dst = append(dst, cs.detail...)
+	}
+	return dst
+}
+
+var (
+	strCacheStatus  = []byte("Cache-Status")
+	strVia          = []byte("Via")
+	strAge          = []byte("Age")
+	strDate         = []byte("Date")
+	strContentRange = []byte("Content-Range")
+)
+
+// writeEntry answers from a stored (or just fetched) response: a 304 or
+// 412 when the client's preconditions say so, a 206 for a satisfiable
+// single byte range, else the full response. It does not allocate on the
+// common paths: the body is shared, not copied.
+func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, e *store.Entry, now int64, cs cacheStatus) {
+	resp := &ctx.Response
+	rh := &ctx.Request.Header
+	status := int(e.Status)
+	cond := httpcache.CondNone
+	if status == fasthttp.StatusOK && hasPreconditions(rh) {
+		cond = httpcache.Evaluate(rh, validators(e))
+	}
+	resp.Header.DisableNormalizing()
+	switch cond {
+	case httpcache.CondNotModified:
+		resp.SetStatusCode(fasthttp.StatusNotModified)
+		for i := range e.Header {
+			if f := &e.Header[i]; notModifiedField(f.Key) {
+				resp.Header.AddBytesKV(f.Key, f.Value)
+			}
+		}
+	case httpcache.CondPrecondition:
+		resp.SetStatusCode(fasthttp.StatusPreconditionFailed)
+	default:
+		resp.SetStatusCode(status)
+		var upstreamStatus, upstreamVia []byte
+		for i := range e.Header {
+			f := &e.Header[i]
+			switch {
+			case bytes.EqualFold(f.Key, strCacheStatus):
+				upstreamStatus = f.Value
+			case bytes.EqualFold(f.Key, strVia):
+				upstreamVia = f.Value
+			default:
+				resp.Header.AddBytesKV(f.Key, f.Value)
+			}
+		}
+		p.setListField(resp, strCacheStatus, upstreamStatus, nil)
+		p.setListField(resp, strVia, upstreamVia, p.via)
+		body := e.Body
+		if status == fasthttp.StatusOK && len(rh.Peek("Range")) > 0 {
+			body = p.byteRange(ctx, e, body)
+		}
+		resp.SetBodyRaw(body)
+	}
+	buf := strconv.AppendInt(resp.Header.PeekBytes(strAge)[:0:0], max(0, int64(e.InitialAge)+max(0, now-e.ResponseTime)/1e9), 10)
+	resp.Header.SetCanonical(strAge, buf)
+	p.addCacheStatus(resp, cs)
+}
+
+// setListField sets a list-valued field (Via) to upstream + ", " + ours.
+// ours == nil keeps just the upstream value (Cache-Status, whose own member
+// is appended by addCacheStatus).
+func (p *Proxy) setListField(resp *fasthttp.Response, key, upstream, ours []byte) {
+	switch {
+	case len(upstream) == 0 && ours != nil:
+		resp.Header.SetCanonical(key, ours)
+	case len(upstream) > 0 && ours == nil:
+		resp.Header.SetCanonical(key, upstream)
+	case len(upstream) > 0:
+		v := append(append(append(make([]byte, 0, len(upstream)+2+len(ours)), upstream...), ", "...), ours...)
+		resp.Header.SetCanonical(key, v)
+	}
+}
+
+// addCacheStatus appends this cache's member to the Cache-Status field;
+// members of caches nearer the origin come first (RFC 9211 §2).
+func (p *Proxy) addCacheStatus(resp *fasthttp.Response, cs cacheStatus) {
+	var scratch [160]byte
+	v := scratch[:0]
+	if prev := resp.Header.PeekBytes(strCacheStatus); len(prev) > 0 {
+		v = append(append(v, prev...), ", "...)
+	}
+	v = p.appendCacheStatus(v, cs)
+	resp.Header.SetCanonical(strCacheStatus, v)
+}
+
+func hasPreconditions(h *fasthttp.RequestHeader) bool {
+	return len(h.Peek("If-None-Match")) > 0 || len(h.Peek("If-Modified-Since")) > 0 ||
+		len(h.Peek("If-Match")) > 0 || len(h.Peek("If-Unmodified-Since")) > 0
+}
+
+// validators of a stored response; Last-Modified falls back to Date, then
+// to the time it was received (RFC 9111 §4.3.2).
+func validators(e *store.Entry) httpcache.Validators {
+	v := httpcache.Validators{ETag: e.Get("ETag")}
+	if lm, ok := httpcache.ParseHTTPDate(e.Get("Last-Modified")); ok {
+		v.LastModified = lm
+	} else if d, ok := httpcache.ParseHTTPDate(e.Get("Date")); ok {
+		v.LastModified = d
+	} else {
+		v.LastModified = e.ResponseTime / 1e9
+	}
+	return v
+}
+
+// byteRange answers a single byte range from a stored 200 (RFC 9110 §14).
+// Multiple ranges, or an If-Range that does not match, get the full body,
+// which the RFC allows.
+func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, e *store.Entry, body []byte) []byte {
+	rh := &ctx.Request.Header
+	if ifRange := rh.Peek("If-Range"); len(ifRange) > 0 {
+		etag := e.Get("ETag")
+		if !(len(etag) > 0 && httpcache.ETagEqual(ifRange, etag, true)) && !bytes.Equal(ifRange, e.Get("Last-Modified")) {
+			return body
+		}
+	}
+	r := rh.Peek("Range")
+	if bytes.IndexByte(r, ',') >= 0 {
+		return body
+	}
+	start, end, err := fasthttp.ParseByteRange(r, len(body))
+	if err != nil {
+		ctx.Response.SetStatusCode(fasthttp.StatusRequestedRangeNotSatisfiable)
+		var buf [32]byte
+		ctx.Response.Header.SetCanonical(strContentRange, strconv.AppendInt(append(buf[:0], "bytes */"...), int64(len(body)), 10))
+		return nil
+	}
+	ctx.Response.SetStatusCode(fasthttp.StatusPartialContent)
+	ctx.Response.Header.SetContentRange(start, end, len(body))
+	return body[start : end+1]
+}
+
+// writeError answers with a generated error response.
+func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg, fwd string) {
+	resp := &ctx.Response
+	resp.Reset()
+	resp.SetStatusCode(status)
+	resp.Header.SetContentType("text/plain; charset=utf-8")
+	resp.Header.Set("Cache-Control", "no-store")
+	resp.SetBodyString(msg + "\n")
+	detail := ""
+	switch status {
+	case fasthttp.StatusGatewayTimeout:
+		detail = "origin-timeout"
+	case fasthttp.StatusBadGateway:
+		detail = "origin-error"
+	}
+	p.addCacheStatus(resp, cacheStatus{fwd: fwd, detail: detail})
+}
+
+// relay writes an origin response that is not served from the store. A
+// streamed body is handed to fasthttp, which closes it after writing; the
+// origin response is released then.
+func (p *Proxy) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, prefix []byte, cs cacheStatus) {
+	out := &ctx.Response
+	out.Header.DisableNormalizing()
+	copyResponseHeaders(&out.Header, &resp.Header)
+	via := resp.Header.Peek("Via")
+	p.setListField(out, strVia, via, p.via)
+	p.addCacheStatus(out, cs)
+	if !resp.IsBodyStream() {
+		out.SetBody(resp.Body())
+		fasthttp.ReleaseResponse(resp)
+		return
+	}
+	size := resp.Header.ContentLength()
+	if size < 0 {
+		size = -1
+	}
+	var r io.Reader = resp.BodyStream()
+	if len(prefix) > 0 {
+		r = io.MultiReader(bytes.NewReader(prefix), r)
+	}
+	out.SetBodyStream(&streamCloser{Reader: r, resp: resp}, size)
+}
+
+// streamCloser releases the origin response once fasthttp has written its
+// body to the client.
+type streamCloser struct {
+	io.Reader
+	resp *fasthttp.Response
+}
+
+func (s *streamCloser) Close() error {
+	closeResponse(s.resp)
+	return nil
+}
+
+// closeResponse returns the origin connection (closing a half-read body
+// stream) and releases the response.
+func closeResponse(resp *fasthttp.Response) {
+	if resp.IsBodyStream() {
+		_ = resp.CloseBodyStream()
+	}
+	fasthttp.ReleaseResponse(resp)
+}
+
+// readBody reads a response body of at most MaxObjectSize bytes. For a
+// larger one it reports tooLarge with what it has read so far, so the rest
+// can be streamed: a large body is never buffered whole.
+func (p *Proxy) readBody(resp *fasthttp.Response) (body []byte, tooLarge bool, err error) {
+	limit := p.opt.MaxObjectSize
+	if !resp.IsBodyStream() {
+		b := resp.Body()
+		return b, int64(len(b)) > limit, nil
+	}
+	r := resp.BodyStream()
+	if cl := resp.Header.ContentLength(); cl >= 0 {
+		if int64(cl) > limit {
+			return nil, true, nil
+		}
+		body = make([]byte, cl)
+		if _, err := io.ReadFull(r, body); err != nil {
+			return nil, false, errIncomplete
+		}
+		return body, false, nil
+	}
+	body, err = io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, false, errIncomplete
+	}
+	if int64(len(body)) > limit {
+		return body, true, nil
+	}
+	return body, false, nil
+}
