@@ -104,8 +104,8 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, e *store.Entry, now int64, 
 		}
 		resp.SetBodyRaw(body)
 	}
-	buf := strconv.AppendInt(resp.Header.PeekBytes(strAge)[:0:0], max(0, int64(e.InitialAge)+max(0, now-e.ResponseTime)/1e9), 10)
-	resp.Header.SetCanonical(strAge, buf)
+	var age [20]byte
+	resp.Header.SetCanonical(strAge, strconv.AppendInt(age[:0], max(0, int64(e.InitialAge)+max(0, now-e.ResponseTime)/1e9), 10))
 	p.addCacheStatus(resp, cs)
 }
 

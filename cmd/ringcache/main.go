@@ -1,0 +1,54 @@
+// Command ringcache is a distributed HTTP cache: a fasthttp reverse proxy
+// that stores origin responses per RFC 9111 and, in a cluster, splits the
+// key space between its nodes.
+//
+//	ringcache serve   run a cache node in front of an origin
+//	ringcache origin  run the demo origin (for the quick start, tests, benches)
+//	ringcache demo    run a demo origin and a cache node on loopback
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `ringcache: a distributed HTTP cache
+
+Usage:
+  ringcache serve  [flags]   run a cache node in front of an origin (--help for flags)
+  ringcache origin [flags]   run the demo origin server
+  ringcache demo   [flags]   run a demo origin and a cache node on loopback
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// run executes one subcommand and returns the process exit code: 0 on
+// success, 1 when the program failed while running, 2 on bad usage or
+// configuration.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serveCmd(ctx, args[1:], environ, stdout, stderr)
+	case "origin":
+		return originCmd(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "ringcache: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

@@ -1,0 +1,225 @@
+// Package config holds the settings of `ringcache serve` and loads them from
+// four layers: built-in defaults, a YAML file, RINGCACHE_* environment
+// variables and command-line flags, each overriding the one before. The
+// configuration is flat, and every setting is spelt three ways mechanically:
+// the YAML key cache_size, the environment variable RINGCACHE_CACHE_SIZE and
+// the flag --cache-size. One table of setting descriptors (settings.go) drives
+// all three sources, the --help text and the messages of Validate, so adding a
+// setting is one field in Config, one value in Default and one table line.
+package config
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"time"
+)
+
+// Values of the enumerated settings.
+const (
+	StoreRistretto = "ristretto" // store: admission-controlled, concurrent
+	StoreLRU       = "lru"       // store: plain least-recently-used
+
+	RingHashring   = "hashring"   // ring: consistent hashing with virtual nodes
+	RingRendezvous = "rendezvous" // ring: highest-random-weight hashing
+
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+)
+
+// Config is every setting of `ringcache serve`. Sizes are bytes; a zero
+// duration or size disables the feature only where a field says so.
+type Config struct {
+	// ConfigFile is the YAML file the settings were read from; "" when none
+	// was given. Set by --config or RINGCACHE_CONFIG, never by the file.
+	ConfigFile string
+
+	// Listen is the proxy listener, host:port.
+	Listen string
+	// Origin is the base URL requests are proxied to: http:// or https://,
+	// with a host and no query or fragment. Required.
+	Origin string
+	// Admin is the listener for /healthz and /metrics; "" disables it.
+	Admin string
+	// AdminToken is the bearer token the admin write endpoints require.
+	AdminToken string
+	// AdminTokenFile names a file holding AdminToken. Load reads it, puts
+	// the trimmed content into AdminToken and clears this field, so a loaded
+	// Config still validates.
+	AdminTokenFile string
+
+	// CacheSize is the byte budget of the store. Must be > 0.
+	CacheSize int64
+	// MaxObjectSize is the largest response that is stored; larger ones are
+	// streamed to the client uncached. Must be > 0 and <= CacheSize.
+	MaxObjectSize int64
+	// Store picks the store implementation: StoreRistretto or StoreLRU.
+	Store string
+	// DefaultTTL is the freshness given to storable responses that state no
+	// lifetime and allow no heuristic. 0 disables it.
+	DefaultTTL time.Duration
+	// MaxHeuristicTTL caps heuristic freshness (10% of Date - Last-Modified,
+	// RFC 9111 §4.2.2). 0 disables heuristic freshness.
+	MaxHeuristicTTL time.Duration
+	// StaleKeep is how long an expired entry with a validator (ETag or
+	// Last-Modified) is kept for conditional revalidation. 0 drops expired
+	// entries at once.
+	StaleKeep time.Duration
+	// StripSetCookie stores responses carrying Set-Cookie without that
+	// header; when false such responses are not stored at all.
+	StripSetCookie bool
+	// IgnoreQuery lists query parameter names dropped from the cache key,
+	// such as utm_source.
+	IgnoreQuery []string
+	// SortQuery sorts query parameters in the cache key, so ?a=1&b=2 and
+	// ?b=2&a=1 share an entry.
+	SortQuery bool
+	// PassTTL is how long a URL whose response was not storable goes
+	// straight to the origin, skipping request coalescing. 0 disables it.
+	PassTTL time.Duration
+	// CoalesceTimeout is how long a request waits for an identical in-flight
+	// origin fetch before fetching itself. Must be > 0.
+	CoalesceTimeout time.Duration
+
+	// OriginConnectTimeout bounds connecting to the origin. Must be > 0.
+	OriginConnectTimeout time.Duration
+	// OriginTimeout bounds an origin request until its response headers
+	// arrive. Must be > 0.
+	OriginTimeout time.Duration
+	// OriginMaxConns caps connections to the origin. Must be >= 1.
+	OriginMaxConns int
+	// PreserveHost sends the client's Host header to the origin instead of
+	// the origin URL's host.
+	PreserveHost bool
+
+	// ReadTimeout, WriteTimeout and IdleTimeout bound client connections
+	// (IdleTimeout between keep-alive requests). Each must be > 0.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	// MaxRequestBody is the largest request body accepted from a client.
+	// Must be > 0.
+	MaxRequestBody int64
+
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// LogFormat is LogFormatText or LogFormatJSON.
+	LogFormat string
+	// AccessLog is "" for no access log, "-" for stdout, or a file path.
+	AccessLog string
+
+	// NodeName is this member's unique name in the cluster. Defaults to the
+	// host name.
+	NodeName string
+	// Gossip is the serf bind address, host:port; "" runs a single node
+	// without a cluster.
+	Gossip string
+	// Advertise is the gossip address peers should use when it differs
+	// from Gossip (NAT, containers); "" means Gossip.
+	Advertise string
+	// Join lists host:port of live members to join at start.
+	Join []string
+	// PeerListen is a separate listener for peer-to-peer traffic; "" means
+	// peers use the proxy listener.
+	PeerListen string
+	// GossipKey is a base64 key decoding to 16, 24 or 32 bytes that turns on
+	// serf's encryption; "" leaves gossip in clear text.
+	GossipKey string
+	// PeerSecret authenticates requests between peers. Required when Gossip
+	// is set; at least 16 characters.
+	PeerSecret string
+	// PeerSecretFile names a file holding PeerSecret; Load reads and trims
+	// it into PeerSecret and clears this field, as for AdminTokenFile.
+	PeerSecretFile string
+	// Ring picks key placement: RingHashring or RingRendezvous.
+	Ring string
+	// RingVnodes is the number of virtual nodes per member. Must be >= 1.
+	RingVnodes int
+	// PeerTimeout bounds a request forwarded to the owning peer before the
+	// node falls back to the origin. Must be > 0.
+	PeerTimeout time.Duration
+	// HotCacheSize is the byte budget for local copies of popular keys owned
+	// by other nodes. 0 disables the hot cache.
+	HotCacheSize int64
+	// HandoffTimeout bounds handing entries to their new owners at shutdown.
+	// Must be > 0.
+	HandoffTimeout time.Duration
+	// HandoffMaxBytes caps the bytes handed off at shutdown. 0 disables
+	// handoff.
+	HandoffMaxBytes int64
+
+	// ShutdownTimeout is the drain deadline after SIGTERM. Must be > 0.
+	ShutdownTimeout time.Duration
+}
+
+// Default returns every setting at its default. Origin is empty, so the
+// result does not validate until an origin is set.
+func Default() Config {
+	return Config{
+		Listen:    "127.0.0.1:8080",
+		Admin:     "127.0.0.1:8081",
+		CacheSize: 256 << 20,
+
+		MaxObjectSize:   8 << 20,
+		Store:           StoreRistretto,
+		MaxHeuristicTTL: 24 * time.Hour,
+		StaleKeep:       time.Hour,
+		SortQuery:       true,
+		PassTTL:         10 * time.Second,
+		CoalesceTimeout: 10 * time.Second,
+
+		OriginConnectTimeout: 3 * time.Second,
+		OriginTimeout:        30 * time.Second,
+		OriginMaxConns:       1024,
+
+		ReadTimeout:    30 * time.Second,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    60 * time.Second,
+		MaxRequestBody: 16 << 20,
+
+		LogLevel:  "info",
+		LogFormat: LogFormatText,
+
+		NodeName:        hostname(),
+		Ring:            RingHashring,
+		RingVnodes:      160,
+		PeerTimeout:     2 * time.Second,
+		HotCacheSize:    16 << 20,
+		HandoffTimeout:  10 * time.Second,
+		HandoffMaxBytes: 1 << 30,
+
+		ShutdownTimeout: 30 * time.Second,
+	}
+}
+
+func hostname() string {
+	if h, err := os.Hostname(); err == nil && h != "" {
+		return h
+	}
+	return "ringcache"
+}
+
+// ErrHelp is returned by Load when the arguments ask for --help or -h; the
+// usage text has then been written and the caller should exit 0.
+var ErrHelp = errors.New("help requested")
+
+// Validate checks every setting and reports all problems at once, each
+// naming the setting as the user spells it in the YAML file.
+func (c Config) Validate() error {
+	return c.validate(nil, nil)
+}
+
+// LogValue lets the effective configuration be logged with slog; secret
+// settings show only whether they are set.
+func (c Config) LogValue() slog.Value {
+	table := c.settings()
+	attrs := make([]slog.Attr, 0, len(table))
+	for _, s := range table {
+		v := s.val.String()
+		if s.secret && v != "" {
+			v = "<redacted>"
+		}
+		attrs = append(attrs, slog.String(s.name, v))
+	}
+	return slog.GroupValue(attrs...)
+}

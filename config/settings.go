@@ -1,0 +1,369 @@
+package config
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// settings is the one table every source reads: it binds each setting's
+// name to a field of c. Defaults live in Default; --help reads them through
+// this table bound to a Default() Config.
+func (c *Config) settings() []setting {
+	anyAddr, dialAddr := hostPort(false), hostPort(true)
+	return []setting{
+		{name: "config", val: str(&c.ConfigFile, nil), notInFile: true, help: "YAML config file to read settings from"},
+		{name: "listen", val: str(&c.Listen, required(anyAddr)), help: "proxy listen address (host:port)"},
+		{name: "origin", val: str(&c.Origin, originURL), required: true, help: "origin base URL, http:// or https://; required"},
+		{name: "admin", val: str(&c.Admin, optional(anyAddr)), help: `admin listen address for /healthz and /metrics; "" disables it`},
+		{name: "admin_token", val: str(&c.AdminToken, nil), secret: true, help: "bearer token for the admin write endpoints"},
+		{name: "admin_token_file", val: str(&c.AdminTokenFile, nil), help: "file holding admin_token, read and trimmed at startup"},
+		{name: "cache_size", val: size(&c.CacheSize, positive), help: "byte budget of the cache store"},
+		{name: "max_object_size", val: size(&c.MaxObjectSize, positive), help: "larger responses are streamed uncached (<= cache_size)"},
+		{name: "store", val: str(&c.Store, oneOf(StoreRistretto, StoreLRU)), help: "cache store: ristretto or lru"},
+		{name: "default_ttl", val: dur(&c.DefaultTTL, nonNegative), help: "freshness when a response gives no lifetime and allows no heuristic; 0 disables"},
+		{name: "max_heuristic_ttl", val: dur(&c.MaxHeuristicTTL, nonNegative), help: "cap on heuristic freshness (10% of Date - Last-Modified); 0 disables"},
+		{name: "stale_keep", val: dur(&c.StaleKeep, nonNegative), help: "how long an expired entry with a validator is kept for revalidation"},
+		{name: "strip_set_cookie", val: boolean(&c.StripSetCookie), help: "store responses with Set-Cookie minus that header (false: do not store them)"},
+		{name: "ignore_query", val: list(&c.IgnoreQuery, nil), help: "query parameter names dropped from the cache key"},
+		{name: "sort_query", val: boolean(&c.SortQuery), help: "sort query parameters in the cache key"},
+		{name: "pass_ttl", val: dur(&c.PassTTL, nonNegative), help: "how long a URL with an unstorable response bypasses coalescing; 0 disables"},
+		{name: "coalesce_timeout", val: dur(&c.CoalesceTimeout, positive), help: "how long a request waits for an identical in-flight origin fetch"},
+		{name: "origin_connect_timeout", val: dur(&c.OriginConnectTimeout, positive), help: "deadline for connecting to the origin"},
+		{name: "origin_timeout", val: dur(&c.OriginTimeout, positive), help: "deadline for the origin's response headers"},
+		{name: "origin_max_conns", val: integer(&c.OriginMaxConns, positive), help: "maximum connections to the origin"},
+		{name: "preserve_host", val: boolean(&c.PreserveHost), help: "send the client's Host header to the origin"},
+		{name: "read_timeout", val: dur(&c.ReadTimeout, positive), help: "client connection read timeout"},
+		{name: "write_timeout", val: dur(&c.WriteTimeout, positive), help: "client connection write timeout"},
+		{name: "idle_timeout", val: dur(&c.IdleTimeout, positive), help: "client keep-alive idle timeout"},
+		{name: "max_request_body", val: size(&c.MaxRequestBody, positive), help: "largest request body accepted from a client"},
+		{name: "log_level", val: str(&c.LogLevel, oneOf("debug", "info", "warn", "error")), help: "debug, info, warn or error"},
+		{name: "log_format", val: str(&c.LogFormat, oneOf(LogFormatText, LogFormatJSON)), help: "text or json"},
+		{name: "access_log", val: str(&c.AccessLog, nil), help: `access log: "" off, "-" stdout, or a file path`},
+		{name: "node_name", val: str(&c.NodeName, notEmpty), help: "unique cluster member name; defaults to the host name"},
+		{name: "gossip", val: str(&c.Gossip, optional(anyAddr)), help: `serf bind address (host:port); "" runs a single node`},
+		{name: "advertise", val: str(&c.Advertise, optional(dialAddr)), help: "gossip address peers should use when it differs from gossip"},
+		{name: "join", val: list(&c.Join, dialAddr), help: "host:port of live members to join"},
+		{name: "peer_listen", val: str(&c.PeerListen, optional(anyAddr)), help: `listen address for peer traffic; "" serves peers on listen`},
+		{name: "gossip_key", val: str(&c.GossipKey, optional(gossipKey)), secret: true, help: "base64 key of 16, 24 or 32 bytes encrypting gossip"},
+		{name: "peer_secret", val: str(&c.PeerSecret, optional(peerSecret)), secret: true, help: "shared secret authenticating peer requests; required with gossip"},
+		{name: "peer_secret_file", val: str(&c.PeerSecretFile, nil), help: "file holding peer_secret, read and trimmed at startup"},
+		{name: "ring", val: str(&c.Ring, oneOf(RingHashring, RingRendezvous)), help: "key placement: hashring or rendezvous"},
+		{name: "ring_vnodes", val: integer(&c.RingVnodes, positive), help: "virtual nodes per member on the ring"},
+		{name: "peer_timeout", val: dur(&c.PeerTimeout, positive), help: "deadline for a forwarded request before falling back to the origin"},
+		{name: "hot_cache_size", val: size(&c.HotCacheSize, nonNegative), help: "bytes for local copies of popular keys owned by peers; 0 disables"},
+		{name: "handoff_timeout", val: dur(&c.HandoffTimeout, positive), help: "deadline for handing entries to new owners at shutdown"},
+		{name: "handoff_max_bytes", val: size(&c.HandoffMaxBytes, nonNegative), help: "most bytes handed to new owners at shutdown; 0 disables handoff"},
+		{name: "shutdown_timeout", val: dur(&c.ShutdownTimeout, positive), help: "drain deadline after SIGTERM"},
+	}
+}
+
+// setting describes one configuration setting.
+type setting struct {
+	name      string // YAML key; env and flag names derive from it
+	help      string // one line for --help
+	val       value  // parse, format and check, bound to a Config field
+	required  bool   // "" is an error
+	secret    bool   // never echoed in errors or logs
+	notInFile bool   // not accepted as a YAML key
+}
+
+func (s *setting) flagName() string { return strings.ReplaceAll(s.name, "_", "-") }
+func (s *setting) envName() string  { return envName(s.name) }
+
+func envName(name string) string { return envPrefix + strings.ToUpper(name) }
+
+const envPrefix = "RINGCACHE_"
+
+// value is a setting's field seen as text. Set is all-or-nothing: on error
+// the field keeps its previous value.
+type value interface {
+	Set(string) error
+	String() string
+	Type() string // kind shown in --help
+	isList() bool
+	setItems([]string) error // lists only: one YAML sequence
+	validate() error
+}
+
+// field is a value of Go type T with the text syntax of its kind.
+type field[T any] struct {
+	p      *T
+	typ    string
+	parse  func(string) (T, error)
+	format func(T) string
+	check  func(T) error // nil: every parseable value is valid
+}
+
+func (f *field[T]) Set(s string) error {
+	v, err := f.parse(s)
+	if err != nil {
+		return err
+	}
+	*f.p = v
+	return nil
+}
+
+func (f *field[T]) String() string { return f.format(*f.p) }
+func (f *field[T]) Type() string   { return f.typ }
+
+func (f *field[T]) isList() bool {
+	_, ok := any(f.p).(*[]string)
+	return ok
+}
+
+func (f *field[T]) setItems(items []string) error {
+	p, ok := any(f.p).(*[]string)
+	if !ok {
+		return errors.New("not a list setting")
+	}
+	*p = cleanItems(items)
+	return nil
+}
+
+func (f *field[T]) validate() error {
+	if f.check == nil {
+		return nil
+	}
+	return f.check(*f.p)
+}
+
+func str(p *string, check func(string) error) value {
+	return &field[string]{p: p, typ: "string", check: check,
+		parse:  func(s string) (string, error) { return s, nil },
+		format: func(s string) string { return s },
+	}
+}
+
+func dur(p *time.Duration, check func(time.Duration) error) value {
+	return &field[time.Duration]{p: p, typ: "duration", check: check, parse: parseDuration, format: formatDuration}
+}
+
+func size(p *int64, check func(int64) error) value {
+	return &field[int64]{p: p, typ: "bytes", check: check, parse: ParseBytes, format: FormatBytes}
+}
+
+func integer(p *int, check func(int) error) value {
+	return &field[int]{p: p, typ: "int", check: check,
+		parse: func(s string) (int, error) {
+			n, err := strconv.Atoi(strings.TrimSpace(s))
+			if err != nil {
+				return 0, errors.New("want a whole number")
+			}
+			return n, nil
+		},
+		format: strconv.Itoa,
+	}
+}
+
+func boolean(p *bool) value {
+	return &field[bool]{p: p, typ: "bool",
+		parse: func(s string) (bool, error) {
+			b, err := strconv.ParseBool(strings.TrimSpace(s))
+			if err != nil {
+				return false, errors.New("want true or false")
+			}
+			return b, nil
+		},
+		format: strconv.FormatBool,
+	}
+}
+
+// list is a string list: comma-separated in flags and the environment, a
+// sequence or a comma string in YAML. check applies to each item.
+func list(p *[]string, check func(string) error) value {
+	f := &field[[]string]{p: p, typ: "strings",
+		parse:  func(s string) ([]string, error) { return cleanItems(strings.Split(s, ",")), nil },
+		format: func(l []string) string { return strings.Join(l, ",") },
+	}
+	if check != nil {
+		f.check = func(l []string) error {
+			var errs []error
+			for _, item := range l {
+				if err := check(item); err != nil {
+					errs = append(errs, fmt.Errorf("item %q: %w", item, err))
+				}
+			}
+			return errors.Join(errs...)
+		}
+	}
+	return f
+}
+
+// cleanItems trims items and drops empty ones, so "a, b," is [a b] and an
+// empty list is nil like the default.
+func cleanItems(items []string) []string {
+	var out []string
+	for _, it := range items {
+		if it = strings.TrimSpace(it); it != "" {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, errors.New("want a duration such as 1.5s, 10m or 24h")
+	}
+	return d, nil
+}
+
+// formatDuration drops the zero tails time.Duration.String adds: 1h, not 1h0m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// Checks. Each returns the reason only; the caller adds key, value and source.
+
+func positive[T int | int64 | time.Duration](v T) error {
+	if v <= 0 {
+		return errors.New("must be greater than 0")
+	}
+	return nil
+}
+
+func nonNegative[T int | int64 | time.Duration](v T) error {
+	if v < 0 {
+		return errors.New("must not be negative")
+	}
+	return nil
+}
+
+func notEmpty(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+// optional lets "" through, meaning "off".
+func optional(check func(string) error) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			return nil
+		}
+		return check(s)
+	}
+}
+
+func required(check func(string) error) func(string) error {
+	return func(s string) error {
+		if s == "" {
+			return errors.New("must not be empty")
+		}
+		return check(s)
+	}
+}
+
+func oneOf(allowed ...string) func(string) error {
+	return func(s string) error {
+		for _, a := range allowed {
+			if s == a {
+				return nil
+			}
+		}
+		return errors.New("want " + orList(allowed))
+	}
+}
+
+// orList writes "a, b or c".
+func orList(words []string) string {
+	if len(words) == 1 {
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// hostPort checks a host:port with a numeric port. Listeners may leave the
+// host empty (all interfaces) and use port 0 (any free port); an address
+// others dial needs both.
+func hostPort(dial bool) func(string) error {
+	return func(s string) error {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			var ae *net.AddrError
+			if errors.As(err, &ae) {
+				return fmt.Errorf("want host:port: %s", ae.Err)
+			}
+			return fmt.Errorf("want host:port: %w", err)
+		}
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			return fmt.Errorf("port %q is not a number in 0..65535", port)
+		}
+		if dial && host == "" {
+			return errors.New("want host:port with a host")
+		}
+		if dial && n == 0 {
+			return errors.New("port 0 cannot be dialled")
+		}
+		return nil
+	}
+}
+
+func originURL(s string) error {
+	if s == "" {
+		return nil // reported as "required" with the hint where to set it
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the whole URL
+		}
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("want an http:// or https:// URL")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("missing host")
+	case u.RawQuery != "" || u.ForceQuery:
+		return errors.New("must not have a query")
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return errors.New("must not have a fragment")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
+			return fmt.Errorf("port %q is not a number in 1..65535", p)
+		}
+	}
+	return nil
+}
+
+func gossipKey(s string) error {
+	key, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return errors.New("not valid base64 (make one with: head -c32 /dev/urandom | base64)")
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return nil
+	}
+	return fmt.Errorf("decodes to %d bytes, want 16, 24 or 32", len(key))
+}
+
+// minSecret keeps peer secrets out of guessing range; the recommended
+// generator gives 44 characters.
+const minSecret = 16
+
+func peerSecret(s string) error {
+	if len(s) < minSecret {
+		return fmt.Errorf("must be at least %d characters (make one with: head -c32 /dev/urandom | base64)", minSecret)
+	}
+	return nil
+}

@@ -1,0 +1,454 @@
+package origin
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+var (
+	// ErrTimeout means the origin did not answer in time: connect, write or
+	// response-header deadline. The proxy answers 504.
+	ErrTimeout = errors.New("origin timeout")
+	// ErrUnavailable means the circuit is open after repeated transport
+	// failures and the request was not sent. The proxy answers 502.
+	ErrUnavailable = errors.New("origin unavailable")
+)
+
+// Defaults for zero ClientOptions fields.
+const (
+	DefaultConnectTimeout  = 3 * time.Second
+	DefaultResponseTimeout = 30 * time.Second
+	DefaultIdleConnTimeout = 60 * time.Second
+	DefaultMaxConns        = 1024
+	DefaultFailThreshold   = 5
+	DefaultCooldown        = 2 * time.Second
+
+	// readBufferSize also caps the size of the response header block;
+	// fasthttp's 4 KiB default rejects origins that send a few big cookies.
+	readBufferSize = 16 << 10
+)
+
+// ClientOptions configures a Client. Zero values mean the documented default.
+type ClientOptions struct {
+	// URL is the origin base: scheme (http or https) and host, optionally a
+	// port, e.g. "http://127.0.0.1:9000". A path, query or user info is an
+	// error: requests keep their own path and query.
+	URL string
+	// ConnectTimeout bounds dialling one TCP connection. Zero means 3s.
+	ConnectTimeout time.Duration
+	// ResponseTimeout bounds a round trip up to the response headers when the
+	// caller's context has no deadline. While such a response's body is
+	// streamed it becomes an idle timeout: each read must make progress
+	// within it, so a slow consumer of a large body is not cut off but a
+	// stalled origin is. Zero means 30s.
+	ResponseTimeout time.Duration
+	// IdleConnTimeout closes keep-alive connections unused for this long.
+	// Zero means 60s.
+	IdleConnTimeout time.Duration
+	// MaxConns caps open connections to the origin. Zero means 1024. A
+	// request that finds all busy waits for one up to ResponseTimeout.
+	MaxConns int
+	// PreserveHost false sends Host: <origin host>; true keeps the Host
+	// header of the request given to Fetch (the client's).
+	PreserveHost bool
+	// FailThreshold is the number of consecutive transport failures (errors
+	// and timeouts; HTTP 5xx answers do not count) that opens the circuit.
+	// Zero means 5; negative disables the circuit breaker.
+	FailThreshold int
+	// Cooldown is how long an open circuit fails fast before letting one
+	// probe request through (one per Cooldown). Zero means 2s.
+	Cooldown time.Duration
+	// Observe, if set, is called once per origin round trip (not for
+	// requests refused by the open circuit) with its duration up to the
+	// response headers and its error (nil on success), e.g. for metrics. It
+	// runs on the Fetch goroutine and must be quick.
+	Observe func(d time.Duration, err error)
+	// TLSConfig is used for an https URL. Nil means system roots and the
+	// URL's host as server name.
+	TLSConfig *tls.Config
+	// Clock is the time source of the circuit breaker. Nil means time.Now.
+	Clock func() time.Time
+	// Logger receives circuit state changes. Nil discards.
+	Logger *slog.Logger
+}
+
+// Client sends requests to one origin over pooled keep-alive connections.
+// It is safe for concurrent use.
+type Client struct {
+	hc              *fasthttp.HostClient
+	scheme          []byte
+	host            []byte // URL host as given, for the URI and Host header
+	origin          string // for error messages
+	preserveHost    bool
+	connectTimeout  time.Duration
+	responseTimeout time.Duration
+	observe         func(time.Duration, error)
+	log             *slog.Logger
+	breaker         breaker
+	conns           connTable
+	// errUnavailable is built once so that failing fast allocates nothing.
+	errUnavailable error
+}
+
+// NewClient checks opts and returns a Client; it does not connect.
+func NewClient(opts ClientOptions) (*Client, error) {
+	var errs []error
+	u, err := url.Parse(opts.URL)
+	switch {
+	case opts.URL == "":
+		errs = append(errs, errors.New("origin url is required"))
+	case err != nil:
+		errs = append(errs, fmt.Errorf("origin url: %w", err))
+	case u.Scheme != "http" && u.Scheme != "https":
+		errs = append(errs, fmt.Errorf("origin url %q: scheme must be http or https", opts.URL))
+	case u.Host == "" || u.Hostname() == "":
+		errs = append(errs, fmt.Errorf("origin url %q: host is required", opts.URL))
+	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		errs = append(errs, fmt.Errorf("origin url %q: only scheme and host are allowed", opts.URL))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"connect timeout", opts.ConnectTimeout},
+		{"response timeout", opts.ResponseTimeout},
+		{"idle conn timeout", opts.IdleConnTimeout},
+		{"cooldown", opts.Cooldown},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("origin %s must be >= 0 (got %s)", d.name, d.v))
+		}
+	}
+	if opts.MaxConns < 0 {
+		errs = append(errs, fmt.Errorf("origin max conns must be >= 0 (got %d)", opts.MaxConns))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	c := &Client{
+		scheme:          []byte(u.Scheme),
+		host:            []byte(u.Host),
+		origin:          u.Scheme + "://" + u.Host,
+		preserveHost:    opts.PreserveHost,
+		connectTimeout:  orDefault(opts.ConnectTimeout, DefaultConnectTimeout),
+		responseTimeout: orDefault(opts.ResponseTimeout, DefaultResponseTimeout),
+		observe:         opts.Observe,
+		log:             opts.Logger,
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.errUnavailable = fmt.Errorf("origin %s: %w", c.origin, ErrUnavailable)
+	c.breaker = breaker{
+		threshold: opts.FailThreshold,
+		cooldown:  orDefault(opts.Cooldown, DefaultCooldown),
+		now:       opts.Clock,
+	}
+	if c.breaker.threshold == 0 {
+		c.breaker.threshold = DefaultFailThreshold
+	}
+	if c.breaker.now == nil {
+		c.breaker.now = time.Now
+	}
+	c.conns.m = make(map[netip.AddrPort]*trackedConn)
+
+	isTLS := u.Scheme == "https"
+	maxConns := opts.MaxConns
+	if maxConns == 0 {
+		maxConns = DefaultMaxConns
+	}
+	c.hc = &fasthttp.HostClient{
+		Addr:                fasthttp.AddMissingPort(u.Host, isTLS),
+		IsTLS:               isTLS,
+		TLSConfig:           opts.TLSConfig,
+		DialTimeout:         c.dial,
+		MaxConns:            maxConns,
+		MaxConnWaitTimeout:  c.responseTimeout,
+		MaxIdleConnDuration: orDefault(opts.IdleConnTimeout, DefaultIdleConnTimeout),
+		ReadBufferSize:      readBufferSize,
+		// The proxy forwards the client's User-Agent; never invent one.
+		NoDefaultUserAgentHeader: true,
+		// The path must reach the origin byte for byte: it is part of the
+		// cache key, and normalizing would make two keys share one answer.
+		DisablePathNormalizing: true,
+		StreamResponseBody:     true,
+	}
+	return c, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// Fetch sends req to the origin and fills resp. req must hold the path and
+// query in its URI and the headers to send (hop-by-hop already removed);
+// Fetch sets the URI's scheme and host to the origin's and the Host header
+// per PreserveHost. Redirects are returned, not followed.
+//
+// After Fetch returns nil, resp's body may be a stream (resp.BodyStream()
+// non-nil): the caller must either call resp.Body(), which reads it whole
+// (and, as fasthttp does, replaces the body with the error text if the read
+// fails), or read BodyStream to the end and call resp.CloseBodyStream(),
+// which gives the connection back. Releasing resp also closes the stream.
+//
+// ctx's deadline, if any, bounds the whole exchange including the body;
+// otherwise ResponseTimeout applies. fasthttp cannot abort a request in
+// flight, so a cancellation is only noticed before sending: a cancelled
+// request still waits for its deadline.
+//
+// Errors: ErrTimeout on a timeout, ErrUnavailable when the circuit is open,
+// otherwise the transport error; all wrapped, test with errors.Is.
+func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+	if err := ctx.Err(); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("fetch %s from origin %s: %w: %w", req.URI().RequestURI(), c.origin, ErrTimeout, err)
+		}
+		return fmt.Errorf("fetch %s from origin %s: %w", req.URI().RequestURI(), c.origin, err)
+	}
+	deadline, hasDeadline := ctx.Deadline()
+	if hasDeadline && !time.Now().Before(deadline) {
+		// The caller ran out of time: not the origin's fault, so the breaker
+		// does not hear about it.
+		return fmt.Errorf("fetch %s from origin %s: %w: %w", req.URI().RequestURI(), c.origin, ErrTimeout, context.DeadlineExceeded)
+	}
+	if !c.breaker.allow() {
+		return c.errUnavailable
+	}
+
+	u := req.URI()
+	if c.preserveHost && len(req.Header.Host()) == 0 {
+		// A request built from an absolute URI carries its host there.
+		req.Header.SetHostBytes(u.Host())
+	}
+	u.SetSchemeBytes(c.scheme)
+	u.SetHostBytes(c.host)
+	// fasthttp rewrites Host from the URI unless UseHostHeader is set.
+	req.UseHostHeader = c.preserveHost
+	if !c.preserveHost {
+		req.Header.SetHostBytes(c.host)
+	}
+
+	start := time.Now()
+	var err error
+	if hasDeadline {
+		err = c.hc.DoDeadline(req, resp, deadline)
+	} else {
+		err = c.hc.DoTimeout(req, resp, c.responseTimeout)
+	}
+	d := time.Since(start)
+
+	if err != nil {
+		err = c.failed(req, err)
+	} else {
+		if c.breaker.success() {
+			c.log.Info("origin circuit closed", "origin", c.origin)
+		}
+		if !hasDeadline && resp.BodyStream() != nil {
+			c.conns.streaming(resp.LocalAddr(), c.responseTimeout)
+		}
+	}
+	if c.observe != nil {
+		c.observe(d, err)
+	}
+	return err
+}
+
+// failed classifies and wraps a transport error and tells the breaker.
+func (c *Client) failed(req *fasthttp.Request, err error) error {
+	if errors.Is(err, fasthttp.ErrNoFreeConns) {
+		// Our own pool is exhausted: says nothing about the origin's health.
+		return fmt.Errorf("fetch %s from origin %s: %w", req.URI().RequestURI(), c.origin, err)
+	}
+	if c.breaker.failure() {
+		c.log.Warn("origin circuit open", "origin", c.origin, "failures", c.breaker.threshold, "err", err)
+	}
+	if isTimeout(err) {
+		return fmt.Errorf("fetch %s from origin %s: %w: %w", req.URI().RequestURI(), c.origin, ErrTimeout, err)
+	}
+	return fmt.Errorf("fetch %s from origin %s: %w", req.URI().RequestURI(), c.origin, err)
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, fasthttp.ErrDialTimeout) ||
+		errors.Is(err, fasthttp.ErrTLSHandshakeTimeout) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Healthy reports whether the circuit is closed.
+func (c *Client) Healthy() bool { return !c.breaker.open.Load() }
+
+// Close closes idle connections. Connections in use close when their
+// response is done; the Client stays usable.
+func (c *Client) Close() {
+	c.hc.CloseIdleConnections()
+}
+
+// dial connects within ConnectTimeout, or the request's remaining time if
+// shorter (timeout 0 means the request set none), and tracks the connection
+// so that Fetch can relax its read deadline for a streamed body.
+func (c *Client) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	if timeout <= 0 || timeout > c.connectTimeout {
+		timeout = c.connectTimeout
+	}
+	conn, err := fasthttp.DialTimeout(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return c.conns.track(conn), nil
+}
+
+// breaker is a consecutive-failure circuit breaker. open and fails are read
+// without the lock so that a healthy origin costs two atomic loads.
+type breaker struct {
+	threshold int // <0 disables
+	cooldown  time.Duration
+	now       func() time.Time
+
+	open  atomic.Bool
+	fails atomic.Int64
+
+	mu        sync.Mutex // serializes state changes
+	nextProbe time.Time  // while open: when the next probe may go
+}
+
+// allow reports whether a request may go to the origin: always while
+// closed; while open, one probe per cooldown.
+func (b *breaker) allow() bool {
+	if !b.open.Load() {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.open.Load() {
+		return true
+	}
+	now := b.now()
+	if now.Before(b.nextProbe) {
+		return false
+	}
+	b.nextProbe = now.Add(b.cooldown)
+	return true
+}
+
+// success resets the failure count and reports whether it closed the circuit.
+func (b *breaker) success() bool {
+	if b.threshold < 0 || (b.fails.Load() == 0 && !b.open.Load()) {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.fails.Store(0)
+	return b.open.Swap(false)
+}
+
+// failure counts a transport failure and reports whether it opened the
+// circuit. A failed probe needs nothing: allow already pushed nextProbe.
+func (b *breaker) failure() bool {
+	if b.threshold < 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := b.fails.Add(1)
+	if b.open.Load() || n < int64(b.threshold) {
+		return false
+	}
+	b.nextProbe = b.now().Add(b.cooldown)
+	b.open.Store(true)
+	return true
+}
+
+// connTable finds the connection behind a response. fasthttp does not expose
+// it, but Response.LocalAddr does, and a local address is unique among open
+// connections.
+type connTable struct {
+	mu sync.Mutex
+	m  map[netip.AddrPort]*trackedConn
+}
+
+func (t *connTable) track(conn net.Conn) net.Conn {
+	la, ok := conn.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		return conn
+	}
+	tc := &trackedConn{Conn: conn, table: t, key: la.AddrPort()}
+	t.mu.Lock()
+	t.m[tc.key] = tc
+	t.mu.Unlock()
+	return tc
+}
+
+// streaming switches the connection behind laddr to an idle read timeout for
+// the rest of the current response.
+func (t *connTable) streaming(laddr net.Addr, idle time.Duration) {
+	la, ok := laddr.(*net.TCPAddr)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	tc := t.m[la.AddrPort()]
+	t.mu.Unlock()
+	if tc != nil {
+		tc.idle.Store(int64(idle))
+	}
+}
+
+func (t *connTable) forget(tc *trackedConn) {
+	t.mu.Lock()
+	if t.m[tc.key] == tc {
+		delete(t.m, tc.key)
+	}
+	t.mu.Unlock()
+}
+
+// trackedConn lets Fetch turn the total response deadline fasthttp sets into
+// an idle timeout once the headers are in: fasthttp keeps its deadline while
+// the caller reads a streamed body, which would cut off any large body sent
+// to a slow client.
+type trackedConn struct {
+	net.Conn
+	table *connTable
+	key   netip.AddrPort
+	idle  atomic.Int64 // time.Duration; > 0 while streaming a body
+	once  sync.Once
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if d := time.Duration(c.idle.Load()); d > 0 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(d)); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(p)
+}
+
+// SetWriteDeadline is fasthttp's first call of every round trip (Fetch always
+// sets a deadline), so the previous response is over: back to the plain
+// deadline fasthttp sets next.
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	c.idle.Store(0)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() { c.table.forget(c) })
+	return c.Conn.Close()
+}

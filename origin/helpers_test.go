@@ -1,0 +1,165 @@
+package origin
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// fasthttp's housekeeping loops sleep up to 10s before noticing
+		// there is nothing left to clean; connections and handlers would
+		// still show up.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
+		// Process-wide Date ticker, started once by any fasthttp server.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+	)
+}
+
+// testClock is the pinned time the demo origin runs at in tests.
+var testNow = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, msg)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// flakyListener closes accepted connections while broken, which the client
+// sees as a transport failure, and counts accepts.
+type flakyListener struct {
+	net.Listener
+	broken   atomic.Bool
+	accepted atomic.Int64
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.accepted.Add(1)
+		if !l.broken.Load() {
+			return c, nil
+		}
+		_ = c.Close()
+	}
+}
+
+// startServer runs a demo origin on a fresh 127.0.0.1 port with the pinned
+// clock and shuts it down when the test ends.
+func startServer(t testing.TB) (*Server, *flakyListener) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: ln}
+	s := NewServer(ServerOptions{Clock: func() time.Time { return testNow }})
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(fl) }()
+	t.Cleanup(func() {
+		if err := s.Shutdown(); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("serve returned %v after shutdown, want nil", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("serve did not return after shutdown")
+		}
+	})
+	return s, fl
+}
+
+// httpClient is a plain buffering fasthttp client for looking at the demo
+// origin from outside.
+type httpClient struct {
+	t  testing.TB
+	hc *fasthttp.HostClient
+}
+
+func newHTTPClient(t testing.TB, addr string) *httpClient {
+	hc := &fasthttp.HostClient{Addr: addr, DisablePathNormalizing: true}
+	t.Cleanup(hc.CloseIdleConnections)
+	return &httpClient{t: t, hc: hc}
+}
+
+type result struct {
+	status int
+	header *fasthttp.ResponseHeader
+	body   []byte
+}
+
+func (r result) get(name string) string { return string(r.header.Peek(name)) }
+
+// do sends method uri with headers given as name, value pairs.
+func (c *httpClient) do(method, uri string, headers ...string) result {
+	c.t.Helper()
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(method)
+	req.SetRequestURI("http://" + c.hc.Addr + uri)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	if err := c.hc.DoTimeout(req, resp, 20*time.Second); err != nil {
+		c.t.Fatalf("%s %s: %v", method, uri, err)
+	}
+	h := new(fasthttp.ResponseHeader)
+	resp.Header.CopyTo(h)
+	return result{status: resp.StatusCode(), header: h, body: bytes.Clone(resp.Body())}
+}
+
+func (c *httpClient) get(uri string, headers ...string) result {
+	c.t.Helper()
+	return c.do(fasthttp.MethodGet, uri, headers...)
+}
+
+func (c *httpClient) post(uri string) result {
+	c.t.Helper()
+	return c.do(fasthttp.MethodPost, uri)
+}
+
+// repeat is the body the demo origin sends for pattern and size.
+func repeat(pattern string, size int) []byte {
+	out := make([]byte, 0, size)
+	for len(out) < size {
+		out = append(out, pattern[:min(len(pattern), size-len(out))]...)
+	}
+	return out
+}
+
+// freeAddr returns a 127.0.0.1 address nothing listens on.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Fatal(err)
+	}
+	return addr
+}

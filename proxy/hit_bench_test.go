@@ -1,0 +1,85 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/valyala/fasthttp"
+)
+
+// hitProxy returns a proxy whose store holds /obj with a body of size bytes.
+func hitProxy(tb testing.TB, st store.Store, size int) *Proxy {
+	body := make([]byte, size)
+	origin := FetcherFunc(func(_ context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+		resp.Header.Set("Cache-Control", "max-age=3600")
+		resp.Header.Set("Content-Type", "application/octet-stream")
+		resp.Header.Set("ETag", `"v1"`)
+		resp.SetBody(body)
+		return nil
+	})
+	p := New(Options{}, st, origin)
+	ctx := newCtx("/obj")
+	p.Handler(ctx)
+	if ctx.Response.StatusCode() != 200 {
+		tb.Fatalf("fill: %d", ctx.Response.StatusCode())
+	}
+	return p
+}
+
+func newCtx(uri string) *fasthttp.RequestCtx {
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Request.SetRequestURI("http://example.com" + uri)
+	return ctx
+}
+
+// TestHitAllocs pins the hit path at zero allocations per request.
+func TestHitAllocs(t *testing.T) {
+	for _, kind := range []string{"ristretto", "lru"} {
+		t.Run(kind, func(t *testing.T) {
+			st, err := store.New(kind, 64<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			p := hitProxy(t, st, 1024)
+			ctx := newCtx("/obj")
+			serve := func() {
+				ctx.Response.Reset()
+				p.Handler(ctx)
+			}
+			serve()
+			if cs := string(ctx.Response.Header.Peek("Cache-Status")); cs != "ringcache; hit; ttl=3600" {
+				t.Fatalf("not a hit: %q", cs)
+			}
+			if n := testing.AllocsPerRun(200, serve); n != 0 {
+				t.Fatalf("hit path allocates %.1f times per request, want 0", n)
+			}
+		})
+	}
+}
+
+func BenchmarkHit(b *testing.B) {
+	for _, kind := range []string{"ristretto", "lru"} {
+		for _, size := range []int{1 << 10, 64 << 10} {
+			b.Run(fmt.Sprintf("%s/%dKiB", kind, size>>10), func(b *testing.B) {
+				st, err := store.New(kind, 256<<20)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				p := hitProxy(b, st, size)
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					ctx := newCtx("/obj")
+					for pb.Next() {
+						ctx.Response.Reset()
+						p.Handler(ctx)
+					}
+				})
+			})
+		}
+	}
+}

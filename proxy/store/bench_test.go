@@ -1,0 +1,175 @@
+package store
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// benchEntries builds n entries with 1 KiB bodies spread over n/perKey keys,
+// each entry its own pointer.
+func benchEntries(n, perKey int) []*Entry {
+	es := make([]*Entry, n)
+	exp := time.Now().Add(time.Hour).UnixNano()
+	for i := range es {
+		es[i] = testEntry(fmt.Sprintf("GET http://example.com/objects/%06d", i/perKey), 1<<10)
+		es[i].Expires = exp
+	}
+	return es
+}
+
+func BenchmarkGet(b *testing.B) {
+	for _, k := range storeKinds() {
+		b.Run(k.name, func(b *testing.B) {
+			es := benchEntries(1<<12, 1)
+			s := k.new(b, 1<<30)
+			for _, e := range es {
+				if !s.Set(e) {
+					b.Fatal("Set refused")
+				}
+			}
+			var misses atomic.Int64
+			var seed atomic.Uint32
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := int(seed.Add(7919))
+				for pb.Next() {
+					if _, ok := s.Get(es[i%len(es)].Key); !ok {
+						misses.Add(1)
+					}
+					i++
+				}
+			})
+			if m := misses.Load(); m != 0 {
+				b.Fatalf("%d misses on a benchmark of hits", m)
+			}
+		})
+	}
+}
+
+// BenchmarkSet cycles over more entries than the store holds, so most Sets
+// evict; every key has two entries, so half the Sets overwrite.
+func BenchmarkSet(b *testing.B) {
+	for _, k := range storeKinds() {
+		b.Run(k.name, func(b *testing.B) {
+			es := benchEntries(1<<13, 2)
+			s := k.new(b, int64(len(es)/8)*es[0].Cost())
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s.Set(es[i%len(es)])
+			}
+		})
+	}
+}
+
+// memReport is heap use per entry, in bytes.
+type memReport struct {
+	raw       float64 // key, header and body bytes
+	entry     float64 // the rest of an entry as DecodeEntry builds it: Entry, []Field, size-class rounding
+	store     float64 // the store's bookkeeping
+	fields    int     // header fields per entry
+	overhead  float64 // entry + store: what Cost's overhead terms must cover
+	perEntryC float64 // overhead minus FieldOverhead per field: compare with EntryOverhead
+}
+
+// measureMemory fills a store of kind k with n small entries (10-byte
+// bodies, 3 header fields, one hour to live) and reads the live heap before
+// and after.
+func measureMemory(tb testing.TB, k storeKind, n int) memReport {
+	s := k.new(tb, 1<<31) // holds all n; fixed structures are allocated here, before the baseline
+	exp := time.Now().Add(time.Hour).UnixNano()
+	es := make([]*Entry, n)
+	heap := func() float64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return float64(ms.HeapAlloc)
+	}
+	h0 := heap()
+	var raw int
+	var buf []byte
+	for i := range es {
+		id := fmt.Sprintf("%06d", i)
+		proto := Entry{
+			Key: []byte("GET http://example.com/assets/img/" + id + ".png"),
+			Header: []Field{
+				{[]byte("Content-Type"), []byte("image/png")},
+				{[]byte("Cache-Control"), []byte("max-age=3600")},
+				{[]byte("Etag"), []byte(`"` + id + `"`)},
+			},
+			Body:    []byte("0123456789"),
+			Expires: exp,
+			Status:  200,
+		}
+		buf = proto.AppendBinary(buf[:0])
+		e, err := DecodeEntry(buf) // the layout entries arrive in from peers
+		if err != nil {
+			tb.Fatal(err)
+		}
+		es[i] = e
+		raw += len(e.Key) + len(e.Body)
+		for _, f := range e.Header {
+			raw += len(f.Key) + len(f.Value)
+		}
+	}
+	h1 := heap()
+	for _, e := range es {
+		if !s.Set(e) {
+			tb.Fatalf("%s refused an entry while filling", k.name)
+		}
+	}
+	h2 := heap()
+	if st := s.Stats(); st.Items != int64(n) {
+		tb.Fatalf("%s holds %d entries; want %d", k.name, st.Items, n)
+	}
+	runtime.KeepAlive(es)
+	r := memReport{
+		raw:    float64(raw) / float64(n),
+		entry:  (h1 - h0 - float64(raw)) / float64(n),
+		store:  (h2 - h1) / float64(n),
+		fields: len(es[0].Header),
+	}
+	r.overhead = r.entry + r.store
+	r.perEntryC = r.overhead - float64(r.fields*FieldOverhead)
+	return r
+}
+
+// TestMemoryPerEntry checks that EntryOverhead does not undercount what an
+// entry really costs in the heap, for either store.
+func TestMemoryPerEntry(t *testing.T) {
+	n := 100_000
+	if testing.Short() {
+		n = 20_000
+	}
+	for _, k := range storeKinds() {
+		t.Run(k.name, func(t *testing.T) {
+			r := measureMemory(t, k, n)
+			t.Logf("%d entries: raw %.0f B, entry %.0f B, store %.0f B; overhead %.0f B = %d fields x %d + %.0f (EntryOverhead %d)",
+				n, r.raw, r.entry, r.store, r.overhead, r.fields, FieldOverhead, r.perEntryC, EntryOverhead)
+			if r.perEntryC > EntryOverhead {
+				t.Errorf("measured %.0f B of overhead per entry beyond fields; EntryOverhead is %d", r.perEntryC, EntryOverhead)
+			}
+		})
+	}
+}
+
+// BenchmarkMemoryPerEntry reports the same measurement as metrics; run it
+// with -benchtime=1x.
+func BenchmarkMemoryPerEntry(b *testing.B) {
+	for _, k := range storeKinds() {
+		b.Run(k.name, func(b *testing.B) {
+			var r memReport
+			for range b.N {
+				r = measureMemory(b, k, 100_000)
+			}
+			b.ReportMetric(r.entry, "entryB/entry")
+			b.ReportMetric(r.store, "storeB/entry")
+			b.ReportMetric(r.perEntryC, "overheadB/entry")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+func newTestRistretto(t *testing.T, maxBytes int64, opts ...Option) *Ristretto {
+	t.Helper()
+	r, err := NewRistretto(maxBytes, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// checkIndexMatchesCache compares the index with ristretto's own view: the
+// values it holds and the cost its policy charges.
+func checkIndexMatchesCache(t *testing.T, r *Ristretto) {
+	t.Helper()
+	r.c.Wait() // let queued deletes reach the policy
+	held := make(map[*Entry]bool)
+	r.c.IterValues(func(e *Entry) bool { held[e] = true; return false })
+	indexed := make(map[*Entry]bool)
+	r.Range(func(e *Entry) bool { indexed[e] = true; return true })
+	for e := range held {
+		if !indexed[e] {
+			t.Errorf("ristretto holds %q, the index does not", e.Key)
+		}
+	}
+	for e := range indexed {
+		if !held[e] {
+			t.Errorf("the index holds %q, ristretto does not", e.Key)
+		}
+	}
+	used := r.c.MaxCost() - r.c.RemainingCost()
+	if st := r.Stats(); st.Bytes != used || st.Items != int64(len(held)) {
+		t.Fatalf("Stats: %d entries costing %d; ristretto: %d costing %d", st.Items, st.Bytes, len(held), used)
+	}
+}
+
+func TestRistrettoIndexFollowsCache(t *testing.T) {
+	per := testEntry("i000", 100).Cost()
+	r := newTestRistretto(t, 30*per)
+	for i := range 100 {
+		r.Set(testEntry(fmt.Sprintf("i%03d", i), 100)) // evicts from i=30 on
+		if i%10 == 9 {
+			r.Delete(fmt.Appendf(nil, "i%03d", i-1))
+			r.Set(testEntry(fmt.Sprintf("i%03d", i), 10))  // shrink in place
+			r.Set(testEntry(fmt.Sprintf("i%03d", i), 150)) // grow: delete and insert
+			checkIndexMatchesCache(t, r)
+		}
+	}
+	if st := r.Stats(); st.Evictions == 0 {
+		t.Fatal("no evictions counted")
+	}
+}
+
+// TestRistrettoPolicyRejects makes TinyLFU refuse a cold key in a full store
+// of frequently read ones: Set must report it, and the index must not keep it.
+func TestRistrettoPolicyRejects(t *testing.T) {
+	per := testEntry("hot0", 100).Cost()
+	r := newTestRistretto(t, 10*per)
+	var hot [][]byte
+	for i := range 10 {
+		e := testEntry(fmt.Sprintf("hot%d", i), 100)
+		if !r.Set(e) {
+			t.Fatal("Set into an empty store refused")
+		}
+		hot = append(hot, e.Key)
+	}
+	// Reads reach the policy in lossy batches of 64, so read until a cold
+	// key is refused rather than counting.
+	var cold *Entry
+	attempt := 0
+	waitFor(t, 10*time.Second, func() bool {
+		for range 100 {
+			for _, k := range hot {
+				r.Get(k)
+			}
+		}
+		attempt++
+		cold = testEntry(fmt.Sprintf("cold%d", attempt), 100)
+		return !r.Set(cold)
+	}, "the policy never refused a cold key")
+	mustMiss(t, r, string(cold.Key))
+	st := r.Stats()
+	if st.Rejects != 1 {
+		t.Fatalf("Rejects = %d; want 1", st.Rejects)
+	}
+	if st.Sets != uint64(10+attempt-1) {
+		t.Fatalf("Sets = %d; want %d", st.Sets, 10+attempt-1)
+	}
+	checkIndexMatchesCache(t, r)
+}
+
+func TestRistrettoPassesTTL(t *testing.T) {
+	clk := newFakeClock()
+	r := newTestRistretto(t, 1<<20, WithClock(clk.now))
+	e := testEntry("ttl", 10)
+	e.Expires = clk.after(time.Hour)
+	if !r.Set(e) {
+		t.Fatal("Set refused")
+	}
+	// ristretto counts the TTL on its own wall clock from the Set.
+	ttl, ok := r.c.GetTTL(e.Key)
+	if !ok || ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Fatalf("ristretto TTL = %v, %v; want just under 1h", ttl, ok)
+	}
+	forever := testEntry("forever", 10)
+	r.Set(forever)
+	if ttl, ok := r.c.GetTTL(forever.Key); !ok || ttl != 0 {
+		t.Fatalf("ristretto TTL of an entry without Expires = %v, %v; want 0 (none)", ttl, ok)
+	}
+}
+
+// TestRistrettoExpiresByItself waits for ristretto's cleanup (a 2.5 s ticker
+// over 5 s buckets) to drop an expired entry and count the eviction.
+func TestRistrettoExpiresByItself(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for ristretto's cleanup ticker")
+	}
+	r := newTestRistretto(t, 1<<20)
+	e := testEntry("short", 10)
+	e.Expires = time.Now().Add(time.Millisecond).UnixNano()
+	if !r.Set(e) {
+		t.Fatal("Set refused")
+	}
+	waitFor(t, 30*time.Second, func() bool { return r.Stats().Items == 0 }, "expired entry still indexed")
+	if st := r.Stats(); st.Evictions != 1 || st.Bytes != 0 {
+		t.Fatalf("Evictions %d Bytes %d; want 1, 0", st.Evictions, st.Bytes)
+	}
+	checkIndexMatchesCache(t, r)
+}
+
+func TestNumCounters(t *testing.T) {
+	for _, tc := range []struct{ maxBytes, want int64 }{
+		{1, minCounters},
+		{1 << 20, minCounters}, // 256 entries of 4 KiB: 2560 counters, raised
+		{1 << 30, 10 << 18},    // 2^18 entries of 4 KiB
+		{1 << 50, maxCounters},
+	} {
+		if got := numCounters(tc.maxBytes); got != tc.want {
+			t.Errorf("numCounters(%d) = %d; want %d", tc.maxBytes, got, tc.want)
+		}
+	}
+}
