@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/ringcache/ringcache/proxy/store"
 	"github.com/valyala/fasthttp"
 )
 
 // hitProxy returns a proxy whose store holds /obj with a body of size bytes.
-func hitProxy(tb testing.TB, st store.Store, size int) *Proxy {
+func hitProxy(tb testing.TB, st store.Store, size int, clk *Clock) *Proxy {
 	body := make([]byte, size)
 	origin := FetcherFunc(func(_ context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
 		resp.Header.Set("Cache-Control", "max-age=3600")
@@ -19,7 +20,7 @@ func hitProxy(tb testing.TB, st store.Store, size int) *Proxy {
 		resp.SetBody(body)
 		return nil
 	})
-	p := New(Options{}, st, origin)
+	p := New(Options{Clock: clk.Now}, st, origin)
 	ctx := newCtx("/obj")
 	p.Handler(ctx)
 	if ctx.Response.StatusCode() != 200 {
@@ -38,12 +39,14 @@ func newCtx(uri string) *fasthttp.RequestCtx {
 func TestHitAllocs(t *testing.T) {
 	for _, kind := range []string{"ristretto", "lru"} {
 		t.Run(kind, func(t *testing.T) {
-			st, err := store.New(kind, 64<<20)
+			clk := NewClock(time.Millisecond)
+			defer clk.Stop()
+			st, err := store.New(kind, 64<<20, store.WithClock(clk.Now))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer st.Close()
-			p := hitProxy(t, st, 1024)
+			p := hitProxy(t, st, 1024, clk)
 			ctx := newCtx("/obj")
 			serve := func() {
 				ctx.Response.Reset()
@@ -64,12 +67,14 @@ func BenchmarkHit(b *testing.B) {
 	for _, kind := range []string{"ristretto", "lru"} {
 		for _, size := range []int{1 << 10, 64 << 10} {
 			b.Run(fmt.Sprintf("%s/%dKiB", kind, size>>10), func(b *testing.B) {
-				st, err := store.New(kind, 256<<20)
+				clk := NewClock(time.Millisecond)
+				defer clk.Stop()
+				st, err := store.New(kind, 256<<20, store.WithClock(clk.Now))
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer st.Close()
-				p := hitProxy(b, st, size)
+				p := hitProxy(b, st, size, clk)
 				b.ReportAllocs()
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {

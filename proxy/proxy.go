@@ -58,7 +58,8 @@ type Options struct {
 	Metrics *Metrics
 	// Logger for errors; nil discards.
 	Logger *slog.Logger
-	// Clock returns unix nanoseconds. Default time.Now.
+	// Clock returns unix nanoseconds. Default: a Clock of 1ms resolution
+	// owned by the proxy.
 	Clock func() int64
 }
 
@@ -74,10 +75,11 @@ type Proxy struct {
 	now     func() int64
 	via     []byte // "1.1 <name>"
 
-	gen    atomic.Int64 // last Vary marker generation handed out
-	states sync.Pool    // *reqState
-	bg     sync.WaitGroup
-	closed chan struct{}
+	gen       atomic.Int64 // last Vary marker generation handed out
+	states    sync.Pool    // *reqState
+	bg        sync.WaitGroup
+	clock     *Clock // owned, when Options.Clock was nil
+	closeOnce sync.Once
 }
 
 // reqState is the per-request scratch space, pooled so that a hit
@@ -112,14 +114,16 @@ func New(o Options, st store.Store, origin Fetcher) *Proxy {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	var own *Clock
 	if o.Clock == nil {
-		o.Clock = func() int64 { return time.Now().UnixNano() }
+		own = NewClock(time.Millisecond)
+		o.Clock = own.Now
 	}
 	p := &Proxy{
 		opt: o, store: st, origin: origin,
 		keys: newKeyer(o.Key), m: o.Metrics, log: o.Logger, now: o.Clock,
-		via:    []byte("1.1 " + o.Name),
-		closed: make(chan struct{}),
+		via:   []byte("1.1 " + o.Name),
+		clock: own,
 	}
 	p.states.New = func() any {
 		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256), buf: make([]byte, 0, 128)}
@@ -127,9 +131,15 @@ func New(o Options, st store.Store, origin Fetcher) *Proxy {
 	return p
 }
 
-// Close waits for background revalidations to finish.
+// Close waits for background revalidations to finish. It may be called
+// more than once.
 func (p *Proxy) Close() {
 	p.bg.Wait()
+	p.closeOnce.Do(func() {
+		if p.clock != nil {
+			p.clock.Stop()
+		}
+	})
 }
 
 // Handler serves one request; pass it to fasthttp.Server.
@@ -197,16 +207,16 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		switch httpcache.Reuse(&s, &st.req.CC) {
 		case httpcache.Serve:
 			p.m.requests[Hit].Inc()
-			p.writeEntry(ctx, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true})
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true})
 			return
 		case httpcache.ServeStale:
 			p.m.requests[StaleHit].Inc()
-			p.writeEntry(ctx, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "max-stale"})
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "max-stale"})
 			return
 		case httpcache.ServeStaleRevalidate:
 			p.m.requests[StaleHit].Inc()
 			p.revalidateAsync(ctx, st, e)
-			p.writeEntry(ctx, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "stale-while-revalidate"})
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "stale-while-revalidate"})
 			return
 		}
 		if st.req.CC.OnlyIfCached {
@@ -225,7 +235,7 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		p.writeError(ctx, fasthttp.StatusGatewayTimeout, "not in cache (only-if-cached)", "")
 		return
 	}
-	if len(h.Peek("Range")) > 0 {
+	if len(st.req.Range) > 0 {
 		// A range of an object we do not hold: relay it, store nothing.
 		p.pass(ctx, st, false)
 		return
@@ -316,7 +326,7 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry,
 	if !leader {
 		p.m.coalesced.Inc()
 		if res, ok := f.wait(p.opt.CoalesceTimeout); ok && res.shareable && p.sameVariant(st, res.entry, &ctx.Request.Header) {
-			p.serve(ctx, res, true)
+			p.serve(ctx, st, res, true)
 			return
 		}
 		// The leader's answer cannot be shared (uncacheable, another
@@ -327,7 +337,7 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry,
 	var res *result
 	defer func() { p.flights.finish(fkey, f, res) }()
 	res = p.fetch(ctx, st, stale, fwd)
-	p.serve(ctx, res, false)
+	p.serve(ctx, st, res, false)
 }
 
 // sameVariant reports whether a shared result answers this request's
@@ -354,7 +364,7 @@ func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *sto
 	if res.detail == "" {
 		res.detail = detail
 	}
-	p.serve(ctx, res, false)
+	p.serve(ctx, st, res, false)
 }
 
 // fetch builds the origin request for ctx and runs it.
@@ -580,7 +590,7 @@ func (p *Proxy) staleOnError(e *store.Entry, req *httpcache.Request, now int64) 
 }
 
 // serve writes a fetch result to the client.
-func (p *Proxy) serve(ctx *fasthttp.RequestCtx, res *result, collapsed bool) {
+func (p *Proxy) serve(ctx *fasthttp.RequestCtx, st *reqState, res *result, collapsed bool) {
 	p.m.requests[res.outcome].Inc()
 	cs := cacheStatus{fwd: res.fwd, fwdStatus: res.fwdStatus, stored: res.stored, collapsed: collapsed, detail: res.detail}
 	switch {
@@ -592,7 +602,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, res *result, collapsed bool) {
 			s := storedResponse(res.entry, now)
 			cs.ttl, cs.hasTTL = s.TTL(), true
 		}
-		p.writeEntry(ctx, res.entry, now, cs)
+		p.writeEntry(ctx, &st.req, res.entry, now, cs)
 		if !collapsed {
 			for _, c := range res.cookies {
 				ctx.Response.Header.AddBytesV("Set-Cookie", c)

@@ -63,13 +63,12 @@ var (
 // 412 when the client's preconditions say so, a 206 for a satisfiable
 // single byte range, else the full response. It does not allocate on the
 // common paths: the body is shared, not copied.
-func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, e *store.Entry, now int64, cs cacheStatus) {
+func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *store.Entry, now int64, cs cacheStatus) {
 	resp := &ctx.Response
-	rh := &ctx.Request.Header
 	status := int(e.Status)
 	cond := httpcache.CondNone
-	if status == fasthttp.StatusOK && hasPreconditions(rh) {
-		cond = httpcache.Evaluate(rh, validators(e))
+	if status == fasthttp.StatusOK && req.HasPreconditions() {
+		cond = httpcache.EvaluateRequest(req, validators(e))
 	}
 	resp.Header.DisableNormalizing()
 	switch cond {
@@ -77,7 +76,7 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, e *store.Entry, now int64, 
 		resp.SetStatusCode(fasthttp.StatusNotModified)
 		for i := range e.Header {
 			if f := &e.Header[i]; notModifiedField(f.Key) {
-				resp.Header.AddBytesKV(f.Key, f.Value)
+				setField(&resp.Header, e.Header, i)
 			}
 		}
 	case httpcache.CondPrecondition:
@@ -93,14 +92,14 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, e *store.Entry, now int64, 
 			case bytes.EqualFold(f.Key, strVia):
 				upstreamVia = f.Value
 			default:
-				resp.Header.AddBytesKV(f.Key, f.Value)
+				setField(&resp.Header, e.Header, i)
 			}
 		}
 		p.setListField(resp, strCacheStatus, upstreamStatus, nil)
 		p.setListField(resp, strVia, upstreamVia, p.via)
 		body := e.Body
-		if status == fasthttp.StatusOK && len(rh.Peek("Range")) > 0 {
-			body = p.byteRange(ctx, e, body)
+		if status == fasthttp.StatusOK && len(req.Range) > 0 {
+			body = p.byteRange(ctx, req, e, body)
 		}
 		resp.SetBodyRaw(body)
 	}
@@ -136,9 +135,18 @@ func (p *Proxy) addCacheStatus(resp *fasthttp.Response, cs cacheStatus) {
 	resp.Header.SetCanonical(strCacheStatus, v)
 }
 
-func hasPreconditions(h *fasthttp.RequestHeader) bool {
-	return len(h.Peek("If-None-Match")) > 0 || len(h.Peek("If-Modified-Since")) > 0 ||
-		len(h.Peek("If-Match")) > 0 || len(h.Peek("If-Unmodified-Since")) > 0
+// setField writes stored field i. Stored names are already canonical, so
+// SetCanonical skips fasthttp's normalisation; a name seen earlier in the
+// entry is added instead, keeping every line of a repeated field.
+func setField(h *fasthttp.ResponseHeader, fields []store.Field, i int) {
+	f := &fields[i]
+	for j := 0; j < i; j++ {
+		if bytes.Equal(fields[j].Key, f.Key) {
+			h.AddBytesKV(f.Key, f.Value)
+			return
+		}
+	}
+	h.SetCanonical(f.Key, f.Value)
 }
 
 // validators of a stored response; Last-Modified falls back to Date, then
@@ -158,15 +166,14 @@ func validators(e *store.Entry) httpcache.Validators {
 // byteRange answers a single byte range from a stored 200 (RFC 9110 §14).
 // Multiple ranges, or an If-Range that does not match, get the full body,
 // which the RFC allows.
-func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, e *store.Entry, body []byte) []byte {
-	rh := &ctx.Request.Header
-	if ifRange := rh.Peek("If-Range"); len(ifRange) > 0 {
+func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *store.Entry, body []byte) []byte {
+	if ifRange := req.IfRange; len(ifRange) > 0 {
 		etag := e.Get("ETag")
 		if !(len(etag) > 0 && httpcache.ETagEqual(ifRange, etag, true)) && !bytes.Equal(ifRange, e.Get("Last-Modified")) {
 			return body
 		}
 	}
-	r := rh.Peek("Range")
+	r := req.Range
 	if bytes.IndexByte(r, ',') >= 0 {
 		return body
 	}

@@ -28,6 +28,7 @@ import (
 // demo run several in one process.
 type node struct {
 	log     *slog.Logger
+	clock   *proxy.Clock
 	store   store.Store
 	origin  *origin.Client
 	proxy   *proxy.Proxy
@@ -52,7 +53,9 @@ func startNode(cfg config.Config, log *slog.Logger) (n *node, err error) {
 	}()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	if n.store, err = store.New(cfg.Store, cfg.CacheSize); err != nil {
+	// One coarse clock for the store and the proxy: time.Now is slow on VMs.
+	n.clock = proxy.NewClock(time.Millisecond)
+	if n.store, err = store.New(cfg.Store, cfg.CacheSize, store.WithClock(n.clock.Now)); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	proxy.RegisterStore(n.reg, n.store)
@@ -69,7 +72,9 @@ func startNode(cfg config.Config, log *slog.Logger) (n *node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
-	n.proxy = proxy.New(proxyOptions(cfg, metrics, log), n.store, n.origin)
+	popt := proxyOptions(cfg, metrics, log)
+	popt.Clock = n.clock.Now
+	n.proxy = proxy.New(popt, n.store, n.origin)
 
 	handler := n.proxy.Handler
 	if cfg.AccessLog != "" {
@@ -213,6 +218,9 @@ func (n *node) closeAll() {
 	}
 	if n.access != nil {
 		_ = n.access.Close()
+	}
+	if n.clock != nil {
+		n.clock.Stop()
 	}
 }
 

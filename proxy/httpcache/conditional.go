@@ -22,22 +22,29 @@ type Validators struct {
 // (only without If-Match), If-None-Match, If-Modified-Since (only without
 // If-None-Match).
 func Evaluate(h *fasthttp.RequestHeader, v Validators) int {
-	if im := h.Peek("If-Match"); len(im) > 0 {
+	var r Request
+	ParseRequest(&r, h)
+	return EvaluateRequest(&r, v)
+}
+
+// EvaluateRequest is Evaluate for a request already parsed by ParseRequest.
+func EvaluateRequest(r *Request, v Validators) int {
+	if im := r.IfMatch; len(im) > 0 {
 		if !matchList(im, v.ETag, true) {
 			return CondPrecondition
 		}
-	} else if ius := h.Peek("If-Unmodified-Since"); len(ius) > 0 {
+	} else if ius := r.IfUnmodifiedSince; len(ius) > 0 {
 		if t, ok := ParseHTTPDate(ius); ok && v.LastModified > t {
 			return CondPrecondition
 		}
 	}
-	if inm := h.Peek("If-None-Match"); len(inm) > 0 {
+	if inm := r.IfNoneMatch; len(inm) > 0 {
 		if matchList(inm, v.ETag, false) {
 			return CondNotModified
 		}
 		return CondNone
 	}
-	if ims := h.Peek("If-Modified-Since"); len(ims) > 0 && v.LastModified != 0 {
+	if ims := r.IfModifiedSince; len(ims) > 0 && v.LastModified != 0 {
 		if t, ok := ParseHTTPDate(ims); ok && v.LastModified <= t {
 			return CondNotModified
 		}

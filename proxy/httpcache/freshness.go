@@ -6,25 +6,72 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Request holds what the caching rules need to know about a client request.
+// Request holds what the caching rules need to know about a client
+// request. Byte slices borrow from the parsed header.
 type Request struct {
 	CC Directives
 	// Authorization: the request carries credentials (RFC 9111 §3.5).
 	Authorization bool
+
+	// Preconditions and range fields (RFC 9110 §13, §14).
+	IfMatch, IfNoneMatch, IfModifiedSince, IfUnmodifiedSince []byte
+	Range, IfRange                                           []byte
 }
 
-// ParseRequest reads the caching-relevant facts of a request header.
-// Pragma: no-cache counts as Cache-Control: no-cache only when there is no
-// Cache-Control field (RFC 9111 §5.4). It does not allocate.
+// HasPreconditions reports whether the request carries any precondition
+// the cache answers itself (RFC 9110 §13.1).
+func (r *Request) HasPreconditions() bool {
+	return len(r.IfMatch)+len(r.IfNoneMatch)+len(r.IfModifiedSince)+len(r.IfUnmodifiedSince) > 0
+}
+
+// ParseRequest reads the caching-relevant facts of a request header in one
+// pass over its fields (fasthttp stores names normalised, so no lookup
+// normalises again). Pragma: no-cache counts as Cache-Control: no-cache
+// only when there is no Cache-Control field (RFC 9111 §5.4). It does not
+// allocate.
 func ParseRequest(dst *Request, h *fasthttp.RequestHeader) {
+	*dst = Request{}
 	dst.CC.Reset()
-	dst.Authorization = len(h.Peek("Authorization")) > 0
-	// PeekAll reuses the header's own buffer: no allocation on the hit path.
-	ccs := h.PeekAll("Cache-Control")
-	for _, v := range ccs {
-		dst.CC.Parse(v)
+	var pragma []byte
+	seenCC := false
+	for k, v := range h.All() {
+		if len(k) < 5 {
+			continue
+		}
+		switch k[0] | 0x20 {
+		case 'c':
+			if eqFold(k, "cache-control") {
+				dst.CC.Parse(v)
+				seenCC = true
+			}
+		case 'p':
+			if eqFold(k, "pragma") {
+				pragma = v
+			}
+		case 'a':
+			if eqFold(k, "authorization") {
+				dst.Authorization = len(v) > 0
+			}
+		case 'r':
+			if eqFold(k, "range") {
+				dst.Range = v
+			}
+		case 'i':
+			switch {
+			case eqFold(k, "if-none-match"):
+				dst.IfNoneMatch = v
+			case eqFold(k, "if-modified-since"):
+				dst.IfModifiedSince = v
+			case eqFold(k, "if-match"):
+				dst.IfMatch = v
+			case eqFold(k, "if-unmodified-since"):
+				dst.IfUnmodifiedSince = v
+			case eqFold(k, "if-range"):
+				dst.IfRange = v
+			}
+		}
 	}
-	if len(ccs) == 0 && ListContains(h.Peek("Pragma"), noCacheToken) {
+	if !seenCC && ListContains(pragma, noCacheToken) {
 		dst.CC.NoCache = true
 	}
 }

@@ -61,8 +61,9 @@ func (l *LRU) Get(key []byte) (*Entry, bool) {
 	}
 	l.moveToFront(n)
 	l.hits++
+	e := n.e // read under the lock: an overwrite reuses the node
 	l.mu.Unlock()
-	return n.e, true
+	return e, true
 }
 
 // Set stores e, evicting least recently used entries until the store is
