@@ -61,9 +61,10 @@ type Config struct {
 	// MaxHeuristicTTL caps heuristic freshness (10% of Date - Last-Modified,
 	// RFC 9111 §4.2.2). 0 disables heuristic freshness.
 	MaxHeuristicTTL time.Duration
-	// StaleKeep is how long an expired entry with a validator (ETag or
-	// Last-Modified) is kept for conditional revalidation. 0 drops expired
-	// entries at once.
+	// StaleKeep is how long an expired entry is kept for conditional
+	// revalidation (when it has an ETag or Last-Modified) and for serving
+	// stale when a client allows it (max-stale, stale-if-error). 0 drops
+	// entries as soon as their freshness and RFC 5861 windows end.
 	StaleKeep time.Duration
 	// StripSetCookie stores responses carrying Set-Cookie without that
 	// header; when false such responses are not stored at all.

@@ -28,7 +28,7 @@ func (c *Config) settings() []setting {
 		{name: "store", val: str(&c.Store, oneOf(StoreRistretto, StoreLRU)), help: "cache store: ristretto or lru"},
 		{name: "default_ttl", val: dur(&c.DefaultTTL, nonNegative), help: "freshness when a response gives no lifetime and allows no heuristic; 0 disables"},
 		{name: "max_heuristic_ttl", val: dur(&c.MaxHeuristicTTL, nonNegative), help: "cap on heuristic freshness (10% of Date - Last-Modified); 0 disables"},
-		{name: "stale_keep", val: dur(&c.StaleKeep, nonNegative), help: "how long an expired entry with a validator is kept for revalidation"},
+		{name: "stale_keep", val: dur(&c.StaleKeep, nonNegative), help: "how long an expired entry is kept for revalidation and stale serving"},
 		{name: "strip_set_cookie", val: boolean(&c.StripSetCookie), help: "store responses with Set-Cookie minus that header (false: do not store them)"},
 		{name: "ignore_query", val: list(&c.IgnoreQuery, nil), help: "query parameter names dropped from the cache key"},
 		{name: "sort_query", val: boolean(&c.SortQuery), help: "sort query parameters in the cache key"},

@@ -135,6 +135,7 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 		Policy: httpcache.Policy{
 			DefaultTTL:     int64(cfg.DefaultTTL / time.Second),
 			MaxHeuristic:   int64(cfg.MaxHeuristicTTL / time.Second),
+			NoHeuristic:    cfg.MaxHeuristicTTL == 0,
 			StripSetCookie: cfg.StripSetCookie,
 		},
 		MaxObjectSize:   cfg.MaxObjectSize,

@@ -185,8 +185,10 @@ type Policy struct {
 	// that state none and allow no heuristic. 0 stores them only when they
 	// can be revalidated.
 	DefaultTTL int64
-	// MaxHeuristic caps heuristic freshness, in seconds (§4.2.2).
+	// MaxHeuristic caps heuristic freshness, in seconds (§4.2.2); 0: no cap.
 	MaxHeuristic int64
+	// NoHeuristic turns the Last-Modified heuristic off.
+	NoHeuristic bool
 	// StripSetCookie stores responses with Set-Cookie without that field;
 	// otherwise such responses are not stored.
 	StripSetCookie bool
@@ -317,7 +319,7 @@ func Lifetime(resp *Response, responseTime int64, p Policy) (seconds int64, heur
 	if !heuristic(resp.Status) && !resp.CC.Public {
 		return 0, false
 	}
-	if resp.LastModified != 0 {
+	if resp.LastModified != 0 && !p.NoHeuristic {
 		date := resp.Date
 		if date == 0 {
 			date = responseTime

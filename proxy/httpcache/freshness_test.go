@@ -296,6 +296,7 @@ func TestLifetime(t *testing.T) {
 		{"RFC9111 §4.2.1 invalid max-age is 0, no heuristic", 200, []string{dateBase, lmOld, "Cache-Control: max-age=abc"}, base, Policy{}, 0, false},
 		{"RFC9111 §4.2.2 heuristic: 10% of Date minus Last-Modified", 200, []string{dateBase, lmOld}, base + 50, Policy{}, 100, true},
 		{"RFC9111 §4.2.2 heuristic capped by MaxHeuristic", 200, []string{dateBase, lmOld}, base, Policy{MaxHeuristic: 50}, 50, true},
+		{"RFC9111 §4.2.2 heuristic turned off by policy", 200, []string{dateBase, lmOld}, base, Policy{NoHeuristic: true}, 0, false},
 		{"RFC9111 §4.2.2 heuristic below the cap is kept", 200, []string{dateBase, lmOld}, base, Policy{MaxHeuristic: 500}, 100, true},
 		{"RFC9111 §4.2.2 heuristic without Date uses the response time", 200, []string{lmOld}, base + 1000, Policy{}, 200, true},
 		{"RFC9111 §4.2.2 heuristic for 404", 404, []string{dateBase, lmOld}, base, Policy{}, 100, true},
