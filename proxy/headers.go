@@ -38,6 +38,12 @@ func forwarding(key []byte) bool {
 	return eqFold(key, "forwarded") || (len(key) > 12 && eqFold(key[:12], "x-forwarded-"))
 }
 
+// peerField reports the peer protocol's own fields (X-Ringcache-*): set by
+// a node for the next hop only.
+func peerField(key []byte) bool {
+	return len(key) > 12 && eqFold(key[:12], "x-ringcache-")
+}
+
 // notModifiedField lists the fields a 304 carries (RFC 9110 §15.4.5).
 func notModifiedField(key []byte) bool {
 	return eqFold(key, "cache-control") || eqFold(key, "content-location") ||
@@ -164,12 +170,14 @@ func clamp32(n int64) int32 {
 }
 
 // copyRequestHeaders copies the end-to-end fields of in to out, leaving out
-// hop-by-hop and forwarding fields, and, for a cache fill, preconditions.
-func copyRequestHeaders(out, in *fasthttp.RequestHeader, fill bool) {
+// hop-by-hop fields, the peer protocol's fields, forwarding fields unless
+// the request came from a trusted peer, and, for a cache fill,
+// preconditions.
+func copyRequestHeaders(out, in *fasthttp.RequestHeader, fill, trusted bool) {
 	connection := in.Peek("Connection")
 	for k, v := range in.All() {
-		if hopByHop(k, connection) || forwarding(k) || eqFold(k, "host") ||
-			eqFold(k, "content-length") || (fill && conditionalOrRange(k)) {
+		if hopByHop(k, connection) || (forwarding(k) && !trusted) || peerField(k) ||
+			eqFold(k, "host") || eqFold(k, "content-length") || (fill && conditionalOrRange(k)) {
 			continue
 		}
 		out.AddBytesKV(k, v)

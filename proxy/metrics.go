@@ -20,10 +20,12 @@ const (
 	Revalidated                // stored response validated by a 304 from the origin
 	Pass                       // not cacheable: relayed from the origin (unsafe method, range, private, ...)
 	Error                      // the origin failed and nothing stored could answer
+	Forwarded                  // answered by the key's owner, another member
+	Takeover                   // answered with the copy held by the key's previous owner
 	numOutcomes
 )
 
-var outcomeText = [numOutcomes]string{"hit", "stale", "stale_error", "miss", "revalidated", "pass", "error"}
+var outcomeText = [numOutcomes]string{"hit", "stale", "stale_error", "miss", "revalidated", "pass", "error", "forwarded", "takeover"}
 
 func (o Outcome) String() string {
 	if o < numOutcomes {
@@ -39,6 +41,9 @@ type Metrics struct {
 	coalesced     prometheus.Counter
 	revalidations prometheus.Counter
 	origin        *prometheus.HistogramVec
+	peer          *prometheus.HistogramVec
+	peerFallbacks prometheus.Counter
+	peerRefused   prometheus.Counter
 }
 
 // NewMetrics creates the proxy's instruments on reg (nil: unregistered).
@@ -65,8 +70,21 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help:    "Origin round trips, until the response header, by result.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"result"})
+	m.peer = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "ringcache_peer_request_duration_seconds",
+		Help:    "Requests forwarded to the owning member, until its response header, by result.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	}, []string{"result"})
+	m.peerFallbacks = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ringcache_peer_fallbacks_total",
+		Help: "Requests served locally because the owning member could not answer.",
+	})
+	m.peerRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ringcache_peer_refused_total",
+		Help: "Requests claiming to come from a member that failed authentication.",
+	})
 	if reg != nil {
-		reg.MustRegister(requests, m.coalesced, m.revalidations, m.origin)
+		reg.MustRegister(requests, m.coalesced, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.peerRefused)
 	}
 	return m
 }
@@ -82,6 +100,14 @@ func (m *Metrics) ObserveOrigin(d time.Duration, err error) {
 		}
 	}
 	m.origin.WithLabelValues(result).Observe(d.Seconds())
+}
+
+func (m *Metrics) observePeer(nanos int64, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.peer.WithLabelValues(result).Observe(float64(nanos) / 1e9)
 }
 
 // RegisterStore exposes a store's counters on reg.

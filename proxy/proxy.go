@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/proxy/httpcache"
 	"github.com/ringcache/ringcache/proxy/store"
 	"github.com/valyala/fasthttp"
@@ -54,6 +55,15 @@ type Options struct {
 	// CoalesceTimeout bounds how long a request waits for an identical
 	// in-flight fetch before fetching itself. Default 10s.
 	CoalesceTimeout time.Duration
+	// Peers is the cluster: keys owned by other members are forwarded to
+	// them. Nil runs a single node.
+	Peers cluster.Peers
+	// Hot holds short-lived local copies of popular keys owned by other
+	// members. Nil disables the hot cache.
+	Hot store.Store
+	// HotTTL caps how long a hot copy is kept (never beyond its freshness).
+	// Default 10s.
+	HotTTL time.Duration
 	// Metrics receives the proxy's measurements. Default: unregistered.
 	Metrics *Metrics
 	// Logger for errors; nil discards.
@@ -75,6 +85,9 @@ type Proxy struct {
 	now     func() int64
 	via     []byte // "1.1 <name>"
 
+	hot       store.Store
+	hotTick   atomic.Uint64
+	tombs     *tombstones
 	gen       atomic.Int64 // last Vary marker generation handed out
 	states    sync.Pool    // *reqState
 	bg        sync.WaitGroup
@@ -89,6 +102,7 @@ type reqState struct {
 	params         [][]byte
 	req            httpcache.Request
 	marker         *store.Entry // the URL's Vary marker, if any
+	forwarded      bool         // sent by an authenticated peer: never forward again
 }
 
 // New returns a Proxy answering from st and filling from origin.
@@ -108,6 +122,9 @@ func New(o Options, st store.Store, origin Fetcher) *Proxy {
 	if o.CoalesceTimeout <= 0 {
 		o.CoalesceTimeout = 10 * time.Second
 	}
+	if o.HotTTL <= 0 {
+		o.HotTTL = 10 * time.Second
+	}
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(nil)
 	}
@@ -124,6 +141,8 @@ func New(o Options, st store.Store, origin Fetcher) *Proxy {
 		keys: newKeyer(o.Key), m: o.Metrics, log: o.Logger, now: o.Clock,
 		via:   []byte("1.1 " + o.Name),
 		clock: own,
+		hot:   o.Hot,
+		tombs: newTombstones(1 << 16),
 	}
 	p.states.New = func() any {
 		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256), buf: make([]byte, 0, 128)}
@@ -155,6 +174,13 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	defer p.putState(st)
 
 	h := &ctx.Request.Header
+	claimed, ok := p.forwardedBy(h)
+	if claimed && !ok {
+		p.m.peerRefused.Inc()
+		p.writeError(ctx, fasthttp.StatusForbidden, "peer authentication failed", "")
+		return
+	}
+	st.forwarded = claimed
 	if len(ctx.URI().Host()) == 0 && h.IsHTTP11() {
 		// HTTP/1.1 requires Host (RFC 9112 §3.2).
 		p.writeError(ctx, fasthttp.StatusBadRequest, "missing Host header", "bypass")
@@ -176,7 +202,7 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 var methodPurge = []byte("PURGE")
 
 func (p *Proxy) putState(st *reqState) {
-	st.marker = nil
+	st.marker, st.forwarded = nil, false
 	st.req.CC.Reset()
 	if cap(st.key) > 64<<10 || cap(st.vkey) > 64<<10 {
 		return // do not pool buffers grown by a freak request
@@ -192,6 +218,17 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	st.key, st.params = p.keys.appendKey(st.key[:0], uri.Host(), uri.PathOriginal(), uri.QueryString(), st.params)
 	httpcache.ParseRequest(&st.req, h)
 
+	if p.opt.Peers != nil && !st.forwarded {
+		if e := p.hotHit(st, now); e != nil {
+			s := storedResponse(e, now)
+			p.m.requests[Hit].Inc()
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: strHot})
+			return
+		}
+		if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
+			return
+		}
+	}
 	e, fwd := p.lookup(st, h, now)
 	if e != nil && e.Has(store.Pass) {
 		p.fetchAndServe(ctx, st, nil, "bypass", "pass")
@@ -301,6 +338,7 @@ type result struct {
 	shareable bool         // waiters may answer with entry
 	stored    bool
 	outcome   Outcome
+	hit       bool // answered from a stored copy without the origin
 	fwd       string
 	fwdStatus int
 	detail    string
@@ -336,8 +374,36 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry,
 	}
 	var res *result
 	defer func() { p.flights.finish(fkey, f, res) }()
+	if stale == nil {
+		if e := p.takeover(st, &ctx.Request.Header); e != nil {
+			now := p.now()
+			s := storedResponse(e, now)
+			if httpcache.Reuse(&s, &st.req.CC) == httpcache.Serve {
+				res = &result{entry: e, shareable: true, stored: true, outcome: Takeover, hit: true, detail: "previous-owner"}
+				p.serve(ctx, st, res, false)
+				return
+			}
+			stale, fwd = e, "stale" // revalidate the moved copy rather than refetch it
+		}
+	}
 	res = p.fetch(ctx, st, stale, fwd)
 	p.serve(ctx, st, res, false)
+}
+
+// hotHit returns a fresh hot copy of a key owned by another member.
+func (p *Proxy) hotHit(st *reqState, now int64) *store.Entry {
+	if p.hot == nil {
+		return nil
+	}
+	e, ok := p.hot.Get(st.key)
+	if !ok || (st.req.Authorization && !e.Has(store.Shared)) {
+		return nil
+	}
+	s := storedResponse(e, now)
+	if httpcache.Reuse(&s, &st.req.CC) != httpcache.Serve {
+		return nil
+	}
+	return e
 }
 
 // sameVariant reports whether a shared result answers this request's
@@ -371,19 +437,19 @@ func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *sto
 func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry, fwd string) *result {
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
-	p.buildFill(out, ctx, stale)
+	p.buildFill(out, ctx, stale, st.forwarded)
 	return p.fetchWith(out, st.key, st.marker, &st.req, stale, fwd)
 }
 
 // buildFill makes the origin request of a cache fill: a GET (HEAD misses
 // are filled with GET so the body can be stored) without the client's
 // preconditions, with the stored validators when revalidating.
-func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, stale *store.Entry) {
+func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, stale *store.Entry, trusted bool) {
 	out.Header.SetMethod(fasthttp.MethodGet)
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
 	out.Header.SetHostBytes(ctx.Request.Header.Host())
-	copyRequestHeaders(&out.Header, &ctx.Request.Header, true)
-	p.addForwarding(out, ctx)
+	copyRequestHeaders(&out.Header, &ctx.Request.Header, true, trusted)
+	p.addForwarding(out, ctx, trusted)
 	if stale != nil {
 		// RFC 9111 §4.3.1.
 		if etag := stale.Get("ETag"); len(etag) > 0 {
@@ -397,11 +463,16 @@ func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, stale
 
 // addForwarding adds Via (RFC 9110 §7.6.3) and X-Forwarded-For/Host/Proto,
 // replacing whatever the client sent.
-func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx) {
+// A trusted request comes from an authenticated peer, whose forwarding
+// fields already describe the real client.
+func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, trusted bool) {
 	if via := ctx.Request.Header.Peek("Via"); len(via) > 0 {
 		out.Header.SetBytesV("Via", append(append(append([]byte(nil), via...), ", "...), p.via...))
 	} else {
 		out.Header.SetBytesV("Via", p.via)
+	}
+	if trusted {
+		return // a peer already set them from the client's connection
 	}
 	out.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
 	out.Header.SetBytesV("X-Forwarded-Host", ctx.Request.Header.Host())
@@ -592,13 +663,13 @@ func (p *Proxy) staleOnError(e *store.Entry, req *httpcache.Request, now int64) 
 // serve writes a fetch result to the client.
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx, st *reqState, res *result, collapsed bool) {
 	p.m.requests[res.outcome].Inc()
-	cs := cacheStatus{fwd: res.fwd, fwdStatus: res.fwdStatus, stored: res.stored, collapsed: collapsed, detail: res.detail}
+	cs := cacheStatus{hit: res.hit, fwd: res.fwd, fwdStatus: res.fwdStatus, stored: res.stored && !res.hit, collapsed: collapsed, detail: res.detail}
 	switch {
 	case res.stream != nil:
 		p.relay(ctx, res.stream, res.prefix, cs)
 	case res.entry != nil:
 		now := p.now()
-		if res.stored || res.outcome == StaleError {
+		if res.stored || res.hit || res.outcome == StaleError {
 			s := storedResponse(res.entry, now)
 			cs.ttl, cs.hasTTL = s.TTL(), true
 		}
@@ -638,7 +709,7 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *s
 	p.m.revalidations.Inc()
 	// Copy everything the request owns: fasthttp recycles ctx on return.
 	out := fasthttp.AcquireRequest()
-	p.buildFill(out, ctx, stale)
+	p.buildFill(out, ctx, stale, st.forwarded)
 	fkey = bytes.Clone(fkey)
 	key := bytes.Clone(st.key)
 	req := st.req
@@ -667,13 +738,24 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *s
 // of objects not held, OPTIONS) and, for unsafe methods, invalidates the
 // stored responses it may have changed (RFC 9111 §4.4).
 func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
+	if unsafe && p.opt.Peers != nil && !st.forwarded {
+		// The owner invalidates its copy and passes the request on.
+		uri := ctx.URI()
+		st.key, st.params = p.keys.appendKey(st.key[:0], uri.Host(), uri.PathOriginal(), uri.QueryString(), st.params)
+		if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
+			if s := ctx.Response.StatusCode(); s >= 200 && s < 400 {
+				p.invalidate(ctx, st, &ctx.Response.Header)
+			}
+			return
+		}
+	}
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	out.Header.SetMethodBytes(ctx.Request.Header.Method())
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
 	out.Header.SetHostBytes(ctx.Request.Header.Host())
-	copyRequestHeaders(&out.Header, &ctx.Request.Header, false)
-	p.addForwarding(out, ctx)
+	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
+	p.addForwarding(out, ctx, st.forwarded)
 	if body := ctx.Request.Body(); len(body) > 0 {
 		out.SetBodyRaw(body)
 	}
@@ -701,7 +783,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.ResponseHeader) {
 	uri := ctx.URI()
 	st.key, st.params = p.keys.appendKey(st.key[:0], uri.Host(), uri.PathOriginal(), uri.QueryString(), st.params)
-	p.store.Delete(st.key)
+	p.drop(st.key)
 	for _, name := range [...]string{"Location", "Content-Location"} {
 		loc := rh.Peek(name)
 		if len(loc) == 0 {
@@ -712,7 +794,7 @@ func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.
 		u.UpdateBytes(loc)
 		if bytes.EqualFold(u.Host(), uri.Host()) {
 			st.key, st.params = p.keys.appendKey(st.key[:0], u.Host(), u.PathOriginal(), u.QueryString(), st.params)
-			p.store.Delete(st.key)
+			p.drop(st.key)
 		}
 		fasthttp.ReleaseURI(u)
 	}
@@ -723,6 +805,16 @@ func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.
 func (p *Proxy) Invalidate(host, path, query []byte) bool {
 	key, _ := p.keys.appendKey(nil, host, path, query, nil)
 	_, ok := p.store.Get(key)
-	p.store.Delete(key)
+	p.drop(key)
 	return ok
+}
+
+// drop invalidates a primary key: its entry (a Vary marker takes every
+// variant with it), any hot copy, and copies still on their way here.
+func (p *Proxy) drop(key []byte) {
+	p.tombs.mark(key, p.now())
+	p.store.Delete(key)
+	if p.hot != nil {
+		p.hot.Delete(key)
+	}
 }

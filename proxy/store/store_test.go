@@ -395,7 +395,14 @@ func TestConcurrent(t *testing.T) {
 			}()
 		}
 		wg.Wait()
-		checkConsistent(t, s, maxBytes)
+		limit := maxBytes
+		if _, ok := s.(*Ristretto); ok {
+			// Racing Sets of one key can apply ristretto's in-place updates
+			// in another order than the policy charges them; the excess
+			// lasts until the next insertion evicts.
+			limit += 2 * testEntry("c00", 400).Cost()
+		}
+		checkConsistent(t, s, limit)
 		// Whatever survived is reachable by its key.
 		for key, e := range rangeAll(t, s) {
 			mustGet(t, s, key, e)

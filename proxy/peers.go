@@ -1,0 +1,214 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/proxy/httpcache"
+	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/valyala/fasthttp"
+)
+
+var (
+	strForwarded = []byte(cluster.HeaderForwarded)
+	strHot       = "hot"
+)
+
+// forwardedBy reports whether the request claims to come from a peer, and
+// whether the claim holds. A claim that fails is refused: only members may
+// make a node serve a key it does not own or skip its own ring.
+func (p *Proxy) forwardedBy(h *fasthttp.RequestHeader) (claimed, ok bool) {
+	if len(h.PeekBytes(strForwarded)) == 0 {
+		return false, false
+	}
+	if p.opt.Peers == nil {
+		return true, false
+	}
+	_, ok = p.opt.Peers.Authenticate(h)
+	return true, ok
+}
+
+// forward hands a request for a key owned by another member to that member
+// and relays its answer, appending this node's Cache-Status member after
+// the owner's. It reports false when the owner could not answer: the caller
+// then serves the request itself, from its own store and the origin.
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Peer) bool {
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	out.Header.SetMethodBytes(ctx.Request.Header.Method())
+	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
+	out.Header.SetHostBytes(ctx.Request.Header.Host())
+	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, false)
+	p.addForwarding(out, ctx, false)
+	if body := ctx.Request.Body(); len(body) > 0 {
+		out.SetBodyRaw(body)
+	}
+	resp := fasthttp.AcquireResponse()
+	start := p.now()
+	err := peer.Forward(context.Background(), out, resp)
+	p.m.observePeer(p.now()-start, err)
+	if err != nil {
+		fasthttp.ReleaseResponse(resp)
+		p.m.peerFallbacks.Inc()
+		p.log.Debug("owner unavailable, serving locally", "peer", peer.Name(), "err", err)
+		return false
+	}
+	p.m.requests[Forwarded].Inc()
+	cs := cacheStatus{fwd: "miss", fwdStatus: resp.StatusCode(), detail: "peer"}
+	if p.hot != nil && st.req.Range == nil && (ctx.Request.Header.IsGet() || ctx.Request.Header.IsHead()) {
+		if e := p.keepHot(st, &ctx.Request.Header, resp); e != nil {
+			p.writeEntry(ctx, &st.req, e, p.now(), cs)
+			return true
+		}
+	}
+	p.relay(ctx, resp, nil, cs)
+	return true
+}
+
+// keepHot reads the owner's response and, for a sample of cacheable ones,
+// keeps a local copy (groupcache's hot cache): a popular key is then served
+// by every node instead of pinning its owner. The copy lives no longer than
+// the response's own freshness. It returns nil when the response is not
+// kept; resp is then untouched and still to be relayed.
+func (p *Proxy) keepHot(st *reqState, h *fasthttp.RequestHeader, resp *fasthttp.Response) *store.Entry {
+	if resp.StatusCode() != fasthttp.StatusOK || len(resp.Header.Peek("Vary")) > 0 {
+		return nil
+	}
+	// A hot key is forwarded often, so a one-in-N sample finds it quickly
+	// while cold keys rarely take room.
+	if p.hotTick.Add(1)%hotSample != 0 {
+		return nil
+	}
+	if cl := resp.Header.ContentLength(); cl < 0 || int64(cl) > p.opt.MaxObjectSize {
+		return nil
+	}
+	var r httpcache.Response
+	httpcache.ParseResponse(&r, &resp.Header)
+	if httpcache.Storable(true, &st.req, &r, p.opt.Policy) != httpcache.Stored || r.SetCookie || r.CC.NoCache {
+		return nil
+	}
+	body, tooLarge, err := p.readBody(resp)
+	if err != nil || tooLarge {
+		return nil // the stream is spent: the caller cannot relay it
+	}
+	now := p.now()
+	e := p.newEntry(st.key, &resp.Header, body, &r, now, now)
+	closeResponse(resp)
+	s := storedResponse(e, now)
+	if !s.Fresh() {
+		return e // serve it, but do not keep it
+	}
+	e.Expires = now + min(s.TTL()*1e9, int64(p.opt.HotTTL))
+	p.hot.Set(e)
+	return e
+}
+
+const hotSample = 8
+
+// takeover looks for a key that moved to this node at its previous owner,
+// so a membership change costs a peer round trip instead of an origin
+// fetch. It stores what it finds and returns the entry that answers the
+// request, or nil.
+func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *store.Entry {
+	if p.opt.Peers == nil {
+		return nil
+	}
+	prev, ok := p.opt.Peers.Previous(st.key)
+	if !ok {
+		return nil
+	}
+	ctx := context.Background()
+	e, err := prev.Lookup(ctx, st.key)
+	if err != nil || e == nil || !p.Accept(e) {
+		return nil
+	}
+	if !e.Has(store.VaryMarker) {
+		return e
+	}
+	st.marker = e
+	st.vkey = appendVariantKey(st.vkey[:0], st.key, e, h)
+	v, err := prev.Lookup(ctx, st.vkey)
+	if err != nil || v == nil || !p.Accept(v) {
+		return nil
+	}
+	return v
+}
+
+// Accept stores an entry handed over by another member (at its shutdown,
+// or fetched from a key's previous owner) unless it lost meanwhile: this
+// node holds a newer copy, or the URL was invalidated or purged after the
+// entry was fetched. It implements cluster.Local.
+func (p *Proxy) Accept(e *store.Entry) bool {
+	now := p.now()
+	if e.Has(store.Pass) || (e.Expires != 0 && e.Expires <= now) || len(e.Key) == 0 {
+		return false
+	}
+	if p.tombs.since(cluster.PrimaryKey(e.Key)) >= e.ResponseTime {
+		return false
+	}
+	if cur, ok := p.store.Get(e.Key); ok && cur.ResponseTime >= e.ResponseTime && !cur.Has(store.Pass) {
+		return false
+	}
+	return p.store.Set(e)
+}
+
+// Get returns a stored entry for a peer's Lookup. It implements cluster.Local.
+func (p *Proxy) Get(key []byte) (*store.Entry, bool) {
+	e, ok := p.store.Get(key)
+	if !ok || e.Has(store.Pass) {
+		return nil, false
+	}
+	return e, true
+}
+
+var _ cluster.Local = (*Proxy)(nil)
+
+// tombstones remember when URLs were invalidated, so that a copy fetched
+// before the invalidation — a handoff in flight, a previous owner's entry —
+// cannot bring the old response back. Bounded: the oldest are forgotten
+// first, which only matters if more than max URLs are invalidated within a
+// handoff.
+type tombstones struct {
+	mu    sync.Mutex
+	when  map[string]int64
+	order []string // insertion order, a ring of len max
+	next  int
+	max   int
+	n     atomic.Int64 // len(when), read without the lock when empty
+}
+
+func newTombstones(max int) *tombstones {
+	return &tombstones{when: make(map[string]int64), order: make([]string, max), max: max}
+}
+
+// mark records that key was invalidated at now.
+func (t *tombstones) mark(key []byte, now int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k := string(key)
+	if _, ok := t.when[k]; !ok {
+		if old := t.order[t.next]; old != "" {
+			delete(t.when, old)
+		}
+		t.order[t.next] = k
+		t.next = (t.next + 1) % t.max
+	}
+	t.when[k] = now
+	t.n.Store(int64(len(t.when)))
+}
+
+// since returns when key was last invalidated, or 0.
+func (t *tombstones) since(key []byte) int64 {
+	if t.n.Load() == 0 {
+		return 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.when[string(key)]
+}
+
+// isPeerPath reports whether a path belongs to the peer protocol.
+func isPeerPath(path []byte) bool { return bytes.HasPrefix(path, []byte(cluster.PathPrefix)) }
