@@ -1,0 +1,77 @@
+package cluster
+
+import (
+	"context"
+
+	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/valyala/fasthttp"
+)
+
+// Peers is the request path's view of the cluster: who owns a key, who
+// owned it before the last membership change, and whether a request came
+// from a member. proxy/ consumes it; a nil Peers is a single node.
+type Peers interface {
+	// Owner returns the peer that owns key, or ok == false when this node
+	// owns it (or knows no other member) and must serve it itself, like
+	// groupcache's PickPeer. key is a primary cache key; it is borrowed.
+	Owner(key []byte) (p Peer, ok bool)
+	// Previous returns the peer that owned key before the latest membership
+	// change, while that change is recent, so a new owner can take the
+	// stored copy instead of refetching it from the origin. ok is false
+	// when the previous owner was this node, has left, or nothing changed
+	// recently.
+	Previous(key []byte) (p Peer, ok bool)
+	// Authenticate checks a request's peer credentials and returns the
+	// sending member's name. Requests that claim to come from a peer and
+	// fail this are refused.
+	Authenticate(h *fasthttp.RequestHeader) (from string, ok bool)
+}
+
+// Peer is another cluster member.
+type Peer interface {
+	Name() string
+	// Forward sends a client request to the peer, which answers it as the
+	// key's owner and never forwards it again. The request is marked and
+	// signed here. An error means the peer could not answer (down, slow,
+	// refused): the caller falls back to the origin. As with the origin
+	// client, resp's body may be a stream the caller must read or close.
+	Forward(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
+	// Lookup returns the entry stored under the exact store key on the
+	// peer, or nil when it has none.
+	Lookup(ctx context.Context, key []byte) (*store.Entry, error)
+}
+
+// Local is what a node's peer endpoints need from its own cache.
+type Local interface {
+	// Get returns a stored entry for Lookup, without counting as a hit.
+	Get(key []byte) (*store.Entry, bool)
+	// Accept stores an entry handed off by a leaving member, unless this
+	// node holds a newer copy or the key was invalidated or purged after
+	// the entry was fetched. It reports whether the entry was kept.
+	Accept(e *store.Entry) bool
+}
+
+// Request headers of the peer protocol. Clients never get to set them: the
+// proxy strips them from client requests.
+const (
+	// HeaderForwarded names the member that forwarded a request. The
+	// receiver serves it itself, whatever its own ring says: a forwarded
+	// request is never forwarded again, so two nodes that briefly disagree
+	// on the ring cannot loop.
+	HeaderForwarded = "X-Ringcache-Forwarded"
+	// HeaderAuth carries the sender's credentials (see Authenticate).
+	HeaderAuth = "X-Ringcache-Auth"
+	// PathPrefix is where the peer endpoints live (entry lookup, handoff).
+	PathPrefix = "/__ringcache/"
+)
+
+// PrimaryKey returns the part of a store key the ring places: variants of
+// a URL (primary key, 0, variant values) live with their URL.
+func PrimaryKey(key []byte) []byte {
+	for i, c := range key {
+		if c == 0 {
+			return key[:i]
+		}
+	}
+	return key
+}
