@@ -38,6 +38,10 @@ type Ristretto struct {
 	// of a hit on some VMs.
 	checkClock bool
 	closing    atomic.Bool
+	// With an owned clock, ristretto gets no TTLs (its Get would read the
+	// wall clock on every hit); a sweeper deletes expired entries instead.
+	stopSweep chan struct{}
+	swept     sync.WaitGroup
 
 	hits, misses             stripedCounter // on the hit path: striped, not one hot word
 	sets, rejects, evictions atomic.Uint64
@@ -76,6 +80,11 @@ func NewRistretto(maxBytes int64, opts ...Option) (*Ristretto, error) {
 		return nil, fmt.Errorf("ristretto store: %w", err)
 	}
 	r.c = c
+	if r.checkClock {
+		r.stopSweep = make(chan struct{})
+		r.swept.Add(1)
+		go r.sweep(sweepEvery)
+	}
 	return r, nil
 }
 
@@ -123,6 +132,9 @@ func (r *Ristretto) Set(e *Entry) bool {
 		// any new key, at the price of readers missing the key until the
 		// Set below is applied.
 		r.c.Del(e.Key)
+	}
+	if r.checkClock {
+		ttl = 0 // expiry is ours: Get checks it, sweep reclaims it
 	}
 	if !r.c.SetWithTTL(e.Key, e, cost, ttl) {
 		// Dropped before reaching the policy (write buffer full): no
@@ -214,11 +226,52 @@ func (r *Ristretto) Stats() Stats {
 
 // Close stops ristretto's goroutines and drops every entry.
 func (r *Ristretto) Close() {
+	if r.stopSweep != nil {
+		close(r.stopSweep)
+		r.swept.Wait()
+	}
 	// ristretto's Close calls the eviction callbacks for everything while
 	// holding its own locks: they must not count or take index locks.
 	r.closing.Store(true)
 	r.c.Close()
 	r.idx.init() // let go of the entries even if r stays referenced
+}
+
+// sweepEvery is how often expired entries are reclaimed when the store
+// keeps its own expiry (ristretto's own cleanup runs every 5s too).
+const sweepEvery = 5 * time.Second
+
+// sweep deletes expired entries every interval until Close.
+func (r *Ristretto) sweep(interval time.Duration) {
+	defer r.swept.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var buf []*Entry
+	for {
+		select {
+		case <-r.stopSweep:
+			return
+		case <-t.C:
+		}
+		buf = r.sweepExpired(buf)
+	}
+}
+
+// sweepExpired deletes every entry expired by the store's clock. buf is
+// scratch space, returned for reuse.
+func (r *Ristretto) sweepExpired(buf []*Entry) []*Entry {
+	now := r.now()
+	for i := range r.idx.shards {
+		buf = r.idx.shards[i].snapshot(buf[:0])
+		for _, e := range buf {
+			if e.Expires != 0 && e.Expired(now) {
+				r.c.Del(e.Key)
+				r.evictions.Add(1)
+			}
+		}
+		clear(buf)
+	}
+	return buf[:0]
 }
 
 // onEvict runs for entries removed to make room or because they expired.

@@ -110,10 +110,10 @@ func TestRistrettoPolicyRejects(t *testing.T) {
 }
 
 func TestRistrettoPassesTTL(t *testing.T) {
-	clk := newFakeClock()
-	r := newTestRistretto(t, 1<<20, WithClock(clk.now))
+	// Without an owned clock, ristretto's own TTL does the expiry.
+	r := newTestRistretto(t, 1<<20)
 	e := testEntry("ttl", 10)
-	e.Expires = clk.after(time.Hour)
+	e.Expires = time.Now().Add(time.Hour).UnixNano()
 	if !r.Set(e) {
 		t.Fatal("Set refused")
 	}
@@ -126,6 +126,35 @@ func TestRistrettoPassesTTL(t *testing.T) {
 	r.Set(forever)
 	if ttl, ok := r.c.GetTTL(forever.Key); !ok || ttl != 0 {
 		t.Fatalf("ristretto TTL of an entry without Expires = %v, %v; want 0 (none)", ttl, ok)
+	}
+}
+
+func TestRistrettoOwnClockSweeps(t *testing.T) {
+	// With WithClock the store keeps expiry itself: ristretto gets no TTL
+	// (its Get would read the wall clock on every hit) and the sweeper
+	// reclaims what expired by the injected clock.
+	clk := newFakeClock()
+	r := newTestRistretto(t, 1<<20, WithClock(clk.now))
+	e := testEntry("ttl", 10)
+	e.Expires = clk.after(time.Hour)
+	keep := testEntry("keep", 10)
+	keep.Expires = clk.after(3 * time.Hour)
+	if !r.Set(e) || !r.Set(keep) {
+		t.Fatal("Set refused")
+	}
+	if ttl, ok := r.c.GetTTL(e.Key); !ok || ttl != 0 {
+		t.Fatalf("ristretto TTL = %v, %v; want none", ttl, ok)
+	}
+	clk.advance(2 * time.Hour)
+	r.sweepExpired(nil)
+	if st := r.Stats(); st.Items != 1 || st.Evictions != 1 {
+		t.Fatalf("after sweep: items %d evictions %d; want 1 and 1", st.Items, st.Evictions)
+	}
+	if _, ok := r.c.GetTTL(e.Key); ok {
+		t.Fatal("expired entry still held by ristretto")
+	}
+	if _, ok := r.Get(keep.Key); !ok {
+		t.Fatal("live entry swept")
 	}
 }
 
