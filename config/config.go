@@ -75,6 +75,11 @@ type Config struct {
 	// SortQuery sorts query parameters in the cache key, so ?a=1&b=2 and
 	// ?b=2&a=1 share an entry.
 	SortQuery bool
+	// KeyHost replaces the client's Host in cache keys and towards the
+	// origin (Host with preserve_host, X-Forwarded-Host) when every client
+	// reaches one site through any node, e.g. by each node's IP address.
+	// "" keys on the client's Host.
+	KeyHost string
 	// PassTTL is how long a URL whose response was not storable goes
 	// straight to the origin, skipping request coalescing. 0 disables it.
 	PassTTL time.Duration

@@ -32,6 +32,7 @@ func (c *Config) settings() []setting {
 		{name: "strip_set_cookie", val: boolean(&c.StripSetCookie), help: "store responses with Set-Cookie minus that header (false: do not store them)"},
 		{name: "ignore_query", val: list(&c.IgnoreQuery, nil), help: "query parameter names dropped from the cache key"},
 		{name: "sort_query", val: boolean(&c.SortQuery), help: "sort query parameters in the cache key"},
+		{name: "key_host", val: str(&c.KeyHost, optional(hostName)), help: `host used in cache keys and sent upstream instead of each client's Host; "" keys on the client's Host`},
 		{name: "pass_ttl", val: dur(&c.PassTTL, nonNegative), help: "how long a URL with an unstorable response bypasses coalescing; 0 disables"},
 		{name: "coalesce_timeout", val: dur(&c.CoalesceTimeout, positive), help: "how long a request waits for an identical in-flight origin fetch"},
 		{name: "origin_connect_timeout", val: dur(&c.OriginConnectTimeout, positive), help: "deadline for connecting to the origin"},
@@ -246,6 +247,14 @@ func nonNegative[T int | int64 | time.Duration](v T) error {
 func notEmpty(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+// hostName accepts a host or host:port as it may appear in a Host header.
+func hostName(s string) error {
+	if strings.ContainsAny(s, " \t\r\n/?#@") {
+		return errors.New("want a host name or host:port, without scheme or path")
 	}
 	return nil
 }

@@ -13,16 +13,25 @@ type KeyOptions struct {
 	// SortQuery orders the query parameters so that ?a=1&b=2 and ?b=2&a=1
 	// share an entry.
 	SortQuery bool
+	// Host, when set, stands for every client's Host: in keys, and towards
+	// the origin (Host, X-Forwarded-Host), so the origin cannot answer per
+	// client Host what the key would share. For clusters reached by node
+	// addresses that front one site.
+	Host string
 }
 
 // keyer builds cache keys. It keeps no per-request state.
 type keyer struct {
 	ignore [][]byte
 	sort   bool
+	host   []byte // nil: the request's
 }
 
 func newKeyer(o KeyOptions) keyer {
 	k := keyer{sort: o.SortQuery}
+	if o.Host != "" {
+		k.host = []byte(o.Host)
+	}
 	for _, name := range o.IgnoreQuery {
 		k.ignore = append(k.ignore, []byte(name))
 	}
@@ -34,6 +43,9 @@ func newKeyer(o KeyOptions) keyer {
 // the origin will see, never a normalised form, so that two URLs the origin
 // may tell apart never share an entry. params is scratch space for sorting.
 func (k *keyer) appendKey(dst, host, path, query []byte, params [][]byte) ([]byte, [][]byte) {
+	if k.host != nil {
+		host = k.host
+	}
 	for _, c := range host {
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
@@ -85,4 +97,12 @@ func (k *keyer) ignored(param []byte) bool {
 		}
 	}
 	return false
+}
+
+// hostOf is the Host a request is cached under and sent upstream with.
+func (k *keyer) hostOf(h []byte) []byte {
+	if k.host != nil {
+		return k.host
+	}
+	return h
 }

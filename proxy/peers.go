@@ -40,7 +40,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 	defer fasthttp.ReleaseRequest(out)
 	out.Header.SetMethodBytes(ctx.Request.Header.Method())
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
-	out.Header.SetHostBytes(ctx.Request.Header.Host())
+	out.Header.SetHostBytes(p.keys.hostOf(ctx.Request.Header.Host()))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, false)
 	p.addForwarding(out, ctx, false)
 	if body := ctx.Request.Body(); len(body) > 0 {

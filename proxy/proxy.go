@@ -447,7 +447,7 @@ func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry
 func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, stale *store.Entry, trusted bool) {
 	out.Header.SetMethod(fasthttp.MethodGet)
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
-	out.Header.SetHostBytes(ctx.Request.Header.Host())
+	out.Header.SetHostBytes(p.keys.hostOf(ctx.Request.Header.Host()))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, true, trusted)
 	p.addForwarding(out, ctx, trusted)
 	if stale != nil {
@@ -475,7 +475,7 @@ func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, t
 		return // a peer already set them from the client's connection
 	}
 	out.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
-	out.Header.SetBytesV("X-Forwarded-Host", ctx.Request.Header.Host())
+	out.Header.SetBytesV("X-Forwarded-Host", p.keys.hostOf(ctx.Request.Header.Host()))
 	if ctx.IsTLS() {
 		out.Header.Set("X-Forwarded-Proto", "https")
 	} else {
@@ -753,7 +753,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	defer fasthttp.ReleaseRequest(out)
 	out.Header.SetMethodBytes(ctx.Request.Header.Method())
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
-	out.Header.SetHostBytes(ctx.Request.Header.Host())
+	out.Header.SetHostBytes(p.keys.hostOf(ctx.Request.Header.Host()))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
 	p.addForwarding(out, ctx, st.forwarded)
 	if body := ctx.Request.Body(); len(body) > 0 {

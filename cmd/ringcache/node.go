@@ -1,35 +1,40 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/origin"
 	"github.com/ringcache/ringcache/proxy"
 	"github.com/ringcache/ringcache/proxy/httpcache"
 	"github.com/ringcache/ringcache/proxy/store"
 	"github.com/valyala/fasthttp"
-	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
 
-// node is one running ringcache node: its store, origin client, proxy, and
-// the proxy and admin listeners. Nothing in it is global, so tests and the
-// demo run several in one process.
+// node is one running ringcache node: its store, origin client, proxy,
+// cluster membership, and its listeners. Nothing in it is global, so tests
+// and the demo run several in one process.
 type node struct {
+	cfg     config.Config
 	log     *slog.Logger
 	clock   *proxy.Clock
 	store   store.Store
+	hot     store.Store
 	origin  *origin.Client
 	proxy   *proxy.Proxy
 	reg     *prometheus.Registry
@@ -38,14 +43,25 @@ type node struct {
 	admin   *fasthttp.Server
 	adminLn net.Listener
 	access  io.Closer
+	started bool // listeners handed to their servers
 	serving atomic.Bool
 	done    chan struct{} // closed when the proxy listener stops serving
+
+	// Cluster mode (cfg.Gossip set).
+	members *cluster.Membership
+	peers   *cluster.PeerSet
+	peerSrv *fasthttp.Server
+	peerLn  net.Listener
+	cancel  context.CancelFunc
 }
+
+// nodeOption adjusts a node for tests (serf timers).
+type nodeOption func(*cluster.Options)
 
 // startNode builds a node from cfg and starts serving. On error nothing is
 // left running.
-func startNode(cfg config.Config, log *slog.Logger) (n *node, err error) {
-	n = &node{log: log, reg: prometheus.NewRegistry(), done: make(chan struct{})}
+func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node, err error) {
+	n = &node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			n.closeAll()
@@ -53,7 +69,7 @@ func startNode(cfg config.Config, log *slog.Logger) (n *node, err error) {
 	}()
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// One coarse clock for the store and the proxy: time.Now is slow on VMs.
+	// One coarse clock for the stores and the proxy: time.Now is slow on VMs.
 	n.clock = proxy.NewClock(time.Millisecond)
 	if n.store, err = store.New(cfg.Store, cfg.CacheSize, store.WithClock(n.clock.Now)); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
@@ -74,9 +90,25 @@ func startNode(cfg config.Config, log *slog.Logger) (n *node, err error) {
 	}
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
+	if cfg.Gossip != "" {
+		signer, err := cluster.NewSigner(cfg.NodeName, []byte(cfg.PeerSecret))
+		if err != nil {
+			return nil, fmt.Errorf("peer_secret: %w", err)
+		}
+		n.peers = cluster.NewPeerSet(cluster.PeerOptions{Self: cfg.NodeName, Signer: signer, Timeout: cfg.PeerTimeout, Logger: log})
+		popt.Peers = n.peers
+		popt.Name = cacheName(cfg.NodeName)
+		if cfg.HotCacheSize > 0 {
+			n.hot = store.NewLRU(cfg.HotCacheSize, store.WithClock(n.clock.Now))
+			popt.Hot = n.hot
+		}
+	}
 	n.proxy = proxy.New(popt, n.store, n.origin)
 
-	handler := n.proxy.Handler
+	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	handler, bodyLimit := n.proxy.Handler, cfg.MaxRequestBody
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
 		if err != nil {
@@ -86,52 +118,191 @@ func startNode(cfg config.Config, log *slog.Logger) (n *node, err error) {
 		n.access = al
 		handler = al.wrap(handler)
 	}
-	n.srv = &fasthttp.Server{
-		Handler:                       handler,
-		ErrorHandler:                  badRequest,
-		ReadTimeout:                   cfg.ReadTimeout,
-		WriteTimeout:                  cfg.WriteTimeout,
-		IdleTimeout:                   cfg.IdleTimeout,
-		MaxRequestBodySize:            int(cfg.MaxRequestBody),
-		ReadBufferSize:                16 << 10, // room for large cookies and tokens
-		NoDefaultServerHeader:         true,     // the origin's Server header passes through
-		NoDefaultContentType:          true,     // never invent a type the origin did not send
-		DisablePreParseMultipartForm:  true,
-		CloseOnShutdown:               true,
-		Logger:                        fasthttpLogger{log},
-		SecureErrorLogMessage:         true,
-		DisableHeaderNamesNormalizing: false,
+	if n.peers != nil {
+		peerHandler := cluster.PeerHandler(n.proxy, n.peers, log)
+		if cfg.PeerListen != "" {
+			if n.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
+				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
+			}
+			n.peerSrv = n.newServer(peersOnly(peerHandler, n.proxy.Handler), max(cfg.MaxRequestBody, handoffBodyLimit))
+		} else {
+			handler = withPeers(peerHandler, handler)
+			bodyLimit = max(bodyLimit, handoffBodyLimit)
+		}
 	}
-	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
+	n.srv = n.newServer(handler, bodyLimit)
 	if cfg.Admin != "" {
 		if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
 			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
 		}
 		n.admin = &fasthttp.Server{Handler: n.adminHandler(), Logger: fasthttpLogger{log}, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	}
+	if n.peers != nil {
+		if err := n.joinCluster(opts); err != nil {
+			return nil, err
+		}
+	}
+
+	if n.admin != nil {
 		go func() {
 			if err := n.admin.Serve(n.adminLn); err != nil {
 				log.Error("admin listener stopped", "err", err)
 			}
 		}()
 	}
+	if n.peerSrv != nil {
+		go func() {
+			if err := n.peerSrv.Serve(n.peerLn); err != nil {
+				log.Error("peer listener stopped", "err", err)
+			}
+		}()
+	}
 	n.serving.Store(true)
+	n.started = true
 	go func() {
 		defer close(n.done)
 		if err := n.srv.Serve(n.ln); err != nil {
 			log.Error("proxy listener stopped", "err", err)
 		}
 	}()
-	log.Info("ringcache serving", "listen", n.ln.Addr().String(), "origin", cfg.Origin, "admin", n.AdminAddr(),
-		"store", cfg.Store, "cache_size", config.FormatBytes(cfg.CacheSize))
+	log.Info("ringcache serving", "listen", n.Addr(), "origin", cfg.Origin, "admin", n.AdminAddr(),
+		"store", cfg.Store, "cache_size", config.FormatBytes(cfg.CacheSize), "gossip", n.GossipAddr())
 	return n, nil
+}
+
+// joinCluster starts serf membership, publishing this node's peer address,
+// and keeps the peer set's ring current.
+func (n *node) joinCluster(opts []nodeOption) error {
+	cfg := n.cfg
+	var key []byte
+	if cfg.GossipKey != "" {
+		var err error
+		if key, err = base64.StdEncoding.DecodeString(cfg.GossipKey); err != nil {
+			return fmt.Errorf("gossip_key: %w", err) // Validate already checked it
+		}
+	}
+	peerAddr := n.ln.Addr().String()
+	if n.peerLn != nil {
+		peerAddr = n.peerLn.Addr().String()
+	}
+	copt := cluster.Options{
+		NodeName:      cfg.NodeName,
+		BindAddr:      cfg.Gossip,
+		AdvertiseAddr: cfg.Advertise,
+		PeerAddr:      reachable(peerAddr, cfg.Advertise, cfg.Gossip),
+		Join:          cfg.Join,
+		GossipKey:     key,
+		RingKind:      cfg.Ring,
+		VNodes:        cfg.RingVnodes,
+		Logger:        n.log,
+	}
+	for _, o := range opts {
+		o(&copt)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	m, err := cluster.Start(ctx, copt)
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	n.members = m
+	n.peers.Follow(m)
+	return nil
+}
+
+// reachable turns a listener address into one peers can dial: a wildcard
+// host (0.0.0.0, ::) is replaced by the advertised or gossip host.
+func reachable(addr, advertise, gossip string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsUnspecified() {
+		return addr
+	}
+	for _, a := range []string{advertise, gossip} {
+		if h, _, err := net.SplitHostPort(a); err == nil && h != "" {
+			if ip := net.ParseIP(h); ip == nil || !ip.IsUnspecified() {
+				return net.JoinHostPort(h, port)
+			}
+		}
+	}
+	return addr
+}
+
+// cacheName is this node's identifier in Cache-Status: the node name when
+// it is a valid token (RFC 8941 §3.3.4), else a quoted string, so the
+// members of a forwarded response say which node did what.
+func cacheName(name string) string {
+	token := name != "" && (isAlpha(name[0]) || name[0] == '*')
+	for i := 0; token && i < len(name); i++ {
+		c := name[i]
+		token = isAlpha(c) || ('0' <= c && c <= '9') || strings.IndexByte("!#$%&'*+-.^_`|~:/", c) >= 0
+	}
+	if token {
+		return name
+	}
+	return strconv.Quote(name)
+}
+
+func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
+
+// handoffBodyLimit admits handoff batches (about 1 MiB each) on listeners
+// that peers use, whatever max_request_body says for clients.
+const handoffBodyLimit = 4 << 20
+
+// withPeers serves the peer endpoints on the proxy listener.
+func withPeers(peer, proxyHandler fasthttp.RequestHandler) fasthttp.RequestHandler {
+	prefix := []byte(cluster.PathPrefix)
+	return func(ctx *fasthttp.RequestCtx) {
+		if bytes.HasPrefix(ctx.Path(), prefix) {
+			peer(ctx)
+			return
+		}
+		proxyHandler(ctx)
+	}
+}
+
+// peersOnly serves a dedicated peer listener: the peer endpoints and
+// forwarded requests, nothing from clients.
+func peersOnly(peer, proxyHandler fasthttp.RequestHandler) fasthttp.RequestHandler {
+	prefix := []byte(cluster.PathPrefix)
+	return func(ctx *fasthttp.RequestCtx) {
+		switch {
+		case bytes.HasPrefix(ctx.Path(), prefix):
+			peer(ctx)
+		case len(ctx.Request.Header.Peek(cluster.HeaderForwarded)) > 0:
+			proxyHandler(ctx) // authenticates the claim itself
+		default:
+			ctx.Error("peer listener: members only\n", fasthttp.StatusForbidden)
+		}
+	}
+}
+
+// newServer returns a server for h. bodyLimit bounds request bodies.
+func (n *node) newServer(h fasthttp.RequestHandler, bodyLimit int64) *fasthttp.Server {
+	cfg := n.cfg
+	return &fasthttp.Server{
+		Handler:                      h,
+		ErrorHandler:                 badRequest,
+		ReadTimeout:                  cfg.ReadTimeout,
+		WriteTimeout:                 cfg.WriteTimeout,
+		IdleTimeout:                  cfg.IdleTimeout,
+		MaxRequestBodySize:           int(bodyLimit),
+		ReadBufferSize:               16 << 10, // room for large cookies and tokens
+		NoDefaultServerHeader:        true,     // the origin's Server header passes through
+		NoDefaultContentType:         true,     // never invent a type the origin did not send
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+		Logger:                       fasthttpLogger{n.log},
+		SecureErrorLogMessage:        true,
+	}
 }
 
 // proxyOptions maps the configuration onto the proxy's own options.
 func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.Options {
 	o := proxy.Options{
-		Key: proxy.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery},
+		Key: proxy.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost},
 		Policy: httpcache.Policy{
 			DefaultTTL:     int64(cfg.DefaultTTL / time.Second),
 			MaxHeuristic:   int64(cfg.MaxHeuristicTTL / time.Second),
@@ -158,6 +329,14 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 // Addr is the proxy listener's address.
 func (n *node) Addr() string { return n.ln.Addr().String() }
 
+// GossipAddr is the serf address other members join, or "" for a single node.
+func (n *node) GossipAddr() string {
+	if n.members == nil {
+		return ""
+	}
+	return n.members.GossipAddr()
+}
+
 // AdminAddr is the admin listener's address, or "" when it is off.
 func (n *node) AdminAddr() string {
 	if n.adminLn == nil {
@@ -166,31 +345,20 @@ func (n *node) AdminAddr() string {
 	return n.adminLn.Addr().String()
 }
 
-func (n *node) adminHandler() fasthttp.RequestHandler {
-	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
-	return func(ctx *fasthttp.RequestCtx) {
-		switch string(ctx.Path()) {
-		case "/healthz":
-			if !n.serving.Load() {
-				ctx.Error("draining\n", fasthttp.StatusServiceUnavailable)
-				return
-			}
-			ctx.SetContentType("text/plain; charset=utf-8")
-			ctx.SetBodyString("ok\n")
-		case "/metrics":
-			metrics(ctx)
-		default:
-			ctx.Error("not found\n", fasthttp.StatusNotFound)
-		}
-	}
-}
-
-// Shutdown stops accepting requests, lets those in flight finish until ctx
-// ends, then releases everything.
+// Shutdown leaves the cluster and hands this node's entries to their new
+// owners (bounded by handoff_timeout and handoff_max_bytes), then stops
+// accepting requests, lets those in flight finish until ctx ends, and
+// releases everything.
 func (n *node) Shutdown(ctx context.Context) error {
 	n.serving.Store(false)
+	if n.members != nil {
+		n.leave(ctx)
+	}
 	err := n.srv.ShutdownWithContext(ctx)
 	<-n.done
+	if n.peerSrv != nil {
+		_ = n.peerSrv.ShutdownWithContext(ctx)
+	}
 	n.closeAll()
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("drain: %w", err)
@@ -198,18 +366,59 @@ func (n *node) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// leave announces the departure, then hands entries to the members that
+// own them once this node is gone. Requests keep being served meanwhile:
+// peers stop forwarding here as soon as they see the leave.
+func (n *node) leave(ctx context.Context) {
+	self := n.members.Self()
+	var rest []cluster.Node
+	for _, m := range n.members.Ring().Members() {
+		if m.Name != self.Name {
+			rest = append(rest, m)
+		}
+	}
+	if err := n.members.Leave(); err != nil {
+		n.log.Warn("leaving the cluster", "err", err)
+	}
+	if len(rest) == 0 || n.cfg.HandoffMaxBytes <= 0 {
+		return
+	}
+	next, err := cluster.NewRing(n.cfg.Ring, rest, n.cfg.RingVnodes)
+	if err != nil {
+		n.log.Error("handoff ring", "err", err)
+		return
+	}
+	hctx, cancel := context.WithTimeout(ctx, n.cfg.HandoffTimeout)
+	defer cancel()
+	st, err := cluster.Handoff(hctx, n.store, next, self.Name, n.peers.SendHandoff, n.cfg.HandoffMaxBytes)
+	n.log.Info("handed off entries", "entries", st.Entries, "bytes", st.Bytes, "batches", st.Batches, "failed", st.Failed, "err", err)
+}
+
 func (n *node) closeAll() {
+	if n.members != nil {
+		_ = n.members.Shutdown()
+	}
+	if n.cancel != nil {
+		n.cancel()
+	}
 	if n.proxy != nil {
 		n.proxy.Close()
 	}
-	if n.admin != nil {
+	if !n.started {
+		for _, ln := range []net.Listener{n.ln, n.peerLn, n.adminLn} {
+			if ln != nil {
+				_ = ln.Close()
+			}
+		}
+	}
+	if n.peers != nil {
+		n.peers.Close()
+	}
+	if n.hot != nil {
+		n.hot.Close()
+	}
+	if n.admin != nil && n.started {
 		_ = n.admin.Shutdown()
-	}
-	if n.ln != nil && n.srv == nil {
-		_ = n.ln.Close()
-	}
-	if n.adminLn != nil && n.admin == nil {
-		_ = n.adminLn.Close()
 	}
 	if n.origin != nil {
 		n.origin.Close()
