@@ -125,8 +125,9 @@ type Membership struct {
 
 	ring atomic.Pointer[ringRef]
 
-	mu        sync.Mutex // guards listeners
-	listeners []func(old, new Ring)
+	mu           sync.Mutex // guards listeners and stopCtxWatch
+	listeners    []func(old, new Ring)
+	stopCtxWatch func() bool
 
 	stats struct {
 		join, leave, failed, update, reap atomic.Uint64
@@ -139,7 +140,6 @@ type Membership struct {
 
 	stop         chan struct{} // closed by Shutdown after serf is down
 	cancelJoin   context.CancelFunc
-	stopCtxWatch func() bool
 	shutdownOnce sync.Once
 	shutdownErr  error
 	wg           sync.WaitGroup // event loop and joiner
@@ -153,6 +153,9 @@ type ringRef struct{ Ring }
 // node until gossip brings others. Cancelling ctx shuts the Membership down
 // without a leave, like Shutdown.
 func Start(ctx context.Context, o Options) (*Membership, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("membership %s: %w", o.NodeName, err)
+	}
 	conf, err := o.serfConfig()
 	if err != nil {
 		return nil, err
@@ -175,17 +178,14 @@ func Start(ctx context.Context, o Options) (*Membership, error) {
 		o.Tune(conf)
 	}
 
-	// Check the ring settings before opening sockets.
-	if _, err := NewRing(m.kind, []Node{m.self}, m.vnodes); err != nil {
-		return nil, fmt.Errorf("membership %s: %w", o.NodeName, err)
-	}
 	ml := conf.MemberlistConfig
+	bind := net.JoinHostPort(ml.BindAddr, strconv.Itoa(ml.BindPort))
 	if err := checkBindable(ml.BindAddr, ml.BindPort); err != nil {
 		return nil, fmt.Errorf("membership %s: %w", o.NodeName, err)
 	}
 	s, err := serf.Create(conf)
 	if err != nil {
-		return nil, fmt.Errorf("membership %s: start serf on %s: %w", o.NodeName, o.BindAddr, err)
+		return nil, fmt.Errorf("membership %s: start serf on %s: %w", o.NodeName, bind, err)
 	}
 	m.serf = s
 	m.members = s.Members
@@ -202,7 +202,9 @@ func Start(ctx context.Context, o Options) (*Membership, error) {
 		go m.joinLoop(joinCtx, seeds)
 	}
 	// Cancelling ctx is a shutdown without leave; Shutdown unregisters this.
+	m.mu.Lock()
 	m.stopCtxWatch = context.AfterFunc(ctx, func() { _ = m.Shutdown() })
+	m.mu.Unlock()
 	logger.Info("membership started", "gossip", m.gossip, "peer", m.self.Addr, "ring", m.kind)
 	return m, nil
 }
@@ -267,6 +269,9 @@ func (o Options) serfConfig() (*serf.Config, error) {
 	case 0, 16, 24, 32:
 	default:
 		errs = append(errs, fmt.Errorf("gossip key must be 16, 24 or 32 bytes (got %d)", len(o.GossipKey)))
+	}
+	if _, err := NewRing(o.RingKind, nil, o.VNodes); err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("membership options: %w", err)
@@ -373,8 +378,9 @@ func (m *Membership) OnChange(fn func(old, new Ring)) {
 }
 
 // Leave broadcasts a graceful leave so others drop this node at once rather
-// than after failure detection. It blocks while the leave propagates; call
-// Shutdown afterwards.
+// than after failure detection. It blocks while the leave goes out and
+// propagates (serf's BroadcastTimeout and LeavePropagateDelay, about a
+// second by default); call Shutdown afterwards.
 func (m *Membership) Leave() error {
 	if err := m.serf.Leave(); err != nil {
 		return fmt.Errorf("membership %s: leave: %w", m.self.Name, err)
@@ -387,8 +393,11 @@ func (m *Membership) Leave() error {
 // to call more than once.
 func (m *Membership) Shutdown() error {
 	m.shutdownOnce.Do(func() {
-		if m.stopCtxWatch != nil {
-			m.stopCtxWatch()
+		m.mu.Lock()
+		stopWatch := m.stopCtxWatch
+		m.mu.Unlock()
+		if stopWatch != nil {
+			stopWatch()
 		}
 		if m.cancelJoin != nil {
 			m.cancelJoin()

@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/ringcache/ringcache/cluster/clustertest"
 	"log/slog"
 	"net"
 	"slices"
@@ -33,23 +35,9 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool, msg func() s
 	}
 }
 
-// fastTimers shrinks serf's and memberlist's timers the way serf's own
-// testConfig does, so joins, leaves and failures show up in well under a
-// second on loopback. Tombstone and reconnect timeouts stay long so "left"
-// and "failed" members remain visible.
-func fastTimers(c *serf.Config) {
-	ml := c.MemberlistConfig
-	ml.GossipInterval = 10 * time.Millisecond
-	ml.ProbeInterval = 100 * time.Millisecond
-	ml.ProbeTimeout = 50 * time.Millisecond
-	ml.TCPTimeout = time.Second
-	ml.SuspicionMult = 2
-	ml.PushPullInterval = time.Second
-	ml.GossipToTheDeadTime = time.Second
-	c.BroadcastTimeout = 2 * time.Second
-	c.LeavePropagateDelay = 100 * time.Millisecond
-	c.ReapInterval = time.Second
-}
+// fastTimers makes joins, leaves and failures show up in well under a
+// second on loopback.
+var fastTimers = clustertest.FastTimers
 
 // testLogger sends warnings and errors to the test log (debug, where serf's
 // chatter goes, is dropped).
@@ -385,6 +373,16 @@ func TestStartOptionErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("context already done", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if m, err := Start(ctx, ok()); !errors.Is(err, context.Canceled) {
+			if m != nil {
+				_ = m.Shutdown()
+			}
+			t.Fatalf("Start = %v, want context.Canceled", err)
+		}
+	})
 	t.Run("errors reported together", func(t *testing.T) {
 		_, err := Start(context.Background(), Options{GossipKey: []byte("x")})
 		for _, want := range []string{"node name", "peer address", "gossip key"} {

@@ -178,6 +178,9 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	if claimed && !ok {
 		p.m.peerRefused.Inc()
 		p.writeError(ctx, fasthttp.StatusForbidden, "peer authentication failed", "")
+		// A member whose signature we refuse (clock skew, a rotated secret)
+		// must fall back to the origin, not relay our refusal.
+		ctx.Response.Header.Set(cluster.HeaderError, "1")
 		return
 	}
 	st.forwarded = claimed

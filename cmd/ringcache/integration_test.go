@@ -790,7 +790,7 @@ func TestDemoCommand(t *testing.T) {
 	var stdout, stderr syncBuffer
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, []string{"demo", "--origin-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}, nil, &stdout, &stderr)
+		code <- run(ctx, []string{"demo", "--origin-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--gossip", "127.0.0.1:0"}, nil, &stdout, &stderr)
 	}()
 	addr := waitMatch(t, &stdout, regexp.MustCompile(`cache node\s+http://(\S+)`), "the demo to print the cache node's address")
 

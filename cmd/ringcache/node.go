@@ -95,7 +95,13 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		if err != nil {
 			return nil, fmt.Errorf("peer_secret: %w", err)
 		}
-		n.peers = cluster.NewPeerSet(cluster.PeerOptions{Self: cfg.NodeName, Signer: signer, Timeout: cfg.PeerTimeout, Logger: log})
+		n.peers = cluster.NewPeerSet(cluster.PeerOptions{
+			Self: cfg.NodeName, Signer: signer, Timeout: cfg.PeerTimeout, Logger: log,
+			MaxEntryBytes: cfg.MaxObjectSize + 1<<20,
+			NewRing: func(nodes []cluster.Node) (cluster.Ring, error) {
+				return cluster.NewRing(cfg.Ring, nodes, cfg.RingVnodes)
+			},
+		})
 		popt.Peers = n.peers
 		popt.Name = cacheName(cfg.NodeName)
 		if cfg.HotCacheSize > 0 {
@@ -124,10 +130,10 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 			if n.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
 				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
 			}
-			n.peerSrv = n.newServer(peersOnly(peerHandler, n.proxy.Handler), max(cfg.MaxRequestBody, handoffBodyLimit))
+			n.peerSrv = n.newServer(peersOnly(peerHandler, n.proxy.Handler), max(cfg.MaxRequestBody, handoffBodyLimit(cfg)))
 		} else {
 			handler = withPeers(peerHandler, handler)
-			bodyLimit = max(bodyLimit, handoffBodyLimit)
+			bodyLimit = max(bodyLimit, handoffBodyLimit(cfg))
 		}
 	}
 	n.srv = n.newServer(handler, bodyLimit)
@@ -247,9 +253,12 @@ func cacheName(name string) string {
 
 func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
 
-// handoffBodyLimit admits handoff batches (about 1 MiB each) on listeners
-// that peers use, whatever max_request_body says for clients.
-const handoffBodyLimit = 4 << 20
+// handoffBodyLimit admits handoff batches on listeners that peers use,
+// whatever max_request_body says for clients: a batch is about 1 MiB, or
+// one entry of up to max_object_size.
+func handoffBodyLimit(cfg config.Config) int64 {
+	return max(cluster.HandoffBatchBytes, cfg.MaxObjectSize) + 1<<20
+}
 
 // withPeers serves the peer endpoints on the proxy listener.
 func withPeers(peer, proxyHandler fasthttp.RequestHandler) fasthttp.RequestHandler {

@@ -1,0 +1,235 @@
+package cluster
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+func TestNewSignerErrors(t *testing.T) {
+	tests := []struct {
+		name, self string
+		secret     []byte
+		want       string
+	}{
+		{"short secret", "a", []byte("fifteen-bytes!!"), "at least 16 bytes"},
+		{"no secret", "a", nil, "at least 16 bytes"},
+		{"empty name", "", testSecret, "empty"},
+		{"pipe in name", "a|b", testSecret, "contains"},
+		{"newline in name", "a\nb", testSecret, "contains"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := NewSigner(tt.self, tt.secret)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("NewSigner error = %v, want one containing %q", err, tt.want)
+			}
+			if s != nil {
+				t.Error("NewSigner returned a Signer with an error")
+			}
+		})
+	}
+	if _, err := NewSigner("node:1", testSecret[:16]); err != nil {
+		t.Errorf("a 16-byte secret and a name with ':' were refused: %v", err)
+	}
+}
+
+// signedHeader returns a GET header for uri signed by s.
+func signedHeader(s *Signer, method, uri string) *fasthttp.RequestHeader {
+	var h fasthttp.RequestHeader
+	h.SetMethod(method)
+	h.SetRequestURI(uri)
+	h.SetHost("client.example")
+	s.Sign(&h)
+	return &h
+}
+
+func TestSignVerify(t *testing.T) {
+	clock := newFakeClock()
+	signer := mustSigner(t, "node-a", testSecret, SignerClock(clock.Now))
+	verifier := mustSigner(t, "node-b", testSecret, SignerClock(clock.Now))
+	other := mustSigner(t, "node-a", []byte("a-different-secret-16+"), SignerClock(clock.Now))
+	const uri = "/img/a.png?w=100&h=%20x"
+	now := clock.Now().Unix()
+	good := string(signedHeader(signer, "GET", uri).Peek(HeaderAuth))
+	mac := good[strings.LastIndexByte(good, ':')+1:]
+	stamp := func(name string, ts int64, mac string) string {
+		return name + ":" + strconv.FormatInt(ts, 10) + ":" + mac
+	}
+
+	tests := []struct {
+		name   string
+		header func() *fasthttp.RequestHeader
+		skew   time.Duration // verifier clock offset
+		ok     bool
+	}{
+		{"good", func() *fasthttp.RequestHeader { return signedHeader(signer, "GET", uri) }, 0, true},
+		{"good POST", func() *fasthttp.RequestHeader { return signedHeader(signer, "POST", "/__ringcache/handoff") }, 0, true},
+		{"within window (past)", func() *fasthttp.RequestHeader { return signedHeader(signer, "GET", uri) }, AuthWindow, true},
+		{"within window (future)", func() *fasthttp.RequestHeader { return signedHeader(signer, "GET", uri) }, -AuthWindow, true},
+		{"expired", func() *fasthttp.RequestHeader { return signedHeader(signer, "GET", uri) }, AuthWindow + time.Second, false},
+		{"from the future", func() *fasthttp.RequestHeader { return signedHeader(signer, "GET", uri) }, -AuthWindow - time.Second, false},
+		{"wrong secret", func() *fasthttp.RequestHeader { return signedHeader(other, "GET", uri) }, 0, false},
+		{"tampered URI", func() *fasthttp.RequestHeader {
+			h := signedHeader(signer, "GET", uri)
+			h.SetRequestURI(uri + "&admin=1")
+			return h
+		}, 0, false},
+		{"tampered method", func() *fasthttp.RequestHeader {
+			h := signedHeader(signer, "GET", uri)
+			h.SetMethod("DELETE")
+			return h
+		}, 0, false},
+		{"tampered name in both headers", func() *fasthttp.RequestHeader {
+			h := signedHeader(signer, "GET", uri)
+			h.Set(HeaderAuth, stamp("node-c", now, mac))
+			h.Set(HeaderForwarded, "node-c")
+			return h
+		}, 0, false},
+		{"tampered timestamp", func() *fasthttp.RequestHeader {
+			h := signedHeader(signer, "GET", uri)
+			h.Set(HeaderAuth, stamp("node-a", now+1, mac))
+			return h
+		}, 0, false},
+		{"forwarded names another node", func() *fasthttp.RequestHeader {
+			h := signedHeader(signer, "GET", uri)
+			h.Set(HeaderForwarded, "node-c")
+			return h
+		}, 0, false},
+		{"forwarded missing", func() *fasthttp.RequestHeader {
+			h := signedHeader(signer, "GET", uri)
+			h.Del(HeaderForwarded)
+			return h
+		}, 0, false},
+	}
+	malformed := map[string]string{
+		"empty":              "",
+		"no colons":          "node-a" + mac,
+		"one colon":          "node-a:" + mac,
+		"empty name":         stamp("", now, mac),
+		"empty timestamp":    "node-a::" + mac,
+		"negative timestamp": stamp("node-a", -now, mac),
+		"signed timestamp":   "node-a:+" + strconv.FormatInt(now, 10) + ":" + mac,
+		"huge timestamp":     "node-a:99999999999999999999999:" + mac,
+		"letters timestamp":  "node-a:12ab:" + mac,
+		"bad base64":         stamp("node-a", now, strings.Repeat("*", macB64Len)),
+		"padded base64":      stamp("node-a", now, mac+"="),
+		"short mac":          stamp("node-a", now, mac[:20]),
+		"empty mac":          stamp("node-a", now, ""),
+		"huge":               stamp(strings.Repeat("n", 4096), now, mac),
+		"pipe in name":       stamp("node|a", now, mac),
+		"trailing colon":     good + ":",
+	}
+	for name, v := range malformed {
+		tests = append(tests, struct {
+			name   string
+			header func() *fasthttp.RequestHeader
+			skew   time.Duration
+			ok     bool
+		}{"malformed/" + name, func() *fasthttp.RequestHeader {
+			h := signedHeader(signer, "GET", uri)
+			h.Set(HeaderAuth, v)
+			return h
+		}, 0, false})
+	}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := tt.header()
+			clock.Advance(tt.skew)
+			defer clock.Advance(-tt.skew)
+			from, ok := verifier.Verify(h)
+			if ok != tt.ok {
+				t.Fatalf("Verify ok = %v, want %v (auth %q)", ok, tt.ok, h.Peek(HeaderAuth))
+			}
+			if ok && from != "node-a" {
+				t.Errorf("Verify from = %q, want node-a", from)
+			}
+			if !ok && from != "" {
+				t.Errorf("failed Verify returned a name %q", from)
+			}
+		})
+	}
+}
+
+// Signing again replaces the stamp rather than adding a second one.
+func TestSignReplaces(t *testing.T) {
+	clock := newFakeClock()
+	s := mustSigner(t, "node-a", testSecret, SignerClock(clock.Now))
+	h := signedHeader(s, "GET", "/x")
+	clock.Advance(time.Hour)
+	s.Sign(h)
+	if n := len(h.PeekAll(HeaderAuth)); n != 1 {
+		t.Fatalf("%d %s headers after signing twice, want 1", n, HeaderAuth)
+	}
+	if _, ok := s.Verify(h); !ok {
+		t.Fatal("re-signed request does not verify")
+	}
+}
+
+func TestSignVerifyAllocs(t *testing.T) {
+	if peerRaceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items")
+	}
+	s := mustSigner(t, "node-a", testSecret)
+	h := signedHeader(s, "GET", "/img/a.png?w=100")
+	if got := testing.AllocsPerRun(200, func() { s.Sign(h) }); got != 0 {
+		t.Errorf("Sign allocates %.1f times, want 0", got)
+	}
+	// The returned name is the one allocation.
+	if got := testing.AllocsPerRun(200, func() { s.Verify(h) }); got > 1 {
+		t.Errorf("Verify allocates %.1f times, want <= 1", got)
+	}
+}
+
+func BenchmarkSignVerify(b *testing.B) {
+	s := mustSigner(b, "node-a", testSecret)
+	v := mustSigner(b, "node-b", testSecret)
+	var h fasthttp.RequestHeader
+	h.SetRequestURI("/cdn/img/photo-12345.jpg?w=640&h=480")
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Sign(&h)
+		if _, ok := v.Verify(&h); !ok {
+			b.Fatal("verify failed")
+		}
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	now := time.Unix(1_700_000_000, 0)
+	clock := func() time.Time { return now }
+	s := mustSigner(f, "node-a", testSecret, SignerClock(clock))
+	good := signedHeader(s, "GET", "/x?y=1")
+	f.Add(string(good.Peek(HeaderAuth)), "node-a", "GET", "/x?y=1")
+	f.Add("node-a:1700000000:", "node-a", "POST", "/")
+	f.Add("::", "", "GET", "/")
+	f.Add("a:b:c:d", "a:b", "GE|T", "/|")
+	f.Fuzz(func(t *testing.T, auth, fwd, method, uri string) {
+		var h fasthttp.RequestHeader
+		h.SetMethod(method)
+		h.SetRequestURI(uri)
+		h.Set(HeaderAuth, auth)
+		h.Set(HeaderForwarded, fwd)
+		from, ok := s.Verify(&h)
+		if ok && from != string(h.Peek(HeaderForwarded)) {
+			t.Fatalf("Verify accepted a name %q that differs from %s %q", from, HeaderForwarded, h.Peek(HeaderForwarded))
+		}
+		if ok && auth != string(good.Peek(HeaderAuth)) {
+			// Only a stamp made with the secret can verify; the fuzzer
+			// does not know it, so any success must reuse ours.
+			if !strings.HasSuffix(auth, string(good.Peek(HeaderAuth))[len("node-a:1700000000"):]) {
+				t.Fatalf("Verify accepted a forged stamp %q", auth)
+			}
+		}
+		// Whatever the method and URI, a request we sign verifies, unless
+		// its method holds the separator (refused on purpose).
+		s.Sign(&h)
+		if _, ok := s.Verify(&h); !ok && !strings.Contains(string(h.Method()), "|") {
+			t.Fatalf("signed request (method %q, uri %q) does not verify", h.Method(), h.RequestURI())
+		}
+	})
+}

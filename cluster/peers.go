@@ -1,0 +1,707 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/valyala/fasthttp"
+)
+
+// HeaderError marks a response a node made up because it could not serve a
+// forwarded request itself (draining, refusing the peer): the sender treats
+// it as a failure of the peer and serves the request from the origin, where
+// an ordinary 5xx relayed from the origin is an answer like any other.
+const HeaderError = "X-Ringcache-Error"
+
+// Defaults for PeerOptions' zero values.
+const (
+	DefaultPeerTimeout     = 2 * time.Second
+	DefaultPeerMaxConns    = 256
+	DefaultPreviousWindow  = 10 * time.Minute
+	DefaultFailBackoff     = time.Second
+	DefaultMaxFailBackoff  = 10 * time.Second
+	DefaultPeerIdleTimeout = 30 * time.Second
+	// DefaultMaxEntryBytes bounds one encoded entry on the wire, in a Lookup
+	// answer or a handoff frame: well above any storable response, small
+	// enough that a corrupt length cannot make a node allocate gigabytes.
+	DefaultMaxEntryBytes = 64 << 20
+
+	// peerReadBufferSize also caps a response's header block; origins that
+	// send a few big cookies overflow fasthttp's 4 KiB default.
+	peerReadBufferSize = 16 << 10
+	// maxReplyBytes bounds the small JSON reply to a handoff.
+	maxReplyBytes = 4 << 10
+)
+
+// PeerOptions configures a PeerSet. Zero (or negative) values mean the
+// documented default.
+type PeerOptions struct {
+	// Self is this node's name: keys it owns are never forwarded. Default:
+	// the Signer's name, which it must equal.
+	Self string
+	// Signer signs every request to a peer and checks requests from peers.
+	// Required.
+	Signer *Signer
+	// Timeout bounds a request to a peer when the caller's context has no
+	// deadline, and always bounds connecting to it. A forwarded request
+	// includes the owner's own origin fetch, so it should exceed a normal
+	// origin response time. Default DefaultPeerTimeout (2s).
+	Timeout time.Duration
+	// MaxConns caps open connections to each peer; a request that finds all
+	// busy waits up to Timeout. Default DefaultPeerMaxConns (256).
+	MaxConns int
+	// PreviousWindow is how long after a membership change Previous names
+	// the keys' former owners; after it the new owners are assumed to have
+	// filled up. Default DefaultPreviousWindow (10m).
+	PreviousWindow time.Duration
+	// FailBackoff is how long a peer is skipped after a transport failure
+	// (passive health). Each further failure after the pause doubles it, up
+	// to MaxFailBackoff; a success resets it. Default DefaultFailBackoff (1s).
+	FailBackoff time.Duration
+	// MaxFailBackoff caps FailBackoff's doubling. Default
+	// DefaultMaxFailBackoff (10s); raised to FailBackoff if smaller.
+	MaxFailBackoff time.Duration
+	// IdleConnTimeout closes keep-alive connections to a peer unused for
+	// this long. Default DefaultPeerIdleTimeout (30s).
+	IdleConnTimeout time.Duration
+	// MaxEntryBytes is the largest encoded entry Lookup reads. Default
+	// DefaultMaxEntryBytes (64 MiB).
+	MaxEntryBytes int64
+	// NewRing builds a ring over the given members, as the membership does.
+	// When set, a node that joins an existing cluster takes the ring of the
+	// others (the cluster before it came) as its previous ring, so it can
+	// take moved keys over from their former owners instead of the origin.
+	// Nil: a joining node has no previous ring.
+	NewRing func(nodes []Node) (Ring, error)
+	// Clock is the time source of the previous window and passive health.
+	// Nil means time.Now. (Signatures use the Signer's clock.)
+	Clock func() time.Time
+	// Logger receives peer health changes. Nil discards.
+	Logger *slog.Logger
+}
+
+// PeerSet is the cluster as the request path sees it: the current ring,
+// the ring before the last membership change, and a client per member. It
+// implements Peers. Reads (Owner, Previous) take no lock: the state is
+// swapped whole by Update.
+type PeerSet struct {
+	self           string
+	signer         *Signer
+	newRing        func([]Node) (Ring, error)
+	timeout        time.Duration
+	maxConns       int
+	window         time.Duration
+	backoff        time.Duration
+	maxBackoff     time.Duration
+	idle           time.Duration
+	maxEntry       int64
+	now            func() time.Time
+	log            *slog.Logger
+	entryPath      []byte // PathPrefix + "entry?key="
+	handoffPath    []byte // PathPrefix + "handoff"
+	contentTypeBin []byte
+
+	state atomic.Pointer[peerState]
+	conns peerConns // open connections, to relax deadlines of streamed bodies
+
+	mu     sync.Mutex // serializes Update and Close
+	closed bool
+}
+
+var _ Peers = (*PeerSet)(nil)
+
+// peerState is one immutable snapshot: readers load it once per call.
+type peerState struct {
+	cur     Ring
+	prev    Ring  // nil when nothing changed yet
+	changed int64 // unix nanoseconds of the change that made prev
+	peers   map[string]*peer
+}
+
+// NewPeerSet returns a PeerSet with no ring: until the first Update every
+// key is this node's. It opens no connection. Zero or negative options take
+// their defaults. It panics if o.Signer is nil or signs under a name other
+// than o.Self: both are wiring mistakes, not configuration.
+func NewPeerSet(o PeerOptions) *PeerSet {
+	if o.Signer == nil {
+		panic("cluster: NewPeerSet needs a Signer")
+	}
+	if o.Self == "" {
+		o.Self = o.Signer.Name()
+	}
+	if o.Self != o.Signer.Name() {
+		panic(fmt.Sprintf("cluster: NewPeerSet for %q with a Signer for %q", o.Self, o.Signer.Name()))
+	}
+	s := &PeerSet{
+		self:           o.Self,
+		signer:         o.Signer,
+		newRing:        o.NewRing,
+		timeout:        orDefault(o.Timeout, DefaultPeerTimeout),
+		maxConns:       o.MaxConns,
+		window:         orDefault(o.PreviousWindow, DefaultPreviousWindow),
+		backoff:        orDefault(o.FailBackoff, DefaultFailBackoff),
+		maxBackoff:     orDefault(o.MaxFailBackoff, DefaultMaxFailBackoff),
+		idle:           orDefault(o.IdleConnTimeout, DefaultPeerIdleTimeout),
+		maxEntry:       o.MaxEntryBytes,
+		now:            o.Clock,
+		log:            o.Logger,
+		entryPath:      []byte(PathPrefix + "entry?key="),
+		handoffPath:    []byte(PathPrefix + "handoff"),
+		contentTypeBin: []byte("application/octet-stream"),
+	}
+	if s.maxConns <= 0 {
+		s.maxConns = DefaultPeerMaxConns
+	}
+	if s.maxEntry <= 0 {
+		s.maxEntry = DefaultMaxEntryBytes
+	}
+	s.maxBackoff = max(s.maxBackoff, s.backoff)
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.state.Store(&peerState{})
+	s.conns.m = make(map[netip.AddrPort]*peerConn)
+	return s
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// RingSource is what Follow needs from a Membership.
+type RingSource interface {
+	Ring() Ring
+	OnChange(fn func(old, new Ring))
+}
+
+// Follow keeps s in step with src: it registers Update as a change listener
+// and installs src's current ring. Registering first means a change that
+// lands in between is not lost; installing the initial ring is a no-op if
+// that change got there first.
+func (s *PeerSet) Follow(src RingSource) {
+	src.OnChange(s.Update)
+	s.Update(nil, src.Ring())
+}
+
+// Update installs next as the current ring; it has Membership.OnChange's
+// signature. The ring it replaces becomes the previous ring, which Previous
+// answers from for PreviousWindow. old is only used when s had no ring yet;
+// Update(nil, r) installs an initial ring without a previous one, and is
+// ignored once s has a ring (so an initial ring read before a change cannot
+// overwrite that change).
+//
+// Clients are kept for members whose name and address are unchanged, made
+// for new ones, and closed for departed ones (requests in flight on them
+// finish).
+func (s *PeerSet) Update(old, next Ring) {
+	if next == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	cur := s.state.Load()
+	if old == nil && cur.cur != nil {
+		return
+	}
+	prev := cur.cur
+	if prev == nil {
+		prev = old
+	}
+	if alone(prev, s.self) && !alone(next, s.self) && s.newRing != nil {
+		// This node just joined: before it came, the others owned its keys.
+		var others []Node
+		for _, n := range next.Members() {
+			if n.Name != s.self {
+				others = append(others, n)
+			}
+		}
+		if r, err := s.newRing(others); err == nil {
+			prev = r
+		}
+	}
+	st := &peerState{cur: next, prev: prev, peers: make(map[string]*peer, len(next.Members()))}
+	if prev != nil {
+		st.changed = s.now().UnixNano()
+	}
+	for _, n := range next.Members() {
+		if n.Name == s.self {
+			continue
+		}
+		if p := cur.peers[n.Name]; p != nil && p.node.Addr == n.Addr {
+			st.peers[n.Name] = p
+			continue
+		}
+		st.peers[n.Name] = s.newPeer(n)
+	}
+	s.state.Store(st)
+	for name, p := range cur.peers {
+		if st.peers[name] != p {
+			p.hc.CloseIdleConnections()
+		}
+	}
+}
+
+// alone reports whether r knows no member but self (or none at all).
+func alone(r Ring, self string) bool {
+	if r == nil {
+		return true
+	}
+	for _, n := range r.Members() {
+		if n.Name != self {
+			return false
+		}
+	}
+	return true
+}
+
+// Close closes the idle connections of every peer client and stops Update;
+// requests in flight finish. Owner and Previous keep answering from the last
+// ring, so a draining node can still forward.
+func (s *PeerSet) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	for _, p := range s.state.Load().peers {
+		p.hc.CloseIdleConnections()
+	}
+}
+
+// Owner returns the peer owning key on the current ring, or ok == false when
+// this node owns it, the ring is empty, or the owner is paused by passive
+// health after a failure: then this node serves the key from the origin.
+// It allocates nothing beyond what the Ring's Owner does.
+func (s *PeerSet) Owner(key []byte) (Peer, bool) {
+	st := s.state.Load()
+	if st.cur == nil {
+		return nil, false
+	}
+	n, ok := st.cur.Owner(key)
+	if !ok || n.Name == s.self {
+		return nil, false
+	}
+	p := st.peers[n.Name]
+	if p == nil || !p.health.available(s.now) {
+		return nil, false
+	}
+	return p, true
+}
+
+// Previous returns the owner of key on the previous ring while the last
+// change is within PreviousWindow, provided it is not this node, not the
+// current owner, still a member of the current ring and not paused by
+// passive health.
+func (s *PeerSet) Previous(key []byte) (Peer, bool) {
+	st := s.state.Load()
+	if st.prev == nil || st.cur == nil {
+		return nil, false
+	}
+	if s.now().UnixNano()-st.changed > int64(s.window) {
+		return nil, false
+	}
+	n, ok := st.prev.Owner(key)
+	if !ok || n.Name == s.self {
+		return nil, false
+	}
+	if c, ok := st.cur.Owner(key); ok && c.Name == n.Name {
+		return nil, false
+	}
+	p := st.peers[n.Name]
+	if p == nil || p.node.Addr != n.Addr || !p.health.available(s.now) {
+		return nil, false
+	}
+	return p, true
+}
+
+// Authenticate checks a peer's signature with the Signer.
+func (s *PeerSet) Authenticate(h *fasthttp.RequestHeader) (string, bool) {
+	return s.signer.Verify(h)
+}
+
+// SendHandoff posts one handoff batch (see Handoff) to node, signed, and
+// waits for its reply. It is Handoff's send function. body is only read
+// during the call.
+func (s *PeerSet) SendHandoff(ctx context.Context, node Node, body []byte) error {
+	p := s.state.Load().peers[node.Name]
+	if p == nil || p.node.Addr != node.Addr {
+		// Not a member of our ring (yet): a one-off client.
+		p = s.newPeer(node)
+		defer p.hc.CloseIdleConnections()
+	}
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetRequestURIBytes(s.handoffPath)
+	req.Header.SetHost(node.Addr)
+	req.Header.SetContentTypeBytes(s.contentTypeBin)
+	req.SetBodyRaw(body)
+	if err := p.do(ctx, req, resp); err != nil {
+		return fmt.Errorf("handoff to peer %s: %w", node.Name, err)
+	}
+	reply, err := readBody(resp, maxReplyBytes)
+	if err != nil {
+		return fmt.Errorf("handoff to peer %s: reading reply: %w", node.Name, err)
+	}
+	if sc := resp.StatusCode(); sc != fasthttp.StatusOK {
+		return fmt.Errorf("handoff to peer %s: status %d: %s", node.Name, sc, bytes.TrimSpace(reply))
+	}
+	s.log.Debug("handoff batch delivered", "peer", node.Name, "bytes", len(body), "reply", string(reply))
+	return nil
+}
+
+func (s *PeerSet) newPeer(n Node) *peer {
+	timeout := s.timeout
+	p := &peer{set: s, node: n}
+	p.health.init(s.backoff, s.maxBackoff)
+	p.hc = &fasthttp.HostClient{
+		Addr: n.Addr,
+		// Our own dialer: fasthttp's default one caches DNS in a process-wide
+		// goroutine that never ends.
+		DialTimeout: func(addr string, t time.Duration) (net.Conn, error) {
+			if t <= 0 || t > timeout {
+				t = timeout
+			}
+			d := net.Dialer{Timeout: t}
+			c, err := d.Dial("tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return s.conns.track(c), nil
+		},
+		RetryIfErr:          s.retryIfErr,
+		MaxConns:            s.maxConns,
+		MaxConnWaitTimeout:  timeout,
+		MaxIdleConnDuration: s.idle,
+		ReadBufferSize:      peerReadBufferSize,
+		// Forwarded requests carry the client's User-Agent; never invent one.
+		NoDefaultUserAgentHeader: true,
+		// The path is part of the cache key and of the signature: it must
+		// reach the peer byte for byte.
+		DisablePathNormalizing: true,
+		StreamResponseBody:     true,
+	}
+	return p
+}
+
+// retryIfErr lets fasthttp resend a request that failed before an answer
+// (typically on a keep-alive connection the peer had just closed) when
+// sending it twice is harmless: idempotent methods, as fasthttp's default
+// does, and handoff batches, since a receiver offered an entry twice keeps
+// one copy. A forwarded client POST is never resent.
+func (s *PeerSet) retryIfErr(req *fasthttp.Request, _ int, _ error) (resetTimeout, retry bool) {
+	h := &req.Header
+	if h.IsGet() || h.IsHead() || h.IsPut() || h.IsOptions() || h.IsDelete() {
+		return false, true
+	}
+	return false, h.IsPost() && bytes.Equal(req.URI().PathOriginal(), s.handoffPath)
+}
+
+// peer is one member's client. It implements Peer.
+type peer struct {
+	set    *PeerSet
+	node   Node
+	hc     *fasthttp.HostClient
+	health health
+}
+
+var _ Peer = (*peer)(nil)
+
+func (p *peer) Name() string { return p.node.Name }
+
+// Forward sends req to the peer, keeping its path, query and Host header:
+// the URI's host becomes the peer's address, and the request is marked
+// (HeaderForwarded) and signed. req is modified in place.
+//
+// With a ctx deadline, the whole exchange, the streamed body included, must
+// end by it. Without one, Timeout bounds the wait for the response headers
+// and then becomes an idle timeout for the body: each read must make
+// progress within it, so a large body is not cut off but a stalled peer is.
+// Connecting is always bounded by Timeout. fasthttp cannot abort a request
+// in flight, so a cancellation is only noticed before sending.
+//
+// A transport error, or a response carrying HeaderError (the peer could not
+// serve the request itself), is returned as an error and pauses the peer
+// (passive health); resp's body stream is then already closed. Any other
+// response, 5xx included, is the owner's answer: on a nil error resp's body
+// may be a stream the caller must read to the end and close
+// (resp.CloseBodyStream), or release resp.
+func (p *peer) Forward(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+	u := req.URI()
+	// Set before the request URI is signed: it decides how the URI is
+	// written on the wire.
+	u.DisablePathNormalizing = true
+	u.SetScheme("http")
+	u.SetHost(p.node.Addr)
+	if len(req.Header.Host()) == 0 {
+		// A request built from an absolute URI carries its host there only.
+		req.Header.SetHostBytes(u.Host())
+	}
+	req.UseHostHeader = true // keep the client's Host, not the peer's address
+	req.Header.SetRequestURIBytes(u.RequestURI())
+	if err := p.do(ctx, req, resp); err != nil {
+		return fmt.Errorf("forward %s to peer %s: %w", req.Header.RequestURI(), p.node.Name, err)
+	}
+	if isPeerError(resp) {
+		_, _ = readBody(resp, maxReplyBytes) // drain, so the connection is reused
+		p.failed(errPeerRefused)
+		return fmt.Errorf("forward %s to peer %s: %w (status %d)", req.Header.RequestURI(), p.node.Name, errPeerRefused, resp.StatusCode())
+	}
+	return nil
+}
+
+// errPeerRefused: the peer answered but said it could not serve the request.
+var errPeerRefused = errors.New("peer could not serve the request")
+
+func isPeerError(resp *fasthttp.Response) bool {
+	v := resp.Header.Peek(HeaderError)
+	return len(v) == 1 && v[0] == '1'
+}
+
+// Lookup fetches the entry stored under key on the peer; nil, nil when the
+// peer has none.
+func (p *peer) Lookup(ctx context.Context, key []byte) (*store.Entry, error) {
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	buf := make([]byte, 0, len(p.set.entryPath)+base64.RawURLEncoding.EncodedLen(len(key)))
+	buf = append(buf, p.set.entryPath...)
+	buf = base64.RawURLEncoding.AppendEncode(buf, key)
+	req.Header.SetRequestURIBytes(buf)
+	req.Header.SetHost(p.node.Addr)
+	if err := p.do(ctx, req, resp); err != nil {
+		return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
+	}
+	switch sc := resp.StatusCode(); sc {
+	case fasthttp.StatusOK:
+		body, err := readBody(resp, p.set.maxEntry)
+		if err != nil {
+			return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
+		}
+		e, err := store.DecodeEntry(body)
+		if err != nil {
+			return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
+		}
+		return e, nil
+	case fasthttp.StatusNotFound:
+		_, _ = readBody(resp, maxReplyBytes) // drain, so the connection is reused
+		return nil, nil
+	default:
+		_ = resp.CloseBodyStream()
+		return nil, fmt.Errorf("lookup %q on peer %s: unexpected status %d", key, p.node.Name, sc)
+	}
+}
+
+// do signs req and sends it within ctx's deadline (or Timeout), counting
+// transport failures for passive health. req's request URI must be final.
+func (p *peer) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+	if err := ctx.Err(); err != nil {
+		return err // the caller gave up: not the peer's fault
+	}
+	deadline, hasDeadline := ctx.Deadline()
+	if !hasDeadline {
+		deadline = time.Now().Add(p.set.timeout)
+	}
+	p.set.signer.Sign(&req.Header)
+	err := p.hc.DoDeadline(req, resp, deadline)
+	if err != nil {
+		if !errors.Is(err, fasthttp.ErrNoFreeConns) { // our pool, not the peer
+			p.failed(err)
+		}
+		return err
+	}
+	if !hasDeadline && resp.BodyStream() != nil {
+		p.set.conns.streaming(resp.LocalAddr(), p.set.timeout)
+	}
+	if !isPeerError(resp) && p.health.success() {
+		p.set.log.Info("peer healthy again", "peer", p.node.Name)
+	}
+	return nil
+}
+
+func (p *peer) failed(err error) {
+	if d, first := p.health.failure(p.set.now); first {
+		p.set.log.Warn("peer failed; serving its keys from the origin", "peer", p.node.Name, "pause", d, "err", err)
+	}
+}
+
+// readBody returns resp's body, reading a stream to the end (which gives
+// the connection back), refusing one longer than limit. The result is only
+// valid until resp is reused.
+func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
+	stream := resp.BodyStream()
+	if stream == nil {
+		b := resp.Body()
+		if int64(len(b)) > limit {
+			return nil, fmt.Errorf("body of %d bytes exceeds %d", len(b), limit)
+		}
+		return b, nil
+	}
+	if cl := resp.Header.ContentLength(); cl > 0 && int64(cl) > limit {
+		_ = resp.CloseBodyStream()
+		return nil, fmt.Errorf("body of %d bytes exceeds %d", cl, limit)
+	}
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(io.LimitReader(stream, limit+1))
+	if cerr := resp.CloseBodyStream(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading body: %w", err)
+	}
+	if int64(buf.Len()) > limit {
+		return nil, fmt.Errorf("body exceeds %d bytes", limit)
+	}
+	return buf.Bytes(), nil
+}
+
+// health is passive health in the manner of Caddy's countFailure: a
+// failure pauses the peer for a backoff that doubles with each failure
+// after a pause and resets on success. A healthy peer costs one atomic load.
+type health struct {
+	downUntil atomic.Int64 // unix nanoseconds; 0 while healthy
+
+	mu         sync.Mutex
+	min, max   time.Duration
+	backoff    time.Duration // current pause; 0 while healthy
+	pausedTill int64
+}
+
+func (h *health) init(lo, hi time.Duration) { h.min, h.max = lo, hi }
+
+// available reports whether requests may go to the peer: always while
+// healthy, and again once the pause is over (a half-open probe: if it
+// fails, the pause doubles).
+func (h *health) available(now func() time.Time) bool {
+	d := h.downUntil.Load()
+	return d == 0 || now().UnixNano() >= d
+}
+
+// failure pauses the peer and reports the pause and whether the peer was
+// healthy before. Failures of requests that were in flight when the pause
+// began do not extend it: only a failure after the pause doubles it.
+func (h *health) failure(now func() time.Time) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := now().UnixNano()
+	first := h.backoff == 0
+	switch {
+	case first:
+		h.backoff = h.min
+	case t < h.pausedTill:
+		return h.backoff, false
+	default:
+		h.backoff = min(2*h.backoff, h.max)
+	}
+	h.pausedTill = t + int64(h.backoff)
+	h.downUntil.Store(h.pausedTill)
+	return h.backoff, first
+}
+
+// success clears any pause and reports whether there was one.
+func (h *health) success() bool {
+	if h.downUntil.Load() == 0 {
+		return false
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.backoff == 0 {
+		return false
+	}
+	h.backoff, h.pausedTill = 0, 0
+	h.downUntil.Store(0)
+	return true
+}
+
+// peerConns finds the connection behind a response: fasthttp does not
+// expose it, but Response.LocalAddr does, and a local address is unique
+// among open connections.
+type peerConns struct {
+	mu sync.Mutex
+	m  map[netip.AddrPort]*peerConn
+}
+
+func (t *peerConns) track(c net.Conn) net.Conn {
+	la, ok := c.LocalAddr().(*net.TCPAddr)
+	if !ok {
+		return c
+	}
+	pc := &peerConn{Conn: c, table: t, key: la.AddrPort()}
+	t.mu.Lock()
+	t.m[pc.key] = pc
+	t.mu.Unlock()
+	return pc
+}
+
+// streaming gives the connection behind laddr an idle read timeout for the
+// rest of the current response, in place of fasthttp's fixed deadline,
+// which would otherwise cut a body that takes longer than the deadline.
+func (t *peerConns) streaming(laddr net.Addr, idle time.Duration) {
+	la, ok := laddr.(*net.TCPAddr)
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	pc := t.m[la.AddrPort()]
+	t.mu.Unlock()
+	if pc != nil {
+		pc.idle.Store(int64(idle))
+	}
+}
+
+// peerConn is a client connection whose reads can push their own deadline.
+type peerConn struct {
+	net.Conn
+	table  *peerConns
+	key    netip.AddrPort
+	idle   atomic.Int64 // time.Duration; > 0 while a body is streamed
+	closed atomic.Bool
+}
+
+func (c *peerConn) Read(b []byte) (int, error) {
+	if d := time.Duration(c.idle.Load()); d > 0 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(d)); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(b)
+}
+
+// SetWriteDeadline starts every round trip (do always sets a deadline): the
+// previous response is over, so fasthttp's deadlines apply again.
+func (c *peerConn) SetWriteDeadline(t time.Time) error {
+	c.idle.Store(0)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *peerConn) Close() error {
+	if !c.closed.Swap(true) {
+		c.table.mu.Lock()
+		if c.table.m[c.key] == c {
+			delete(c.table.m, c.key)
+		}
+		c.table.mu.Unlock()
+	}
+	return c.Conn.Close()
+}

@@ -1,0 +1,221 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/binary"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/valyala/fasthttp"
+)
+
+// maxKeyParam bounds the base64url key of an entry lookup.
+const maxKeyParam = 64 << 10
+
+// Authenticator checks a peer request's credentials; Peers and *Signer
+// implement it.
+type Authenticator interface {
+	Authenticate(h *fasthttp.RequestHeader) (from string, ok bool)
+}
+
+// PeerServerStats are counters since the PeerServer was made.
+type PeerServerStats struct {
+	Unauthorized uint64 // requests refused for missing or bad credentials
+	Lookups      uint64 // entry lookups served (hit or miss)
+	LookupHits   uint64 // lookups that found an entry
+	Accepted     uint64 // handed-off entries Local.Accept kept
+	Rejected     uint64 // handed-off entries Local.Accept refused
+	Malformed    uint64 // handoff frames dropped: bad length or undecodable entry
+}
+
+// PeerServerOptions configures a PeerServer. Zero values mean the default.
+type PeerServerOptions struct {
+	// MaxEntryBytes is the largest encoded entry a handoff frame may hold;
+	// longer frames are dropped as malformed. The request body as a whole is
+	// bounded by the fasthttp server's MaxRequestBodySize. Default
+	// DefaultMaxEntryBytes.
+	MaxEntryBytes int64
+	// Logger receives dropped frames and refused requests. Nil discards.
+	Logger *slog.Logger
+}
+
+// PeerServer serves the peer endpoints under PathPrefix to authenticated
+// members only:
+//
+//	GET  PathPrefix+"entry?key=<base64url key>"  200 + encoded entry, or 404
+//	POST PathPrefix+"handoff"                    frames: uvarint length + encoded entry
+//
+// A handoff is answered {"accepted":N,"rejected":M,"malformed":K}. Bad
+// frames are counted and skipped (or, when the framing itself is lost, end
+// the batch); they never fail the request.
+type PeerServer struct {
+	local    Local
+	auth     Authenticator
+	maxEntry int64
+	log      *slog.Logger
+	bufs     sync.Pool // *[]byte for encoding lookup answers
+
+	unauthorized, lookups, hits, accepted, rejected, malformed atomic.Uint64
+}
+
+// NewPeerServer returns a PeerServer answering from local and admitting
+// requests auth accepts.
+func NewPeerServer(local Local, auth Authenticator, o PeerServerOptions) *PeerServer {
+	s := &PeerServer{local: local, auth: auth, maxEntry: o.MaxEntryBytes, log: o.Logger}
+	if s.maxEntry <= 0 {
+		s.maxEntry = DefaultMaxEntryBytes
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.bufs.New = func() any { return new([]byte) }
+	return s
+}
+
+// PeerHandler is NewPeerServer's Handle for callers that need no counters.
+func PeerHandler(local Local, auth Authenticator, logger *slog.Logger) fasthttp.RequestHandler {
+	return NewPeerServer(local, auth, PeerServerOptions{Logger: logger}).Handle
+}
+
+// Stats returns the server's counters.
+func (s *PeerServer) Stats() PeerServerStats {
+	return PeerServerStats{
+		Unauthorized: s.unauthorized.Load(),
+		Lookups:      s.lookups.Load(),
+		LookupHits:   s.hits.Load(),
+		Accepted:     s.accepted.Load(),
+		Rejected:     s.rejected.Load(),
+		Malformed:    s.malformed.Load(),
+	}
+}
+
+// Handle serves one request whose path starts with PathPrefix.
+func (s *PeerServer) Handle(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	if !bytes.HasPrefix(path, []byte(PathPrefix)) {
+		plainError(ctx, fasthttp.StatusNotFound, "not a peer endpoint")
+		return
+	}
+	from, ok := s.auth.Authenticate(&ctx.Request.Header)
+	if !ok {
+		s.unauthorized.Add(1)
+		// Debug only: a flood of bad requests must not flood the log; the
+		// counter is the signal.
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.Debug("peer request refused: bad credentials", "remote", ctx.RemoteAddr().String(), "path", string(path))
+		}
+		ctx.Response.Header.Set(HeaderError, "1")
+		plainError(ctx, fasthttp.StatusUnauthorized, "peer authentication failed")
+		return
+	}
+	switch string(path[len(PathPrefix):]) {
+	case "entry":
+		if !ctx.IsGet() {
+			methodNotAllowed(ctx, fasthttp.MethodGet)
+			return
+		}
+		s.lookup(ctx)
+	case "handoff":
+		if !ctx.IsPost() {
+			methodNotAllowed(ctx, fasthttp.MethodPost)
+			return
+		}
+		s.handoff(ctx, from)
+	default:
+		plainError(ctx, fasthttp.StatusNotFound, "unknown peer endpoint")
+	}
+}
+
+func methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)
+	plainError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed")
+}
+
+// plainError answers status with a text body. Unlike ctx.Error it keeps
+// the headers already set and the server's NoDefaultDate (Error resets the
+// response, and that flag with it).
+func plainError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(msg)
+}
+
+func (s *PeerServer) lookup(ctx *fasthttp.RequestCtx) {
+	k := bytes.TrimRight(ctx.QueryArgs().Peek("key"), "=") // tolerate padding
+	if len(k) == 0 || len(k) > maxKeyParam {
+		plainError(ctx, fasthttp.StatusBadRequest, "key must be 1.."+strconv.Itoa(maxKeyParam)+" bytes of base64url")
+		return
+	}
+	key := make([]byte, base64.RawURLEncoding.DecodedLen(len(k)))
+	n, err := base64.RawURLEncoding.Decode(key, k)
+	if err != nil {
+		plainError(ctx, fasthttp.StatusBadRequest, "key is not base64url")
+		return
+	}
+	s.lookups.Add(1)
+	e, ok := s.local.Get(key[:n])
+	if !ok {
+		ctx.SetStatusCode(fasthttp.StatusNotFound)
+		return
+	}
+	s.hits.Add(1)
+	bp := s.bufs.Get().(*[]byte)
+	*bp = e.AppendBinary((*bp)[:0])
+	ctx.SetContentType("application/octet-stream")
+	ctx.SetBody(*bp) // copies into the response's pooled buffer
+	s.bufs.Put(bp)
+}
+
+func (s *PeerServer) handoff(ctx *fasthttp.RequestCtx, from string) {
+	body := ctx.PostBody()
+	var accepted, rejected, malformed uint64
+	for off := 0; off < len(body); {
+		n, k := binary.Uvarint(body[off:])
+		if k <= 0 {
+			malformed++ // an unreadable length loses the framing: stop
+			break
+		}
+		off += k
+		left := uint64(len(body) - off)
+		if n > left {
+			malformed++ // truncated
+			break
+		}
+		frame := body[off : off+int(n)]
+		off += int(n)
+		if n == 0 || n > uint64(s.maxEntry) {
+			malformed++
+			continue
+		}
+		e, err := store.DecodeEntry(frame) // copies: body is recycled after return
+		if err != nil || len(e.Key) == 0 {
+			malformed++
+			continue
+		}
+		if s.local.Accept(e) {
+			accepted++
+		} else {
+			rejected++
+		}
+	}
+	s.accepted.Add(accepted)
+	s.rejected.Add(rejected)
+	s.malformed.Add(malformed)
+	if malformed > 0 {
+		s.log.Warn("handoff frames dropped as malformed", "from", from, "malformed", malformed, "accepted", accepted)
+	}
+	var reply [96]byte // three uint64s and the JSON around them
+	b := append(reply[:0], `{"accepted":`...)
+	b = strconv.AppendUint(b, accepted, 10)
+	b = append(b, `,"rejected":`...)
+	b = strconv.AppendUint(b, rejected, 10)
+	b = append(b, `,"malformed":`...)
+	b = strconv.AppendUint(b, malformed, 10)
+	b = append(b, '}')
+	ctx.SetContentType("application/json")
+	ctx.SetBody(b)
+}
