@@ -73,7 +73,8 @@ func (p *Proxy) storedField(key, connection []byte, r *httpcache.Response) bool 
 	switch {
 	case hopByHop(key, connection),
 		eqFold(key, "content-length"), // derived from the stored body
-		eqFold(key, "age"):            // recomputed on every hit (RFC 9111 §5.1)
+		eqFold(key, "age"),            // recomputed on every hit (RFC 9111 §5.1)
+		eqFold(key, "cache-status"):   // describes the fetch, not later hits (RFC 9211 §2)
 		return false
 	case eqFold(key, "set-cookie"):
 		return false // only stored responses reach here, so this is the strip policy

@@ -79,10 +79,20 @@ type node struct {
 	client *fasthttp.Client
 }
 
-func newNode(t *testing.T, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
-	t.Helper()
+func newClock() *clock {
 	clk := &clock{}
 	clk.ns.Store(t0)
+	return clk
+}
+
+func newNode(t *testing.T, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
+	t.Helper()
+	return newNodeAt(t, newClock(), o, handle)
+}
+
+// newNodeAt is newNode on a given fake clock.
+func newNodeAt(t *testing.T, clk *clock, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
+	t.Helper()
 	st := store.NewLRU(64<<20, store.WithClock(clk.now))
 	org := &fakeOrigin{handle: handle}
 	o.Clock = clk.now

@@ -83,19 +83,14 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *
 		resp.SetStatusCode(fasthttp.StatusPreconditionFailed)
 	default:
 		resp.SetStatusCode(status)
-		var upstreamStatus, upstreamVia []byte
+		var upstreamVia []byte
 		for i := range e.Header {
-			f := &e.Header[i]
-			switch {
-			case bytes.EqualFold(f.Key, strCacheStatus):
-				upstreamStatus = f.Value
-			case bytes.EqualFold(f.Key, strVia):
+			if f := &e.Header[i]; bytes.EqualFold(f.Key, strVia) {
 				upstreamVia = f.Value
-			default:
+			} else {
 				setField(&resp.Header, e.Header, i)
 			}
 		}
-		p.setListField(resp, strCacheStatus, upstreamStatus, nil)
 		p.setListField(resp, strVia, upstreamVia, p.via)
 		body := e.Body
 		if status == fasthttp.StatusOK && len(req.Range) > 0 {
@@ -109,15 +104,11 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *
 }
 
 // setListField sets a list-valued field (Via) to upstream + ", " + ours.
-// ours == nil keeps just the upstream value (Cache-Status, whose own member
-// is appended by addCacheStatus).
 func (p *Proxy) setListField(resp *fasthttp.Response, key, upstream, ours []byte) {
 	switch {
-	case len(upstream) == 0 && ours != nil:
+	case len(upstream) == 0:
 		resp.Header.SetCanonical(key, ours)
-	case len(upstream) > 0 && ours == nil:
-		resp.Header.SetCanonical(key, upstream)
-	case len(upstream) > 0:
+	default:
 		v := append(append(append(make([]byte, 0, len(upstream)+2+len(ours)), upstream...), ", "...), ours...)
 		resp.Header.SetCanonical(key, v)
 	}
