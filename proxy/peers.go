@@ -56,14 +56,26 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 		p.log.Debug("owner unavailable, serving locally", "peer", peer.Name(), "err", err)
 		return false
 	}
-	p.m.requests[Forwarded].Inc()
 	cs := cacheStatus{fwd: "miss", fwdStatus: resp.StatusCode(), detail: "peer"}
 	if p.hot != nil && st.req.Range == nil && (ctx.Request.Header.IsGet() || ctx.Request.Header.IsHead()) {
-		if e := p.keepHot(st, &ctx.Request.Header, resp); e != nil {
+		e, upstream, err := p.keepHot(st, resp)
+		if err != nil {
+			// The owner's body broke off: answer from here instead.
+			p.m.peerFallbacks.Inc()
+			return false
+		}
+		if e != nil {
+			p.m.requests[Forwarded].Inc()
+			// The copy dropped the owner's Cache-Status member; this
+			// answer still went through the owner, so it keeps it.
+			if len(upstream) > 0 {
+				ctx.Response.Header.SetCanonical(strCacheStatus, upstream)
+			}
 			p.writeEntry(ctx, &st.req, e, p.now(), cs)
 			return true
 		}
 	}
+	p.m.requests[Forwarded].Inc()
 	p.relay(ctx, resp, nil, cs)
 	return true
 }
@@ -72,38 +84,42 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 // keeps a local copy (groupcache's hot cache): a popular key is then served
 // by every node instead of pinning its owner. The copy lives no longer than
 // the response's own freshness. It returns nil when the response is not
-// kept; resp is then untouched and still to be relayed.
-func (p *Proxy) keepHot(st *reqState, h *fasthttp.RequestHeader, resp *fasthttp.Response) *store.Entry {
+// kept; resp is then untouched and still to be relayed. Otherwise resp is
+// released, and upstream is a copy of the owner's Cache-Status. An error
+// means the body could not be read: resp is released and nothing is kept.
+func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response) (e *store.Entry, upstream []byte, err error) {
 	if resp.StatusCode() != fasthttp.StatusOK || len(resp.Header.Peek("Vary")) > 0 {
-		return nil
+		return nil, nil, nil
 	}
 	// A hot key is forwarded often, so a one-in-N sample finds it quickly
 	// while cold keys rarely take room.
 	if p.hotTick.Add(1)%hotSample != 0 {
-		return nil
+		return nil, nil, nil
 	}
 	if cl := resp.Header.ContentLength(); cl < 0 || int64(cl) > p.opt.MaxObjectSize {
-		return nil
+		return nil, nil, nil
 	}
 	var r httpcache.Response
 	httpcache.ParseResponse(&r, &resp.Header)
 	if httpcache.Storable(true, &st.req, &r, p.opt.Policy) != httpcache.Stored || r.SetCookie || r.CC.NoCache {
-		return nil
+		return nil, nil, nil
 	}
-	body, tooLarge, err := p.readBody(resp)
-	if err != nil || tooLarge {
-		return nil // the stream is spent: the caller cannot relay it
+	// Content-Length is known and within MaxObjectSize: the whole body is read.
+	body, _, err := p.readBody(resp)
+	if err != nil {
+		closeResponse(resp)
+		return nil, nil, err
 	}
 	now := p.now()
-	e := p.newEntry(st.key, &resp.Header, body, &r, now, now)
+	e = p.newEntry(st.key, &resp.Header, body, &r, now, now)
+	upstream = bytes.Clone(resp.Header.PeekBytes(strCacheStatus))
 	closeResponse(resp)
 	s := storedResponse(e, now)
-	if !s.Fresh() {
-		return e // serve it, but do not keep it
+	if s.Fresh() {
+		e.Expires = now + min(s.TTL()*1e9, int64(p.opt.HotTTL))
+		p.hot.Set(e)
 	}
-	e.Expires = now + min(s.TTL()*1e9, int64(p.opt.HotTTL))
-	p.hot.Set(e)
-	return e
+	return e, upstream, nil
 }
 
 const hotSample = 8
