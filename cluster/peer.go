@@ -25,6 +25,9 @@ type Peers interface {
 	// sending member's name. Requests that claim to come from a peer and
 	// fail this are refused.
 	Authenticate(h *fasthttp.RequestHeader) (from string, ok bool)
+	// Broadcast applies a purge on every other member and returns how many
+	// entries they dropped.
+	Broadcast(ctx context.Context, p Purge) (int, error)
 }
 
 // Peer is another cluster member.
@@ -49,6 +52,9 @@ type Local interface {
 	// node holds a newer copy or the key was invalidated or purged after
 	// the entry was fetched. It reports whether the entry was kept.
 	Accept(e *store.Entry) bool
+	// Purge applies a purge sent by another member and returns how many
+	// entries it dropped.
+	Purge(p Purge) int
 }
 
 // Request headers of the peer protocol. Clients never get to set them: the

@@ -9,11 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/streamconn"
 	"github.com/ringcache/ringcache/proxy/store"
 	"github.com/valyala/fasthttp"
 )
@@ -113,7 +113,7 @@ type PeerSet struct {
 	contentTypeBin []byte
 
 	state atomic.Pointer[peerState]
-	conns peerConns // open connections, to relax deadlines of streamed bodies
+	conns streamconn.Table // open connections, to relax deadlines of streamed bodies
 
 	mu     sync.Mutex // serializes Update and Close
 	closed bool
@@ -174,7 +174,6 @@ func NewPeerSet(o PeerOptions) *PeerSet {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.state.Store(&peerState{})
-	s.conns.m = make(map[netip.AddrPort]*peerConn)
 	return s
 }
 
@@ -387,7 +386,7 @@ func (s *PeerSet) newPeer(n Node) *peer {
 			if err != nil {
 				return nil, err
 			}
-			return s.conns.track(c), nil
+			return s.conns.Track(c), nil
 		},
 		RetryIfErr:          s.retryIfErr,
 		MaxConns:            s.maxConns,
@@ -532,7 +531,7 @@ func (p *peer) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 		return err
 	}
 	if !hasDeadline && resp.BodyStream() != nil {
-		p.set.conns.streaming(resp.LocalAddr(), p.set.timeout)
+		p.set.conns.Streaming(resp.LocalAddr(), p.set.timeout)
 	}
 	if !isPeerError(resp) && p.health.success() {
 		p.set.log.Info("peer healthy again", "peer", p.node.Name)
@@ -632,76 +631,4 @@ func (h *health) success() bool {
 	h.backoff, h.pausedTill = 0, 0
 	h.downUntil.Store(0)
 	return true
-}
-
-// peerConns finds the connection behind a response: fasthttp does not
-// expose it, but Response.LocalAddr does, and a local address is unique
-// among open connections.
-type peerConns struct {
-	mu sync.Mutex
-	m  map[netip.AddrPort]*peerConn
-}
-
-func (t *peerConns) track(c net.Conn) net.Conn {
-	la, ok := c.LocalAddr().(*net.TCPAddr)
-	if !ok {
-		return c
-	}
-	pc := &peerConn{Conn: c, table: t, key: la.AddrPort()}
-	t.mu.Lock()
-	t.m[pc.key] = pc
-	t.mu.Unlock()
-	return pc
-}
-
-// streaming gives the connection behind laddr an idle read timeout for the
-// rest of the current response, in place of fasthttp's fixed deadline,
-// which would otherwise cut a body that takes longer than the deadline.
-func (t *peerConns) streaming(laddr net.Addr, idle time.Duration) {
-	la, ok := laddr.(*net.TCPAddr)
-	if !ok {
-		return
-	}
-	t.mu.Lock()
-	pc := t.m[la.AddrPort()]
-	t.mu.Unlock()
-	if pc != nil {
-		pc.idle.Store(int64(idle))
-	}
-}
-
-// peerConn is a client connection whose reads can push their own deadline.
-type peerConn struct {
-	net.Conn
-	table  *peerConns
-	key    netip.AddrPort
-	idle   atomic.Int64 // time.Duration; > 0 while a body is streamed
-	closed atomic.Bool
-}
-
-func (c *peerConn) Read(b []byte) (int, error) {
-	if d := time.Duration(c.idle.Load()); d > 0 {
-		if err := c.Conn.SetReadDeadline(time.Now().Add(d)); err != nil {
-			return 0, err
-		}
-	}
-	return c.Conn.Read(b)
-}
-
-// SetWriteDeadline starts every round trip (do always sets a deadline): the
-// previous response is over, so fasthttp's deadlines apply again.
-func (c *peerConn) SetWriteDeadline(t time.Time) error {
-	c.idle.Store(0)
-	return c.Conn.SetWriteDeadline(t)
-}
-
-func (c *peerConn) Close() error {
-	if !c.closed.Swap(true) {
-		c.table.mu.Lock()
-		if c.table.m[c.key] == c {
-			delete(c.table.m, c.key)
-		}
-		c.table.mu.Unlock()
-	}
-	return c.Conn.Close()
 }

@@ -142,6 +142,7 @@ func keyPath(t testing.TB, rings []Ring, owners ...string) []byte {
 type storeLocal struct {
 	st     *store.LRU
 	reject func(*store.Entry) bool
+	purges []Purge
 }
 
 func newStoreLocal() *storeLocal { return &storeLocal{st: store.NewLRU(256 << 20)} }
@@ -153,6 +154,21 @@ func (l *storeLocal) Accept(e *store.Entry) bool {
 		return false
 	}
 	return l.st.Set(e)
+}
+
+// Purge drops everything for All, else the entries whose key is Host+URL;
+// it records what it was asked.
+func (l *storeLocal) Purge(p Purge) int {
+	l.purges = append(l.purges, p)
+	n := 0
+	l.st.Range(func(e *store.Entry) bool {
+		if p.All || string(e.Key) == p.Host+p.URL {
+			l.st.Delete(e.Key)
+			n++
+		}
+		return true
+	})
+	return n
 }
 
 // testEntry is a fully populated entry, so a round trip that drops a field

@@ -125,6 +125,12 @@ func (s *PeerServer) Handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		s.handoff(ctx, from)
+	case "purge":
+		if !ctx.IsPost() {
+			methodNotAllowed(ctx, fasthttp.MethodPost)
+			return
+		}
+		s.purge(ctx)
 	default:
 		plainError(ctx, fasthttp.StatusNotFound, "unknown peer endpoint")
 	}

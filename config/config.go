@@ -47,6 +47,9 @@ type Config struct {
 	// the trimmed content into AdminToken and clears this field, so a loaded
 	// Config still validates.
 	AdminTokenFile string
+	// PurgeAllow lists the client networks (CIDR) whose PURGE requests on
+	// the proxy listener are obeyed. Default: loopback only.
+	PurgeAllow []string
 
 	// CacheSize is the byte budget of the store. Must be > 0.
 	CacheSize int64
@@ -195,6 +198,7 @@ func Default() Config {
 		HandoffMaxBytes: 1 << 30,
 
 		ShutdownTimeout: 30 * time.Second,
+		PurgeAllow:      []string{"127.0.0.0/8", "::1/128"},
 	}
 }
 
@@ -228,4 +232,17 @@ func (c Config) LogValue() slog.Value {
 		attrs = append(attrs, slog.String(s.name, v))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// Changed returns the names (YAML keys) of the settings whose values differ
+// between a and b, in table order: what a reload has to apply or report.
+func Changed(a, b Config) []string {
+	sa, sb := a.settings(), b.settings()
+	var names []string
+	for i := range sa {
+		if sa[i].val.String() != sb[i].val.String() {
+			names = append(names, sa[i].name)
+		}
+	}
+	return names
 }

@@ -225,3 +225,16 @@ func TestHelpWithoutWriter(t *testing.T) {
 		t.Fatal("wrapped ErrHelp lost")
 	}
 }
+
+func TestChanged(t *testing.T) {
+	a := Default()
+	b := a
+	if got := Changed(a, b); len(got) != 0 {
+		t.Fatalf("identical configs: %v", got)
+	}
+	b.LogLevel, b.CacheSize, b.Join = "debug", a.CacheSize*2, []string{"10.0.0.1:7946"}
+	got := strings.Join(Changed(a, b), ",")
+	if got != "cache_size,log_level,join" {
+		t.Fatalf("Changed = %s, want cache_size,log_level,join (table order)", got)
+	}
+}

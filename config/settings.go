@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ func (c *Config) settings() []setting {
 		{name: "admin", val: str(&c.Admin, optional(anyAddr)), help: `admin listen address for /healthz and /metrics; "" disables it`},
 		{name: "admin_token", val: str(&c.AdminToken, nil), secret: true, help: "bearer token for the admin write endpoints"},
 		{name: "admin_token_file", val: str(&c.AdminTokenFile, nil), help: "file holding admin_token, read and trimmed at startup"},
+		{name: "purge_allow", val: list(&c.PurgeAllow, cidr), help: "client networks (CIDR) allowed to send PURGE to the proxy listener"},
 		{name: "cache_size", val: size(&c.CacheSize, positive), help: "byte budget of the cache store"},
 		{name: "max_object_size", val: size(&c.MaxObjectSize, positive), help: "larger responses are streamed uncached (<= cache_size)"},
 		{name: "store", val: str(&c.Store, oneOf(StoreRistretto, StoreLRU)), help: "cache store: ristretto or lru"},
@@ -247,6 +249,14 @@ func nonNegative[T int | int64 | time.Duration](v T) error {
 func notEmpty(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+// cidr accepts a network such as 10.0.0.0/8 or ::1/128.
+func cidr(s string) error {
+	if _, err := netip.ParsePrefix(s); err != nil {
+		return errors.New("want a network in CIDR form, such as 10.0.0.0/8")
 	}
 	return nil
 }

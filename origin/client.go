@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/streamconn"
 	"github.com/valyala/fasthttp"
 )
 
@@ -96,7 +96,7 @@ type Client struct {
 	observe         func(time.Duration, error)
 	log             *slog.Logger
 	breaker         breaker
-	conns           connTable
+	conns           streamconn.Table // relaxes deadlines of streamed bodies
 	// errUnavailable is built once so that failing fast allocates nothing.
 	errUnavailable error
 }
@@ -162,7 +162,6 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	if c.breaker.now == nil {
 		c.breaker.now = time.Now
 	}
-	c.conns.m = make(map[netip.AddrPort]*trackedConn)
 
 	isTLS := u.Scheme == "https"
 	maxConns := opts.MaxConns
@@ -259,7 +258,7 @@ func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 			c.log.Info("origin circuit closed", "origin", c.origin)
 		}
 		if !hasDeadline && resp.BodyStream() != nil {
-			c.conns.streaming(resp.LocalAddr(), c.responseTimeout)
+			c.conns.Streaming(resp.LocalAddr(), c.responseTimeout)
 		}
 	}
 	if c.observe != nil {
@@ -312,7 +311,7 @@ func (c *Client) dial(addr string, timeout time.Duration) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.conns.track(conn), nil
+	return c.conns.Track(conn), nil
 }
 
 // breaker is a consecutive-failure circuit breaker. open and fails are read
@@ -374,81 +373,4 @@ func (b *breaker) failure() bool {
 	b.nextProbe = b.now().Add(b.cooldown)
 	b.open.Store(true)
 	return true
-}
-
-// connTable finds the connection behind a response. fasthttp does not expose
-// it, but Response.LocalAddr does, and a local address is unique among open
-// connections.
-type connTable struct {
-	mu sync.Mutex
-	m  map[netip.AddrPort]*trackedConn
-}
-
-func (t *connTable) track(conn net.Conn) net.Conn {
-	la, ok := conn.LocalAddr().(*net.TCPAddr)
-	if !ok {
-		return conn
-	}
-	tc := &trackedConn{Conn: conn, table: t, key: la.AddrPort()}
-	t.mu.Lock()
-	t.m[tc.key] = tc
-	t.mu.Unlock()
-	return tc
-}
-
-// streaming switches the connection behind laddr to an idle read timeout for
-// the rest of the current response.
-func (t *connTable) streaming(laddr net.Addr, idle time.Duration) {
-	la, ok := laddr.(*net.TCPAddr)
-	if !ok {
-		return
-	}
-	t.mu.Lock()
-	tc := t.m[la.AddrPort()]
-	t.mu.Unlock()
-	if tc != nil {
-		tc.idle.Store(int64(idle))
-	}
-}
-
-func (t *connTable) forget(tc *trackedConn) {
-	t.mu.Lock()
-	if t.m[tc.key] == tc {
-		delete(t.m, tc.key)
-	}
-	t.mu.Unlock()
-}
-
-// trackedConn lets Fetch turn the total response deadline fasthttp sets into
-// an idle timeout once the headers are in: fasthttp keeps its deadline while
-// the caller reads a streamed body, which would cut off any large body sent
-// to a slow client.
-type trackedConn struct {
-	net.Conn
-	table *connTable
-	key   netip.AddrPort
-	idle  atomic.Int64 // time.Duration; > 0 while streaming a body
-	once  sync.Once
-}
-
-func (c *trackedConn) Read(p []byte) (int, error) {
-	if d := time.Duration(c.idle.Load()); d > 0 {
-		if err := c.Conn.SetReadDeadline(time.Now().Add(d)); err != nil {
-			return 0, err
-		}
-	}
-	return c.Conn.Read(p)
-}
-
-// SetWriteDeadline is fasthttp's first call of every round trip (Fetch always
-// sets a deadline), so the previous response is over: back to the plain
-// deadline fasthttp sets next.
-func (c *trackedConn) SetWriteDeadline(t time.Time) error {
-	c.idle.Store(0)
-	return c.Conn.SetWriteDeadline(t)
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() { c.table.forget(c) })
-	return c.Conn.Close()
 }

@@ -548,9 +548,7 @@ func TestClientClose(t *testing.T) {
 	}
 	c.Close()
 	waitFor(t, 10*time.Second, func() bool { return c.hc.ConnsCount() == 0 }, "idle connections to close")
-	c.conns.mu.Lock()
-	tracked := len(c.conns.m)
-	c.conns.mu.Unlock()
+	tracked := c.conns.Len()
 	if tracked != 0 {
 		t.Errorf("%d closed connections still tracked", tracked)
 	}

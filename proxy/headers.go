@@ -13,10 +13,14 @@ import (
 // field named in the message's Connection header.
 func hopByHop(key, connection []byte) bool {
 	switch {
-	case eqFold(key, "connection"), eqFold(key, "keep-alive"), eqFold(key, "te"),
-		eqFold(key, "trailer"), eqFold(key, "transfer-encoding"), eqFold(key, "upgrade"):
+	case httpcache.FieldIs(key, "connection"),
+		httpcache.FieldIs(key, "keep-alive"),
+		httpcache.FieldIs(key, "te"),
+		httpcache.FieldIs(key, "trailer"),
+		httpcache.FieldIs(key, "transfer-encoding"),
+		httpcache.FieldIs(key, "upgrade"):
 		return true
-	case len(key) > 6 && eqFold(key[:6], "proxy-"):
+	case len(key) > 6 && httpcache.FieldIs(key[:6], "proxy-"):
 		return true
 	}
 	return len(connection) > 0 && httpcache.ListContains(connection, key)
@@ -26,57 +30,47 @@ func hopByHop(key, connection []byte) bool {
 // the fill wants the full representation to store; the client's own
 // preconditions are then answered from the stored copy.
 func conditionalOrRange(key []byte) bool {
-	return eqFold(key, "if-none-match") || eqFold(key, "if-modified-since") ||
-		eqFold(key, "if-match") || eqFold(key, "if-unmodified-since") ||
-		eqFold(key, "if-range") || eqFold(key, "range")
+	return httpcache.FieldIs(key, "if-none-match") ||
+		httpcache.FieldIs(key, "if-modified-since") ||
+		httpcache.FieldIs(key, "if-match") ||
+		httpcache.FieldIs(key, "if-unmodified-since") ||
+		httpcache.FieldIs(key, "if-range") ||
+		httpcache.FieldIs(key, "range")
 }
 
 // forwarding reports client-sent forwarding fields. They are replaced, not
 // trusted: a client could otherwise make the origin build a response for a
 // host of its choosing, and that response would be cached for everyone.
 func forwarding(key []byte) bool {
-	return eqFold(key, "forwarded") || (len(key) > 12 && eqFold(key[:12], "x-forwarded-"))
+	return httpcache.FieldIs(key, "forwarded") ||
+		(len(key) > 12 && httpcache.FieldIs(key[:12], "x-forwarded-"))
 }
 
 // peerField reports the peer protocol's own fields (X-Ringcache-*): set by
 // a node for the next hop only.
 func peerField(key []byte) bool {
-	return len(key) > 12 && eqFold(key[:12], "x-ringcache-")
+	return len(key) > 12 && httpcache.FieldIs(key[:12], "x-ringcache-")
 }
 
 // notModifiedField lists the fields a 304 carries (RFC 9110 §15.4.5).
 func notModifiedField(key []byte) bool {
-	return eqFold(key, "cache-control") || eqFold(key, "content-location") ||
-		eqFold(key, "date") || eqFold(key, "etag") || eqFold(key, "expires") ||
-		eqFold(key, "vary")
-}
-
-// eqFold reports whether b equals the lower-case ASCII s, ignoring b's case.
-func eqFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
+	return httpcache.FieldIs(key, "cache-control") ||
+		httpcache.FieldIs(key, "content-location") ||
+		httpcache.FieldIs(key, "date") ||
+		httpcache.FieldIs(key, "etag") ||
+		httpcache.FieldIs(key, "expires") ||
+		httpcache.FieldIs(key, "vary")
 }
 
 // storedField reports whether a response field is kept in the cache.
 func (p *Proxy) storedField(key, connection []byte, r *httpcache.Response) bool {
 	switch {
 	case hopByHop(key, connection),
-		eqFold(key, "content-length"), // derived from the stored body
-		eqFold(key, "age"),            // recomputed on every hit (RFC 9111 §5.1)
-		eqFold(key, "cache-status"):   // describes the fetch, not later hits (RFC 9211 §2)
+		httpcache.FieldIs(key, "content-length"), // derived from the stored body
+		httpcache.FieldIs(key, "age"),            // recomputed on every hit (RFC 9111 §5.1)
+		httpcache.FieldIs(key, "cache-status"):   // describes the fetch, not later hits (RFC 9211 §2)
 		return false
-	case eqFold(key, "set-cookie"):
+	case httpcache.FieldIs(key, "set-cookie"):
 		return false // only stored responses reach here, so this is the strip policy
 	}
 	// Qualified private/no-cache name fields a shared cache must not keep
@@ -95,7 +89,7 @@ func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r 
 		if p.storedField(k, connection, r) {
 			size += len(k) + len(v)
 			fields++
-			hasDate = hasDate || eqFold(k, "date")
+			hasDate = hasDate || httpcache.FieldIs(k, "date")
 		}
 	}
 	var date []byte
@@ -124,7 +118,7 @@ func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r 
 	}
 	_, e.Body = appendSub(buf, body)
 
-	lifetime, heuristic := httpcache.Lifetime(r, respTime/1e9, p.opt.Policy)
+	lifetime, heuristic := httpcache.Lifetime(r, respTime/1e9, *p.policy.Load())
 	age := httpcache.InitialAge(r, reqTime, respTime)
 	e.Status = uint16(r.Status)
 	e.RequestTime, e.ResponseTime = reqTime, respTime
@@ -178,7 +172,8 @@ func copyRequestHeaders(out, in *fasthttp.RequestHeader, fill, trusted bool) {
 	connection := in.Peek("Connection")
 	for k, v := range in.All() {
 		if hopByHop(k, connection) || (forwarding(k) && !trusted) || peerField(k) ||
-			eqFold(k, "host") || eqFold(k, "content-length") || (fill && conditionalOrRange(k)) {
+			httpcache.FieldIs(k, "host") || httpcache.FieldIs(k, "content-length") ||
+			(fill && conditionalOrRange(k)) {
 			continue
 		}
 		out.AddBytesKV(k, v)
@@ -191,7 +186,7 @@ func copyResponseHeaders(out, in *fasthttp.ResponseHeader) {
 	connection := in.Peek("Connection")
 	out.SetStatusCode(in.StatusCode())
 	for k, v := range in.All() {
-		if hopByHop(k, connection) || eqFold(k, "content-length") {
+		if hopByHop(k, connection) || httpcache.FieldIs(k, "content-length") {
 			continue
 		}
 		out.AddBytesKV(k, v)
@@ -207,7 +202,7 @@ func mergeHeaders(dst *fasthttp.ResponseHeader, old *store.Entry, nm *fasthttp.R
 	connection := nm.Peek("Connection")
 	replaced := func(k []byte) bool {
 		for nk := range nm.All() {
-			if bytes.EqualFold(nk, k) && !hopByHop(nk, connection) && !eqFold(nk, "content-length") {
+			if bytes.EqualFold(nk, k) && !hopByHop(nk, connection) && !httpcache.FieldIs(nk, "content-length") {
 				return true
 			}
 		}
@@ -219,7 +214,7 @@ func mergeHeaders(dst *fasthttp.ResponseHeader, old *store.Entry, nm *fasthttp.R
 		}
 	}
 	for k, v := range nm.All() {
-		if !hopByHop(k, connection) && !eqFold(k, "content-length") {
+		if !hopByHop(k, connection) && !httpcache.FieldIs(k, "content-length") {
 			dst.AddBytesKV(k, v)
 		}
 	}

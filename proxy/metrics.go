@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/ringcache/ringcache/proxy/store"
 )
 
@@ -44,6 +45,8 @@ type Metrics struct {
 	peer          *prometheus.HistogramVec
 	peerFallbacks prometheus.Counter
 	peerRefused   prometheus.Counter
+	purges        *prometheus.CounterVec
+	purgedEntries prometheus.Counter
 }
 
 // NewMetrics creates the proxy's instruments on reg (nil: unregistered).
@@ -83,8 +86,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "ringcache_peer_refused_total",
 		Help: "Requests claiming to come from a member that failed authentication.",
 	})
+	m.purges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ringcache_purges_total",
+		Help: "Purges applied on this node, by kind (url, tag, prefix, all).",
+	}, []string{"kind"})
+	m.purgedEntries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ringcache_purged_entries_total",
+		Help: "Stored responses dropped by purges on this node.",
+	})
 	if reg != nil {
-		reg.MustRegister(requests, m.coalesced, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.peerRefused)
+		reg.MustRegister(requests, m.coalesced, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.peerRefused, m.purges, m.purgedEntries)
 	}
 	return m
 }
@@ -125,4 +136,11 @@ func RegisterStore(reg prometheus.Registerer, st store.Store) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ringcache_store_rejections_total", Help: "Entries refused by the store's admission policy or budget."},
 			stat(func(s store.Stats) float64 { return float64(s.Rejects) })),
 	)
+}
+
+// counterValue reads a counter's current value.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	_ = c.Write(&m)
+	return m.GetCounter().GetValue()
 }

@@ -3,8 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"sync"
-	"sync/atomic"
 
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/proxy/httpcache"
@@ -101,7 +99,7 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response) (e *store.Entry, 
 	}
 	var r httpcache.Response
 	httpcache.ParseResponse(&r, &resp.Header)
-	if httpcache.Storable(true, &st.req, &r, p.opt.Policy) != httpcache.Stored || r.SetCookie || r.CC.NoCache {
+	if httpcache.Storable(true, &st.req, &r, *p.policy.Load()) != httpcache.Stored || r.SetCookie || r.CC.NoCache {
 		return nil, nil, nil
 	}
 	// Content-Length is known and within MaxObjectSize: the whole body is read.
@@ -162,7 +160,7 @@ func (p *Proxy) Accept(e *store.Entry) bool {
 	if e.Has(store.Pass) || (e.Expires != 0 && e.Expires <= now) || len(e.Key) == 0 {
 		return false
 	}
-	if p.tombs.since(cluster.PrimaryKey(e.Key)) >= e.ResponseTime {
+	if p.purged.stale(e, e.ResponseTime) {
 		return false
 	}
 	if cur, ok := p.store.Get(e.Key); ok && cur.ResponseTime >= e.ResponseTime && !cur.Has(store.Pass) {
@@ -181,50 +179,6 @@ func (p *Proxy) Get(key []byte) (*store.Entry, bool) {
 }
 
 var _ cluster.Local = (*Proxy)(nil)
-
-// tombstones remember when URLs were invalidated, so that a copy fetched
-// before the invalidation — a handoff in flight, a previous owner's entry —
-// cannot bring the old response back. Bounded: the oldest are forgotten
-// first, which only matters if more than max URLs are invalidated within a
-// handoff.
-type tombstones struct {
-	mu    sync.Mutex
-	when  map[string]int64
-	order []string // insertion order, a ring of len max
-	next  int
-	max   int
-	n     atomic.Int64 // len(when), read without the lock when empty
-}
-
-func newTombstones(max int) *tombstones {
-	return &tombstones{when: make(map[string]int64), order: make([]string, max), max: max}
-}
-
-// mark records that key was invalidated at now.
-func (t *tombstones) mark(key []byte, now int64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	k := string(key)
-	if _, ok := t.when[k]; !ok {
-		if old := t.order[t.next]; old != "" {
-			delete(t.when, old)
-		}
-		t.order[t.next] = k
-		t.next = (t.next + 1) % t.max
-	}
-	t.when[k] = now
-	t.n.Store(int64(len(t.when)))
-}
-
-// since returns when key was last invalidated, or 0.
-func (t *tombstones) since(key []byte) int64 {
-	if t.n.Load() == 0 {
-		return 0
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.when[string(key)]
-}
 
 // isPeerPath reports whether a path belongs to the peer protocol.
 func isPeerPath(path []byte) bool { return bytes.HasPrefix(path, []byte(cluster.PathPrefix)) }

@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -34,6 +36,7 @@ func (f *fakePeer) Lookup(_ context.Context, key []byte) (*store.Entry, error) {
 // before, and accepts forwarded requests signed "ok".
 type fakePeers struct {
 	owner, prev *fakePeer
+	broadcasts  []cluster.Purge
 }
 
 func (f *fakePeers) Owner([]byte) (cluster.Peer, bool) {
@@ -47,6 +50,10 @@ func (f *fakePeers) Previous([]byte) (cluster.Peer, bool) {
 		return nil, false
 	}
 	return f.prev, true
+}
+func (f *fakePeers) Broadcast(_ context.Context, p cluster.Purge) (int, error) {
+	f.broadcasts = append(f.broadcasts, p)
+	return 0, nil
 }
 func (f *fakePeers) Authenticate(h *fasthttp.RequestHeader) (string, bool) {
 	return "peer", string(h.Peek(cluster.HeaderAuth)) == "ok"
@@ -207,5 +214,132 @@ func TestAcceptLosesToInvalidation(t *testing.T) {
 	}
 	if n.p.Accept(&store.Entry{Key: []byte("example.com/p"), Flags: store.Pass, ResponseTime: n.clk.now()}) {
 		t.Fatal("a pass marker was accepted")
+	}
+}
+
+func TestPurgeKinds(t *testing.T) {
+	n := newNode(t, Options{}, nil)
+	n.origin.set(func(req *fasthttp.Request, resp *fasthttp.Response) {
+		resp.Header.Set("Cache-Control", "max-age=600")
+		if tags := req.URI().QueryArgs().Peek("tags"); len(tags) > 0 {
+			resp.Header.Set("Surrogate-Key", string(tags))
+		}
+		if v := req.URI().QueryArgs().Peek("vary"); len(v) > 0 {
+			resp.Header.Set("Vary", string(v))
+		}
+		resp.SetBodyString("x")
+	})
+	fill := func() {
+		for _, u := range []string{"/a", "/img/1", "/img/2", "/t?tags=red%20blue", "/u?tags=blue", "/v?vary=Accept"} {
+			n.get(u)
+			n.get(u, "Accept: text/plain")
+		}
+	}
+	cases := []struct {
+		purge cluster.Purge
+		want  int      // responses dropped
+		gone  []string // now misses
+		kept  []string // still hits
+	}{
+		{cluster.Purge{Host: "example.com", URL: "/a"}, 1, []string{"/a"}, []string{"/img/1"}},
+		{cluster.Purge{URL: "/a"}, 1, []string{"/a"}, []string{"/img/1"}}, // any host
+		{cluster.Purge{Host: "example.com", URL: "/v?vary=Accept"}, 2, []string{"/v?vary=Accept"}, []string{"/a"}},
+		{cluster.Purge{Tag: "blue"}, 2, []string{"/t?tags=red%20blue", "/u?tags=blue"}, []string{"/a"}},
+		{cluster.Purge{Tag: "red"}, 1, []string{"/t?tags=red%20blue"}, []string{"/u?tags=blue"}},
+		{cluster.Purge{Prefix: "/img/"}, 2, []string{"/img/1", "/img/2"}, []string{"/a"}},
+		{cluster.Purge{All: true}, 7, []string{"/a", "/img/1", "/u?tags=blue"}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.purge.Kind()+" "+tc.purge.URL+tc.purge.Tag+tc.purge.Prefix, func(t *testing.T) {
+			n.clk.advance(time.Second)
+			fill()
+			if got := n.p.Purge(tc.purge); got != tc.want {
+				t.Fatalf("purged %d, want %d", got, tc.want)
+			}
+			n.clk.advance(time.Second)
+			for _, u := range tc.gone {
+				if cs := csOf(n.get(u)); strings.Contains(cs, "hit") {
+					t.Errorf("%s still served from cache: %q", u, cs)
+				}
+			}
+			for _, u := range tc.kept {
+				if cs := csOf(n.get(u)); !strings.Contains(cs, "hit") {
+					t.Errorf("%s lost: %q", u, cs)
+				}
+			}
+		})
+	}
+}
+
+func TestPurgeMethod(t *testing.T) {
+	peers := &fakePeers{}
+	n := newNode(t, Options{Peers: peers}, nil)
+	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=600"))
+	n.get("/p?x=1")
+	// The in-memory listener's clients are not on loopback: refused.
+	if r := n.do("PURGE", "/p?x=1"); r.StatusCode() != 403 {
+		t.Fatalf("PURGE from a foreign address: %d, want 403", r.StatusCode())
+	}
+	if len(peers.broadcasts) != 0 {
+		t.Fatal("a refused PURGE was broadcast")
+	}
+	n.p.SetPurgeAllow([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")})
+	r := n.do("PURGE", "/p?x=1")
+	if r.StatusCode() != 200 || !strings.Contains(string(r.Body()), `"purged":1`) {
+		t.Fatalf("PURGE: %d %s", r.StatusCode(), r.Body())
+	}
+	if len(peers.broadcasts) != 1 || peers.broadcasts[0].URL != "/p?x=1" || peers.broadcasts[0].At == 0 {
+		t.Fatalf("broadcast %+v, want the URL to every member", peers.broadcasts)
+	}
+	n.clk.advance(time.Second)
+	if cs := csOf(n.get("/p?x=1")); !strings.Contains(cs, "uri-miss") {
+		t.Fatalf("after PURGE: %q", cs)
+	}
+}
+
+func TestPurgeBeatsFillInFlight(t *testing.T) {
+	// A purge that lands while a fill is on its way: the answer is served
+	// to whoever asked but not stored.
+	n := newNode(t, Options{}, nil)
+	release, started := make(chan struct{}), make(chan struct{})
+	n.origin.set(func(req *fasthttp.Request, resp *fasthttp.Response) {
+		close(started)
+		<-release
+		resp.Header.Set("Cache-Control", "max-age=600")
+		resp.SetBodyString("old")
+	})
+	done := make(chan *fasthttp.Response)
+	go func() { done <- n.get("/race") }()
+	<-started
+	n.clk.advance(time.Second)
+	n.p.Purge(cluster.Purge{Tag: "any"}) // unrelated: must not matter
+	n.p.Purge(cluster.Purge{Host: "example.com", URL: "/race"})
+	close(release)
+	if r := <-done; string(r.Body()) != "old" || strings.Contains(csOf(r), "stored") {
+		t.Fatalf("in-flight answer: %q %q", r.Body(), csOf(r))
+	}
+	if n.st.Stats().Items != 0 {
+		t.Fatal("the overtaken answer was stored")
+	}
+}
+
+func TestSnapshotTopKeys(t *testing.T) {
+	n := newNode(t, Options{}, nil)
+	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=600"))
+	for i := range 20 * topSample {
+		n.get("/hot")
+		if i%4 == 0 {
+			n.get(fmt.Sprintf("/cold%d", i))
+		}
+	}
+	s := n.p.Snapshot()
+	if len(s.TopKeys) == 0 || s.TopKeys[0].Key != "example.com/hot" {
+		t.Fatalf("top keys %+v, want example.com/hot first", s.TopKeys)
+	}
+	if s.Requests["hit"] != 20*topSample-1 || s.HitRatio < 0.5 {
+		t.Fatalf("snapshot %+v", s)
+	}
+	if n := testing.AllocsPerRun(100, func() { n.p.top.observe([]byte("example.com/x")) }); n != 0 {
+		t.Fatalf("observe allocates %.1f", n)
 	}
 }

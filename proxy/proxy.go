@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,10 @@ type Options struct {
 	// HotTTL caps how long a hot copy is kept (never beyond its freshness).
 	// Default 10s.
 	HotTTL time.Duration
+	// PurgeAllow lists the client networks whose PURGE requests are obeyed
+	// (Varnish/Squid style, purging the URL cluster-wide). Default:
+	// loopback only. Others get 403.
+	PurgeAllow []netip.Prefix
 	// Metrics receives the proxy's measurements. Default: unregistered.
 	Metrics *Metrics
 	// Logger for errors; nil discards.
@@ -85,14 +90,18 @@ type Proxy struct {
 	now     func() int64
 	via     []byte // "1.1 <name>"
 
-	hot       store.Store
-	hotTick   atomic.Uint64
-	tombs     *tombstones
-	gen       atomic.Int64 // last Vary marker generation handed out
-	states    sync.Pool    // *reqState
-	bg        sync.WaitGroup
-	clock     *Clock // owned, when Options.Clock was nil
-	closeOnce sync.Once
+	hot     store.Store
+	hotTick atomic.Uint64
+	purged  *purges
+	// Reloadable (SIGHUP): read on every use.
+	policy     atomic.Pointer[httpcache.Policy]
+	purgeAllow atomic.Pointer[[]netip.Prefix]
+	top        topKeys
+	gen        atomic.Int64 // last Vary marker generation handed out
+	states     sync.Pool    // *reqState
+	bg         sync.WaitGroup
+	clock      *Clock // owned, when Options.Clock was nil
+	closeOnce  sync.Once
 }
 
 // reqState is the per-request scratch space, pooled so that a hit
@@ -122,6 +131,9 @@ func New(o Options, st store.Store, origin Fetcher) *Proxy {
 	if o.CoalesceTimeout <= 0 {
 		o.CoalesceTimeout = 10 * time.Second
 	}
+	if o.PurgeAllow == nil {
+		o.PurgeAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
 	if o.HotTTL <= 0 {
 		o.HotTTL = 10 * time.Second
 	}
@@ -139,16 +151,25 @@ func New(o Options, st store.Store, origin Fetcher) *Proxy {
 	p := &Proxy{
 		opt: o, store: st, origin: origin,
 		keys: newKeyer(o.Key), m: o.Metrics, log: o.Logger, now: o.Clock,
-		via:   []byte("1.1 " + o.Name),
-		clock: own,
-		hot:   o.Hot,
-		tombs: newTombstones(1 << 16),
+		via:    []byte("1.1 " + o.Name),
+		clock:  own,
+		hot:    o.Hot,
+		purged: newPurges(),
 	}
+	p.SetPolicy(o.Policy)
+	p.SetPurgeAllow(o.PurgeAllow)
 	p.states.New = func() any {
 		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256), buf: make([]byte, 0, 128)}
 	}
 	return p
 }
+
+// SetPolicy replaces the caching policy (default TTL, heuristics, cookie
+// handling) for responses fetched from now on.
+func (p *Proxy) SetPolicy(pol httpcache.Policy) { p.policy.Store(&pol) }
+
+// SetPurgeAllow replaces the networks allowed to send PURGE.
+func (p *Proxy) SetPurgeAllow(nets []netip.Prefix) { p.purgeAllow.Store(&nets) }
 
 // Close waits for background revalidations to finish. It may be called
 // more than once.
@@ -192,7 +213,9 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	switch {
 	case h.IsGet(), h.IsHead():
 		p.serveCacheable(ctx, st)
-	case h.IsConnect(), h.IsTrace(), bytes.Equal(h.Method(), methodPurge):
+	case bytes.Equal(h.Method(), methodPurge):
+		p.purgeMethod(ctx)
+	case h.IsConnect(), h.IsTrace():
 		// CONNECT tunnels and TRACE echoes have no place behind a cache.
 		p.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", "method")
 	case h.IsOptions():
@@ -220,6 +243,9 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	uri := ctx.URI()
 	st.key, st.params = p.keys.appendKey(st.key[:0], uri.Host(), uri.PathOriginal(), uri.QueryString(), st.params)
 	httpcache.ParseRequest(&st.req, h)
+	if !st.forwarded {
+		p.top.observe(st.key)
+	}
 
 	if p.opt.Peers != nil && !st.forwarded {
 		if e := p.hotHit(st, now); e != nil {
@@ -511,7 +537,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *store.Entry
 
 	var r httpcache.Response
 	httpcache.ParseResponse(&r, &resp.Header)
-	reason := httpcache.Storable(true, req, &r, p.opt.Policy)
+	reason := httpcache.Storable(true, req, &r, *p.policy.Load())
 	body, tooLarge, err := p.readBody(resp)
 	if err != nil {
 		closeResponse(resp)
@@ -550,6 +576,11 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *store.Entry
 		return res
 	}
 	res.shareable = true
+	if p.purged.stale(e, reqTime) {
+		// A purge or invalidation came while this was on its way: serve
+		// it to those who asked, but do not keep it.
+		return res
+	}
 	res.stored = p.store.Set(e)
 	if newMarker != nil && res.stored {
 		newMarker.Expires = max(newMarker.Expires, e.Expires)
@@ -617,7 +648,7 @@ func (p *Proxy) refresh(res *result, stale *store.Entry, nm *fasthttp.Response, 
 	httpcache.ParseResponse(&r, &merged.Header)
 	e := p.newEntry(stale.Key, &merged.Header, stale.Body, &r, reqTime, respTime)
 	res.outcome, res.entry, res.shareable = Revalidated, e, true
-	if httpcache.Storable(true, req, &r, p.opt.Policy) == httpcache.Stored {
+	if httpcache.Storable(true, req, &r, *p.policy.Load()) == httpcache.Stored {
 		res.stored = p.store.Set(e)
 	} else {
 		p.store.Delete(stale.Key)
@@ -815,7 +846,7 @@ func (p *Proxy) Invalidate(host, path, query []byte) bool {
 // drop invalidates a primary key: its entry (a Vary marker takes every
 // variant with it), any hot copy, and copies still on their way here.
 func (p *Proxy) drop(key []byte) {
-	p.tombs.mark(key, p.now())
+	p.purged.markURL(key, p.now())
 	p.store.Delete(key)
 	if p.hot != nil {
 		p.hot.Delete(key)

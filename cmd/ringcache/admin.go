@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"crypto/subtle"
 	"encoding/json"
+	"net/url"
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/proxy"
+	"github.com/ringcache/ringcache/proxy/store"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 )
@@ -25,6 +31,10 @@ func (n *node) adminHandler() fasthttp.RequestHandler {
 			metrics(ctx)
 		case "/cluster":
 			n.clusterStatus(ctx)
+		case "/stats":
+			n.stats(ctx)
+		case "/purge":
+			n.purge(ctx)
 		default:
 			ctx.Error("not found\n", fasthttp.StatusNotFound)
 		}
@@ -60,7 +70,98 @@ func (n *node) clusterStatus(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	sort.Slice(v.Members, func(i, j int) bool { return v.Members[i].Name < v.Members[j].Name })
+	writeJSON(ctx, v)
+}
+
+// authorized checks the bearer token of an admin write request. Without a
+// configured token every write is refused: admin writes are never open.
+func (n *node) authorized(ctx *fasthttp.RequestCtx) bool {
+	token := *n.adminToken.Load()
+	got, ok := bytes.CutPrefix(ctx.Request.Header.Peek("Authorization"), []byte("Bearer "))
+	if token != "" && ok && subtle.ConstantTimeCompare(got, []byte(token)) == 1 {
+		return true
+	}
+	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="ringcache admin"`)
+	msg := "admin writes need Authorization: Bearer <admin_token>\n"
+	if token == "" {
+		msg = "admin writes are disabled: set admin_token (or admin_token_file)\n"
+	}
+	ctx.Error(msg, fasthttp.StatusUnauthorized)
+	return false
+}
+
+// purge answers POST /purge?url=/path | ?tag=T | ?prefix=/p | ?all=1 (or a
+// JSON body with those fields; url may also be absolute, naming the host):
+// the purge runs on every member, and the reply says how many entries went.
+func (n *node) purge(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsPost() {
+		ctx.Response.Header.Set("Allow", "POST")
+		ctx.Error("POST only\n", fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	if !n.authorized(ctx) {
+		return
+	}
+	var req struct {
+		URL    string `json:"url"`
+		Host   string `json:"host"`
+		Tag    string `json:"tag"`
+		Prefix string `json:"prefix"`
+		All    bool   `json:"all"`
+	}
+	if body := ctx.PostBody(); len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			ctx.Error("bad JSON body: "+err.Error()+"\n", fasthttp.StatusBadRequest)
+			return
+		}
+	}
+	args := ctx.QueryArgs()
+	for _, f := range []struct {
+		dst  *string
+		name string
+	}{{&req.URL, "url"}, {&req.Host, "host"}, {&req.Tag, "tag"}, {&req.Prefix, "prefix"}} {
+		if v := args.Peek(f.name); len(v) > 0 {
+			*f.dst = string(v)
+		}
+	}
+	if a := string(args.Peek("all")); a == "1" || a == "true" {
+		req.All = true
+	}
+	p := cluster.Purge{URL: req.URL, Host: req.Host, Tag: req.Tag, Prefix: req.Prefix, All: req.All}
+	if u, err := url.Parse(p.URL); err == nil && u.Host != "" {
+		p.Host, p.URL = u.Host, u.RequestURI()
+	}
+	if err := p.Validate(); err != nil {
+		ctx.Error(err.Error()+"\n", fasthttp.StatusBadRequest)
+		return
+	}
+	purged, err := n.proxy.PurgeCluster(ctx, p)
+	reply := proxy.PurgeReply{Purged: purged}
+	if err != nil {
+		reply.Error = err.Error()
+	}
+	n.log.Info("purge", "kind", p.Kind(), "url", p.URL, "tag", p.Tag, "prefix", p.Prefix, "purged", purged, "err", err)
+	writeJSON(ctx, reply)
+}
+
+// statsView is the JSON of GET /stats, what the status page shows.
+type statsView struct {
+	Node   string         `json:"node"`
+	Uptime float64        `json:"uptime_seconds"`
+	Proxy  proxy.Snapshot `json:"proxy"`
+	Store  store.Stats    `json:"store"`
+}
+
+func (n *node) stats(ctx *fasthttp.RequestCtx) {
+	writeJSON(ctx, statsView{
+		Node: n.cfg.NodeName, Uptime: time.Since(n.startedAt).Seconds(),
+		Proxy: n.proxy.Snapshot(), Store: n.store.Stats(),
+	})
+}
+
+func writeJSON(ctx *fasthttp.RequestCtx, v any) {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	ctx.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
 	ctx.SetBody(append(b, '\n'))
 }

@@ -22,6 +22,7 @@ Usage:
   ringcache serve  [flags]   run a cache node in front of an origin (--help for flags)
   ringcache origin [flags]   run the demo origin server
   ringcache demo   [flags]   run a demo origin and a cache node on loopback
+  ringcache healthcheck [flags]  exit 0 if the admin /healthz answers 200 (container HEALTHCHECK)
 `
 
 func main() {
@@ -45,6 +46,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return originCmd(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return demoCmd(ctx, args[1:], stdout, stderr)
+	case "healthcheck":
+		return healthcheckCmd(args[1:], environ, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

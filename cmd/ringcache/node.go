@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -30,22 +31,26 @@ import (
 // cluster membership, and its listeners. Nothing in it is global, so tests
 // and the demo run several in one process.
 type node struct {
-	cfg     config.Config
-	log     *slog.Logger
-	clock   *proxy.Clock
-	store   store.Store
-	hot     store.Store
-	origin  *origin.Client
-	proxy   *proxy.Proxy
-	reg     *prometheus.Registry
-	srv     *fasthttp.Server
-	ln      net.Listener
-	admin   *fasthttp.Server
-	adminLn net.Listener
-	access  io.Closer
-	started bool // listeners handed to their servers
-	serving atomic.Bool
-	done    chan struct{} // closed when the proxy listener stops serving
+	cfg       config.Config
+	log       *slog.Logger
+	clock     *proxy.Clock
+	store     store.Store
+	hot       store.Store
+	origin    *origin.Client
+	proxy     *proxy.Proxy
+	reg       *prometheus.Registry
+	srv       *fasthttp.Server
+	ln        net.Listener
+	admin     *fasthttp.Server
+	adminLn   net.Listener
+	access    io.Closer
+	started   bool // listeners handed to their servers
+	startedAt time.Time
+	// Reloadable on SIGHUP.
+	adminToken atomic.Pointer[string]
+	logLevel   *slog.LevelVar // nil: not reloadable (tests, demo)
+	serving    atomic.Bool
+	done       chan struct{} // closed when the proxy listener stops serving
 
 	// Cluster mode (cfg.Gossip set).
 	members *cluster.Membership
@@ -62,6 +67,7 @@ type nodeOption func(*cluster.Options)
 // left running.
 func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node, err error) {
 	n = &node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	n.adminToken.Store(&cfg.AdminToken)
 	defer func() {
 		if err != nil {
 			n.closeAll()
@@ -164,7 +170,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		}()
 	}
 	n.serving.Store(true)
-	n.started = true
+	n.started, n.startedAt = true, time.Now()
 	go func() {
 		defer close(n.done)
 		if err := n.srv.Serve(n.ln); err != nil {
@@ -308,16 +314,33 @@ func (n *node) newServer(h fasthttp.RequestHandler, bodyLimit int64) *fasthttp.S
 	}
 }
 
+// policy maps the configuration onto the proxy's caching policy.
+func policy(cfg config.Config) httpcache.Policy {
+	return httpcache.Policy{
+		DefaultTTL:     int64(cfg.DefaultTTL / time.Second),
+		MaxHeuristic:   int64(cfg.MaxHeuristicTTL / time.Second),
+		NoHeuristic:    cfg.MaxHeuristicTTL == 0,
+		StripSetCookie: cfg.StripSetCookie,
+	}
+}
+
+// prefixes parses purge_allow (validated by config).
+func prefixes(cidrs []string) []netip.Prefix {
+	out := []netip.Prefix{}
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // proxyOptions maps the configuration onto the proxy's own options.
 func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.Options {
 	o := proxy.Options{
-		Key: proxy.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost},
-		Policy: httpcache.Policy{
-			DefaultTTL:     int64(cfg.DefaultTTL / time.Second),
-			MaxHeuristic:   int64(cfg.MaxHeuristicTTL / time.Second),
-			NoHeuristic:    cfg.MaxHeuristicTTL == 0,
-			StripSetCookie: cfg.StripSetCookie,
-		},
+		Key:             proxy.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost},
+		Policy:          policy(cfg),
+		PurgeAllow:      prefixes(cfg.PurgeAllow),
 		MaxObjectSize:   cfg.MaxObjectSize,
 		StaleKeep:       cfg.StaleKeep,
 		PassTTL:         cfg.PassTTL,
@@ -466,13 +489,19 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
+	l, _ := newLeveledLogger(w, level, format)
+	return l
+}
+
+// newLeveledLogger returns a logger whose level can change later (SIGHUP).
+func newLeveledLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar) {
+	lv := new(slog.LevelVar)
 	_ = lv.UnmarshalText([]byte(level)) // validated by config
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == config.LogFormatJSON {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(slog.NewJSONHandler(w, opts)), lv
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), lv
 }
 
 func openAccessLog(path string) (io.Writer, io.Closer, error) {

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/ringcache/ringcache/config"
 )
@@ -19,13 +22,30 @@ func serveCmd(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		fmt.Fprintf(stderr, "ringcache serve: %v\n", err)
 		return 2
 	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	log, level := newLeveledLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	n, err := startNode(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "ringcache serve: %v\n", err)
 		return 1
 	}
-	<-ctx.Done()
+	n.logLevel = level
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for running := true; running; {
+		select {
+		case <-ctx.Done():
+			running = false
+		case <-hup:
+			next, err := config.Load(args, os.Environ(), io.Discard)
+			if err != nil {
+				log.Error("reload failed; keeping the running configuration", "err", err)
+				continue
+			}
+			applied, skipped := n.Reload(next)
+			log.Info("reloaded", "applied", applied, "needs_restart", skipped)
+		}
+	}
 	log.Info("shutting down", "deadline", cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()

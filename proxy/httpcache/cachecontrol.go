@@ -5,6 +5,8 @@
 // so every rule is table-tested on its own.
 package httpcache
 
+import "bytes"
+
 // Absent marks a numeric directive that was not present.
 const Absent int32 = -1
 
@@ -55,49 +57,49 @@ func (d *Directives) Parse(v []byte) {
 			continue
 		}
 		switch {
-		case eqFold(name, "max-age"):
+		case FieldIs(name, "max-age"):
 			setDelta(&d.MaxAge, val, hasVal, 0)
-		case eqFold(name, "s-maxage"):
+		case FieldIs(name, "s-maxage"):
 			setDelta(&d.SMaxAge, val, hasVal, 0)
-		case eqFold(name, "max-stale"):
+		case FieldIs(name, "max-stale"):
 			if !hasVal {
 				d.MaxStaleAny = true
 			} else {
 				setDelta(&d.MaxStale, val, true, Absent)
 			}
-		case eqFold(name, "min-fresh"):
+		case FieldIs(name, "min-fresh"):
 			setDelta(&d.MinFresh, val, hasVal, Absent)
-		case eqFold(name, "stale-while-revalidate"):
+		case FieldIs(name, "stale-while-revalidate"):
 			setDelta(&d.StaleWhileRevalidate, val, hasVal, Absent)
-		case eqFold(name, "stale-if-error"):
+		case FieldIs(name, "stale-if-error"):
 			setDelta(&d.StaleIfError, val, hasVal, Absent)
-		case eqFold(name, "no-store"):
+		case FieldIs(name, "no-store"):
 			d.NoStore = true
-		case eqFold(name, "no-cache"):
+		case FieldIs(name, "no-cache"):
 			if hasVal && len(val) > 0 {
 				d.NoCacheFields = val
 			} else {
 				d.NoCache = true
 			}
-		case eqFold(name, "private"):
+		case FieldIs(name, "private"):
 			if hasVal && len(val) > 0 {
 				d.PrivateFields = val
 			} else {
 				d.Private = true
 			}
-		case eqFold(name, "public"):
+		case FieldIs(name, "public"):
 			d.Public = true
-		case eqFold(name, "must-revalidate"):
+		case FieldIs(name, "must-revalidate"):
 			d.MustRevalidate = true
-		case eqFold(name, "proxy-revalidate"):
+		case FieldIs(name, "proxy-revalidate"):
 			d.ProxyRevalidate = true
-		case eqFold(name, "must-understand"):
+		case FieldIs(name, "must-understand"):
 			d.MustUnderstand = true
-		case eqFold(name, "no-transform"):
+		case FieldIs(name, "no-transform"):
 			d.NoTransform = true
-		case eqFold(name, "immutable"):
+		case FieldIs(name, "immutable"):
 			d.Immutable = true
-		case eqFold(name, "only-if-cached"):
+		case FieldIs(name, "only-if-cached"):
 			d.OnlyIfCached = true
 		}
 	}
@@ -179,18 +181,19 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// eqFold reports whether b equals the lower-case ASCII string s, ignoring
-// the case of b.
-func eqFold(b []byte, s string) bool {
-	if len(b) != len(s) {
+// FieldIs reports whether name, a header field name or token, equals lower,
+// which must be lower-case ASCII, ignoring the case of name. It does not
+// allocate.
+func FieldIs(name []byte, lower string) bool {
+	if len(name) != len(lower) {
 		return false
 	}
-	for i := 0; i < len(b); i++ {
-		c := b[i]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
 		}
-		if c != s[i] {
+		if c != lower[i] {
 			return false
 		}
 	}
@@ -204,30 +207,13 @@ func ListContains(list []byte, field []byte) bool {
 		var item []byte
 		item, list = nextItem(list)
 		item = trimSpace(item)
-		if len(item) == len(field) && equalFoldBytes(item, field) {
+		// Equal lengths keep the match to ASCII case folding: EqualFold
+		// alone would also take the Kelvin sign (3 bytes) for a 'k'.
+		if len(item) == len(field) && bytes.EqualFold(item, field) {
 			return true
 		}
 	}
 	return false
-}
-
-func equalFoldBytes(a, b []byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		c, d := a[i], b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
-			return false
-		}
-	}
-	return true
 }
 
 // EachListItem calls fn for each trimmed, non-empty item of a

@@ -154,6 +154,7 @@ func TestListContains(t *testing.T) {
 		{"RFC9110 §5.6.1 prefix is not a member", "no-cache-ext", "no-cache", false},
 		{"RFC9110 §5.6.1 empty list", "", "no-cache", false},
 		{"RFC9111 §5.2.2.4 quoted field list", `Set-Cookie, X-Foo`, "x-foo", true},
+		{"RFC9110 §5.6.2 tokens are ASCII: no Unicode folding", "\u212a", "k", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.rfc, func(t *testing.T) {
@@ -161,6 +162,38 @@ func TestListContains(t *testing.T) {
 				t.Errorf("ListContains(%q, %q) = %v, want %v", tc.list, tc.field, got, tc.want)
 			}
 		})
+	}
+}
+
+func TestFieldIs(t *testing.T) {
+	tests := []struct {
+		rfc, name, lower string
+		want             bool
+	}{
+		{"RFC9110 §5.1 field names compare case-insensitively", "Cache-Control", "cache-control", true},
+		{"RFC9110 §5.1 upper case", "CACHE-CONTROL", "cache-control", true},
+		{"RFC9110 §5.1 same letters", "vary", "vary", true},
+		{"RFC9110 §5.1 prefix is another name", "Vary", "vary-x", false},
+		{"RFC9110 §5.1 longer name", "Varyx", "vary", false},
+		{"RFC9110 §5.1 different name", "Date", "etag", false},
+		{"RFC9110 §5.6.2 empty token", "", "", true},
+		{"RFC9110 §5.6.2 empty vs token", "", "age", false},
+		{"RFC9110 §5.6.2 ASCII folding only", "\u212a", "k", false},
+		// Only name is folded: lower must already be lower case.
+		{"lower must be lower case", "Age", "Age", false},
+		// '@' (0x40) and '`' (0x60) differ by the case bit but are no letters.
+		{"only A-Z fold", "@", "`", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.rfc+" "+tc.name, func(t *testing.T) {
+			if got := FieldIs([]byte(tc.name), tc.lower); got != tc.want {
+				t.Errorf("FieldIs(%q, %q) = %v, want %v", tc.name, tc.lower, got, tc.want)
+			}
+		})
+	}
+	name := []byte("Stale-While-Revalidate")
+	if n := testing.AllocsPerRun(100, func() { FieldIs(name, "stale-while-revalidate") }); n != 0 {
+		t.Errorf("FieldIs: %v allocs per run, want 0", n)
 	}
 }
 

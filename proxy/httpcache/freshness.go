@@ -40,33 +40,33 @@ func ParseRequest(dst *Request, h *fasthttp.RequestHeader) {
 		}
 		switch k[0] | 0x20 {
 		case 'c':
-			if eqFold(k, "cache-control") {
+			if FieldIs(k, "cache-control") {
 				dst.CC.Parse(v)
 				seenCC = true
 			}
 		case 'p':
-			if eqFold(k, "pragma") {
+			if FieldIs(k, "pragma") {
 				pragma = v
 			}
 		case 'a':
-			if eqFold(k, "authorization") {
+			if FieldIs(k, "authorization") {
 				dst.Authorization = len(v) > 0
 			}
 		case 'r':
-			if eqFold(k, "range") {
+			if FieldIs(k, "range") {
 				dst.Range = v
 			}
 		case 'i':
 			switch {
-			case eqFold(k, "if-none-match"):
+			case FieldIs(k, "if-none-match"):
 				dst.IfNoneMatch = v
-			case eqFold(k, "if-modified-since"):
+			case FieldIs(k, "if-modified-since"):
 				dst.IfModifiedSince = v
-			case eqFold(k, "if-match"):
+			case FieldIs(k, "if-match"):
 				dst.IfMatch = v
-			case eqFold(k, "if-unmodified-since"):
+			case FieldIs(k, "if-unmodified-since"):
 				dst.IfUnmodifiedSince = v
-			case eqFold(k, "if-range"):
+			case FieldIs(k, "if-range"):
 				dst.IfRange = v
 			}
 		}
@@ -109,17 +109,17 @@ func ParseResponse(dst *Response, h *fasthttp.ResponseHeader) {
 	expiresSeen, ageSeen := false, false
 	for k, v := range h.All() {
 		switch {
-		case eqFold(k, "cache-control"):
+		case FieldIs(k, "cache-control"):
 			dst.CC.Parse(v)
-		case eqFold(k, "date"):
+		case FieldIs(k, "date"):
 			if dst.Date == 0 {
 				dst.Date, _ = ParseHTTPDate(v)
 			}
-		case eqFold(k, "last-modified"):
+		case FieldIs(k, "last-modified"):
 			if dst.LastModified == 0 {
 				dst.LastModified, _ = ParseHTTPDate(v)
 			}
-		case eqFold(k, "expires"):
+		case FieldIs(k, "expires"):
 			// Two Expires lines: use the first (§4.2.1).
 			if !expiresSeen {
 				expiresSeen = true
@@ -131,7 +131,7 @@ func ParseResponse(dst *Response, h *fasthttp.ResponseHeader) {
 				}
 				dst.Expires, dst.ExpiresInvalid = t, !ok
 			}
-		case eqFold(k, "age"):
+		case FieldIs(k, "age"):
 			// Only the first member of the first line counts; if it is
 			// invalid the field is ignored (§5.1).
 			if !ageSeen {
@@ -141,11 +141,11 @@ func ParseResponse(dst *Response, h *fasthttp.ResponseHeader) {
 					dst.Age = int64(n)
 				}
 			}
-		case eqFold(k, "etag"):
+		case FieldIs(k, "etag"):
 			dst.ETag = v
-		case eqFold(k, "set-cookie"):
+		case FieldIs(k, "set-cookie"):
 			dst.SetCookie = true
-		case eqFold(k, "vary"):
+		case FieldIs(k, "vary"):
 			EachListItem(v, func(item []byte) {
 				if len(item) == 1 && item[0] == '*' {
 					dst.VaryStar = true
