@@ -124,7 +124,8 @@ func TestPeerServerRouting(t *testing.T) {
 		{"key not base64url", "GET", PathPrefix + "entry?key=a+b/c", true, 400},
 		{"entry by POST", "POST", PathPrefix + "entry?key=aw", true, 405},
 		{"handoff by GET", "GET", PathPrefix + "handoff", true, 405},
-		{"unknown endpoint", "GET", PathPrefix + "purge", true, 404},
+		{"purge by GET", "GET", PathPrefix + "purge", true, 405},
+		{"unknown endpoint", "GET", PathPrefix + "nothing", true, 404},
 		{"outside the prefix", "GET", "/entry", true, 404},
 		{"unsigned", "GET", PathPrefix + "entry?key=aw", false, 401},
 	}
