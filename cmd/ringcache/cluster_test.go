@@ -167,6 +167,22 @@ func TestClusterDiscoversAndFetchesEachKeyOnce(t *testing.T) {
 	if got := c.originRequests(); got != 30 {
 		t.Fatalf("origin requests = %d, want 30 (one per key)", got)
 	}
+	// The metrics say so too.
+	r, err := do(c.client, "GET", "http://"+c.live()[0].AdminAddr()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for series, atLeast := range map[string]float64{
+		"ringcache_cluster_members":                                  3,
+		`ringcache_requests_total{outcome="forwarded"}`:              1,
+		`ringcache_cluster_member_events_total{type="join"}`:         2,
+		"ringcache_cluster_ring_rebuilds_total":                      1,
+		`ringcache_peer_request_duration_seconds_count{result="ok"}`: 1,
+	} {
+		if v, ok := metricValue(r.body, series); !ok || v < atLeast {
+			t.Errorf("%s = %v (present %v), want >= %v", series, v, ok, atLeast)
+		}
+	}
 }
 
 func TestClusterConcurrentMissesOneOriginRequest(t *testing.T) {

@@ -816,19 +816,40 @@ func TestDemoCommand(t *testing.T) {
 	}
 }
 
-// buildBinary builds the ringcache command into a temporary directory.
+// The binary is built once per test run and shared by the process tests.
+var bin struct {
+	once      sync.Once
+	dir, path string
+	err       error
+	out       []byte
+}
+
+// buildBinary builds the ringcache command (once) into a temporary directory.
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		t.Skip("go tool not on PATH: cannot build the ringcache binary for the process test")
 	}
-	bin := filepath.Join(t.TempDir(), "ringcache")
-	cmd := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin.once.Do(func() {
+		if bin.dir, bin.err = os.MkdirTemp("", "ringcache-test-bin"); bin.err != nil {
+			return
+		}
+		bin.path = filepath.Join(bin.dir, "ringcache")
+		bin.out, bin.err = exec.Command(goTool, "build", "-o", bin.path, ".").CombinedOutput()
+	})
+	if bin.err != nil {
+		t.Fatalf("go build: %v\n%s", bin.err, bin.out)
 	}
-	return bin
+	return bin.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if bin.dir != "" {
+		os.RemoveAll(bin.dir)
+	}
+	os.Exit(code)
 }
 
 // child is a process the test started; Cleanup kills it if still running.

@@ -53,11 +53,14 @@ type node struct {
 	done       chan struct{} // closed when the proxy listener stops serving
 
 	// Cluster mode (cfg.Gossip set).
-	members *cluster.Membership
-	peers   *cluster.PeerSet
-	peerSrv *fasthttp.Server
-	peerLn  net.Listener
-	cancel  context.CancelFunc
+	members    *cluster.Membership
+	peers      *cluster.PeerSet
+	peerSrv    *fasthttp.Server
+	peerLn     net.Listener
+	peerServer *cluster.PeerServer
+	// handoffSent counts entries this node handed to others on leaving.
+	handoffSent prometheus.Counter
+	cancel      context.CancelFunc
 }
 
 // nodeOption adjusts a node for tests (serf timers).
@@ -131,7 +134,9 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		handler = al.wrap(handler)
 	}
 	if n.peers != nil {
-		peerHandler := cluster.PeerHandler(n.proxy, n.peers, log)
+		ps := cluster.NewPeerServer(n.proxy, n.peers, cluster.PeerServerOptions{Logger: log, MaxEntryBytes: cfg.MaxObjectSize + 1<<20})
+		n.peerServer = ps
+		peerHandler := ps.Handle
 		if cfg.PeerListen != "" {
 			if n.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
 				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
@@ -219,6 +224,8 @@ func (n *node) joinCluster(opts []nodeOption) error {
 	}
 	n.members = m
 	n.peers.Follow(m)
+	n.handoffSent = prometheus.NewCounter(prometheus.CounterOpts{Name: "ringcache_handoff_sent_entries_total", Help: "Entries handed to their new owners when this node left."})
+	n.registerClusterMetrics(n.peerServer)
 	return nil
 }
 
@@ -423,6 +430,7 @@ func (n *node) leave(ctx context.Context) {
 	hctx, cancel := context.WithTimeout(ctx, n.cfg.HandoffTimeout)
 	defer cancel()
 	st, err := cluster.Handoff(hctx, n.store, next, self.Name, n.peers.SendHandoff, n.cfg.HandoffMaxBytes)
+	n.handoffSent.Add(float64(st.Entries))
 	n.log.Info("handed off entries", "entries", st.Entries, "bytes", st.Bytes, "batches", st.Batches, "failed", st.Failed, "err", err)
 }
 

@@ -6,8 +6,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/proxy/store"
@@ -175,5 +180,80 @@ func TestReload(t *testing.T) {
 	// A second reload compares with what was applied.
 	if applied, _ := tn.n.Reload(next); len(applied) != 0 {
 		t.Fatalf("second reload applied %v again", applied)
+	}
+}
+
+func TestProcessSIGHUPReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	binary := buildBinary(t)
+	listenRE := regexp.MustCompile(`listen=(127\.0\.0\.1:\d+)`)
+	orig := startChild(t, binary, "origin", "--listen", "127.0.0.1:0")
+	originAddr := waitMatch(t, orig.stderr, listenRE, "the origin process to log its address")
+
+	file := filepath.Join(t.TempDir(), "ringcache.yaml")
+	writeConfig := func(token, level, size string) {
+		t.Helper()
+		y := fmt.Sprintf("origin: http://%s\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\nadmin_token: %s\nlog_level: %s\ncache_size: %s\n", originAddr, token, level, size)
+		if err := os.WriteFile(file, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConfig("first-token-0123456789", "info", "64MiB")
+	srv := startChild(t, binary, "serve", "--config", file)
+	admin := waitMatch(t, srv.stderr, regexp.MustCompile(`admin=(127\.0\.0\.1:\d+)`), "the serve process to log its admin address")
+	c := &fasthttp.Client{ReadTimeout: 10 * time.Second}
+	defer c.CloseIdleConnections()
+	purgeStatus := func(token string) int {
+		r, err := do(c, "POST", "http://"+admin+"/purge?all=1", nil, "Authorization", "Bearer "+token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.status
+	}
+	if s := purgeStatus("first-token-0123456789"); s != 200 {
+		t.Fatalf("first token: %d", s)
+	}
+
+	writeConfig("second-token-0123456789", "debug", "128MiB")
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	line := waitMatch(t, srv.stderr, regexp.MustCompile(`msg=reloaded (.*)`), "the reload to be logged")
+	if !strings.Contains(line, "applied=\"[admin_token log_level]\"") && !strings.Contains(line, "applied=[admin_token log_level]") {
+		t.Errorf("reload log %q: want admin_token and log_level applied", line)
+	}
+	if !strings.Contains(line, "cache_size") {
+		t.Errorf("reload log %q: want cache_size reported as needing a restart", line)
+	}
+	if s := purgeStatus("first-token-0123456789"); s != 401 {
+		t.Fatalf("old token after reload: %d, want 401", s)
+	}
+	if s := purgeStatus("second-token-0123456789"); s != 200 {
+		t.Fatalf("new token after reload: %d, want 200", s)
+	}
+
+	// A broken file is refused and the running configuration stays.
+	if err := os.WriteFile(file, []byte("cache_size: lots\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitMatch(t, srv.stderr, regexp.MustCompile(`(reload failed)`), "the failed reload to be logged")
+	if s := purgeStatus("second-token-0123456789"); s != 200 {
+		t.Fatalf("token after a failed reload: %d, want 200", s)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-srv.exited:
+		if srv.err != nil {
+			t.Fatalf("serve exited with %v", srv.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not exit after SIGTERM")
 	}
 }
