@@ -592,10 +592,16 @@ func (m *Membership) joinLoop(ctx context.Context, seeds []string) {
 		}
 		m.stats.joinAttempts.Add(1)
 		n, err := m.serf.Join(seeds, true)
-		if n > 0 {
+		// A seed name that resolves only to this node (a headless service
+		// listing just this pod, while the others start) is no join: keep
+		// trying, or pods started together form clusters of one.
+		if n > 0 && m.serf.NumNodes() > 1 {
 			m.stats.joined.Store(true)
 			m.log.Info("joined cluster", "contacted", n, "seeds", seeds)
 			return
+		}
+		if n > 0 && err == nil {
+			err = errors.New("the seeds reached only this node")
 		}
 		m.stats.joinFailures.Add(1)
 		m.log.Warn("join failed; retrying", "seeds", seeds, "retry_in", backoff, "err", err)

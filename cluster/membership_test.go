@@ -341,6 +341,26 @@ func TestJoinSkipsOwnAddress(t *testing.T) {
 	}
 }
 
+func TestJoinReachingOnlySelfKeepsTrying(t *testing.T) {
+	// A seed name that resolves back to this node (a headless service that
+	// lists only this pod yet) must not count as joined.
+	seed := freeAddr(t)
+	_, port, _ := net.SplitHostPort(seed)
+	oa := testOptions(t, "node-a", net.JoinHostPort("localhost", port))
+	oa.BindAddr = seed
+	a := startNode(t, oa)
+	deadline := time.Now().Add(20 * time.Second)
+	for a.Stats().JoinAttempts < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("join not retried: %+v", a.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s := a.Stats(); s.Joined {
+		t.Fatalf("joining only itself counted as joined: %+v", s)
+	}
+}
+
 func TestStartOptionErrors(t *testing.T) {
 	ok := func() Options { return testOptions(t, "node-a") }
 	tests := []struct {

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	sockaddr "github.com/hashicorp/go-sockaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/ringcache/ringcache/cluster"
@@ -230,7 +231,8 @@ func (n *node) joinCluster(opts []nodeOption) error {
 }
 
 // reachable turns a listener address into one peers can dial: a wildcard
-// host (0.0.0.0, ::) is replaced by the advertised or gossip host.
+// host (0.0.0.0, ::) is replaced by the advertised or gossip host, else by
+// the private IP memberlist itself would advertise.
 func reachable(addr, advertise, gossip string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -245,6 +247,9 @@ func reachable(addr, advertise, gossip string) string {
 				return net.JoinHostPort(h, port)
 			}
 		}
+	}
+	if ip, err := sockaddr.GetPrivateIP(); err == nil && ip != "" {
+		return net.JoinHostPort(ip, port)
 	}
 	return addr
 }

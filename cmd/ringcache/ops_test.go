@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	sockaddr "github.com/hashicorp/go-sockaddr"
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/proxy/store"
 	"github.com/valyala/fasthttp"
@@ -255,5 +256,24 @@ func TestProcessSIGHUPReload(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not exit after SIGTERM")
+	}
+}
+
+func TestReachablePeerAddress(t *testing.T) {
+	for _, tc := range []struct{ addr, advertise, gossip, want string }{
+		{"127.0.0.1:8080", "", "127.0.0.1:7946", "127.0.0.1:8080"},
+		{"0.0.0.0:8080", "10.1.2.3:7946", "0.0.0.0:7946", "10.1.2.3:8080"},
+		{"0.0.0.0:8080", "", "192.168.5.6:7946", "192.168.5.6:8080"},
+		{"[::]:8080", "", "[fd00::2]:7946", "[fd00::2]:8080"},
+	} {
+		if got := reachable(tc.addr, tc.advertise, tc.gossip); got != tc.want {
+			t.Errorf("reachable(%q, %q, %q) = %q, want %q", tc.addr, tc.advertise, tc.gossip, got, tc.want)
+		}
+	}
+	// Nothing named: never publish a wildcard, use the private IP memberlist picks.
+	if got := reachable("0.0.0.0:8080", "", "0.0.0.0:7946"); strings.HasPrefix(got, "0.0.0.0") {
+		if ip, err := sockaddr.GetPrivateIP(); err == nil && ip != "" {
+			t.Errorf("published %q although the host has private IP %s", got, ip)
+		}
 	}
 }
