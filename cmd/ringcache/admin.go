@@ -20,6 +20,8 @@ func (n *node) adminHandler() fasthttp.RequestHandler {
 	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	return func(ctx *fasthttp.RequestCtx) {
 		switch string(ctx.Path()) {
+		case "/":
+			serveStatusPage(ctx)
 		case "/healthz":
 			if !n.serving.Load() {
 				ctx.Error("draining\n", fasthttp.StatusServiceUnavailable)
@@ -81,12 +83,12 @@ func (n *node) authorized(ctx *fasthttp.RequestCtx) bool {
 	if token != "" && ok && subtle.ConstantTimeCompare(got, []byte(token)) == 1 {
 		return true
 	}
-	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="ringcache admin"`)
 	msg := "admin writes need Authorization: Bearer <admin_token>\n"
 	if token == "" {
 		msg = "admin writes are disabled: set admin_token (or admin_token_file)\n"
 	}
 	ctx.Error(msg, fasthttp.StatusUnauthorized)
+	ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="ringcache admin"`) // after Error, which resets headers
 	return false
 }
 
@@ -95,8 +97,8 @@ func (n *node) authorized(ctx *fasthttp.RequestCtx) bool {
 // the purge runs on every member, and the reply says how many entries went.
 func (n *node) purge(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsPost() {
-		ctx.Response.Header.Set("Allow", "POST")
 		ctx.Error("POST only\n", fasthttp.StatusMethodNotAllowed)
+		ctx.Response.Header.Set("Allow", "POST") // after Error, which resets headers
 		return
 	}
 	if !n.authorized(ctx) {
