@@ -340,7 +340,7 @@ func TestClusterLeastDataLoss(t *testing.T) {
 	if testing.Short() {
 		keys = 2000
 	}
-	for _, change := range []string{"graceful leave", "join"} {
+	for _, change := range []string{"graceful leave", "graceful leave under load", "join"} {
 		t.Run(change, func(t *testing.T) {
 			c := startCluster(t, 3, nil)
 			if bad := c.requestAll(keys, c.live()); bad != 0 {
@@ -350,6 +350,28 @@ func TestClusterLeastDataLoss(t *testing.T) {
 				t.Fatalf("warming made %d origin requests, want %d", got, keys)
 			}
 			ringBefore := c.live()[0].members.Ring()
+			base := c.originRequests()
+			var stopLoad chan struct{}
+			var loadDone sync.WaitGroup
+			if change == "graceful leave under load" {
+				// Clients keep asking the survivors for every key while the
+				// node leaves: its keys must be handed over before the
+				// others stop forwarding to it.
+				stopLoad = make(chan struct{})
+				survivors := c.live()[:2]
+				loadDone.Add(1)
+				go func() {
+					defer loadDone.Done()
+					for {
+						select {
+						case <-stopLoad:
+							return
+						default:
+						}
+						c.requestAll(keys/4, survivors)
+					}
+				}()
+			}
 			if change == "join" {
 				c.add()
 				c.waitConverged(4)
@@ -357,8 +379,11 @@ func TestClusterLeastDataLoss(t *testing.T) {
 				c.stop(2, true) // hands its entries to their new owners
 				c.waitConverged(2)
 			}
+			if stopLoad != nil {
+				close(stopLoad)
+				loadDone.Wait()
+			}
 			plain := moved(keys, ringBefore, c.live()[0].members.Ring())
-			base := c.originRequests()
 			if bad := c.requestAll(keys, c.live()); bad != 0 {
 				t.Fatalf("after the %s: %d failures", change, bad)
 			}

@@ -389,8 +389,8 @@ func (n *node) AdminAddr() string {
 	return n.adminLn.Addr().String()
 }
 
-// Shutdown leaves the cluster and hands this node's entries to their new
-// owners (bounded by handoff_timeout and handoff_max_bytes), then stops
+// Shutdown hands this node's entries to their new owners (bounded by
+// handoff_timeout and handoff_max_bytes) and leaves the cluster, then stops
 // accepting requests, lets those in flight finish until ctx ends, and
 // releases everything.
 func (n *node) Shutdown(ctx context.Context) error {
@@ -410,9 +410,12 @@ func (n *node) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// leave announces the departure, then hands entries to the members that
-// own them once this node is gone. Requests keep being served meanwhile:
-// peers stop forwarding here as soon as they see the leave.
+// leave hands this node's entries to the members that will own them once
+// it is gone, then announces the departure. Handing off first matters
+// under load: peers drop a leaving node from their rings within
+// milliseconds, and every request for its keys before the entries arrive
+// would go to the origin. Until the leave, this node keeps serving (and
+// owning) its keys.
 func (n *node) leave(ctx context.Context) {
 	self := n.members.Self()
 	var rest []cluster.Node
@@ -421,22 +424,20 @@ func (n *node) leave(ctx context.Context) {
 			rest = append(rest, m)
 		}
 	}
+	if len(rest) > 0 && n.cfg.HandoffMaxBytes > 0 {
+		if next, err := cluster.NewRing(n.cfg.Ring, rest, n.cfg.RingVnodes); err != nil {
+			n.log.Error("handoff ring", "err", err)
+		} else {
+			hctx, cancel := context.WithTimeout(ctx, n.cfg.HandoffTimeout)
+			st, err := cluster.Handoff(hctx, n.store, next, self.Name, n.peers.SendHandoff, n.cfg.HandoffMaxBytes)
+			cancel()
+			n.handoffSent.Add(float64(st.Entries))
+			n.log.Info("handed off entries", "entries", st.Entries, "bytes", st.Bytes, "batches", st.Batches, "failed", st.Failed, "err", err)
+		}
+	}
 	if err := n.members.Leave(); err != nil {
 		n.log.Warn("leaving the cluster", "err", err)
 	}
-	if len(rest) == 0 || n.cfg.HandoffMaxBytes <= 0 {
-		return
-	}
-	next, err := cluster.NewRing(n.cfg.Ring, rest, n.cfg.RingVnodes)
-	if err != nil {
-		n.log.Error("handoff ring", "err", err)
-		return
-	}
-	hctx, cancel := context.WithTimeout(ctx, n.cfg.HandoffTimeout)
-	defer cancel()
-	st, err := cluster.Handoff(hctx, n.store, next, self.Name, n.peers.SendHandoff, n.cfg.HandoffMaxBytes)
-	n.handoffSent.Add(float64(st.Entries))
-	n.log.Info("handed off entries", "entries", st.Entries, "bytes", st.Bytes, "batches", st.Batches, "failed", st.Failed, "err", err)
 }
 
 func (n *node) closeAll() {
