@@ -30,6 +30,15 @@ vet:
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
+# Side by side with nginx and Varnish on this machine (installs them with
+# apt-get when missing, so run as root): bench/results/<date>.md and .svg.
+# BENCHFLAGS passes flags to the driver, e.g. BENCHFLAGS='-d 5s -rounds 3'.
+bench: build
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/bench ./bench/cmd/bench
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/bench-loadgen ./bench/cmd/loadgen
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/bench-ceiling ./bench/cmd/ceiling
+	./bin/bench $(BENCHFLAGS)
+
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 

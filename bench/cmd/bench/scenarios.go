@@ -1,0 +1,775 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ringcache/ringcache/bench/loadgen"
+	"github.com/ringcache/ringcache/bench/report"
+)
+
+type loadResult = loadgen.Result
+
+// results collects what the scenarios produced, in order.
+type results struct {
+	sections []*section
+	panels   []report.Panel
+	verdicts []string // target checks, one line each
+	notes    []string // where ringcache loses, with the measured numbers
+	caveats  []string // limits of the measurement itself
+	problems []string // failures, reported loudly
+}
+
+func (r *results) note(format string, args ...any) {
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
+
+type section struct {
+	title string
+	body  strings.Builder
+}
+
+func (r *results) section(title string) *section {
+	s := &section{title: title}
+	r.sections = append(r.sections, s)
+	return s
+}
+
+func (r *results) problem(format string, args ...any) {
+	p := fmt.Sprintf(format, args...)
+	r.problems = append(r.problems, p)
+}
+
+func (s *section) printf(format string, args ...any) { fmt.Fprintf(&s.body, format, args...) }
+
+// Colors of the systems in the chart.
+func colorOf(name string) string {
+	switch {
+	case strings.HasPrefix(name, "ceiling"):
+		return "#9c9c9c"
+	case strings.HasPrefix(name, "ringcache"):
+		return "#f28e2b"
+	case strings.HasPrefix(name, "nginx"):
+		return "#59a14f"
+	case strings.HasPrefix(name, "varnish"):
+		return "#4e79a7"
+	}
+	return "#b07aa1"
+}
+
+// pick returns the median run by throughput of runs, or why there is none:
+// one failed run fails the cell, since a run with errors measured nothing.
+func pick(runs []measured) (measured, []float64, string) {
+	if len(runs) == 0 {
+		return measured{}, nil, "not run"
+	}
+	var rps []float64
+	for _, m := range runs {
+		if m.err != nil {
+			return measured{}, nil, m.err.Error()
+		}
+		if m.res.Failed() {
+			return measured{}, nil, "FAILED: " + m.res.FailureSummary()
+		}
+		rps = append(rps, m.res.RPS)
+	}
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b measured) int {
+		switch {
+		case a.res.RPS < b.res.RPS:
+			return -1
+		case a.res.RPS > b.res.RPS:
+			return 1
+		}
+		return 0
+	})
+	slices.Sort(rps)
+	return sorted[(len(sorted)-1)/2], rps, ""
+}
+
+func hitURI(name string, size int) string {
+	return fmt.Sprintf("/hit/%s/%d?size=%d&cc=max-age=3600", name, size, size)
+}
+
+// hitSize is a body size of the hit path.
+type hitSize struct {
+	label string
+	size  int
+}
+
+func hitSizes() []hitSize { return []hitSize{{"1 KiB", 1024}, {"64 KiB", 65536}} }
+
+// singles are the single-server systems of scenarios 1-3.
+type singles struct {
+	ceiling, ringcache, nginx, varnish system
+}
+
+func (s singles) all() []system    { return []system{s.ceiling, s.ringcache, s.nginx, s.varnish} }
+func (s singles) caches() []system { return []system{s.ringcache, s.nginx, s.varnish} }
+
+// hitKey names one cell of the hit path: a system and a body size.
+type hitKey struct {
+	sys  string
+	size int
+}
+
+// generator is one way of loading the hit path, with its runs.
+type generator struct {
+	name string // as the tables and verdicts name it
+	runs map[hitKey][]measured
+}
+
+// hitPath is scenario 1: one cached URL per system and size, requested by
+// every connection; throughput and latency, every answer checked as a hit.
+// wrk measures the same URLs as a cross-check: it spends less CPU per
+// request than the Go generator, which can itself be the bottleneck in
+// front of the fastest servers.
+func (e *env) hitPath(ctx context.Context, r *results, sys singles, vers map[string]string) {
+	sec := r.section("1. Hit path")
+	sec.printf("One cached URL per system and body size, %d keep-alive connections, %v measured after %v of warm-up, rounds interleaved (ceiling, ringcache, nginx, Varnish, then again); each table shows the median round by throughput and the range of all rounds. Every answer of the Go load generator is checked: status 200, exact body size, and the system's own hit marker (ringcache `Cache-Status: ...; hit`, nginx `X-Cache: HIT`, Varnish two ids in `X-Varnish`). wrk (`-t1 -c%d`, same pinning) checks only statuses, but the origin must see no request during all the hit runs, wrk's included. wrk costs less CPU per request than the Go generator: where the two disagree, the generator limited the server.\n\n",
+		e.opts.conns, e.opts.dur, e.opts.warmup, e.opts.conns)
+
+	broken := make(map[string]string)
+	for _, s := range sys.caches() {
+		for _, hs := range hitSizes() {
+			if err := e.warmHit(ctx, s, hitURI(s.name, hs.size), hs.size); err != nil {
+				broken[s.name] = err.Error()
+				r.problem("hit path: %v", err)
+			}
+		}
+	}
+	if err := e.originReset(ctx); err != nil {
+		r.problem("hit path: %v", err)
+		return
+	}
+	lg := generator{name: "Go load generator", runs: make(map[hitKey][]measured)}
+	wrk := generator{name: "wrk", runs: make(map[hitKey][]measured)}
+	for round := range e.opts.rounds {
+		for _, hs := range hitSizes() {
+			for _, s := range sys.all() {
+				if broken[s.name] != "" || ctx.Err() != nil {
+					continue
+				}
+				k := hitKey{s.name, hs.size}
+				lg.runs[k] = append(lg.runs[k], e.loadClean(ctx, loadArgs{targets: []string{s.addr}, dur: e.opts.dur,
+					warmup: e.opts.warmup, uri: hitURI(s.name, hs.size), size: hs.size, check: s.check, seed: round}))
+				if e.opts.wrk && round < e.opts.wrkRounds {
+					wrk.runs[k] = append(wrk.runs[k], e.wrkClean(ctx, s.addr, hitURI(s.name, hs.size)))
+				}
+			}
+		}
+	}
+	if st, err := e.originStats(ctx); err != nil {
+		r.problem("hit path: %v", err)
+	} else if st.Requests > 0 {
+		// A cache that went to the origin during a hit run was not serving hits.
+		r.problem("hit path: the origin saw %d requests during the hit runs: %v", st.Requests, st.ByURI)
+	}
+
+	gens := []generator{lg}
+	if e.opts.wrk {
+		gens = append(gens, wrk)
+	}
+	for _, hs := range hitSizes() {
+		var judged []hitJudgement
+		for gi, g := range gens {
+			judged = append(judged, e.hitTable(r, sec, g, hs, sys, vers, broken, gi == 0))
+		}
+		r.verdicts = append(r.verdicts, hitVerdicts(hs, judged)...)
+	}
+}
+
+// hitJudgement is what one generator measured for ringcache and its
+// reference points at one body size; ok is false when a cell failed.
+type hitJudgement struct {
+	gen            string
+	ok             bool
+	rc, ceil, peer float64 // requests/s; peer is the faster peer's
+	rcP99, peerP99 time.Duration
+}
+
+// hitTable writes one generator's table for one body size, adds its chart
+// panel when primary, and returns the numbers the targets are judged on.
+func (e *env) hitTable(r *results, sec *section, g generator, hs hitSize, sys singles, vers, broken map[string]string, primary bool) hitJudgement {
+	best := map[string]measured{}
+	var peerBest float64
+	peerP99 := time.Duration(1<<63 - 1)
+	for _, s := range sys.all() {
+		if m, _, why := pick(g.runs[hitKey{s.name, hs.size}]); why == "" {
+			best[s.name] = m
+			if s.name == "nginx" || s.name == "varnish" {
+				peerBest = max(peerBest, m.res.RPS)
+				peerP99 = min(peerP99, m.res.P99)
+			}
+		}
+	}
+	ceil := best["ceiling"].res.RPS
+	rounds := len(g.runs[hitKey{"ceiling", hs.size}])
+	sec.printf("**%s bodies, %s** (median of %d rounds)\n\n", hs.label, g.name, rounds)
+	t := report.Table{
+		Header:     []string{"system", "requests/s", "× ceiling", "× faster peer", "p50", "p99", "rounds (req/s)", "server core busy", "other CPU load"},
+		RightAlign: map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 7: true, 8: true},
+	}
+	panel := report.Panel{Title: fmt.Sprintf("Hit path, %s: requests/s (%s, median of %d rounds)", hs.label, g.name, rounds)}
+	for _, s := range sys.all() {
+		label := vers[s.name]
+		m, rps, why := pick(g.runs[hitKey{s.name, hs.size}])
+		if broken[s.name] != "" {
+			why = broken[s.name]
+		}
+		if why != "" {
+			t.Rows = append(t.Rows, []string{label, "FAILED", "", "", "", "", why})
+			panel.Bars = append(panel.Bars, report.Bar{Label: label, Value: -1, Text: "FAILED", Color: colorOf(s.name)})
+			r.problem("hit path %s (%s), %s: %s", hs.label, g.name, s.name, why)
+			continue
+		}
+		t.Rows = append(t.Rows, []string{label, fmtInt(m.res.RPS), ratio(m.res.RPS, ceil), ratio(m.res.RPS, peerBest),
+			fmtMs(m.res.P50), fmtMs(m.res.P99), fmtRange(rps), fmt.Sprintf("%.0f%%", m.serverBusy), fmt.Sprintf("%.0f%%", m.other)})
+		panel.Bars = append(panel.Bars, report.Bar{Label: label, Value: m.res.RPS, Color: colorOf(s.name),
+			Text: fmt.Sprintf("%s req/s  (%s ceiling)  p99 %s", fmtInt(m.res.RPS), ratio(m.res.RPS, ceil), fmtMs(m.res.P99))})
+	}
+	sec.printf("%s\n", t.Markdown())
+	if primary {
+		r.panels = append(r.panels, panel)
+	}
+	rc, ok := best["ringcache"]
+	j := hitJudgement{gen: g.name, ok: ok && peerBest > 0 && ceil > 0, rc: rc.res.RPS, ceil: ceil, peer: peerBest, rcP99: rc.res.P99, peerP99: peerP99}
+	if !ok {
+		return j
+	}
+	for _, peer := range []string{"nginx", "varnish"} {
+		if m, ok := best[peer]; ok && m.res.RPS > rc.res.RPS {
+			r.note("Hit path, %s (%s): %s served %s requests/s, %.2f× ringcache's %s.", hs.label, g.name, vers[peer], fmtInt(m.res.RPS), m.res.RPS/rc.res.RPS, fmtInt(rc.res.RPS))
+		}
+		if m, ok := best[peer]; ok && m.res.P99 < rc.res.P99 {
+			r.note("Hit path, %s (%s): %s's p99 (%s) is below ringcache's (%s).", hs.label, g.name, vers[peer], fmtMs(m.res.P99), fmtMs(rc.res.P99))
+		}
+	}
+	if c, ok := best["ceiling"]; ok && c.serverBusy < saturated {
+		r.caveats = append(r.caveats, fmt.Sprintf("Hit path, %s (%s): the ceiling's core was %.0f%% busy, so the load generator (one core) set the pace, not the server: the ceiling is understated and ratios to it overstate how close the others come (ringcache's core: %.0f%%).", hs.label, g.name, c.serverBusy, rc.serverBusy))
+	}
+	return j
+}
+
+// saturated is the server-core use (percent) above which a server, not its
+// load generator, is taken to set the pace.
+const saturated = 90
+
+// hitVerdicts judges the hit-path targets at one size; a target is met only
+// if every generator's numbers meet it.
+func hitVerdicts(hs hitSize, js []hitJudgement) []string {
+	type target struct {
+		what string
+		ok   func(j hitJudgement) bool
+		show func(j hitJudgement) string
+	}
+	targets := []target{{"64 KiB hits at least as fast as the faster peer",
+		func(j hitJudgement) bool { return j.rc >= j.peer },
+		func(j hitJudgement) string { return fmt.Sprintf("%.2f×", j.rc/j.peer) }}}
+	if hs.size == 1024 {
+		targets = []target{
+			{"1 KiB hits ≥ 1.3× the faster peer",
+				func(j hitJudgement) bool { return j.rc >= 1.3*j.peer },
+				func(j hitJudgement) string { return fmt.Sprintf("%.2f×", j.rc/j.peer) }},
+			{"1 KiB hits ≥ 0.7× the ceiling (aim 0.85×)",
+				func(j hitJudgement) bool { return j.rc >= 0.7*j.ceil },
+				func(j hitJudgement) string { return fmt.Sprintf("%.2f×", j.rc/j.ceil) }},
+			{"1 KiB p99 below both peers'",
+				func(j hitJudgement) bool { return j.rcP99 < j.peerP99 },
+				func(j hitJudgement) string { return fmt.Sprintf("%s vs %s", fmtMs(j.rcP99), fmtMs(j.peerP99)) }},
+		}
+	}
+	var out []string
+	for _, t := range targets {
+		ok := len(js) > 0
+		var parts []string
+		for _, j := range js {
+			if !j.ok {
+				ok = false
+				parts = append(parts, "not measured ("+j.gen+": a run failed)")
+				continue
+			}
+			ok = ok && t.ok(j)
+			parts = append(parts, t.show(j)+" ("+j.gen+")")
+		}
+		out = append(out, verdict(ok, t.what+": "+strings.Join(parts, ", ")))
+	}
+	return out
+}
+
+// missPath is scenario 2: every request a new key, from an origin that
+// takes 20 ms; what each cache adds over asking the origin directly.
+func (e *env) missPath(ctx context.Context, r *results, sys singles, vers map[string]string) {
+	sec := r.section("2. Miss path (origin answers after 20 ms)")
+	sec.printf("Every request asks for a new key (`/miss/<system>/<n>?size=1024&cc=max-age=3600&delay=20ms`), so every request misses and is fetched and stored; %d connections, %v measured after %v of warm-up. The origin must receive at least one request per measured request. Overheads are relative to the origin asked directly by the same load generator.\n\n",
+		e.opts.conns, e.opts.dur, e.opts.warmup)
+	origin := system{name: "origin", addr: e.oAddr}
+	t := report.Table{
+		Header:     []string{"path", "requests/s", "× origin", "p50", "p99", "p50 added", "p99 added", "origin requests"},
+		RightAlign: map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true},
+	}
+	panel := report.Panel{Title: "Miss path, 20 ms origin: p50 latency (lower is better)"}
+	var base, rcMiss loadResult
+	for _, s := range append([]system{origin}, sys.caches()...) {
+		if ctx.Err() != nil {
+			return
+		}
+		label := vers[s.name]
+		if s.name == "origin" {
+			label = "origin alone"
+		}
+		if err := e.originReset(ctx); err != nil {
+			r.problem("miss path: %v", err)
+			return
+		}
+		m := e.loadClean(ctx, loadArgs{targets: []string{s.addr}, dur: e.opts.dur, warmup: e.opts.warmup,
+			uri: "/miss/" + s.name + "/{k}?size=1024&cc=max-age=3600&delay=20ms", keys: "unique", size: 1024})
+		st, err := e.originStats(ctx)
+		why := ""
+		switch {
+		case m.err != nil:
+			why = m.err.Error()
+		case m.res.Failed():
+			why = "FAILED: " + m.res.FailureSummary()
+		case err != nil:
+			why = err.Error()
+		case st.Requests < m.res.Requests:
+			why = fmt.Sprintf("the origin saw %d requests for %d measured misses", st.Requests, m.res.Requests)
+		}
+		if why != "" {
+			t.Rows = append(t.Rows, []string{label, "FAILED", "", "", "", "", "", why})
+			panel.Bars = append(panel.Bars, report.Bar{Label: label, Value: -1, Text: "FAILED", Color: colorOf(s.name)})
+			r.problem("miss path, %s: %s", s.name, why)
+			continue
+		}
+		if s.name == "origin" {
+			base = m.res
+		}
+		if s.name == "ringcache" {
+			rcMiss = m.res
+		} else if s.name != "origin" && rcMiss.Requests > 0 && m.res.P50 < rcMiss.P50 {
+			r.note("Miss path: %s adds less to the median latency than ringcache (%s vs %s over the origin's %s).", label, fmtMsDelta(m.res.P50-base.P50), fmtMsDelta(rcMiss.P50-base.P50), fmtMs(base.P50))
+		}
+		t.Rows = append(t.Rows, []string{label, fmtInt(m.res.RPS), ratio(m.res.RPS, base.RPS), fmtMs(m.res.P50), fmtMs(m.res.P99),
+			fmtMsDelta(m.res.P50 - base.P50), fmtMsDelta(m.res.P99 - base.P99), fmtInt(float64(st.Requests))})
+		panel.Bars = append(panel.Bars, report.Bar{Label: label, Value: float64(m.res.P50) / 1e6, Color: colorOf(s.name),
+			Text: fmt.Sprintf("p50 %s  p99 %s  %s req/s", fmtMs(m.res.P50), fmtMs(m.res.P99), fmtInt(m.res.RPS))})
+	}
+	sec.printf("%s\n", t.Markdown())
+	r.panels = append(r.panels, panel)
+}
+
+// herd is scenario 3: a thousand requests for one cold key at once.
+func (e *env) herd(ctx context.Context, r *results, name, label string, targets []string) []string {
+	uri := "/herd/" + name + "?size=1024&delay=200ms&cc=max-age=60"
+	if err := e.originReset(ctx); err != nil {
+		r.problem("herd: %v", err)
+		return []string{label, "FAILED", "", "", "", err.Error()}
+	}
+	m := e.load(ctx, loadArgs{targets: targets, conns: e.opts.herd, burst: true, uri: uri, size: 1024, deadline: 90 * time.Second})
+	st, err := e.originStats(ctx)
+	switch {
+	case m.err != nil:
+		r.problem("herd, %s: %v", label, m.err)
+		return []string{label, "FAILED", "", "", "", m.err.Error()}
+	case err != nil:
+		r.problem("herd, %s: %v", label, err)
+		return []string{label, "FAILED", "", "", "", err.Error()}
+	}
+	r.verdicts = append(r.verdicts, verdict(st.Requests == 1 && !m.res.Failed(),
+		fmt.Sprintf("thundering herd, %s: %d origin request(s) for %d concurrent requests", label, st.Requests, m.res.Requests)))
+	fails := ""
+	if m.res.Failed() {
+		fails = m.res.FailureSummary()
+		r.problem("herd, %s: %s", label, fails)
+	}
+	return []string{label, fmtInt(float64(m.res.Requests)), fmt.Sprint(st.Requests), fmtMs(m.res.P50), fmtMs(m.res.Max), fails}
+}
+
+func herdTable() report.Table {
+	return report.Table{Header: []string{"system", "concurrent requests", "origin requests", "p50", "slowest", "failures"},
+		RightAlign: map[int]bool{1: true, 2: true, 3: true, 4: true}}
+}
+
+// zipf is scenario 4: a Zipf workload over a cache budget that holds a
+// fraction of the keys, split three ways.
+func (e *env) zipf(ctx context.Context, r *results) {
+	sec := r.section("4. Zipf workload: a cluster pools its memory")
+	total := e.opts.zipfBudget
+	per := total / 3
+	sec.printf("Zipf s=1.1 over %s keys (`/zipf/<k>?size=100`, 100-byte bodies), %d connections; %s requests to warm up, then %s measured (the same workload whatever each setup's speed); hit ratio = 1 − origin requests / requests during the measured run. Total cache budget %s: the cluster and the independent nodes get a third each (%s). Hot copies are off (`--hot-cache-size 0`) so the cluster uses no memory beyond its budget. All nodes share the server core. Every node: `--max-object-size 1MiB` (the default 8MiB must not exceed the cache size).\n\n",
+		fmtInt(float64(e.opts.zipfKeys)), e.opts.conns, fmtInt(float64(e.opts.zipfWarm)), fmtInt(float64(e.opts.zipfRequests)), fmtBytes(total), fmtBytes(per))
+	t := report.Table{Header: []string{"setup", "hit ratio", "requests", "origin requests", "requests/s", "failures"},
+		RightAlign: map[int]bool{1: true, 2: true, 3: true, 4: true}}
+	panel := report.Panel{Title: fmt.Sprintf("Zipf s=1.1, %s keys, %s in total: hit ratio", fmtInt(float64(e.opts.zipfKeys)), fmtBytes(total))}
+	setups := []struct {
+		label string
+		start func() ([]*rcNode, error)
+	}{
+		{"3-node cluster, 1/3 of the memory each", func() ([]*rcNode, error) {
+			return e.startCluster(ctx, []string{"z1", "z2", "z3"}, nodeOpts{cacheSize: fmt.Sprint(per), hotCache: "0", maxObject: "1MiB"})
+		}},
+		{"1 node, all of the memory", func() ([]*rcNode, error) {
+			n, err := e.startNode(ctx, nodeOpts{name: "zone", cacheSize: fmt.Sprint(total), maxObject: "1MiB"})
+			return []*rcNode{n}, err
+		}},
+		{"3 independent nodes, 1/3 each (client picks one at random)", func() ([]*rcNode, error) {
+			var nodes []*rcNode
+			for _, name := range []string{"i1", "i2", "i3"} {
+				n, err := e.startNode(ctx, nodeOpts{name: name, cacheSize: fmt.Sprint(per), maxObject: "1MiB"})
+				if err != nil {
+					return nodes, err
+				}
+				nodes = append(nodes, n)
+			}
+			return nodes, nil
+		}},
+	}
+	ratios := map[string]float64{}
+	for i, su := range setups {
+		if ctx.Err() != nil {
+			return
+		}
+		row, ratio := e.zipfRun(ctx, r, su.label, su.start)
+		t.Rows = append(t.Rows, row)
+		ratios[su.label] = ratio
+		bar := report.Bar{Label: []string{"cluster, 1/3 each", "one node, all", "independent, 1/3 each"}[i], Value: ratio, Color: []string{"#f28e2b", "#e6a157", "#b07aa1"}[i]}
+		if ratio >= 0 {
+			bar.Text = fmt.Sprintf("%.1f%% hits", 100*ratio)
+		} else {
+			bar.Text = "FAILED"
+		}
+		panel.Bars = append(panel.Bars, bar)
+	}
+	sec.printf("%s\n", t.Markdown())
+	c, s, ind := ratios[setups[0].label], ratios[setups[1].label], ratios[setups[2].label]
+	if c >= 0 && s >= 0 && ind >= 0 {
+		sec.printf("The cluster's hit ratio is %s points from one node holding all the memory, and %s points over three independent caches, whose misses are %.2f× the cluster's.\n\n",
+			points(c-s), points(c-ind), (1-ind)/max(1-c, 1e-9))
+		if s-c > 0.01 {
+			r.note("Zipf: the 3-node cluster's hit ratio (%.1f%%) is %.1f points below one node with all the memory (%.1f%%).", 100*c, 100*(s-c), 100*s)
+		}
+	}
+	r.panels = append(r.panels, panel)
+}
+
+func (e *env) zipfRun(ctx context.Context, r *results, label string, start func() ([]*rcNode, error)) ([]string, float64) {
+	nodes, err := start()
+	defer stopNodes(nodes)
+	if err != nil {
+		r.problem("zipf, %s: %v", label, err)
+		return []string{label, "FAILED", "", "", "", err.Error()}, -1
+	}
+	var targets []string
+	for _, n := range nodes {
+		targets = append(targets, n.addr)
+	}
+	args := loadArgs{targets: targets, requests: e.opts.zipfWarm, uri: "/zipf/{k}?size=100&cc=max-age=3600",
+		keys: "zipf", n: e.opts.zipfKeys, size: 100, seed: 11, deadline: 5 * time.Minute}
+	warm := e.load(ctx, args)
+	if warm.err != nil || warm.res.Failed() {
+		why := fmt.Sprint(warm.err)
+		if warm.err == nil {
+			why = warm.res.FailureSummary()
+		}
+		r.problem("zipf, %s: warm-up: %s", label, why)
+		return []string{label, "FAILED", "", "", "", "warm-up: " + why}, -1
+	}
+	if err := e.originReset(ctx); err != nil {
+		r.problem("zipf: %v", err)
+		return []string{label, "FAILED", "", "", "", err.Error()}, -1
+	}
+	args.requests, args.seed = e.opts.zipfRequests, 12
+	m := e.load(ctx, args)
+	st, err := e.originStats(ctx)
+	switch {
+	case m.err != nil:
+		err = m.err
+	case m.res.Failed():
+		err = fmt.Errorf("%s", m.res.FailureSummary())
+	}
+	if err != nil || m.res.Requests == 0 {
+		r.problem("zipf, %s: %v", label, err)
+		return []string{label, "FAILED", "", "", "", fmt.Sprint(err)}, -1
+	}
+	ratio := 1 - float64(st.Requests)/float64(m.res.Requests)
+	return []string{label, fmt.Sprintf("%.1f%%", 100*ratio), fmtInt(float64(m.res.Requests)), fmtInt(float64(st.Requests)), fmtInt(m.res.RPS), ""}, ratio
+}
+
+// findOwned returns a URI that node a forwards to owner b, confirmed by
+// the two-member Cache-Status of a forwarded hit.
+func (e *env) findOwned(ctx context.Context, a, b *rcNode, bName string) (string, error) {
+	for i := range 500 {
+		uri := fmt.Sprintf("/fwd/%d?size=1024&cc=max-age=3600", i)
+		resp, _, err := e.get(ctx, a.addr, uri)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("GET %s via %s: status %d", uri, a.proc.name, resp.StatusCode)
+		}
+		if !strings.HasPrefix(resp.Header.Get("Cache-Status"), bName+";") {
+			continue
+		}
+		// Now stored at b: a second request through a must be b's hit,
+		// forwarded.
+		resp, _, err = e.get(ctx, a.addr, uri)
+		if err != nil {
+			return "", err
+		}
+		cs := resp.Header.Get("Cache-Status")
+		if !strings.HasPrefix(cs, bName+"; hit") || !strings.Contains(cs, ", ") {
+			return "", fmt.Errorf("GET %s via %s: Cache-Status %q is not %s's hit forwarded", uri, a.proc.name, cs, bName)
+		}
+		return uri, nil
+	}
+	return "", fmt.Errorf("none of 500 URIs is owned by %s", bName)
+}
+
+// cluster runs scenarios 3 (on a cluster), 5 and 6 on one 3-node cluster.
+func (e *env) cluster(ctx context.Context, r *results, herdRows *report.Table) {
+	nodes, err := e.startCluster(ctx, []string{"a", "b", "c"}, nodeOpts{cacheSize: "64MiB", hotCache: "0"})
+	defer func() { stopNodes(nodes) }()
+	if err != nil {
+		r.problem("cluster: %v", err)
+		return
+	}
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	herdRows.Rows = append(herdRows.Rows, e.herd(ctx, r, "cluster", "ringcache 3-node cluster (requests spread over the nodes)",
+		[]string{a.addr, b.addr, c.addr}))
+
+	e.forwarded(ctx, r, a, b)
+	if ctx.Err() != nil {
+		return
+	}
+	d := e.churn(ctx, r, a, b, c)
+	if d != nil {
+		nodes = append(nodes, d)
+	}
+}
+
+// forwarded is scenario 5: a hit served by its owner through another node
+// vs the same hit asked of the owner.
+func (e *env) forwarded(ctx context.Context, r *results, a, b *rcNode) {
+	sec := r.section("5. Forwarded hits")
+	uri, err := e.findOwned(ctx, a, b, "b")
+	if err != nil {
+		r.problem("forwarded hits: %v", err)
+		sec.printf("FAILED: %v\n\n", err)
+		return
+	}
+	sec.printf("A 1 KiB URL owned by node b (`%s`), hot copies off: asked of b (a local hit) or of node a, which forwards it to b (the answer carries both members, `b; hit; ..., a; fwd=miss; ...`, checked on every answer). Both nodes share the server core, so a forwarded hit pays for two nodes' work on one core. %d connections, %v measured, %d rounds interleaved, median.\n\n",
+		uri, e.opts.conns, e.opts.dur, e.opts.rounds)
+	local := loadArgs{targets: []string{b.addr}, dur: e.opts.dur, warmup: e.opts.warmup, uri: uri, size: 1024,
+		check: []string{"Cache-Status", "b; hit"}}
+	fwd := local
+	fwd.targets = []string{a.addr}
+	fwd.check = []string{"Cache-Status", "b; hit", ", a; "}
+	var lr, fr []measured
+	for round := range e.opts.rounds {
+		local.seed, fwd.seed = round, round
+		lr = append(lr, e.loadClean(ctx, local))
+		fr = append(fr, e.loadClean(ctx, fwd))
+	}
+	lm, lrps, lwhy := pick(lr)
+	fm, frps, fwhy := pick(fr)
+	t := report.Table{Header: []string{"path", "requests/s", "× local hit", "p50", "p99", "rounds (req/s)"}, RightAlign: map[int]bool{1: true, 2: true, 3: true, 4: true}}
+	panel := report.Panel{Title: "Forwarded hit vs local hit, 1 KiB: requests/s"}
+	for _, row := range []struct {
+		label string
+		m     measured
+		rps   []float64
+		why   string
+	}{{"local hit (owner asked)", lm, lrps, lwhy}, {"forwarded hit (non-owner asked)", fm, frps, fwhy}} {
+		if row.why != "" {
+			t.Rows = append(t.Rows, []string{row.label, "FAILED", "", "", "", row.why})
+			r.problem("forwarded hits, %s: %s", row.label, row.why)
+			panel.Bars = append(panel.Bars, report.Bar{Label: row.label, Value: -1, Text: "FAILED", Color: "#f28e2b"})
+			continue
+		}
+		t.Rows = append(t.Rows, []string{row.label, fmtInt(row.m.res.RPS), ratio(row.m.res.RPS, lm.res.RPS), fmtMs(row.m.res.P50), fmtMs(row.m.res.P99), fmtRange(row.rps)})
+		panel.Bars = append(panel.Bars, report.Bar{Label: strings.SplitN(row.label, " (", 2)[0], Value: row.m.res.RPS, Color: "#f28e2b",
+			Text: fmt.Sprintf("%s req/s (%s local)  p99 %s", fmtInt(row.m.res.RPS), ratio(row.m.res.RPS, lm.res.RPS), fmtMs(row.m.res.P99))})
+	}
+	sec.printf("%s\n", t.Markdown())
+	r.panels = append(r.panels, panel)
+	if lwhy == "" && fwhy == "" && ctx.Err() == nil {
+		// Where the time goes: CPU per request of each node, from one more
+		// run of each kind without warm-up (so every request is counted).
+		local.warmup, fwd.warmup = 0, 0
+		lc := e.cpuPerRequest(ctx, local, a.proc, b.proc)
+		fc := e.cpuPerRequest(ctx, fwd, a.proc, b.proc)
+		if lc != nil && fc != nil {
+			sec.printf("CPU per request (one more run of each, all requests counted): local hit %s on b; forwarded hit %s on a (the forwarder) + %s on b (the owner) = %s.\n\n",
+				fmtUs(lc[1]), fmtUs(fc[0]), fmtUs(fc[1]), fmtUs(fc[0]+fc[1]))
+		}
+	}
+	if lwhy == "" && fwhy == "" {
+		r.note("Forwarded hits: %.2f× a local hit (%s vs %s requests/s). A forwarded hit is two HTTP exchanges on the one server core: the non-owner parses the client request, signs it (HMAC-SHA256), sends it to the owner with a fasthttp client and relays the answer; the owner verifies and serves the hit. In production the hot cache (on by default, off here) answers popular keys on the node asked.",
+			fm.res.RPS/lm.res.RPS, fmtInt(fm.res.RPS), fmtInt(lm.res.RPS))
+	}
+}
+
+// cpuPerRequest runs a once and returns the CPU time each of ps used per
+// request (user and system, the kernel's network work included), nil if
+// the run failed.
+func (e *env) cpuPerRequest(ctx context.Context, a loadArgs, ps ...*proc) []time.Duration {
+	before := make([]int64, len(ps))
+	for i, p := range ps {
+		before[i] = cpuTicks(p.pid())
+	}
+	m := e.load(ctx, a)
+	if m.err != nil || m.res.Failed() || m.res.Requests == 0 {
+		return nil
+	}
+	out := make([]time.Duration, len(ps))
+	for i, p := range ps {
+		ticks := cpuTicks(p.pid()) - before[i]
+		out[i] = time.Duration(float64(ticks) * float64(time.Second) / clockTicks / float64(m.res.Requests))
+	}
+	return out
+}
+
+// churn is scenario 6: a member joins, then one leaves, while every key of
+// a warm set keeps being requested. It returns the joined node.
+func (e *env) churn(ctx context.Context, r *results, a, b, c *rcNode) *rcNode {
+	sec := r.section("6. Membership change under load")
+	n := e.opts.churnKeys
+	uri := "/churn/{k}?size=1024&cc=max-age=3600"
+	sec.printf("Nodes a, b, c hold %s warm keys (`%s`, swept once through the cluster). Then, under uniform load over those keys (20 connections, %v per phase), node d joins (3 → 4 members), and afterwards node c is stopped with SIGTERM (4 → 3: it hands its entries off and exits). Every origin request during a phase is a refetch of a key the cluster had; every non-2xx or transport error is counted. \"A plain ring\" is what a cache that forgets moved keys would refetch: the moved share of the key space times the keys.\n\n",
+		fmtInt(float64(n)), uri, e.opts.churnDur)
+	fail := func(format string, args ...any) *rcNode {
+		msg := fmt.Sprintf(format, args...)
+		r.problem("membership change: %s", msg)
+		sec.printf("FAILED: %s\n\n", msg)
+		return nil
+	}
+	if err := e.originReset(ctx); err != nil {
+		return fail("%v", err)
+	}
+	warm := e.load(ctx, loadArgs{targets: []string{a.addr, b.addr, c.addr}, conns: 20, uri: uri, keys: "sweep", n: n, size: 1024, deadline: 3 * time.Minute})
+	if warm.err != nil || warm.res.Failed() {
+		return fail("warm-up sweep: %v %s", warm.err, warm.res.FailureSummary())
+	}
+	if st, err := e.originStats(ctx); err != nil || st.Requests != int64(n) {
+		return fail("warm-up sweep: the origin saw %d requests for %d keys (%v)", st.Requests, n, err)
+	}
+	t := report.Table{Header: []string{"change", "requests", "origin refetches", "a plain ring", "errors", "converged / exited after"},
+		RightAlign: map[int]bool{1: true, 2: true, 3: true, 4: true}}
+
+	// phase runs load on targets while change runs 3 s in.
+	phase := func(targets []string, change func() (string, error)) (measured, int64, string, error) {
+		if err := e.originReset(ctx); err != nil {
+			return measured{}, 0, "", err
+		}
+		done := make(chan measured, 1)
+		go func() {
+			done <- e.load(ctx, loadArgs{targets: targets, conns: 20, dur: e.opts.churnDur, uri: uri, keys: "uniform", n: n, size: 1024, seed: 21})
+		}()
+		var took string
+		var cerr error
+		select {
+		case <-time.After(3 * time.Second):
+			took, cerr = change()
+		case <-ctx.Done():
+			cerr = ctx.Err()
+		}
+		m := <-done
+		st, err := e.originStats(ctx)
+		if cerr == nil {
+			cerr = err
+		}
+		return m, st.Requests, took, cerr
+	}
+
+	var d *rcNode
+	jm, jref, jtook, err := phase([]string{a.addr, b.addr, c.addr}, func() (string, error) {
+		t0 := time.Now()
+		var err error
+		d, err = e.startNode(ctx, nodeOpts{name: "d", cacheSize: "64MiB", hotCache: "0", cluster: true, join: a.gossip})
+		if err != nil {
+			return "", err
+		}
+		if err := e.waitMembers(ctx, []*rcNode{a, b, c, d}, []string{"a", "b", "c", "d"}); err != nil {
+			return "", err
+		}
+		return time.Since(t0).Round(10*time.Millisecond).String() + " (all see 4 members)", nil
+	})
+	if err != nil {
+		fail("join: %v", err)
+		return d
+	}
+	after, err := e.clusterOf(ctx, a)
+	if err != nil {
+		fail("cluster view: %v", err)
+		return d
+	}
+	dShare := after.alive()["d"]
+	cShare := after.alive()["c"]
+	t.Rows = append(t.Rows, e.churnRow(r, "d joins (3 → 4)", jm, jref, dShare*float64(n), jtook))
+
+	lm, lref, ltook, err := phase([]string{a.addr, b.addr, d.addr}, func() (string, error) {
+		t0 := time.Now()
+		if err := c.proc.stop(syscall.SIGTERM, 60*time.Second); err != nil {
+			return "", fmt.Errorf("node c did not exit cleanly after SIGTERM: %w; log: %s", err, c.proc.logTail())
+		}
+		return time.Since(t0).Round(10*time.Millisecond).String() + " (c exited 0)", nil
+	})
+	if err != nil {
+		fail("leave: %v", err)
+		return d
+	}
+	t.Rows = append(t.Rows, e.churnRow(r, "c leaves by SIGTERM (4 → 3)", lm, lref, cShare*float64(n), ltook))
+	sec.printf("%s\n", t.Markdown())
+	r.panels = append(r.panels, report.Panel{
+		Title: fmt.Sprintf("Membership change under load, %s warm keys: origin refetches (lower is better)", fmtInt(float64(n))),
+		Bars: []report.Bar{
+			{Label: "join: ringcache", Value: float64(jref), Text: fmtInt(float64(jref)), Color: "#f28e2b"},
+			{Label: "join: a plain ring", Value: dShare * float64(n), Text: "≈" + fmtInt(dShare*float64(n)), Color: "#9c9c9c"},
+			{Label: "leave: ringcache", Value: float64(lref), Text: fmtInt(float64(lref)), Color: "#f28e2b"},
+			{Label: "leave: a plain ring", Value: cShare * float64(n), Text: "≈" + fmtInt(cShare*float64(n)), Color: "#9c9c9c"},
+		},
+	})
+	if jref > 0 {
+		r.note("Join under load: %s keys were refetched from the origin while d joined (a plain ring: ≈%s).", fmtInt(float64(jref)), fmtInt(dShare*float64(n)))
+	}
+	if lref > 0 {
+		r.note("Graceful leave under load: %s of the ≈%s keys c owned were refetched from the origin (%.0f%%), although c exited cleanly (%s): its entries did not reach their new owners before requests for them did.",
+			fmtInt(float64(lref)), fmtInt(cShare*float64(n)), 100*float64(lref)/max(1, cShare*float64(n)), ltook)
+	}
+	return d
+}
+
+func (e *env) churnRow(r *results, label string, m measured, refetch int64, plain float64, took string) []string {
+	if m.err != nil {
+		r.problem("membership change, %s: %v", label, m.err)
+		return []string{label, "FAILED", "", "", "", m.err.Error()}
+	}
+	r.verdicts = append(r.verdicts, verdict(m.res.Failures() == 0,
+		fmt.Sprintf("membership change, %s: %d errors, %d origin refetches (a plain ring: ≈%.0f)", label, m.res.Failures(), refetch, plain)))
+	errs := fmt.Sprint(m.res.Failures())
+	if m.res.Failed() {
+		errs += ": " + m.res.FailureSummary()
+	}
+	return []string{label, fmtInt(float64(m.res.Requests)), fmtInt(float64(refetch)), fmt.Sprintf("≈%s", fmtInt(plain)), errs, took}
+}
+
+// points writes a difference of ratios in percentage points, "+1.2".
+func points(d float64) string {
+	if d > -0.0005 && d < 0.0005 {
+		return "0.0"
+	}
+	return fmt.Sprintf("%+.1f", 100*d)
+}
+
+func verdict(ok bool, s string) string {
+	if ok {
+		return "met: " + s
+	}
+	return "MISSED: " + s
+}
