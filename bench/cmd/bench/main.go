@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.churnDur, "churn-d", 15*time.Second, "load per membership-change phase")
 	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster", "scenarios to run")
 	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "ringcache nodes' --log-level (their logs stay in the scratch dir; see -keep-tmp)")
-	fs.DurationVar(&o.noiseBudget, "noise-budget", 3*time.Minute, "time the run may spend waiting out, and repeating runs disturbed by, other processes' CPU use")
+	fs.DurationVar(&o.noiseBudget, "noise-budget", 2*time.Minute, "time the run may spend waiting out, and repeating runs disturbed by, other processes' CPU use")
 	fs.BoolVar(&o.install, "install", true, "apt-get install nginx, varnish and wrk when missing")
 	fs.BoolVar(&o.wrk, "wrk", true, "cross-check the hit path with wrk")
 	fs.IntVar(&o.wrkRounds, "wrk-rounds", 3, "rounds of the wrk cross-check (at most -rounds)")
