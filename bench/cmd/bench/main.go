@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.zipfRequests, "zipf-requests", 200000, "requests of the Zipf measurement")
 	fs.IntVar(&o.churnKeys, "churn-keys", 10000, "warm keys of the membership-change scenario")
 	fs.DurationVar(&o.churnDur, "churn-d", 15*time.Second, "load per membership-change phase")
-	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster", "scenarios to run")
+	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory", "scenarios to run")
 	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "ringcache nodes' --log-level (their logs stay in the scratch dir; see -keep-tmp)")
 	fs.DurationVar(&o.noiseBudget, "noise-budget", 2*time.Minute, "time the run may spend waiting out, and repeating runs disturbed by, other processes' CPU use")
 	fs.BoolVar(&o.install, "install", true, "apt-get install nginx, varnish and wrk when missing")
@@ -295,6 +295,9 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 	}
 	if herdSec != nil {
 		herdSec.printf("%s\n", herdTab.Markdown())
+	}
+	if want["memory"] && ctx.Err() == nil {
+		e.memory(ctx, r)
 	}
 	hw.loadEnd = loadavg()
 	hw.noise = fmt.Sprintf("%d timed runs were repeated because other processes used more than %.0f%% of the CPUs during them, %d kept although disturbed (budget spent), and %s was spent waiting for a quiet machine (budget %v)",
