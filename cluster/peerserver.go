@@ -76,10 +76,6 @@ func NewPeerServer(local Local, auth Authenticator, o PeerServerOptions) *PeerSe
 	return s
 }
 
-// PeerHandler is NewPeerServer's Handle for callers that need no counters.
-func PeerHandler(local Local, auth Authenticator, logger *slog.Logger) fasthttp.RequestHandler {
-	return NewPeerServer(local, auth, PeerServerOptions{Logger: logger}).Handle
-}
 
 // Stats returns the server's counters.
 func (s *PeerServer) Stats() PeerServerStats {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/ringcache/ringcache/proxy/httpcache"
 	"github.com/ringcache/ringcache/proxy/store"
@@ -95,7 +96,7 @@ func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r 
 	var date []byte
 	if !hasDate {
 		// A cache that forwards a response without Date adds one (RFC 9110 §6.6.1).
-		date = fasthttp.AppendHTTPDate(nil, unixTime(respTime))
+		date = fasthttp.AppendHTTPDate(nil, time.Unix(0, respTime))
 		size += len("Date") + len(date)
 		fields++
 	}

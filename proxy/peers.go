@@ -10,10 +10,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-var (
-	strForwarded = []byte(cluster.HeaderForwarded)
-	strHot       = "hot"
-)
+var strForwarded = []byte(cluster.HeaderForwarded)
 
 // forwardedBy reports whether the request claims to come from a peer, and
 // whether the claim holds. A claim that fails is refused: only members may
@@ -179,6 +176,3 @@ func (p *Proxy) Get(key []byte) (*store.Entry, bool) {
 }
 
 var _ cluster.Local = (*Proxy)(nil)
-
-// isPeerPath reports whether a path belongs to the peer protocol.
-func isPeerPath(path []byte) bool { return bytes.HasPrefix(path, []byte(cluster.PathPrefix)) }

@@ -107,11 +107,11 @@ type Proxy struct {
 // reqState is the per-request scratch space, pooled so that a hit
 // allocates nothing.
 type reqState struct {
-	key, vkey, buf []byte
-	params         [][]byte
-	req            httpcache.Request
-	marker         *store.Entry // the URL's Vary marker, if any
-	forwarded      bool         // sent by an authenticated peer: never forward again
+	key, vkey []byte
+	params    [][]byte
+	req       httpcache.Request
+	marker    *store.Entry // the URL's Vary marker, if any
+	forwarded bool         // sent by an authenticated peer: never forward again
 }
 
 // New returns a Proxy answering from st and filling from origin.
@@ -159,7 +159,7 @@ func New(o Options, st store.Store, origin Fetcher) *Proxy {
 	p.SetPolicy(o.Policy)
 	p.SetPurgeAllow(o.PurgeAllow)
 	p.states.New = func() any {
-		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256), buf: make([]byte, 0, 128)}
+		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256)}
 	}
 	return p
 }
@@ -251,7 +251,7 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		if e := p.hotHit(st, now); e != nil {
 			s := storedResponse(e, now)
 			p.m.requests[Hit].Inc()
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: strHot})
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "hot"})
 			return
 		}
 		if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
@@ -832,15 +832,6 @@ func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.
 		}
 		fasthttp.ReleaseURI(u)
 	}
-}
-
-// Invalidate removes the stored responses (all variants) of a cache key as
-// built for host, path and query. It returns whether anything was stored.
-func (p *Proxy) Invalidate(host, path, query []byte) bool {
-	key, _ := p.keys.appendKey(nil, host, path, query, nil)
-	_, ok := p.store.Get(key)
-	p.drop(key)
-	return ok
 }
 
 // drop invalidates a primary key: its entry (a Vary marker takes every
