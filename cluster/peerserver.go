@@ -76,7 +76,6 @@ func NewPeerServer(local Local, auth Authenticator, o PeerServerOptions) *PeerSe
 	return s
 }
 
-
 // Stats returns the server's counters.
 func (s *PeerServer) Stats() PeerServerStats {
 	return PeerServerStats{
