@@ -37,7 +37,7 @@ func BenchmarkGet(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				i := int(seed.Add(7919))
 				for pb.Next() {
-					if _, ok := s.Get(es[i%len(es)].Key); !ok {
+					if _, ok := s.Get(es[i%len(es)].Key()); !ok {
 						misses.Add(1)
 					}
 					i++
@@ -68,19 +68,18 @@ func BenchmarkSet(b *testing.B) {
 
 // memReport is heap use per entry, in bytes.
 type memReport struct {
-	raw       float64 // key, header and body bytes
-	entry     float64 // the rest of an entry as DecodeEntry builds it: Entry, []Field, size-class rounding
+	raw       float64 // key, header names and values, body
+	entry     float64 // the rest of an entry as DecodeEntry builds it: Entry, field lengths, size-class rounding
 	store     float64 // the store's bookkeeping
-	fields    int     // header fields per entry
-	overhead  float64 // entry + store: what Cost's overhead terms must cover
-	perEntryC float64 // overhead minus FieldOverhead per field: compare with EntryOverhead
+	overhead  float64 // entry + store: the memory an entry costs beyond its key, header and body
+	uncharged float64 // overhead minus what Size already charges (field lengths): compare with EntryOverhead
 }
 
 // measureMemory fills a store of kind k with n small entries (10-byte
 // bodies, 3 header fields, one hour to live) and reads the live heap before
 // and after.
 func measureMemory(tb testing.TB, k storeKind, n int) memReport {
-	s := k.new(tb, 1<<31) // holds all n; fixed structures are allocated here, before the baseline
+	s := k.new(tb, 1<<31, WithClock(func() int64 { return time.Now().UnixNano() })) // as the node runs; holds all n; fixed structures are allocated here, before the baseline
 	exp := time.Now().Add(time.Hour).UnixNano()
 	es := make([]*Entry, n)
 	heap := func() float64 {
@@ -90,31 +89,27 @@ func measureMemory(tb testing.TB, k storeKind, n int) memReport {
 		return float64(ms.HeapAlloc)
 	}
 	h0 := heap()
-	var raw int
+	var raw, held int
 	var buf []byte
 	for i := range es {
 		id := fmt.Sprintf("%06d", i)
-		proto := Entry{
-			Key: []byte("GET http://example.com/assets/img/" + id + ".png"),
-			Header: []Field{
-				{[]byte("Content-Type"), []byte("image/png")},
-				{[]byte("Cache-Control"), []byte("max-age=3600")},
-				{[]byte("Etag"), []byte(`"` + id + `"`)},
-			},
-			Body:    []byte("0123456789"),
-			Expires: exp,
-			Status:  200,
-		}
+		proto := NewEntry([]byte("GET http://example.com/assets/img/"+id+".png"), []Field{
+			{[]byte("Content-Type"), []byte("image/png")},
+			{[]byte("Cache-Control"), []byte("max-age=3600")},
+			{[]byte("Etag"), []byte(`"` + id + `"`)},
+		}, []byte("0123456789"))
+		proto.Expires, proto.Status = exp, 200
 		buf = proto.AppendBinary(buf[:0])
 		e, err := DecodeEntry(buf) // the layout entries arrive in from peers
 		if err != nil {
 			tb.Fatal(err)
 		}
 		es[i] = e
-		raw += len(e.Key) + len(e.Body)
-		for _, f := range e.Header {
-			raw += len(f.Key) + len(f.Value)
+		raw += len(e.Key()) + len(e.Body())
+		for f := e.Fields(); f.Next(); {
+			raw += len(f.Key()) + len(f.Value())
 		}
+		held += e.Size()
 	}
 	h1 := heap()
 	for _, e := range es {
@@ -128,13 +123,12 @@ func measureMemory(tb testing.TB, k storeKind, n int) memReport {
 	}
 	runtime.KeepAlive(es)
 	r := memReport{
-		raw:    float64(raw) / float64(n),
-		entry:  (h1 - h0 - float64(raw)) / float64(n),
-		store:  (h2 - h1) / float64(n),
-		fields: len(es[0].Header),
+		raw:   float64(raw) / float64(n),
+		entry: (h1 - h0 - float64(raw)) / float64(n),
+		store: (h2 - h1) / float64(n),
 	}
 	r.overhead = r.entry + r.store
-	r.perEntryC = r.overhead - float64(r.fields*FieldOverhead)
+	r.uncharged = r.overhead - float64(held-raw)/float64(n)
 	return r
 }
 
@@ -151,10 +145,10 @@ func TestMemoryPerEntry(t *testing.T) {
 	for _, k := range storeKinds() {
 		t.Run(k.name, func(t *testing.T) {
 			r := measureMemory(t, k, n)
-			t.Logf("%d entries: raw %.0f B, entry %.0f B, store %.0f B; overhead %.0f B = %d fields x %d + %.0f (EntryOverhead %d)",
-				n, r.raw, r.entry, r.store, r.overhead, r.fields, FieldOverhead, r.perEntryC, EntryOverhead)
-			if r.perEntryC > EntryOverhead {
-				t.Errorf("measured %.0f B of overhead per entry beyond fields; EntryOverhead is %d", r.perEntryC, EntryOverhead)
+			t.Logf("%d entries: raw %.0f B, entry %.0f B, store %.0f B; overhead %.0f B, of which %.0f not charged by Size (EntryOverhead %d)",
+				n, r.raw, r.entry, r.store, r.overhead, r.uncharged, EntryOverhead)
+			if r.uncharged > EntryOverhead {
+				t.Errorf("measured %.0f B of overhead per entry beyond what Size charges; EntryOverhead is %d", r.uncharged, EntryOverhead)
 			}
 		})
 	}
@@ -171,7 +165,7 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 			}
 			b.ReportMetric(r.entry, "entryB/entry")
 			b.ReportMetric(r.store, "storeB/entry")
-			b.ReportMetric(r.perEntryC, "overheadB/entry")
+			b.ReportMetric(r.overhead, "overheadB/entry")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

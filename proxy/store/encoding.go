@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,12 +13,13 @@ import (
 // another version refuses the entry (ErrVersion) instead of guessing, so
 // nodes of different releases can share a cluster.
 //
-// Version 1 layout, after the version byte: status and flags as uvarints;
-// request, response and expiry times as varints; initial age, lifetime,
-// stale-while-revalidate and stale-if-error as varints; then the key, the
-// header count followed by each field's key and value, and the body, each
-// as a uvarint length and the bytes.
-const entryVersion = 1
+// Version 2 layout, after the version byte: status and flags as uvarints;
+// response and expiry times as varints; initial age, lifetime,
+// stale-while-revalidate and stale-if-error as varints; the key and body
+// lengths as uvarints; then the entry's array as it is held in memory (key,
+// field block, body), which must end the input. Decoding checks the field
+// block and copies the array once.
+const entryVersion = 2
 
 var (
 	// ErrVersion: the encoding comes from an unknown format version.
@@ -29,41 +31,30 @@ var (
 // AppendBinary appends the encoding of e to dst and returns the extended
 // buffer. DecodeEntry reads it back.
 func (e *Entry) AppendBinary(dst []byte) []byte {
-	// Upper bound of the size: version, two 16-bit and three 64-bit
-	// numbers, four 32-bit ones, three lengths, and two lengths per field.
-	n := 1 + 2*3 + 3*binary.MaxVarintLen64 + 4*binary.MaxVarintLen32 +
-		3*binary.MaxVarintLen64 + len(e.Key) + len(e.Body)
-	for i := range e.Header {
-		n += 2*binary.MaxVarintLen64 + len(e.Header[i].Key) + len(e.Header[i].Value)
-	}
-	dst = slices.Grow(dst, n)
+	// Upper bound of the size: version, two 16-bit and two 64-bit numbers,
+	// four 32-bit ones and a length.
+	dst = slices.Grow(dst, 1+2*3+2*binary.MaxVarintLen64+5*binary.MaxVarintLen32+len(e.buf))
 	dst = append(dst, entryVersion)
 	dst = binary.AppendUvarint(dst, uint64(e.Status))
 	dst = binary.AppendUvarint(dst, uint64(e.Flags))
-	dst = binary.AppendVarint(dst, e.RequestTime)
 	dst = binary.AppendVarint(dst, e.ResponseTime)
 	dst = binary.AppendVarint(dst, e.Expires)
 	dst = binary.AppendVarint(dst, int64(e.InitialAge))
 	dst = binary.AppendVarint(dst, int64(e.Lifetime))
 	dst = binary.AppendVarint(dst, int64(e.StaleWhileRevalidate))
 	dst = binary.AppendVarint(dst, int64(e.StaleIfError))
-	dst = appendBytes(dst, e.Key)
-	dst = binary.AppendUvarint(dst, uint64(len(e.Header)))
-	for i := range e.Header {
-		dst = appendBytes(dst, e.Header[i].Key)
-		dst = appendBytes(dst, e.Header[i].Value)
+	dst = binary.AppendUvarint(dst, uint64(e.keyLen))
+	dst = binary.AppendUvarint(dst, uint64(len(e.Body())))
+	if e.buf == nil {
+		return append(dst, 0) // the zero Entry: empty key, no fields
 	}
-	return appendBytes(dst, e.Body)
-}
-
-func appendBytes(dst, b []byte) []byte {
-	return append(binary.AppendUvarint(dst, uint64(len(b))), b...)
+	return append(dst, e.buf...)
 }
 
 // DecodeEntry decodes an entry encoded by AppendBinary. The entry does not
-// share memory with b: key, header and body are copied into one fresh
-// array, so decoding costs three allocations (entry, fields, bytes).
-// Malformed input yields an error wrapping ErrVersion or ErrMalformed.
+// share memory with b: its array is a fresh copy, so decoding costs two
+// allocations. Malformed input yields an error wrapping ErrVersion or
+// ErrMalformed.
 func DecodeEntry(b []byte) (*Entry, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("decode entry: %w: empty input", ErrMalformed)
@@ -75,7 +66,6 @@ func DecodeEntry(b []byte) (*Entry, error) {
 	e := &Entry{
 		Status:               uint16(d.uint(math.MaxUint16, "status")),
 		Flags:                Flags(d.uint(math.MaxUint16, "flags")),
-		RequestTime:          d.int(math.MinInt64, math.MaxInt64, "request time"),
 		ResponseTime:         d.int(math.MinInt64, math.MaxInt64, "response time"),
 		Expires:              d.int(math.MinInt64, math.MaxInt64, "expires"),
 		InitialAge:           int32(d.int(math.MinInt32, math.MaxInt32, "initial age")),
@@ -83,40 +73,53 @@ func DecodeEntry(b []byte) (*Entry, error) {
 		StaleWhileRevalidate: int32(d.int(math.MinInt32, math.MaxInt32, "stale-while-revalidate")),
 		StaleIfError:         int32(d.int(math.MinInt32, math.MaxInt32, "stale-if-error")),
 	}
-	// First pass: slices into b, to learn the total size.
-	key := d.bytes("key")
-	total := len(key)
-	// Every field takes at least two bytes (two lengths), which bounds the
-	// count before it sizes an allocation.
-	nf := d.uint(uint64(len(b)-d.off)/2, "header count")
-	var fields []Field
-	if nf > 0 && d.err == nil {
-		fields = make([]Field, nf)
-		for i := range fields {
-			fields[i].Key = d.bytes("header key")
-			fields[i].Value = d.bytes("header value")
-			total += len(fields[i].Key) + len(fields[i].Value)
-		}
-	}
-	body := d.bytes("body")
-	total += len(body)
+	e.keyLen = uint32(d.uint(math.MaxUint32, "key length"))
+	body := d.uint(uint64(len(b)), "body length")
 	if d.err != nil {
 		return nil, d.err
 	}
-	if d.off != len(b) {
-		return nil, fmt.Errorf("decode entry: %w: %d trailing bytes", ErrMalformed, len(b)-d.off)
+	arr := d.b[d.off:]
+	if uint64(e.keyLen)+body > uint64(len(arr)) {
+		return nil, fmt.Errorf("decode entry: %w: key and body lengths %d+%d exceed the %d bytes left", ErrMalformed, e.keyLen, body, len(arr))
 	}
-	// Second pass: copy into one array. Capacities are clipped so that an
-	// append to one slice cannot write over its neighbour.
-	a := arena{buf: make([]byte, total)}
-	e.Key = a.copy(key)
-	for i := range fields {
-		fields[i].Key = a.copy(fields[i].Key)
-		fields[i].Value = a.copy(fields[i].Value)
+	d.off += int(e.keyLen)
+	d.fields(len(b) - int(body))
+	if d.err != nil {
+		return nil, d.err
 	}
-	e.Header = fields
-	e.Body = a.copy(body)
+	e.buf = bytes.Clone(arr)
 	return e, nil
+}
+
+// fields checks the field block at off: its length, which must take it to
+// end (where the body starts), then fields that fill it exactly.
+func (d *decoder) fields(end int) {
+	n := d.uint(uint64(len(d.b)), "field block length")
+	if d.err != nil {
+		return
+	}
+	if d.off+int(n) != end {
+		d.fail("field block", fmt.Sprintf("length %d; the key and body lengths leave %d bytes for it", n, end-d.off))
+		return
+	}
+	for d.err == nil && d.off < end {
+		name := d.uint(math.MaxUint32, "header name length")
+		d.skip(int(name>>1), end, "header name")
+		vlen := d.uint(math.MaxUint32, "header value length")
+		d.skip(int(vlen), end, "header value")
+	}
+}
+
+// skip moves past n bytes that must end by limit.
+func (d *decoder) skip(n, limit int, what string) {
+	if d.err != nil {
+		return
+	}
+	if n > limit-d.off {
+		d.fail(what, fmt.Sprintf("length %d runs past the field block's end by %d bytes", n, n-(limit-d.off)))
+		return
+	}
+	d.off += n
 }
 
 // decoder reads from b at off. After the first error it reads nothing and
@@ -175,41 +178,4 @@ func varintProblem(n int) string {
 		return "varint overflows 64 bits"
 	}
 	return ""
-}
-
-// bytes returns the next length-prefixed byte string, still inside b.
-func (d *decoder) bytes(what string) []byte {
-	if d.err != nil {
-		return nil
-	}
-	n, k := binary.Uvarint(d.b[d.off:])
-	if problem := varintProblem(k); problem != "" {
-		d.fail(what+" length", problem) // concatenated only here: no allocation on success
-		return nil
-	}
-	d.off += k
-	if left := len(d.b) - d.off; n > uint64(left) {
-		d.fail(what, fmt.Sprintf("length %d exceeds the %d bytes left", n, left))
-		return nil
-	}
-	s := d.b[d.off : d.off+int(n)]
-	d.off += int(n)
-	return s
-}
-
-type arena struct {
-	buf []byte
-	off int
-}
-
-// copy returns s copied into the arena; empty input stays nil rather than
-// pointing at the arena.
-func (a *arena) copy(s []byte) []byte {
-	if len(s) == 0 {
-		return nil
-	}
-	end := a.off + copy(a.buf[a.off:], s)
-	r := a.buf[a.off:end:end]
-	a.off = end
-	return r
 }

@@ -23,8 +23,7 @@ var _ Store = (*LRU)(nil)
 
 type lruNode struct {
 	prev, next *lruNode
-	e          *Entry
-	cost       int64
+	e          *Entry // its Cost is what the node charges
 }
 
 // NewLRU returns an LRU store charging at most maxBytes of entry cost; with
@@ -79,16 +78,16 @@ func (l *LRU) Set(e *Entry) bool {
 		l.rejects++
 		return false
 	}
-	if n := l.m[string(e.Key)]; n != nil {
-		l.bytes += cost - n.cost
+	if n := l.m[string(e.Key())]; n != nil {
+		l.bytes += cost - n.e.Cost()
 		// Re-key: the old map key points into the old entry's memory.
-		delete(l.m, mapKey(n.e.Key))
-		n.e, n.cost = e, cost
-		l.m[mapKey(e.Key)] = n
+		delete(l.m, mapKey(n.e.Key()))
+		n.e = e
+		l.m[mapKey(e.Key())] = n
 		l.moveToFront(n)
 	} else {
-		n := &lruNode{e: e, cost: cost}
-		l.m[mapKey(e.Key)] = n
+		n := &lruNode{e: e}
+		l.m[mapKey(e.Key())] = n
 		l.bytes += cost
 		l.pushFront(n)
 	}
@@ -172,6 +171,6 @@ func (l *LRU) moveToFront(n *lruNode) {
 func (l *LRU) unlink(n *lruNode) {
 	n.prev.next, n.next.prev = n.next, n.prev
 	n.prev, n.next = nil, nil
-	delete(l.m, mapKey(n.e.Key))
-	l.bytes -= n.cost
+	delete(l.m, mapKey(n.e.Key()))
+	l.bytes -= n.e.Cost()
 }

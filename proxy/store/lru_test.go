@@ -49,7 +49,7 @@ func TestLRUOverwriteRekeys(t *testing.T) {
 	l.Set(old)
 	cur := testEntry("k", 10)
 	l.Set(cur)
-	old.Key[0] = 'x' // only legal because the store no longer holds old
+	old.Key()[0] = 'x' // only legal because the store no longer holds old
 	mustGet(t, l, "k", cur)
 	if len(l.m) != 1 {
 		t.Fatalf("map holds %d keys; want 1", len(l.m))

@@ -23,13 +23,13 @@ const (
 // Ristretto is a Store on ristretto: TinyLFU admission, sampled LFU eviction.
 //
 // ristretto applies writes asynchronously; Set waits for its own write, so a
-// Get after Set returns true sees the entry. An index of the live entries
-// (ristretto has no iterator that lets go of its locks) answers Range,
-// Stats().Items and Stats().Bytes, and tells Set whether the policy kept the
-// entry.
+// Get after Set returns true sees the entry. Whether ristretto kept it, and
+// how many entries and bytes it holds, is learnt from its callbacks: every
+// way it lets go of a value (rejection, eviction, replacement, deletion)
+// passes through onExit. Nothing is kept per entry beyond ristretto's own
+// bookkeeping.
 type Ristretto struct {
 	c        *ristretto.Cache[[]byte, *Entry]
-	idx      index
 	maxBytes int64
 	now      func() int64
 	// checkClock: Get compares Expires with now. Without WithClock,
@@ -42,6 +42,14 @@ type Ristretto struct {
 	// wall clock on every hit); a sweeper deletes expired entries instead.
 	stopSweep chan struct{}
 	swept     sync.WaitGroup
+
+	// mu orders Set's accounting against onExit. setting holds the entries
+	// whose Set is waiting for ristretto, mapped to whether they have left
+	// it meanwhile; an entry counts in items and bytes from the moment its
+	// Set saw it kept until onExit sees it leave.
+	mu           sync.Mutex
+	setting      map[*Entry]bool
+	items, bytes atomic.Int64
 
 	hits, misses             stripedCounter // on the hit path: striped, not one hot word
 	sets, rejects, evictions atomic.Uint64
@@ -58,8 +66,7 @@ func NewRistretto(maxBytes int64, opts ...Option) (*Ristretto, error) {
 		return nil, fmt.Errorf("ristretto store: max bytes must be > 0 (got %d)", maxBytes)
 	}
 	o := buildOptions(opts)
-	r := &Ristretto{maxBytes: maxBytes, now: o.now, checkClock: o.ownedClock}
-	r.idx.init()
+	r := &Ristretto{maxBytes: maxBytes, now: o.now, checkClock: o.ownedClock, setting: make(map[*Entry]bool)}
 	c, err := ristretto.NewCache(&ristretto.Config[[]byte, *Entry]{
 		NumCounters: numCounters(maxBytes),
 		MaxCost:     maxBytes,
@@ -100,7 +107,7 @@ func keyHash(k []byte) uint64 { return z.MemHash(k) }
 func (r *Ristretto) Get(key []byte) (*Entry, bool) {
 	e, ok := r.c.Get(key)
 	// Comparing keys makes a hash collision a miss, never a wrong response.
-	if !ok || e == nil || !bytes.Equal(e.Key, key) || (r.checkClock && e.Expires != 0 && e.Expired(r.now())) {
+	if !ok || e == nil || !bytes.Equal(e.Key(), key) || (r.checkClock && e.Expires != 0 && e.Expired(r.now())) {
 		r.misses.inc(key)
 		return nil, false
 	}
@@ -111,9 +118,10 @@ func (r *Ristretto) Get(key []byte) (*Entry, bool) {
 // Set stores e and waits until ristretto has applied it. It returns false
 // when e costs more than the whole store, has already expired, or the
 // admission policy turned it down; false is also returned in the rare case
-// that concurrent Sets evicted e before Set could report it. A refused
-// overwrite may leave the previous entry in place, or, when e was larger
-// than it, nothing.
+// that concurrent Sets evicted or replaced e before Set could report it. A
+// refused overwrite may leave the previous entry in place, or, when e was
+// larger than it, nothing. One *Entry must not be passed to two Sets at
+// once.
 func (r *Ristretto) Set(e *Entry) bool {
 	cost := e.Cost()
 	var ttl time.Duration
@@ -124,66 +132,52 @@ func (r *Ristretto) Set(e *Entry) bool {
 		r.rejects.Add(1)
 		return false
 	}
-	h := keyHash(e.Key)
-	if old := r.idx.put(h, e, cost); old != nil && cost > old.Cost() {
-		// ristretto updates a present key in place and evicts only when a
-		// new key arrives, so a grown overwrite would leave the store over
-		// budget. Deleting first sends e through admission and eviction like
-		// any new key, at the price of readers missing the key until the
-		// Set below is applied.
-		r.c.Del(e.Key)
+	key := e.Key()
+	// GetTTL looks without counting an access for the admission policy;
+	// only an overwrite reads the old entry.
+	if _, present := r.c.GetTTL(key); present {
+		if old, ok := r.c.Get(key); ok && old != nil {
+			if old == e {
+				r.sets.Add(1)
+				return true
+			}
+			if cost > old.Cost() {
+				// ristretto updates a present key in place and evicts
+				// only when a new key arrives, so a grown overwrite would
+				// leave the store over budget. Deleting first sends e
+				// through admission and eviction like any new key, at the
+				// price of readers missing the key until e is applied.
+				r.c.Del(key)
+			}
+		}
 	}
 	if r.checkClock {
 		ttl = 0 // expiry is ours: Get checks it, sweep reclaims it
 	}
-	if !r.c.SetWithTTL(e.Key, e, cost, ttl) {
-		// Dropped before reaching the policy (write buffer full): no
-		// callback will come for e.
-		r.idx.remove(h, e)
-		r.rejects.Add(1)
-		return false
+	r.mu.Lock()
+	r.setting[e] = false
+	r.mu.Unlock()
+	set := r.c.SetWithTTL(key, e, cost, ttl)
+	if set {
+		r.c.Wait() // orders every callback about e before the check below
 	}
-	r.c.Wait()
-	if !r.settle(h, e) {
+	r.mu.Lock()
+	left := r.setting[e]
+	delete(r.setting, e)
+	// A new key dropped before reaching the policy (write buffer full)
+	// gets no callback: set is false then.
+	kept := set && !left
+	if kept {
+		r.items.Add(1)
+		r.bytes.Add(cost)
+	}
+	r.mu.Unlock()
+	if !kept {
 		r.rejects.Add(1)
 		return false
 	}
 	r.sets.Add(1)
 	return true
-}
-
-// settle reports whether ristretto holds e, once Wait has returned. Set put
-// e in the index before handing it over, and every way ristretto lets go of
-// a value (rejection, eviction, replacement, deletion) passes through
-// onExit, which removes the value from the index; Wait orders those
-// callbacks before its return. So e still in the index means e was kept, at
-// no cost. Otherwise the key is checked with GetTTL, which unlike Get does
-// not count as an access for the admission policy; only when the key is
-// present (concurrent Sets of one key raced) is the value read back to
-// repair the index.
-func (r *Ristretto) settle(h uint64, e *Entry) bool {
-	s := r.idx.shard(h)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.m[h] == e {
-		return true
-	}
-	if _, ok := r.c.GetTTL(e.Key); !ok {
-		return false
-	}
-	// Holding the shard lock orders this against onExit for v: either v
-	// is already gone from ristretto and Get misses, or onExit waits and
-	// then finds v here.
-	v, ok := r.c.Get(e.Key)
-	if !ok || v == nil {
-		return false
-	}
-	if _, held := s.m[h]; !held {
-		s.m[h] = v
-		r.idx.items.Add(1)
-		r.idx.bytes.Add(v.Cost())
-	}
-	return v == e
 }
 
 // Delete removes the entry under key; Get misses it from the moment Delete
@@ -192,30 +186,37 @@ func (r *Ristretto) Delete(key []byte) {
 	r.c.Del(key) // removes from ristretto's map at once, calling onExit
 }
 
-// Range calls fn for every live entry, one index shard at a time, holding
-// no lock while fn runs: fn may call the store.
+// Range calls fn for every live entry. It collects them first, holding
+// each of ristretto's map shards only to copy pointers out, so fn may call
+// the store.
 func (r *Ristretto) Range(fn func(e *Entry) bool) {
-	now := r.now()
-	var buf []*Entry
-	for i := range r.idx.shards {
-		buf = r.idx.shards[i].snapshot(buf[:0])
-		for _, e := range buf {
-			if e.Expired(now) {
-				continue
-			}
-			if !fn(e) {
-				return
-			}
+	for _, e := range r.collect(func(e *Entry) bool { return true }) {
+		if !fn(e) {
+			return
 		}
 	}
 }
 
-// Stats returns the store's counters. Bytes and Items count the index,
-// which follows ristretto's callbacks synchronously.
+// collect returns the live entries for which keep is true. keep runs under
+// a ristretto lock: it must not call the store.
+func (r *Ristretto) collect(keep func(e *Entry) bool) []*Entry {
+	now := r.now()
+	held := make([]*Entry, 0, max(0, r.items.Load()))
+	r.c.IterValues(func(e *Entry) bool {
+		if e != nil && !e.Expired(now) && keep(e) {
+			held = append(held, e)
+		}
+		return false
+	})
+	return held
+}
+
+// Stats returns the store's counters. Bytes and Items follow ristretto's
+// callbacks synchronously.
 func (r *Ristretto) Stats() Stats {
 	return Stats{
-		Bytes:     r.idx.bytes.Load(),
-		Items:     r.idx.items.Load(),
+		Bytes:     r.bytes.Load(),
+		Items:     r.items.Load(),
 		Hits:      r.hits.load(),
 		Misses:    r.misses.load(),
 		Sets:      r.sets.Load(),
@@ -234,7 +235,8 @@ func (r *Ristretto) Close() {
 	// holding its own locks: they must not count or take index locks.
 	r.closing.Store(true)
 	r.c.Close()
-	r.idx.init() // let go of the entries even if r stays referenced
+	r.items.Store(0)
+	r.bytes.Store(0)
 }
 
 // sweepEvery is how often expired entries are reclaimed when the store
@@ -246,36 +248,34 @@ func (r *Ristretto) sweep(interval time.Duration) {
 	defer r.swept.Done()
 	t := time.NewTicker(interval)
 	defer t.Stop()
-	var buf []*Entry
 	for {
 		select {
 		case <-r.stopSweep:
 			return
 		case <-t.C:
 		}
-		buf = r.sweepExpired(buf)
+		r.sweepExpired()
 	}
 }
 
-// sweepExpired deletes every entry expired by the store's clock. buf is
-// scratch space, returned for reuse.
-func (r *Ristretto) sweepExpired(buf []*Entry) []*Entry {
+// sweepExpired deletes every entry expired by the store's clock.
+func (r *Ristretto) sweepExpired() {
 	now := r.now()
-	for i := range r.idx.shards {
-		buf = r.idx.shards[i].snapshot(buf[:0])
-		for _, e := range buf {
-			if e.Expires != 0 && e.Expired(now) {
-				r.c.Del(e.Key)
-				r.evictions.Add(1)
-			}
+	var expired []*Entry
+	r.c.IterValues(func(e *Entry) bool {
+		if e != nil && e.Expired(now) {
+			expired = append(expired, e)
 		}
-		clear(buf)
+		return false
+	})
+	for _, e := range expired {
+		r.c.Del(e.Key())
+		r.evictions.Add(1)
 	}
-	return buf[:0]
 }
 
 // onEvict runs for entries removed to make room or because they expired.
-// onExit follows it for the index.
+// onExit follows it for the counts.
 func (r *Ristretto) onEvict(it *ristretto.Item[*Entry]) {
 	if it.Value != nil && !r.closing.Load() {
 		r.evictions.Add(1)
@@ -288,74 +288,14 @@ func (r *Ristretto) onExit(e *Entry) {
 	if e == nil || r.closing.Load() {
 		return
 	}
-	r.idx.remove(keyHash(e.Key), e)
-}
-
-// index maps key hash to entry for the entries ristretto holds (and, for
-// the length of a Set, the one being set).
-type index struct {
-	shards       [indexShards]indexShard
-	bytes, items atomic.Int64
-}
-
-const indexShards = 64
-
-type indexShard struct {
-	mu sync.RWMutex
-	m  map[uint64]*Entry
-	_  [64]byte // keeps neighbouring shards' locks off one cache line
-}
-
-func (x *index) init() {
-	for i := range x.shards {
-		s := &x.shards[i]
-		s.mu.Lock()
-		s.m = make(map[uint64]*Entry)
-		s.mu.Unlock()
-	}
-	x.bytes.Store(0)
-	x.items.Store(0)
-}
-
-func (x *index) shard(h uint64) *indexShard { return &x.shards[h%indexShards] }
-
-// put makes e the entry under h and returns the one it replaced.
-func (x *index) put(h uint64, e *Entry, cost int64) (old *Entry) {
-	s := x.shard(h)
-	s.mu.Lock()
-	old = s.m[h]
-	s.m[h] = e
-	// Counted under the lock, so a remove of e cannot be counted first.
-	if old != nil {
-		x.bytes.Add(cost - old.Cost())
+	r.mu.Lock()
+	if _, waiting := r.setting[e]; waiting {
+		r.setting[e] = true // never counted: its Set will report it refused
 	} else {
-		x.items.Add(1)
-		x.bytes.Add(cost)
+		r.items.Add(-1)
+		r.bytes.Add(-e.Cost())
 	}
-	s.mu.Unlock()
-	return old
-}
-
-// remove drops the slot for h only if it still holds e: a newer Set may have
-// replaced e before ristretto reported it gone.
-func (x *index) remove(h uint64, e *Entry) {
-	s := x.shard(h)
-	s.mu.Lock()
-	if s.m[h] == e {
-		delete(s.m, h)
-		x.items.Add(-1)
-		x.bytes.Add(-e.Cost())
-	}
-	s.mu.Unlock()
-}
-
-func (s *indexShard) snapshot(dst []*Entry) []*Entry {
-	s.mu.RLock()
-	for _, e := range s.m {
-		dst = append(dst, e)
-	}
-	s.mu.RUnlock()
-	return dst
+	r.mu.Unlock()
 }
 
 // stripedCounter spreads increments over cache lines by key, so parallel

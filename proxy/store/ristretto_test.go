@@ -18,40 +18,32 @@ func newTestRistretto(t *testing.T, maxBytes int64, opts ...Option) *Ristretto {
 	return r
 }
 
-// checkIndexMatchesCache compares the index with ristretto's own view: the
-// values it holds and, with policyToo, the cost its policy charges. The
-// policy's charge drifts when Sets of one key race inside ristretto (it can
-// keep the cost of a value it refused, or apply two updates' costs in the
-// other order than their values), so it is compared only after sequential
-// use.
-func checkIndexMatchesCache(t *testing.T, r *Ristretto, policyToo bool) {
+// checkCountsMatchCache compares Stats' items and bytes with what ristretto
+// holds and, with policyToo, the cost its policy charges. The policy's
+// charge drifts when Sets of one key race inside ristretto (it can keep the
+// cost of a value it refused, or apply two updates' costs in the other
+// order than their values), so it is compared only after sequential use.
+func checkCountsMatchCache(t *testing.T, r *Ristretto, policyToo bool) {
 	t.Helper()
 	r.c.Wait() // let queued deletes reach the policy
-	held := make(map[*Entry]bool)
+	var held int64
 	var heldCost int64
-	r.c.IterValues(func(e *Entry) bool { held[e] = true; heldCost += e.Cost(); return false })
-	indexed := make(map[*Entry]bool)
-	r.Range(func(e *Entry) bool { indexed[e] = true; return true })
-	for e := range held {
-		if !indexed[e] {
-			t.Errorf("ristretto holds %q, the index does not", e.Key)
-		}
-	}
-	for e := range indexed {
-		if !held[e] {
-			t.Errorf("the index holds %q, ristretto does not", e.Key)
-		}
-	}
+	r.c.IterValues(func(e *Entry) bool { held++; heldCost += e.Cost(); return false })
 	st := r.Stats()
-	if st.Bytes != heldCost || st.Items != int64(len(held)) {
-		t.Fatalf("Stats: %d entries costing %d; ristretto holds %d costing %d", st.Items, st.Bytes, len(held), heldCost)
+	if st.Bytes != heldCost || st.Items != held {
+		t.Fatalf("Stats: %d entries costing %d; ristretto holds %d costing %d", st.Items, st.Bytes, held, heldCost)
 	}
 	if used := r.c.MaxCost() - r.c.RemainingCost(); policyToo && used != st.Bytes {
 		t.Fatalf("Stats().Bytes = %d; ristretto's policy charges %d", st.Bytes, used)
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.setting) != 0 {
+		t.Fatalf("%d Sets still marked in flight", len(r.setting))
+	}
 }
 
-func TestRistrettoIndexFollowsCache(t *testing.T) {
+func TestRistrettoCountsFollowCache(t *testing.T) {
 	per := testEntry("i000", 100).Cost()
 	r := newTestRistretto(t, 30*per)
 	for i := range 100 {
@@ -60,7 +52,7 @@ func TestRistrettoIndexFollowsCache(t *testing.T) {
 			r.Delete(fmt.Appendf(nil, "i%03d", i-1))
 			r.Set(testEntry(fmt.Sprintf("i%03d", i), 10))  // shrink in place
 			r.Set(testEntry(fmt.Sprintf("i%03d", i), 150)) // grow: delete and insert
-			checkIndexMatchesCache(t, r, true)
+			checkCountsMatchCache(t, r, true)
 		}
 	}
 	if st := r.Stats(); st.Evictions == 0 {
@@ -69,7 +61,7 @@ func TestRistrettoIndexFollowsCache(t *testing.T) {
 }
 
 // TestRistrettoPolicyRejects makes TinyLFU refuse a cold key in a full store
-// of frequently read ones: Set must report it, and the index must not keep it.
+// of frequently read ones: Set must report it, and Stats must not count it.
 func TestRistrettoPolicyRejects(t *testing.T) {
 	if raceEnabled {
 		t.Skip("reads do not reach ristretto's policy under the race detector")
@@ -82,7 +74,7 @@ func TestRistrettoPolicyRejects(t *testing.T) {
 		if !r.Set(e) {
 			t.Fatal("Set into an empty store refused")
 		}
-		hot = append(hot, e.Key)
+		hot = append(hot, e.Key())
 	}
 	// Reads reach the policy in lossy batches of 64, so read until a cold
 	// key is refused rather than counting.
@@ -98,7 +90,7 @@ func TestRistrettoPolicyRejects(t *testing.T) {
 		cold = testEntry(fmt.Sprintf("cold%d", attempt), 100)
 		return !r.Set(cold)
 	}, "the policy never refused a cold key")
-	mustMiss(t, r, string(cold.Key))
+	mustMiss(t, r, string(cold.Key()))
 	st := r.Stats()
 	if st.Rejects != 1 {
 		t.Fatalf("Rejects = %d; want 1", st.Rejects)
@@ -106,7 +98,7 @@ func TestRistrettoPolicyRejects(t *testing.T) {
 	if st.Sets != uint64(10+attempt-1) {
 		t.Fatalf("Sets = %d; want %d", st.Sets, 10+attempt-1)
 	}
-	checkIndexMatchesCache(t, r, true)
+	checkCountsMatchCache(t, r, true)
 }
 
 func TestRistrettoPassesTTL(t *testing.T) {
@@ -118,13 +110,13 @@ func TestRistrettoPassesTTL(t *testing.T) {
 		t.Fatal("Set refused")
 	}
 	// ristretto counts the TTL on its own wall clock from the Set.
-	ttl, ok := r.c.GetTTL(e.Key)
+	ttl, ok := r.c.GetTTL(e.Key())
 	if !ok || ttl <= 59*time.Minute || ttl > time.Hour {
 		t.Fatalf("ristretto TTL = %v, %v; want just under 1h", ttl, ok)
 	}
 	forever := testEntry("forever", 10)
 	r.Set(forever)
-	if ttl, ok := r.c.GetTTL(forever.Key); !ok || ttl != 0 {
+	if ttl, ok := r.c.GetTTL(forever.Key()); !ok || ttl != 0 {
 		t.Fatalf("ristretto TTL of an entry without Expires = %v, %v; want 0 (none)", ttl, ok)
 	}
 }
@@ -142,18 +134,18 @@ func TestRistrettoOwnClockSweeps(t *testing.T) {
 	if !r.Set(e) || !r.Set(keep) {
 		t.Fatal("Set refused")
 	}
-	if ttl, ok := r.c.GetTTL(e.Key); !ok || ttl != 0 {
+	if ttl, ok := r.c.GetTTL(e.Key()); !ok || ttl != 0 {
 		t.Fatalf("ristretto TTL = %v, %v; want none", ttl, ok)
 	}
 	clk.advance(2 * time.Hour)
-	r.sweepExpired(nil)
+	r.sweepExpired()
 	if st := r.Stats(); st.Items != 1 || st.Evictions != 1 {
 		t.Fatalf("after sweep: items %d evictions %d; want 1 and 1", st.Items, st.Evictions)
 	}
-	if _, ok := r.c.GetTTL(e.Key); ok {
+	if _, ok := r.c.GetTTL(e.Key()); ok {
 		t.Fatal("expired entry still held by ristretto")
 	}
-	if _, ok := r.Get(keep.Key); !ok {
+	if _, ok := r.Get(keep.Key()); !ok {
 		t.Fatal("live entry swept")
 	}
 }
@@ -170,11 +162,11 @@ func TestRistrettoExpiresByItself(t *testing.T) {
 	if !r.Set(e) {
 		t.Fatal("Set refused")
 	}
-	waitFor(t, 30*time.Second, func() bool { return r.Stats().Items == 0 }, "expired entry still indexed")
+	waitFor(t, 30*time.Second, func() bool { return r.Stats().Items == 0 }, "expired entry still counted")
 	if st := r.Stats(); st.Evictions != 1 || st.Bytes != 0 {
 		t.Fatalf("Evictions %d Bytes %d; want 1, 0", st.Evictions, st.Bytes)
 	}
-	checkIndexMatchesCache(t, r, true)
+	checkCountsMatchCache(t, r, true)
 }
 
 func TestNumCounters(t *testing.T) {
@@ -190,9 +182,9 @@ func TestNumCounters(t *testing.T) {
 	}
 }
 
-// TestRistrettoIndexAfterRaces races Sets, overwrites and Deletes of a few
-// keys, then compares the index with ristretto.
-func TestRistrettoIndexAfterRaces(t *testing.T) {
+// TestRistrettoCountsAfterRaces races Sets, overwrites and Deletes of a few
+// keys, then compares the counts with what ristretto holds.
+func TestRistrettoCountsAfterRaces(t *testing.T) {
 	per := testEntry("k0", 200).Cost()
 	r := newTestRistretto(t, 12*per)
 	const workers, ops = 4, 300
@@ -213,5 +205,5 @@ func TestRistrettoIndexAfterRaces(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	checkIndexMatchesCache(t, r, false)
+	checkCountsMatchCache(t, r, false)
 }

@@ -5,6 +5,8 @@
 package store
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"time"
 )
@@ -38,13 +40,19 @@ const (
 // Entry is one cached response, immutable once stored: a hit shares it
 // between goroutines without locking or copying. Anything that changes it
 // (a 304 merging new headers) builds a new Entry.
+//
+// The key, the header fields and the body live in one array, so an entry
+// costs two allocations and 64 bytes of struct: the header of a small
+// response is most of its memory, and a slice header per field would cost
+// more than the field itself.
 type Entry struct {
-	Key    []byte  // full store key (primary, or primary+variant)
-	Header []Field // end-to-end headers as stored: no hop-by-hop, no Age
-	Body   []byte
+	// buf is the key (keyLen bytes), then the field block, then the body.
+	// The field block starts with its own length as a uvarint; each field
+	// is uvarint(len(name)<<1 | repeat), name, uvarint(len(value)), value,
+	// where repeat marks a name that an earlier field already had.
+	buf []byte
 
 	// Timing (RFC 9111 §4.2.3).
-	RequestTime  int64 // unix nanoseconds: request sent to the origin
 	ResponseTime int64 // unix nanoseconds: response received
 	Expires      int64 // unix nanoseconds after which the store may drop it; 0: never
 
@@ -53,35 +61,140 @@ type Entry struct {
 	StaleWhileRevalidate int32 // seconds, RFC 5861; 0 when absent
 	StaleIfError         int32 // seconds, RFC 5861; 0 when absent
 
+	keyLen uint32
 	Status uint16
 	Flags  Flags
 }
 
-// EntryOverhead is what an Entry costs beyond its key, header and body bytes:
-// the struct itself, per-field slice headers are added per field, and the
-// container's own bookkeeping per item.
-//
-// Measured with the store tests' measureMemory (10k to 400k entries as
-// DecodeEntry builds them; TestMemoryPerEntry keeps checking 100k): the
-// Entry struct takes 128 bytes; the ristretto store's bookkeeping (its map,
-// policy and expiry maps, and our index) 151-247 bytes depending on how full
-// its hash tables are, 190 on average; the LRU's 67-79. EntryOverhead is the
-// ristretto average, rounded up. Not included: ristretto's admission
-// counters, fixed at construction, about 1.2% of a 1 GiB budget.
-const (
-	EntryOverhead = 128 + 192 // Entry struct + ristretto bookkeeping
-	FieldOverhead = 48        // two slice headers per Field
-)
+// NewEntry returns an entry holding copies of key, fields (in order; names
+// as given) and body in one array. The caller sets the other members before
+// storing it.
+func NewEntry(key []byte, fields []Field, body []byte) *Entry {
+	block := 0
+	for i := range fields {
+		block += fieldLen(&fields[i])
+	}
+	n := len(key) + uvarintLen(uint64(block)) + block + len(body)
+	buf := make([]byte, 0, n)
+	buf = append(buf, key...)
+	buf = binary.AppendUvarint(buf, uint64(block))
+	for i := range fields {
+		f := &fields[i]
+		name := uint64(len(f.Key)) << 1
+		if repeated(fields[:i], f.Key) {
+			name |= 1
+		}
+		buf = binary.AppendUvarint(buf, name)
+		buf = append(buf, f.Key...)
+		buf = binary.AppendUvarint(buf, uint64(len(f.Value)))
+		buf = append(buf, f.Value...)
+	}
+	buf = append(buf, body...)
+	return &Entry{buf: buf, keyLen: uint32(len(key))}
+}
 
-// Cost is the number of bytes the entry holds, as charged against the
-// store's budget.
-func (e *Entry) Cost() int64 {
-	n := int64(EntryOverhead + len(e.Key) + len(e.Body))
-	for i := range e.Header {
-		n += int64(FieldOverhead + len(e.Header[i].Key) + len(e.Header[i].Value))
+func fieldLen(f *Field) int {
+	return uvarintLen(uint64(len(f.Key))<<1) + len(f.Key) + uvarintLen(uint64(len(f.Value))) + len(f.Value)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
 	}
 	return n
 }
+
+func repeated(before []Field, name []byte) bool {
+	for i := range before {
+		if bytes.EqualFold(before[i].Key, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Key is the full store key (primary, or primary+variant).
+func (e *Entry) Key() []byte { return e.buf[:e.keyLen:e.keyLen] }
+
+// Body is the stored body. Callers must not modify it.
+func (e *Entry) Body() []byte {
+	at, n := e.block()
+	return e.buf[at+n:]
+}
+
+// Fields returns an iterator over the stored header fields: end-to-end
+// fields only, no hop-by-hop ones and no Age.
+func (e *Entry) Fields() FieldIter {
+	at, n := e.block()
+	return FieldIter{rest: e.buf[at : at+n : at+n]}
+}
+
+// block returns where the field block's fields start in buf and its length.
+func (e *Entry) block() (at, n int) {
+	if e.buf == nil {
+		return 0, 0 // the zero Entry
+	}
+	v, k := binary.Uvarint(e.buf[e.keyLen:])
+	return int(e.keyLen) + k, int(v)
+}
+
+// Size is the number of bytes of key, fields and body the entry holds.
+func (e *Entry) Size() int { return len(e.buf) }
+
+// FieldIter walks an entry's fields:
+//
+//	for f := e.Fields(); f.Next(); {
+//		use(f.Key(), f.Value())
+//	}
+type FieldIter struct {
+	rest       []byte
+	key, value []byte
+	repeat     bool
+}
+
+// Next moves to the next field and reports whether there is one.
+func (it *FieldIter) Next() bool {
+	if len(it.rest) == 0 {
+		return false
+	}
+	name, k := binary.Uvarint(it.rest)
+	end := k + int(name>>1)
+	it.key, it.repeat = it.rest[k:end:end], name&1 != 0
+	vlen, k := binary.Uvarint(it.rest[end:])
+	at := end + k
+	end = at + int(vlen)
+	it.value, it.rest = it.rest[at:end:end], it.rest[end:]
+	return true
+}
+
+// Key is the current field's name.
+func (it *FieldIter) Key() []byte { return it.key }
+
+// Value is the current field's value.
+func (it *FieldIter) Value() []byte { return it.value }
+
+// Repeat reports whether an earlier field had the same name (ASCII
+// case-insensitive): the current line adds to that field rather than
+// replacing it.
+func (it *FieldIter) Repeat() bool { return it.repeat }
+
+// EntryOverhead is what an Entry costs beyond the bytes of its key, fields
+// and body: the struct itself and the container's own bookkeeping per item.
+//
+// Measured with the store tests' measureMemory (10k to 400k entries as
+// DecodeEntry builds them, with WithClock as the node runs; TestMemoryPerEntry
+// keeps checking 100k): the Entry struct takes 64 bytes; ristretto's
+// bookkeeping (its map and its policy's costs) XXX bytes depending on how
+// full its hash tables are, XXX on average; the LRU's XXX. EntryOverhead is
+// the ristretto average, rounded up. Not included: ristretto's admission
+// counters, fixed at construction, about 1.2% of a 1 GiB budget.
+const EntryOverhead = 64 + 128 // Entry struct + ristretto bookkeeping
+
+// Cost is the number of bytes the entry holds, as charged against the
+// store's budget.
+func (e *Entry) Cost() int64 { return int64(EntryOverhead + len(e.buf)) }
 
 // Expired reports whether the store may drop e at now (unix nanoseconds).
 // At now == Expires the entry is already expired: a TTL of zero would mean
@@ -94,9 +207,9 @@ func (e *Entry) Has(f Flags) bool { return e.Flags&f != 0 }
 // Get returns the value of the first header field named key (ASCII
 // case-insensitive), or nil.
 func (e *Entry) Get(key string) []byte {
-	for i := range e.Header {
-		if equalFold(e.Header[i].Key, key) {
-			return e.Header[i].Value
+	for f := e.Fields(); f.Next(); {
+		if equalFold(f.Key(), key) {
+			return f.Value()
 		}
 	}
 	return nil

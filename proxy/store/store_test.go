@@ -63,15 +63,12 @@ func forEachKind(t *testing.T, f func(t *testing.T, k storeKind)) {
 
 // testEntry builds an entry with a body of n bytes and two header fields.
 func testEntry(key string, n int) *Entry {
-	return &Entry{
-		Key: []byte(key),
-		Header: []Field{
-			{Key: []byte("Content-Type"), Value: []byte("text/plain")},
-			{Key: []byte("Etag"), Value: []byte(`"` + key + `"`)},
-		},
-		Body:   bytes.Repeat([]byte{'x'}, n),
-		Status: 200,
-	}
+	e := NewEntry([]byte(key), []Field{
+		{Key: []byte("Content-Type"), Value: []byte("text/plain")},
+		{Key: []byte("Etag"), Value: []byte(`"` + key + `"`)},
+	}, bytes.Repeat([]byte{'x'}, n))
+	e.Status = 200
+	return e
 }
 
 // waitFor polls cond until it holds or timeout passes.
@@ -106,10 +103,10 @@ func rangeAll(t *testing.T, s Store) map[string]*Entry {
 	t.Helper()
 	seen := make(map[string]*Entry)
 	s.Range(func(e *Entry) bool {
-		if _, dup := seen[string(e.Key)]; dup {
-			t.Errorf("Range reported %q twice", e.Key)
+		if _, dup := seen[string(e.Key())]; dup {
+			t.Errorf("Range reported %q twice", e.Key())
 		}
-		seen[string(e.Key)] = e
+		seen[string(e.Key())] = e
 		return true
 	})
 	return seen
@@ -194,7 +191,7 @@ func TestBudget(t *testing.T) {
 				t.Fatalf("after Set %d: Bytes %d > budget %d", i, st.Bytes, maxBytes)
 			}
 		}
-		mustGet(t, s, string(last.Key), last)
+		mustGet(t, s, string(last.Key()), last)
 		st := s.Stats()
 		if st.Items > 10 || st.Items == 0 {
 			t.Fatalf("Items = %d; want 1..10 (budget fits 10)", st.Items)
@@ -207,9 +204,9 @@ func TestBudget(t *testing.T) {
 		// A grown overwrite of a held key must still respect the budget.
 		var held *Entry
 		s.Range(func(e *Entry) bool { held = e; return false })
-		big := testEntry(string(held.Key), 3000)
+		big := testEntry(string(held.Key()), 3000)
 		if s.Set(big) {
-			mustGet(t, s, string(big.Key), big)
+			mustGet(t, s, string(big.Key()), big)
 		}
 		checkConsistent(t, s, maxBytes)
 	})
@@ -295,7 +292,7 @@ func TestRange(t *testing.T) {
 			if !s.Set(e) {
 				t.Fatal("Set refused")
 			}
-			want[string(e.Key)] = e
+			want[string(e.Key())] = e
 		}
 		s.Delete([]byte("r7"))
 		delete(want, "r7")
@@ -316,7 +313,7 @@ func TestRange(t *testing.T) {
 		}
 
 		// fn may call the store: Range holds no lock while fn runs.
-		s.Range(func(e *Entry) bool { s.Delete(e.Key); return true })
+		s.Range(func(e *Entry) bool { s.Delete(e.Key()); return true })
 		if st := s.Stats(); st.Items != 0 || st.Bytes != 0 {
 			t.Fatalf("after deleting from Range: Items %d Bytes %d; want 0, 0", st.Items, st.Bytes)
 		}
@@ -381,15 +378,15 @@ func TestConcurrent(t *testing.T) {
 					key := fmt.Sprintf("c%02d", rng.IntN(40))
 					switch op := rng.IntN(10); {
 					case op < 5:
-						if e, ok := s.Get([]byte(key)); ok && string(e.Key) != key {
-							t.Errorf("Get(%q) returned the entry of %q", key, e.Key)
+						if e, ok := s.Get([]byte(key)); ok && string(e.Key()) != key {
+							t.Errorf("Get(%q) returned the entry of %q", key, e.Key())
 						}
 					case op < 8:
 						s.Set(testEntry(key, rng.IntN(400)))
 					case op < 9:
 						s.Delete([]byte(key))
 					default:
-						s.Range(func(e *Entry) bool { return len(e.Key) > 0 })
+						s.Range(func(e *Entry) bool { return len(e.Key()) > 0 })
 					}
 				}
 			}()
