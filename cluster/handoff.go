@@ -100,11 +100,11 @@ func (h *handoffRun) run(st store.Store, next Ring, self string) (HandoffStats, 
 			h.cutByCtx.Store(true)
 			return false
 		}
-		if e.Has(store.Pass) || len(e.Key) == 0 {
+		if e.Has(store.Pass) || len(e.Key()) == 0 {
 			h.skipped.Add(1)
 			return true
 		}
-		n, ok := next.Owner(PrimaryKey(e.Key))
+		n, ok := next.Owner(PrimaryKey(e.Key()))
 		if !ok || n.Name == self {
 			h.skipped.Add(1)
 			return true
@@ -191,13 +191,7 @@ func (h *handoffRun) cut(list []*store.Entry) int {
 
 // frameEstimate is close to an entry's frame size: the bytes plus room for
 // the numbers and lengths around them.
-func frameEstimate(e *store.Entry) int {
-	n := 64 + len(e.Key) + len(e.Body)
-	for i := range e.Header {
-		n += 4 + len(e.Header[i].Key) + len(e.Header[i].Value)
-	}
-	return n
-}
+func frameEstimate(e *store.Entry) int { return 64 + e.Size() }
 
 // handoffBufs are a worker's batch and frame buffers.
 type handoffBufs struct{ batch, frame []byte }

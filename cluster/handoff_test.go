@@ -23,14 +23,15 @@ func handoffFixture(t testing.TB, n, bodyLen int) (*store.LRU, []*store.Entry, i
 	var moving []*store.Entry
 	set := func(e *store.Entry) {
 		if !st.Set(e) {
-			t.Fatalf("store refused %q", e.Key)
+			t.Fatalf("store refused %q", e.Key())
 		}
 	}
 	for i := range n {
 		primary := fmt.Sprintf("example.com/page/%d", i)
 		if i%3 == 0 {
-			marker := testEntry(primary, 0, store.VaryMarker)
-			marker.Header = []store.Field{{Key: []byte("Vary"), Value: []byte("Accept-Encoding")}}
+			marker := store.NewEntry([]byte(primary), []store.Field{{Key: []byte("Vary"), Value: []byte("Accept-Encoding")}}, nil, store.Stale{})
+			marker.ResponseTime, marker.Expires = time.Now().UnixNano(), time.Now().Add(time.Hour).UnixNano()
+			marker.Status, marker.Flags = 200, store.VaryMarker
 			set(marker)
 			moving = append(moving, marker)
 			for _, enc := range []string{"gzip", "br"} {
@@ -81,15 +82,15 @@ func TestHandoffMovesEntries(t *testing.T) {
 	byName := map[string]*testNode{"a": nodes[0], "b": nodes[1]}
 	perOwner := map[string]int{}
 	for _, want := range moving {
-		owner, _ := next.Owner(PrimaryKey(want.Key))
+		owner, _ := next.Owner(PrimaryKey(want.Key()))
 		perOwner[owner.Name]++
-		got, ok := byName[owner.Name].local.st.Get(want.Key)
+		got, ok := byName[owner.Name].local.st.Get(want.Key())
 		if !ok {
-			t.Errorf("%q missing on its owner %s", want.Key, owner.Name)
+			t.Errorf("%q missing on its owner %s", want.Key(), owner.Name)
 			continue
 		}
 		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%q arrived altered on %s", want.Key, owner.Name)
+			t.Errorf("%q arrived altered on %s", want.Key(), owner.Name)
 		}
 	}
 	var bytesSeen int64
@@ -196,11 +197,11 @@ func TestHandoffMarkersFirst(t *testing.T) {
 		seenVariant := false
 		for _, e := range es {
 			if e.Has(store.VaryMarker) && seenVariant {
-				t.Fatalf("owner %s got marker %q after a variant", owner, e.Key)
+				t.Fatalf("owner %s got marker %q after a variant", owner, e.Key())
 			}
 			seenVariant = seenVariant || !e.Has(store.VaryMarker)
-			if o, _ := next.Owner(PrimaryKey(e.Key)); o.Name != owner {
-				t.Errorf("%q sent to %s, owner is %s", e.Key, owner, o.Name)
+			if o, _ := next.Owner(PrimaryKey(e.Key())); o.Name != owner {
+				t.Errorf("%q sent to %s, owner is %s", e.Key(), owner, o.Name)
 			}
 		}
 	}
@@ -282,7 +283,7 @@ func TestHandoffFailuresAndSelf(t *testing.T) {
 	}
 	var toA, toB, toC int64
 	for _, e := range moving {
-		switch o, _ := next.Owner(PrimaryKey(e.Key)); o.Name {
+		switch o, _ := next.Owner(PrimaryKey(e.Key())); o.Name {
 		case "a":
 			toA++
 		case "b":

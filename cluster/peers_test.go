@@ -162,8 +162,8 @@ func (l *storeLocal) Purge(p Purge) int {
 	l.purges = append(l.purges, p)
 	n := 0
 	l.st.Range(func(e *store.Entry) bool {
-		if p.All || string(e.Key) == p.Host+p.URL {
-			l.st.Delete(e.Key)
+		if p.All || string(e.Key()) == p.Host+p.URL {
+			l.st.Delete(e.Key())
 			n++
 		}
 		return true
@@ -174,27 +174,14 @@ func (l *storeLocal) Purge(p Purge) int {
 // testEntry is a fully populated entry, so a round trip that drops a field
 // shows.
 func testEntry(key string, bodyLen int, flags store.Flags) *store.Entry {
-	var body []byte // nil when empty, as DecodeEntry returns it
-	if bodyLen > 0 {
-		body = bytes.Repeat([]byte{'x'}, bodyLen)
-	}
-	return &store.Entry{
-		Key: []byte(key),
-		Header: []store.Field{
-			{Key: []byte("Content-Type"), Value: []byte("text/plain")},
-			{Key: []byte("Etag"), Value: []byte(`"` + strings.ReplaceAll(key, "\x00", "~") + `"`)},
-		},
-		Body:                 body,
-		RequestTime:          time.Now().Add(-time.Second).UnixNano(),
-		ResponseTime:         time.Now().UnixNano(),
-		Expires:              time.Now().Add(time.Hour).UnixNano(),
-		InitialAge:           3,
-		Lifetime:             60,
-		StaleWhileRevalidate: 5,
-		StaleIfError:         7,
-		Status:               200,
-		Flags:                flags,
-	}
+	e := store.NewEntry([]byte(key), []store.Field{
+		{Key: []byte("Content-Type"), Value: []byte("text/plain")},
+		{Key: []byte("Etag"), Value: []byte(`"` + strings.ReplaceAll(key, "\x00", "~") + `"`)},
+	}, bytes.Repeat([]byte{'x'}, bodyLen), store.Stale{WhileRevalidate: 5, IfError: 7})
+	e.ResponseTime, e.Expires = time.Now().UnixNano(), time.Now().Add(time.Hour).UnixNano()
+	e.InitialAge, e.Lifetime = 3, 60
+	e.Status, e.Flags = 200, flags
+	return e
 }
 
 // testNode is one member: a PeerSet, a store behind a PeerServer, and a
@@ -873,7 +860,7 @@ func TestLookup(t *testing.T) {
 	}
 	for _, e := range entries {
 		if !b.local.st.Set(e) {
-			t.Fatalf("store refused %q", e.Key)
+			t.Fatalf("store refused %q", e.Key())
 		}
 	}
 	p, ok := a.peers.Owner([]byte(primary))
@@ -883,12 +870,12 @@ func TestLookup(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), peerTestTimeout)
 	defer cancel()
 	for _, want := range entries {
-		got, err := p.Lookup(ctx, want.Key)
+		got, err := p.Lookup(ctx, want.Key())
 		if err != nil {
-			t.Fatalf("Lookup(%q): %v", want.Key, err)
+			t.Fatalf("Lookup(%q): %v", want.Key(), err)
 		}
 		if !reflect.DeepEqual(got, want) {
-			t.Errorf("Lookup(%q) = %+v, want %+v", want.Key, got, want)
+			t.Errorf("Lookup(%q) = %+v, want %+v", want.Key(), got, want)
 		}
 	}
 	got, err := p.Lookup(ctx, []byte(primary+"/missing"))

@@ -193,7 +193,7 @@ func (s *PeerServer) handoff(ctx *fasthttp.RequestCtx, from string) {
 			continue
 		}
 		e, err := store.DecodeEntry(frame) // copies: body is recycled after return
-		if err != nil || len(e.Key) == 0 {
+		if err != nil || len(e.Key()) == 0 {
 			malformed++
 			continue
 		}

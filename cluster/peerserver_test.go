@@ -45,7 +45,7 @@ func serve(t *testing.T, s *PeerServer, signer *Signer, method, uri string, body
 func TestHandoffFrames(t *testing.T) {
 	signer := mustSigner(t, "a", testSecret)
 	good := func(k string) []byte { return frame(testEntry(k, 100, 0)) }
-	badEntry := rawFrame([]byte{1, 2, 3, 4}) // version 1, then truncated
+	badEntry := rawFrame([]byte{2, 2, 3, 4}) // version 2, then truncated
 	emptyKey := frame(&store.Entry{Status: 200})
 	huge := rawFrame(bytes.Repeat([]byte{1}, 2<<10)) // over the test's 1 KiB frame limit
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
@@ -71,7 +71,7 @@ func TestHandoffFrames(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			local := newStoreLocal()
-			local.reject = func(e *store.Entry) bool { return string(e.Key) == "reject-me" }
+			local.reject = func(e *store.Entry) bool { return string(e.Key()) == "reject-me" }
 			s := NewPeerServer(local, signer, PeerServerOptions{MaxEntryBytes: 1 << 10})
 			resp := serve(t, s, signer, "POST", PathPrefix+"handoff", tt.body)
 			if resp.StatusCode() != 200 {
@@ -97,7 +97,7 @@ func TestHandoffFrames(t *testing.T) {
 					t.Errorf("entry %q not stored", k)
 					continue
 				}
-				if want := testEntry(k, 100, 0); !reflect.DeepEqual(e.Body, want.Body) || !reflect.DeepEqual(e.Header, want.Header) {
+				if want := testEntry(k, 100, 0); !bytes.Equal(e.Body(), want.Body()) || !reflect.DeepEqual(e.Fields(), want.Fields()) {
 					t.Errorf("entry %q stored altered", k)
 				}
 			}
@@ -144,7 +144,7 @@ func TestPeerServerRouting(t *testing.T) {
 					t.Errorf("Content-Type %q", ct)
 				}
 				e, err := store.DecodeEntry(resp.Body())
-				if err != nil || string(e.Key) != "k\x00v" {
+				if err != nil || string(e.Key()) != "k\x00v" {
 					t.Errorf("body decodes to %v, %v", e, err)
 				}
 			}

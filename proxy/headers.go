@@ -80,52 +80,32 @@ func (p *Proxy) storedField(key, connection []byte, r *httpcache.Response) bool 
 		!httpcache.ListContains(r.CC.NoCacheFields, key)
 }
 
-// newEntry copies the stored part of an origin response into one Entry
-// whose key, fields and body share a single allocation.
+// newEntry copies the stored part of an origin response into one Entry.
 func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r *httpcache.Response, reqTime, respTime int64) *store.Entry {
 	connection := h.Peek("Connection")
-	size, fields := len(key)+len(body), 0
+	fields := make([]store.Field, 0, 32) // on the stack unless a response has more
 	hasDate := false
 	for k, v := range h.All() {
 		if p.storedField(k, connection, r) {
-			size += len(k) + len(v)
-			fields++
+			fields = append(fields, store.Field{Key: k, Value: v})
 			hasDate = hasDate || httpcache.FieldIs(k, "date")
 		}
 	}
-	var date []byte
 	if !hasDate {
 		// A cache that forwards a response without Date adds one (RFC 9110 §6.6.1).
-		date = fasthttp.AppendHTTPDate(nil, time.Unix(0, respTime))
-		size += len("Date") + len(date)
-		fields++
+		fields = append(fields, store.Field{Key: strDate, Value: fasthttp.AppendHTTPDate(nil, time.Unix(0, respTime))})
 	}
-	buf := make([]byte, 0, size)
-	e := &store.Entry{Header: make([]store.Field, 0, fields)}
-	buf, e.Key = appendSub(buf, key)
-	for k, v := range h.All() {
-		if p.storedField(k, connection, r) {
-			var f store.Field
-			buf, f.Key = appendSub(buf, k)
-			buf, f.Value = appendSub(buf, v)
-			e.Header = append(e.Header, f)
-		}
+	stale := store.Stale{
+		WhileRevalidate: max(0, r.CC.StaleWhileRevalidate),
+		IfError:         max(0, r.CC.StaleIfError),
 	}
-	if date != nil {
-		var f store.Field
-		buf, f.Key = appendSub(buf, []byte("Date"))
-		buf, f.Value = appendSub(buf, date)
-		e.Header = append(e.Header, f)
-	}
-	_, e.Body = appendSub(buf, body)
+	e := store.NewEntry(key, fields, body, stale)
 
 	lifetime, heuristic := httpcache.Lifetime(r, respTime/1e9, *p.policy.Load())
 	age := httpcache.InitialAge(r, reqTime, respTime)
 	e.Status = uint16(r.Status)
-	e.RequestTime, e.ResponseTime = reqTime, respTime
+	e.ResponseTime = respTime
 	e.InitialAge, e.Lifetime = clamp32(age), clamp32(lifetime)
-	e.StaleWhileRevalidate = max(0, r.CC.StaleWhileRevalidate)
-	e.StaleIfError = max(0, r.CC.StaleIfError)
 	if r.CC.NoCache {
 		e.Flags |= store.NoCache
 	}
@@ -133,7 +113,7 @@ func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r 
 	// grants RFC 5861 stale windows explicitly: that common CDN pairing is
 	// honoured, explicit must-revalidate / proxy-revalidate never are.
 	if r.CC.MustRevalidate || r.CC.ProxyRevalidate ||
-		(r.CC.SMaxAge != httpcache.Absent && e.StaleWhileRevalidate == 0 && e.StaleIfError == 0) {
+		(r.CC.SMaxAge != httpcache.Absent && stale == store.Stale{}) {
 		e.Flags |= store.MustRevalidate
 	}
 	if r.CC.Public || r.CC.SMaxAge != httpcache.Absent || r.CC.MustRevalidate {
@@ -142,17 +122,9 @@ func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r 
 	if heuristic {
 		e.Flags |= store.Heuristic
 	}
-	keep := max(int64(max(e.StaleWhileRevalidate, e.StaleIfError))*1e9, int64(p.opt.StaleKeep))
+	keep := max(int64(max(stale.WhileRevalidate, stale.IfError))*1e9, int64(p.opt.StaleKeep))
 	e.Expires = respTime - int64(e.InitialAge)*1e9 + int64(e.Lifetime)*1e9 + keep
 	return e
-}
-
-// appendSub appends src to buf and returns the appended part as a
-// sub-slice. buf has capacity for everything, so it never moves.
-func appendSub(buf, src []byte) ([]byte, []byte) {
-	n := len(buf)
-	buf = append(buf, src...)
-	return buf, buf[n:len(buf):len(buf)]
 }
 
 func clamp32(n int64) int32 {
@@ -209,9 +181,9 @@ func mergeHeaders(dst *fasthttp.ResponseHeader, old *store.Entry, nm *fasthttp.R
 		}
 		return false
 	}
-	for _, f := range old.Header {
-		if !replaced(f.Key) {
-			dst.AddBytesKV(f.Key, f.Value)
+	for f := old.Fields(); f.Next(); {
+		if !replaced(f.Key()) {
+			dst.AddBytesKV(f.Key(), f.Value())
 		}
 	}
 	for k, v := range nm.All() {

@@ -154,13 +154,13 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *store.Entry {
 // entry was fetched. It implements cluster.Local.
 func (p *Proxy) Accept(e *store.Entry) bool {
 	now := p.now()
-	if e.Has(store.Pass) || (e.Expires != 0 && e.Expires <= now) || len(e.Key) == 0 {
+	if e.Has(store.Pass) || (e.Expires != 0 && e.Expires <= now) || len(e.Key()) == 0 {
 		return false
 	}
 	if p.purged.stale(e, e.ResponseTime) {
 		return false
 	}
-	if cur, ok := p.store.Get(e.Key); ok && cur.ResponseTime >= e.ResponseTime && !cur.Has(store.Pass) {
+	if cur, ok := p.store.Get(e.Key()); ok && cur.ResponseTime >= e.ResponseTime && !cur.Has(store.Pass) {
 		return false
 	}
 	return p.store.Set(e)

@@ -169,13 +169,9 @@ func TestHotCopies(t *testing.T) {
 func TestTakeoverFromPreviousOwner(t *testing.T) {
 	// A key that moved here is taken from its previous owner, not the origin.
 	clkStart := t0
-	e := &store.Entry{
-		Key:    []byte("example.com/moved"),
-		Status: 200, Body: []byte("kept"),
-		Header:      []store.Field{{Key: []byte("Cache-Control"), Value: []byte("max-age=600")}},
-		RequestTime: clkStart, ResponseTime: clkStart, Lifetime: 600,
-		Expires: clkStart + int64(time.Hour),
-	}
+	e := store.NewEntry([]byte("example.com/moved"),
+		[]store.Field{{Key: []byte("Cache-Control"), Value: []byte("max-age=600")}}, []byte("kept"), store.Stale{})
+	e.Status, e.ResponseTime, e.Lifetime, e.Expires = 200, clkStart, 600, clkStart+int64(time.Hour)
 	prev := &fakePeer{name: "prev", held: map[string]*store.Entry{"example.com/moved": e}}
 	n := newNode(t, Options{Name: "me", Peers: &fakePeers{prev: prev}}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
@@ -192,8 +188,9 @@ func TestAcceptLosesToInvalidation(t *testing.T) {
 	n := newNode(t, Options{}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
 	entry := func(at int64, body string) *store.Entry {
-		return &store.Entry{Key: []byte("example.com/h"), Status: 200, Body: []byte(body),
-			RequestTime: at, ResponseTime: at, Lifetime: 600, Expires: at + int64(time.Hour)}
+		e := store.NewEntry([]byte("example.com/h"), nil, []byte(body), store.Stale{})
+		e.Status, e.ResponseTime, e.Lifetime, e.Expires = 200, at, 600, at+int64(time.Hour)
+		return e
 	}
 	old := entry(t0, "old")
 	n.clk.advance(time.Second)
@@ -212,7 +209,9 @@ func TestAcceptLosesToInvalidation(t *testing.T) {
 	if r := n.get("/h"); string(r.Body()) != "new" {
 		t.Fatalf("served %q", r.Body())
 	}
-	if n.p.Accept(&store.Entry{Key: []byte("example.com/p"), Flags: store.Pass, ResponseTime: n.clk.now()}) {
+	pass := store.NewEntry([]byte("example.com/p"), nil, nil, store.Stale{})
+	pass.Flags, pass.ResponseTime = store.Pass, n.clk.now()
+	if n.p.Accept(pass) {
 		t.Fatal("a pass marker was accepted")
 	}
 }

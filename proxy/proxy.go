@@ -346,15 +346,16 @@ func appendVariantKey(dst, primary []byte, marker *store.Entry, h *fasthttp.Requ
 	for i := 0; i < 8; i++ {
 		dst = append(dst, byte(g>>(56-8*i)))
 	}
-	return httpcache.AppendVariantKey(dst, marker.Body, h)
+	return httpcache.AppendVariantKey(dst, marker.Body(), h)
 }
 
 func storedResponse(e *store.Entry, now int64) httpcache.StoredResponse {
+	stale := e.Stale()
 	return httpcache.StoredResponse{
 		Age:                  int64(e.InitialAge) + max(0, now-e.ResponseTime)/1e9,
 		Lifetime:             int64(e.Lifetime),
-		StaleWhileRevalidate: int64(e.StaleWhileRevalidate),
-		StaleIfError:         int64(e.StaleIfError),
+		StaleWhileRevalidate: int64(stale.WhileRevalidate),
+		StaleIfError:         int64(stale.IfError),
 		NoCache:              e.Has(store.NoCache),
 		MustRevalidate:       e.Has(store.MustRevalidate),
 	}
@@ -442,7 +443,7 @@ func (p *Proxy) sameVariant(st *reqState, e *store.Entry, h *fasthttp.RequestHea
 	if len(vary) == 0 {
 		return true
 	}
-	if st.marker == nil || !bytes.Equal(e.Key[:min(len(e.Key), len(st.key))], st.key) {
+	if st.marker == nil || !bytes.Equal(e.Key()[:min(len(e.Key()), len(st.key))], st.key) {
 		// We looked up before the leader stored a marker: find it now.
 		m, ok := p.store.Get(st.key)
 		if !ok || !m.Has(store.VaryMarker) {
@@ -451,7 +452,7 @@ func (p *Proxy) sameVariant(st *reqState, e *store.Entry, h *fasthttp.RequestHea
 		st.marker = m
 	}
 	st.vkey = appendVariantKey(st.vkey[:0], st.key, st.marker, h)
-	return bytes.Equal(st.vkey, e.Key)
+	return bytes.Equal(st.vkey, e.Key())
 }
 
 func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry, fwd, detail string) {
@@ -546,7 +547,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *store.Entry
 	}
 	if tooLarge {
 		if stale != nil {
-			p.store.Delete(stale.Key)
+			p.store.Delete(stale.Key())
 		}
 		p.setPass(key, respTime)
 		res.outcome, res.stream, res.prefix, res.detail = Pass, resp, body, "too-large"
@@ -568,7 +569,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *store.Entry
 	if reason != httpcache.Stored {
 		res.outcome, res.detail = Pass, reason.String()
 		if stale != nil {
-			p.store.Delete(stale.Key)
+			p.store.Delete(stale.Key())
 		}
 		if passReason(reason, req) {
 			p.setPass(key, respTime)
@@ -593,11 +594,12 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *store.Entry
 // to store for the URL when there is none yet or the Vary list changed.
 func (p *Proxy) variant(key []byte, marker *store.Entry, vary []byte, h *fasthttp.RequestHeader, now int64) ([]byte, *store.Entry) {
 	names := httpcache.AppendVaryNames(nil, vary)
-	if marker == nil || !bytes.Equal(marker.Body, names) {
-		if m, ok := p.store.Get(key); ok && m.Has(store.VaryMarker) && bytes.Equal(m.Body, names) {
+	if marker == nil || !bytes.Equal(marker.Body(), names) {
+		if m, ok := p.store.Get(key); ok && m.Has(store.VaryMarker) && bytes.Equal(m.Body(), names) {
 			marker = m // another request stored it meanwhile
 		} else {
-			marker = &store.Entry{Key: bytes.Clone(key), Body: names, ResponseTime: p.nextGen(now), Flags: store.VaryMarker}
+			marker = store.NewEntry(key, nil, names, store.Stale{})
+			marker.ResponseTime, marker.Flags = p.nextGen(now), store.VaryMarker
 		}
 	}
 	// Always re-set the marker: its expiry must cover its newest variant.
@@ -635,7 +637,9 @@ func (p *Proxy) setPass(key []byte, now int64) {
 	if p.opt.PassTTL < 0 {
 		return
 	}
-	p.store.Set(&store.Entry{Key: bytes.Clone(key), Flags: store.Pass, ResponseTime: now, Expires: now + int64(p.opt.PassTTL)})
+	e := store.NewEntry(key, nil, nil, store.Stale{})
+	e.Flags, e.ResponseTime, e.Expires = store.Pass, now, now+int64(p.opt.PassTTL)
+	p.store.Set(e)
 }
 
 // refresh merges a 304 into the stored response (RFC 9111 §4.3.4).
@@ -646,12 +650,12 @@ func (p *Proxy) refresh(res *result, stale *store.Entry, nm *fasthttp.Response, 
 	closeResponse(nm)
 	var r httpcache.Response
 	httpcache.ParseResponse(&r, &merged.Header)
-	e := p.newEntry(stale.Key, &merged.Header, stale.Body, &r, reqTime, respTime)
+	e := p.newEntry(stale.Key(), &merged.Header, stale.Body(), &r, reqTime, respTime)
 	res.outcome, res.entry, res.shareable = Revalidated, e, true
 	if httpcache.Storable(true, req, &r, *p.policy.Load()) == httpcache.Stored {
 		res.stored = p.store.Set(e)
 	} else {
-		p.store.Delete(stale.Key)
+		p.store.Delete(stale.Key())
 	}
 	return res
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -187,6 +188,39 @@ func TestMissThenHit(t *testing.T) {
 	wantStatus(t, r, 200, "ringcache; fwd=stale; fwd-status=200; ttl=60; stored")
 	if string(r.Body()) != "body 2" {
 		t.Fatalf("refetch body %q", r.Body())
+	}
+}
+
+// TestRepeatedFieldsFromCache: every line of a repeated field comes back
+// from the cache, in order, on a 200 and on a 304 (RFC 9110 §5.3), and a
+// stale-while-revalidate window survives storage.
+func TestRepeatedFieldsFromCache(t *testing.T) {
+	n := newNode(t, Options{}, nil)
+	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60, stale-while-revalidate=30",
+		"Link: </a.css>; rel=preload", "ETag: \"v1\"", "link: </b.js>; rel=preload", "Vary: Accept", "Vary: Accept-Language"))
+	n.get("/r")
+	links := func(r *fasthttp.Response) []string {
+		var vs []string
+		for _, v := range r.Header.PeekAll("Link") {
+			vs = append(vs, string(v))
+		}
+		return vs
+	}
+	want := []string{"</a.css>; rel=preload", "</b.js>; rel=preload"}
+	r := n.get("/r")
+	wantStatus(t, r, 200, "ringcache; hit; ttl=60")
+	if got := links(r); !slices.Equal(got, want) {
+		t.Fatalf("Link lines on a hit: %q; want %q", got, want)
+	}
+	r = n.get("/r", `If-None-Match: "v1"`)
+	wantStatus(t, r, 304, "ringcache; hit; ttl=60")
+	if got := string(r.Header.Peek("ETag")); got != `"v1"` {
+		t.Fatalf("ETag on a 304: %q", got)
+	}
+	n.clk.advance(70 * time.Second) // stale, inside the 30 s window: served at once
+	r = n.get("/r")
+	if r.StatusCode() != 200 || !strings.Contains(csOf(r), "hit") || string(r.Body()) != "body 1" {
+		t.Fatalf("stale-while-revalidate: status %d, Cache-Status %q, body %q", r.StatusCode(), csOf(r), r.Body())
 	}
 }
 

@@ -34,7 +34,7 @@ func (p *Proxy) Purge(cp cluster.Purge) int {
 	case cp.Prefix != "":
 		p.purged.markPrefix(cp.Prefix, at)
 		prefix := []byte(cp.Prefix)
-		n = p.dropWhere(func(e *store.Entry) bool { return bytes.HasPrefix(keyPath(e.Key), prefix) })
+		n = p.dropWhere(func(e *store.Entry) bool { return bytes.HasPrefix(keyPath(e.Key()), prefix) })
 	case cp.URL != "":
 		n = p.purgeURL(cp.Host, cp.URL, at)
 	}
@@ -107,12 +107,12 @@ func (p *Proxy) purgeURL(host, uri string, at int64) int {
 	if host != "" || p.keys.host != nil {
 		key, _ := p.keys.appendKey(nil, []byte(host), []byte(path), []byte(query), nil)
 		p.purged.markURL(key, at)
-		return p.dropWhere(func(e *store.Entry) bool { return bytes.Equal(cluster.PrimaryKey(e.Key), key) })
+		return p.dropWhere(func(e *store.Entry) bool { return bytes.Equal(cluster.PrimaryKey(e.Key()), key) })
 	}
 	// Any host: compare what follows the host in each key.
 	suffix, _ := p.keys.appendKey(nil, nil, []byte(path), []byte(query), nil)
 	p.purged.markSuffix(suffix, at)
-	return p.dropWhere(func(e *store.Entry) bool { return bytes.Equal(keyPath(cluster.PrimaryKey(e.Key)), suffix) })
+	return p.dropWhere(func(e *store.Entry) bool { return bytes.Equal(keyPath(cluster.PrimaryKey(e.Key())), suffix) })
 }
 
 // dropWhere deletes every entry of the store and the hot store that match.
@@ -124,7 +124,7 @@ func (p *Proxy) dropWhere(match func(*store.Entry) bool) int {
 		}
 		st.Range(func(e *store.Entry) bool {
 			if match(e) {
-				st.Delete(e.Key)
+				st.Delete(e.Key())
 				if !e.Has(store.VaryMarker) && !e.Has(store.Pass) {
 					n++
 				}
@@ -154,17 +154,17 @@ func hasTag(e *store.Entry, tag string) bool {
 // Surrogate-Key (space-separated, Fastly) and Cache-Tag (comma-separated,
 // Cloudflare).
 func eachTag(e *store.Entry, fn func(tag []byte)) {
-	for _, f := range e.Header {
+	for f := e.Fields(); f.Next(); {
 		var sep string
 		switch {
-		case httpcache.FieldIs(f.Key, "surrogate-key"):
+		case httpcache.FieldIs(f.Key(), "surrogate-key"):
 			sep = " "
-		case httpcache.FieldIs(f.Key, "cache-tag"):
+		case httpcache.FieldIs(f.Key(), "cache-tag"):
 			sep = ","
 		default:
 			continue
 		}
-		for _, t := range strings.Split(string(f.Value), sep) {
+		for _, t := range strings.Split(string(f.Value()), sep) {
 			if t = strings.TrimSpace(t); t != "" {
 				fn([]byte(t))
 			}
@@ -237,7 +237,7 @@ func (t *purges) stale(e *store.Entry, fetched int64) bool {
 	if t.all >= fetched {
 		return true
 	}
-	primary := cluster.PrimaryKey(e.Key)
+	primary := cluster.PrimaryKey(e.Key())
 	path := keyPath(primary)
 	if t.keys[string(primary)] >= fetched || t.suffixes[string(path)] >= fetched {
 		return true

@@ -74,9 +74,9 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *
 	switch cond {
 	case httpcache.CondNotModified:
 		resp.SetStatusCode(fasthttp.StatusNotModified)
-		for i := range e.Header {
-			if f := &e.Header[i]; notModifiedField(f.Key) {
-				setField(&resp.Header, e.Header, i)
+		for f := e.Fields(); f.Next(); {
+			if notModifiedField(f.Key()) {
+				setField(&resp.Header, &f)
 			}
 		}
 	case httpcache.CondPrecondition:
@@ -84,15 +84,15 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *
 	default:
 		resp.SetStatusCode(status)
 		var upstreamVia []byte
-		for i := range e.Header {
-			if f := &e.Header[i]; bytes.EqualFold(f.Key, strVia) {
-				upstreamVia = f.Value
+		for f := e.Fields(); f.Next(); {
+			if bytes.EqualFold(f.Key(), strVia) {
+				upstreamVia = f.Value()
 			} else {
-				setField(&resp.Header, e.Header, i)
+				setField(&resp.Header, &f)
 			}
 		}
 		p.setListField(resp, strVia, upstreamVia, p.via)
-		body := e.Body
+		body := e.Body()
 		if status == fasthttp.StatusOK && len(req.Range) > 0 {
 			body = p.byteRange(ctx, req, e, body)
 		}
@@ -126,18 +126,16 @@ func (p *Proxy) addCacheStatus(resp *fasthttp.Response, cs cacheStatus) {
 	resp.Header.SetCanonical(strCacheStatus, v)
 }
 
-// setField writes stored field i. Stored names are already canonical, so
-// SetCanonical skips fasthttp's normalisation; a name seen earlier in the
-// entry is added instead, keeping every line of a repeated field.
-func setField(h *fasthttp.ResponseHeader, fields []store.Field, i int) {
-	f := &fields[i]
-	for j := 0; j < i; j++ {
-		if bytes.Equal(fields[j].Key, f.Key) {
-			h.AddBytesKV(f.Key, f.Value)
-			return
-		}
+// setField writes the current stored field. Stored names are already
+// canonical, so SetCanonical skips fasthttp's normalisation; a name seen
+// earlier in the entry is added instead, keeping every line of a repeated
+// field.
+func setField(h *fasthttp.ResponseHeader, f *store.FieldIter) {
+	if f.Repeat() {
+		h.AddBytesKV(f.Key(), f.Value())
+		return
 	}
-	h.SetCanonical(f.Key, f.Value)
+	h.SetCanonical(f.Key(), f.Value())
 }
 
 // validators of a stored response; Last-Modified falls back to Date, then

@@ -95,8 +95,8 @@ func TestClusterPurge(t *testing.T) {
 		for _, n := range nodes {
 			for _, st := range []store.Store{n.store, n.hot} {
 				st.Range(func(e *store.Entry) bool {
-					if strings.Contains(string(e.Key), path+"?") {
-						t.Fatalf("%s still holds %q after the purge", n.cfg.NodeName, e.Key)
+					if strings.Contains(string(e.Key()), path+"?") {
+						t.Fatalf("%s still holds %q after the purge", n.cfg.NodeName, e.Key())
 					}
 					return true
 				})

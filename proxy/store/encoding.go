@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -14,11 +13,10 @@ import (
 // nodes of different releases can share a cluster.
 //
 // Version 2 layout, after the version byte: status and flags as uvarints;
-// response and expiry times as varints; initial age, lifetime,
-// stale-while-revalidate and stale-if-error as varints; the key and body
-// lengths as uvarints; then the entry's array as it is held in memory (key,
-// field block, body), which must end the input. Decoding checks the field
-// block and copies the array once.
+// response and expiry times, initial age and lifetime as varints; the key
+// and body lengths as uvarints; then the entry's array as it is held in
+// memory (key, stale windows, field block, body), which must end the
+// input. Decoding checks the array and copies it once.
 const entryVersion = 2
 
 var (
@@ -32,8 +30,8 @@ var (
 // buffer. DecodeEntry reads it back.
 func (e *Entry) AppendBinary(dst []byte) []byte {
 	// Upper bound of the size: version, two 16-bit and two 64-bit numbers,
-	// four 32-bit ones and a length.
-	dst = slices.Grow(dst, 1+2*3+2*binary.MaxVarintLen64+5*binary.MaxVarintLen32+len(e.buf))
+	// two 32-bit ones and two lengths.
+	dst = slices.Grow(dst, 1+2*3+2*binary.MaxVarintLen64+4*binary.MaxVarintLen32+len(e.data))
 	dst = append(dst, entryVersion)
 	dst = binary.AppendUvarint(dst, uint64(e.Status))
 	dst = binary.AppendUvarint(dst, uint64(e.Flags))
@@ -41,14 +39,12 @@ func (e *Entry) AppendBinary(dst []byte) []byte {
 	dst = binary.AppendVarint(dst, e.Expires)
 	dst = binary.AppendVarint(dst, int64(e.InitialAge))
 	dst = binary.AppendVarint(dst, int64(e.Lifetime))
-	dst = binary.AppendVarint(dst, int64(e.StaleWhileRevalidate))
-	dst = binary.AppendVarint(dst, int64(e.StaleIfError))
 	dst = binary.AppendUvarint(dst, uint64(e.keyLen))
 	dst = binary.AppendUvarint(dst, uint64(len(e.Body())))
-	if e.buf == nil {
-		return append(dst, 0) // the zero Entry: empty key, no fields
+	if e.data == "" {
+		return append(dst, 0, 0, 0) // the zero Entry: no key, windows or fields
 	}
-	return append(dst, e.buf...)
+	return append(dst, e.data...)
 }
 
 // DecodeEntry decodes an entry encoded by AppendBinary. The entry does not
@@ -64,14 +60,12 @@ func DecodeEntry(b []byte) (*Entry, error) {
 	}
 	d := decoder{b: b, off: 1}
 	e := &Entry{
-		Status:               uint16(d.uint(math.MaxUint16, "status")),
-		Flags:                Flags(d.uint(math.MaxUint16, "flags")),
-		ResponseTime:         d.int(math.MinInt64, math.MaxInt64, "response time"),
-		Expires:              d.int(math.MinInt64, math.MaxInt64, "expires"),
-		InitialAge:           int32(d.int(math.MinInt32, math.MaxInt32, "initial age")),
-		Lifetime:             int32(d.int(math.MinInt32, math.MaxInt32, "lifetime")),
-		StaleWhileRevalidate: int32(d.int(math.MinInt32, math.MaxInt32, "stale-while-revalidate")),
-		StaleIfError:         int32(d.int(math.MinInt32, math.MaxInt32, "stale-if-error")),
+		Status:       uint16(d.uint(math.MaxUint16, "status")),
+		Flags:        Flags(d.uint(math.MaxUint16, "flags")),
+		ResponseTime: d.int(math.MinInt64, math.MaxInt64, "response time"),
+		Expires:      d.int(math.MinInt64, math.MaxInt64, "expires"),
+		InitialAge:   int32(d.int(math.MinInt32, math.MaxInt32, "initial age")),
+		Lifetime:     int32(d.int(math.MinInt32, math.MaxInt32, "lifetime")),
 	}
 	e.keyLen = uint32(d.uint(math.MaxUint32, "key length"))
 	body := d.uint(uint64(len(b)), "body length")
@@ -83,11 +77,13 @@ func DecodeEntry(b []byte) (*Entry, error) {
 		return nil, fmt.Errorf("decode entry: %w: key and body lengths %d+%d exceed the %d bytes left", ErrMalformed, e.keyLen, body, len(arr))
 	}
 	d.off += int(e.keyLen)
+	d.int(math.MinInt32, math.MaxInt32, "stale-while-revalidate")
+	d.int(math.MinInt32, math.MaxInt32, "stale-if-error")
 	d.fields(len(b) - int(body))
 	if d.err != nil {
 		return nil, d.err
 	}
-	e.buf = bytes.Clone(arr)
+	e.data = string(arr)
 	return e, nil
 }
 
@@ -98,8 +94,12 @@ func (d *decoder) fields(end int) {
 	if d.err != nil {
 		return
 	}
-	if d.off+int(n) != end {
-		d.fail("field block", fmt.Sprintf("length %d; the key and body lengths leave %d bytes for it", n, end-d.off))
+	switch left := end - d.off; {
+	case left < 0:
+		d.fail("field block", fmt.Sprintf("length %d; the body length reaches %d bytes into it", n, -left))
+		return
+	case int(n) != left:
+		d.fail("field block", fmt.Sprintf("length %d; the key and body lengths leave %d bytes for it", n, left))
 		return
 	}
 	for d.err == nil && d.off < end {

@@ -17,8 +17,7 @@ func sameEntry(a, b *Entry) bool {
 		return false
 	}
 	return a.ResponseTime == b.ResponseTime && a.Expires == b.Expires &&
-		a.InitialAge == b.InitialAge && a.Lifetime == b.Lifetime &&
-		a.StaleWhileRevalidate == b.StaleWhileRevalidate && a.StaleIfError == b.StaleIfError &&
+		a.InitialAge == b.InitialAge && a.Lifetime == b.Lifetime && a.Stale() == b.Stale() &&
 		a.Status == b.Status && a.Flags == b.Flags
 }
 
@@ -33,9 +32,9 @@ func fieldsOf(e *Entry) []Field {
 	return fs
 }
 
-// build returns NewEntry(key, fields, body) with set applied to it.
-func build(key string, fields []Field, body []byte, set func(e *Entry)) *Entry {
-	e := NewEntry([]byte(key), fields, body)
+// build returns NewEntry(key, fields, body, stale) with set applied to it.
+func build(key string, fields []Field, body []byte, stale Stale, set func(e *Entry)) *Entry {
+	e := NewEntry([]byte(key), fields, body, stale)
 	if set != nil {
 		set(e)
 	}
@@ -51,28 +50,27 @@ func encodingCases() []struct {
 		e    *Entry
 	}{
 		{"zero", &Entry{}},
-		{"key only", build("GET http://a/", nil, nil, nil)},
-		{"empty header values", build("k", []Field{{Key: []byte("X-Empty")}, {Key: nil, Value: nil}, {Key: []byte("A"), Value: []byte("b")}}, nil, nil)},
-		{"empty body with headers", build("k", []Field{{[]byte("Vary"), []byte("Accept-Encoding")}}, []byte{}, nil)},
-		{"all flags", build("k", nil, nil, func(e *Entry) {
+		{"key only", build("GET http://a/", nil, nil, Stale{}, nil)},
+		{"empty header values", build("k", []Field{{Key: []byte("X-Empty")}, {Key: nil, Value: nil}, {Key: []byte("A"), Value: []byte("b")}}, nil, Stale{}, nil)},
+		{"empty body with headers", build("k", []Field{{[]byte("Vary"), []byte("Accept-Encoding")}}, []byte{}, Stale{}, nil)},
+		{"all flags", build("k", nil, nil, Stale{}, func(e *Entry) {
 			e.Flags, e.Status = NoCache|MustRevalidate|Shared|Heuristic|VaryMarker|Pass, 304
 		})},
 		{"every member", build("GET http://example.com/x?y=1\x00gzip",
 			[]Field{{[]byte("Content-Type"), []byte("text/html")}, {[]byte("Set-Cookie"), []byte("a=1")}, {[]byte("Set-Cookie"), []byte("b=2")}},
-			[]byte("<html>\x00\xff binary</html>"), func(e *Entry) {
+			[]byte("<html>\x00\xff binary</html>"), Stale{WhileRevalidate: 30, IfError: 86400}, func(e *Entry) {
 				e.ResponseTime = 1_700_000_000_223_456_789
 				e.Expires = 1_700_000_600_000_000_000
 				e.InitialAge, e.Lifetime = 12, 600
-				e.StaleWhileRevalidate, e.StaleIfError = 30, 86400
 				e.Status, e.Flags = 206, Shared|Heuristic
 			})},
-		{"extremes", build("", nil, nil, func(e *Entry) {
+		{"extremes", build("", nil, nil, Stale{WhileRevalidate: -1, IfError: math.MaxInt32}, func(e *Entry) {
 			e.ResponseTime, e.Expires = math.MaxInt64, -1
-			e.InitialAge, e.Lifetime, e.StaleWhileRevalidate, e.StaleIfError = math.MinInt32, math.MaxInt32, -1, math.MaxInt32
+			e.InitialAge, e.Lifetime = math.MinInt32, math.MaxInt32
 			e.Status, e.Flags = math.MaxUint16, math.MaxUint16
 		})},
-		{"long field", build("k", []Field{{[]byte("Content-Security-Policy"), bytes.Repeat([]byte("a"), 300)}}, []byte("b"), nil)},
-		{"large body", build("big", nil, bytes.Repeat([]byte("0123456789abcdef"), 1<<12), nil)},
+		{"long field", build("k", []Field{{[]byte("Content-Security-Policy"), bytes.Repeat([]byte("a"), 300)}}, []byte("b"), Stale{}, nil)},
+		{"large body", build("big", nil, bytes.Repeat([]byte("0123456789abcdef"), 1<<12), Stale{}, nil)},
 	}
 }
 
@@ -91,7 +89,7 @@ func TestEntryRoundTrip(t *testing.T) {
 			if !sameEntry(got, tc.e) {
 				t.Fatalf("round trip:\n got %+v\nwant %+v", got, tc.e)
 			}
-			if tc.e.buf != nil && got.Cost() != tc.e.Cost() { // the zero Entry has no array at all
+			if tc.e.data != "" && got.Cost() != tc.e.Cost() { // the zero Entry has no array at all
 				t.Fatalf("Cost %d after round trip; want %d", got.Cost(), tc.e.Cost())
 			}
 		})
@@ -137,8 +135,11 @@ func TestDecodeEntryErrors(t *testing.T) {
 	valid := encodingCases()[5].e.AppendBinary(nil)
 	uv := func(v uint64) []byte { return binary.AppendUvarint(nil, v) }
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
-	// fixed: version, status 200, flags 0, then six zero numbers.
-	fixed := cat([]byte{entryVersion}, uv(200), uv(0), make([]byte, 6))
+	// fixed: version, status 200 (two bytes), flags 0, then four zero
+	// numbers (times, initial age, lifetime): 8 bytes. After the two lengths, the array:
+	// key "k", stale windows 0 and 0, then the field block.
+	fixed := cat([]byte{entryVersion}, uv(200), uv(0), make([]byte, 4))
+	k00 := []byte("k\x00\x00")
 	field := func(name string, repeat uint64, value string) []byte {
 		return cat(uv(uint64(len(name))<<1|repeat), []byte(name), uv(uint64(len(value))), []byte(value))
 	}
@@ -156,15 +157,17 @@ func TestDecodeEntryErrors(t *testing.T) {
 		{"flags too big", cat([]byte{entryVersion}, uv(200), uv(1<<16)), ErrMalformed, "flags"},
 		{"varint overflow", cat([]byte{entryVersion}, bytes.Repeat([]byte{0xff}, 11)), ErrMalformed, "overflows"},
 		{"int32 overflow", cat([]byte{entryVersion}, uv(200), uv(0), []byte{0, 0}, binary.AppendVarint(nil, math.MaxInt32+1)), ErrMalformed, "initial age"},
-		{"key length huge", cat(fixed, uv(math.MaxUint64)), ErrMalformed, "key length at offset 10: 18446744073709551615 exceeds 4294967295"},
+		{"key length huge", cat(fixed, uv(math.MaxUint64)), ErrMalformed, "key length at offset 8: 18446744073709551615 exceeds 4294967295"},
 		{"key longer than input", cat(fixed, uv(5), uv(0), []byte("abc")), ErrMalformed, "key and body lengths 5+0 exceed the 3 bytes left"},
-		{"body longer than input", cat(fixed, uv(1), uv(5), []byte("k"), uv(0), []byte("abc")), ErrMalformed, "key and body lengths 1+5 exceed the 5 bytes left"},
-		{"no field block", cat(fixed, uv(1), uv(0), []byte("k")), ErrMalformed, "field block length at offset 13: truncated"},
-		{"field block too long", cat(fixed, uv(1), uv(1), []byte("k"), uv(6), f, []byte("b")), ErrMalformed, "field block at offset 14: length 6; the key and body lengths leave 5 bytes for it"},
-		{"field block too short", cat(fixed, uv(1), uv(0), []byte("k"), uv(4), f), ErrMalformed, "length 4; the key and body lengths leave 5 bytes for it"},
-		{"field name past block", cat(fixed, uv(1), uv(0), []byte("k"), uv(2), uv(8), []byte("A")), ErrMalformed, "header name at offset 15: length 4 runs past the field block's end by 3 bytes"},
-		{"field value past block", cat(fixed, uv(1), uv(0), []byte("k"), uv(4), uv(2), []byte("A"), uv(3), []byte("b")), ErrMalformed, "header value"},
-		{"field value length missing", cat(fixed, uv(1), uv(0), []byte("k"), uv(2), uv(2), []byte("A")), ErrMalformed, "header value length at offset 16: truncated"},
+		{"body longer than input", cat(fixed, uv(1), uv(5), k00), ErrMalformed, "key and body lengths 1+5 exceed the 3 bytes left"},
+		{"body overlaps the field block", cat(fixed, uv(1), uv(3), k00, uv(0), []byte("ab")), ErrMalformed, "field block at offset 14: length 0; the body length reaches 1 bytes into it"},
+		{"stale window overflow", cat(fixed, uv(1), uv(0), []byte("k"), binary.AppendVarint(nil, math.MaxInt32+1), []byte{0, 0}), ErrMalformed, "stale-while-revalidate at offset 11"},
+		{"no field block", cat(fixed, uv(1), uv(0), k00), ErrMalformed, "field block length at offset 13: truncated"},
+		{"field block too long", cat(fixed, uv(1), uv(1), k00, uv(6), f, []byte("b")), ErrMalformed, "field block at offset 14: length 6; the key and body lengths leave 5 bytes for it"},
+		{"field block too short", cat(fixed, uv(1), uv(0), k00, uv(4), f), ErrMalformed, "length 4; the key and body lengths leave 5 bytes for it"},
+		{"field name past block", cat(fixed, uv(1), uv(0), k00, uv(2), uv(8), []byte("A")), ErrMalformed, "header name at offset 15: length 4 runs past the field block's end by 3 bytes"},
+		{"field value past block", cat(fixed, uv(1), uv(0), k00, uv(4), uv(2), []byte("A"), uv(3), []byte("b")), ErrMalformed, "header value"},
+		{"field value length missing", cat(fixed, uv(1), uv(0), k00, uv(2), uv(2), []byte("A")), ErrMalformed, "header value length at offset 16: truncated"},
 		{"trailing bytes", append(append([]byte{}, valid...), 0), ErrMalformed, "field block"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,7 +197,7 @@ func TestFieldRepeat(t *testing.T) {
 		{[]byte("Content-Type"), []byte("text/html")},
 		{[]byte("link"), []byte("<b>")},
 		{[]byte("Links"), []byte("<c>")},
-	}, []byte("body"))
+	}, []byte("body"), Stale{WhileRevalidate: 5, IfError: -7})
 	var got []string
 	for f := e.Fields(); f.Next(); {
 		got = append(got, fmt.Sprintf("%s=%s/%v", f.Key(), f.Value(), f.Repeat()))
@@ -209,8 +212,8 @@ func TestFieldRepeat(t *testing.T) {
 	if v := e.Get("Missing"); v != nil {
 		t.Fatalf("Get(Missing) = %q; want nil", v)
 	}
-	if string(e.Body()) != "body" || string(e.Key()) != "k" {
-		t.Fatalf("key %q body %q", e.Key(), e.Body())
+	if string(e.Body()) != "body" || string(e.Key()) != "k" || e.Stale() != (Stale{5, -7}) {
+		t.Fatalf("key %q body %q stale %+v", e.Key(), e.Body(), e.Stale())
 	}
 }
 

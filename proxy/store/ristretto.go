@@ -232,7 +232,7 @@ func (r *Ristretto) Close() {
 		r.swept.Wait()
 	}
 	// ristretto's Close calls the eviction callbacks for everything while
-	// holding its own locks: they must not count or take index locks.
+	// holding its own locks: they must not count or take our lock.
 	r.closing.Store(true)
 	r.c.Close()
 	r.items.Store(0)

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+	"unsafe"
 )
 
 // Field is one response header line.
@@ -42,41 +43,48 @@ const (
 // (a 304 merging new headers) builds a new Entry.
 //
 // The key, the header fields and the body live in one array, so an entry
-// costs two allocations and 64 bytes of struct: the header of a small
+// costs two allocations and a 48-byte struct: the header of a small
 // response is most of its memory, and a slice header per field would cost
 // more than the field itself.
 type Entry struct {
-	// buf is the key (keyLen bytes), then the field block, then the body.
-	// The field block starts with its own length as a uvarint; each field
-	// is uvarint(len(name)<<1 | repeat), name, uvarint(len(value)), value,
-	// where repeat marks a name that an earlier field already had.
-	buf []byte
+	// data is the key (keyLen bytes); the RFC 5861 windows, stale-while-
+	// revalidate then stale-if-error, as varints; the field block's length
+	// as a uvarint and the block; the body. Each field is
+	// uvarint(len(name)<<1 | repeat), name, uvarint(len(value)), value,
+	// where repeat marks a name that an earlier field already had. A string
+	// because it never changes; Key, Body and the fields view it as bytes.
+	data string
 
 	// Timing (RFC 9111 §4.2.3).
 	ResponseTime int64 // unix nanoseconds: response received
 	Expires      int64 // unix nanoseconds after which the store may drop it; 0: never
 
-	InitialAge           int32 // corrected_initial_age, seconds
-	Lifetime             int32 // freshness_lifetime, seconds
-	StaleWhileRevalidate int32 // seconds, RFC 5861; 0 when absent
-	StaleIfError         int32 // seconds, RFC 5861; 0 when absent
+	InitialAge int32 // corrected_initial_age, seconds
+	Lifetime   int32 // freshness_lifetime, seconds
 
 	keyLen uint32
 	Status uint16
 	Flags  Flags
 }
 
+// Stale holds a response's RFC 5861 windows, in seconds; 0 when absent.
+// They are read only once a response is stale, so they live in the
+// entry's array rather than its struct.
+type Stale struct{ WhileRevalidate, IfError int32 }
+
 // NewEntry returns an entry holding copies of key, fields (in order; names
-// as given) and body in one array. The caller sets the other members before
-// storing it.
-func NewEntry(key []byte, fields []Field, body []byte) *Entry {
+// as given), the stale windows and body in one array. The caller sets the
+// other members before storing it.
+func NewEntry(key []byte, fields []Field, body []byte, stale Stale) *Entry {
 	block := 0
 	for i := range fields {
 		block += fieldLen(&fields[i])
 	}
-	n := len(key) + uvarintLen(uint64(block)) + block + len(body)
-	buf := make([]byte, 0, n)
+	n := len(key) + varintLen(stale.WhileRevalidate) + varintLen(stale.IfError) + uvarintLen(uint64(block)) + block + len(body)
+	buf := make([]byte, 0, n) // exactly: the array is most of a small entry
 	buf = append(buf, key...)
+	buf = binary.AppendVarint(buf, int64(stale.WhileRevalidate))
+	buf = binary.AppendVarint(buf, int64(stale.IfError))
 	buf = binary.AppendUvarint(buf, uint64(block))
 	for i := range fields {
 		f := &fields[i]
@@ -90,12 +98,14 @@ func NewEntry(key []byte, fields []Field, body []byte) *Entry {
 		buf = append(buf, f.Value...)
 	}
 	buf = append(buf, body...)
-	return &Entry{buf: buf, keyLen: uint32(len(key))}
+	return &Entry{data: unsafe.String(unsafe.SliceData(buf), len(buf)), keyLen: uint32(len(key))}
 }
 
 func fieldLen(f *Field) int {
 	return uvarintLen(uint64(len(f.Key))<<1) + len(f.Key) + uvarintLen(uint64(len(f.Value))) + len(f.Value)
 }
+
+func varintLen(v int32) int { return uvarintLen(uint64(v)<<1 ^ uint64(v>>31)) } // zigzag, as AppendVarint
 
 func uvarintLen(x uint64) int {
 	n := 1
@@ -115,33 +125,48 @@ func repeated(before []Field, name []byte) bool {
 	return false
 }
 
+// bytesOf views part of an entry's data as bytes, without copying. Callers
+// must not modify them.
+func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
 // Key is the full store key (primary, or primary+variant).
-func (e *Entry) Key() []byte { return e.buf[:e.keyLen:e.keyLen] }
+func (e *Entry) Key() []byte { return bytesOf(e.data[:e.keyLen]) }
 
 // Body is the stored body. Callers must not modify it.
 func (e *Entry) Body() []byte {
-	at, n := e.block()
-	return e.buf[at+n:]
+	_, at, n := e.layout()
+	return bytesOf(e.data[at+n:])
 }
 
 // Fields returns an iterator over the stored header fields: end-to-end
 // fields only, no hop-by-hop ones and no Age.
 func (e *Entry) Fields() FieldIter {
-	at, n := e.block()
-	return FieldIter{rest: e.buf[at : at+n : at+n]}
+	_, at, n := e.layout()
+	return FieldIter{rest: bytesOf(e.data[at : at+n])}
 }
 
-// block returns where the field block's fields start in buf and its length.
-func (e *Entry) block() (at, n int) {
-	if e.buf == nil {
-		return 0, 0 // the zero Entry
+// Stale returns the response's RFC 5861 windows.
+func (e *Entry) Stale() Stale {
+	s, _, _ := e.layout()
+	return s
+}
+
+// layout decodes what follows the key: the stale windows, and where the
+// field block's fields start and how long the block is.
+func (e *Entry) layout() (s Stale, at, n int) {
+	if e.data == "" {
+		return Stale{}, 0, 0 // the zero Entry
 	}
-	v, k := binary.Uvarint(e.buf[e.keyLen:])
-	return int(e.keyLen) + k, int(v)
+	b := bytesOf(e.data[e.keyLen:])
+	swr, k1 := binary.Varint(b)
+	sie, k2 := binary.Varint(b[k1:])
+	block, k3 := binary.Uvarint(b[k1+k2:])
+	return Stale{int32(swr), int32(sie)}, int(e.keyLen) + k1 + k2 + k3, int(block)
 }
 
-// Size is the number of bytes of key, fields and body the entry holds.
-func (e *Entry) Size() int { return len(e.buf) }
+// Size is the number of bytes of key, fields, stale windows and body the
+// entry holds.
+func (e *Entry) Size() int { return len(e.data) }
 
 // FieldIter walks an entry's fields:
 //
@@ -180,21 +205,23 @@ func (it *FieldIter) Value() []byte { return it.value }
 // replacing it.
 func (it *FieldIter) Repeat() bool { return it.repeat }
 
-// EntryOverhead is what an Entry costs beyond the bytes of its key, fields
-// and body: the struct itself and the container's own bookkeeping per item.
+// EntryOverhead is what an Entry costs beyond the bytes of its array
+// (key, stale windows, fields with their lengths, body): the struct itself,
+// the array's size-class rounding and the container's bookkeeping per item.
 //
 // Measured with the store tests' measureMemory (10k to 400k entries as
 // DecodeEntry builds them, with WithClock as the node runs; TestMemoryPerEntry
-// keeps checking 100k): the Entry struct takes 64 bytes; ristretto's
-// bookkeeping (its map and its policy's costs) XXX bytes depending on how
-// full its hash tables are, XXX on average; the LRU's XXX. EntryOverhead is
-// the ristretto average, rounded up. Not included: ristretto's admission
-// counters, fixed at construction, about 1.2% of a 1 GiB budget.
-const EntryOverhead = 64 + 128 // Entry struct + ristretto bookkeeping
+// keeps checking 100k): the Entry struct takes 48 bytes and the array's
+// rounding about 7; ristretto's bookkeeping (its item map and its policy's
+// cost map) 108-152 bytes depending on how full those hash tables are; the
+// LRU's 59-73. EntryOverhead is the ristretto mean (186), rounded up. Not
+// included: ristretto's admission counters, fixed at construction, about
+// 1.2% of a 1 GiB budget.
+const EntryOverhead = 48 + 144 // Entry struct + ristretto bookkeeping
 
 // Cost is the number of bytes the entry holds, as charged against the
 // store's budget.
-func (e *Entry) Cost() int64 { return int64(EntryOverhead + len(e.buf)) }
+func (e *Entry) Cost() int64 { return int64(EntryOverhead + len(e.data)) }
 
 // Expired reports whether the store may drop e at now (unix nanoseconds).
 // At now == Expires the entry is already expired: a TTL of zero would mean

@@ -66,7 +66,7 @@ func testEntry(key string, n int) *Entry {
 	e := NewEntry([]byte(key), []Field{
 		{Key: []byte("Content-Type"), Value: []byte("text/plain")},
 		{Key: []byte("Etag"), Value: []byte(`"` + key + `"`)},
-	}, bytes.Repeat([]byte{'x'}, n))
+	}, bytes.Repeat([]byte{'x'}, n), Stale{})
 	e.Status = 200
 	return e
 }
