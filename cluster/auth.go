@@ -41,12 +41,15 @@ var (
 // Signer signs requests to peers and verifies requests from them with a
 // secret shared by every member: HeaderForwarded carries the sender's name
 // and HeaderAuth carries "<name>:<unix-seconds>:<mac>", where mac is the
-// unpadded base64url HMAC-SHA256 of "<name>|<unix-seconds>|<method>|<request-uri>".
+// unpadded base64url HMAC-SHA256 of
 //
-// Neither the Host header nor the body is signed: the secret proves the
-// sender is a member, it does not protect a request against a party on the
-// path (use a private network or TLS for that). A request can be replayed
-// within AuthWindow.
+//	<name>|<unix-seconds>|<method>|<len(host)>|<host>|<body-digest>|<request-uri>
+//
+// host is the Host header and body-digest the base64url SHA-256 of the
+// body, empty for an empty body. The host's length and the digest's fixed
+// alphabet keep the message unambiguous whatever bytes the host and URI
+// hold. So a request cannot be altered on its way; it can still be read
+// (use a private network) and replayed as it is within AuthWindow.
 //
 // A Signer is safe for concurrent use.
 type Signer struct {
@@ -61,10 +64,13 @@ type Signer struct {
 
 // macState is one pooled HMAC with scratch buffers for its input and output.
 type macState struct {
-	h   hash.Hash
-	msg []byte
-	sum []byte
-	got [macLen]byte
+	h    hash.Hash
+	body hash.Hash // SHA-256 of the body, into digest
+	msg  []byte
+	sum  []byte
+	got  [macLen]byte
+
+	digest [sha256.Size]byte
 }
 
 // SignerOption changes how a Signer is built.
@@ -94,7 +100,7 @@ func NewSigner(self string, secret []byte, opts ...SignerOption) (*Signer, error
 		o(s)
 	}
 	s.macs.New = func() any {
-		return &macState{h: hmac.New(sha256.New, s.secret), sum: make([]byte, 0, macLen)}
+		return &macState{h: hmac.New(sha256.New, s.secret), body: sha256.New(), sum: make([]byte, 0, macLen)}
 	}
 	return s, nil
 }
@@ -116,14 +122,14 @@ func checkName(name string) error {
 	return nil
 }
 
-// Sign stamps h with this node's name and a signature over its method and
-// request URI, replacing any previous stamp. The request URI must be final:
-// it is signed as h.RequestURI() returns it, and the receiver checks it
-// against the request line it reads.
-func (s *Signer) Sign(h *fasthttp.RequestHeader) {
+// Sign stamps req with this node's name and a signature over its method,
+// Host, body and request URI, replacing any previous stamp. All of them
+// must be final: the receiver checks the request as it reads it.
+func (s *Signer) Sign(req *fasthttp.Request) {
+	h := &req.Header
 	m := s.macs.Get().(*macState)
 	ts := s.now().Unix()
-	mac := m.compute(s.self, ts, h.Method(), h.RequestURI())
+	mac := m.compute(s.self, ts, h.Method(), h.Host(), req.Body(), h.RequestURI())
 	// msg is free again once the MAC is computed: reuse it for the value.
 	v := append(m.msg[:0], s.self...)
 	v = append(v, ':')
@@ -136,11 +142,12 @@ func (s *Signer) Sign(h *fasthttp.RequestHeader) {
 	s.macs.Put(m)
 }
 
-// Verify checks the stamp Sign put on h and returns the sender's name. It
+// Verify checks the stamp Sign put on req and returns the sender's name. It
 // fails for a missing or malformed stamp, a name that differs from
 // HeaderForwarded, a timestamp outside AuthWindow, or a wrong signature
 // (compared in constant time). It allocates only the returned name.
-func (s *Signer) Verify(h *fasthttp.RequestHeader) (from string, ok bool) {
+func (s *Signer) Verify(req *fasthttp.Request) (from string, ok bool) {
+	h := &req.Header
 	v := h.PeekCanonical(headerAuthKey)
 	if len(v) == 0 || len(v) > maxAuthLen {
 		return "", false
@@ -179,23 +186,33 @@ func (s *Signer) Verify(h *fasthttp.RequestHeader) (from string, ok bool) {
 	if n, err := base64.RawURLEncoding.Decode(m.got[:], macb); err != nil || n != macLen {
 		return "", false
 	}
-	if !hmac.Equal(m.compute(name, ts, method, h.RequestURI()), m.got[:]) {
+	if !hmac.Equal(m.compute(name, ts, method, h.Host(), req.Body(), h.RequestURI()), m.got[:]) {
 		return "", false
 	}
 	return string(name), true
 }
 
 // Authenticate is Verify, so that a Signer can guard a PeerServer on its own.
-func (s *Signer) Authenticate(h *fasthttp.RequestHeader) (string, bool) { return s.Verify(h) }
+func (s *Signer) Authenticate(req *fasthttp.Request) (string, bool) { return s.Verify(req) }
 
 // compute returns the MAC of the signed message, in m.sum (valid until the
 // next use of m).
-func (m *macState) compute(name []byte, ts int64, method, uri []byte) []byte {
+func (m *macState) compute(name []byte, ts int64, method, host, body, uri []byte) []byte {
 	msg := append(m.msg[:0], name...)
 	msg = append(msg, '|')
 	msg = strconv.AppendInt(msg, ts, 10)
 	msg = append(msg, '|')
 	msg = append(msg, method...)
+	msg = append(msg, '|')
+	msg = strconv.AppendInt(msg, int64(len(host)), 10)
+	msg = append(msg, '|')
+	msg = append(msg, host...)
+	msg = append(msg, '|')
+	if len(body) > 0 {
+		m.body.Reset()
+		m.body.Write(body)
+		msg = base64.RawURLEncoding.AppendEncode(msg, m.body.Sum(m.digest[:0]))
+	}
 	msg = append(msg, '|')
 	msg = append(msg, uri...)
 	m.msg = msg

@@ -37,14 +37,17 @@ func TestNewSignerErrors(t *testing.T) {
 	}
 }
 
-// signedHeader returns a GET header for uri signed by s.
-func signedHeader(s *Signer, method, uri string) *fasthttp.RequestHeader {
-	var h fasthttp.RequestHeader
-	h.SetMethod(method)
-	h.SetRequestURI(uri)
-	h.SetHost("client.example")
-	s.Sign(&h)
-	return &h
+// signedRequest returns a request for uri with body, signed by s.
+func signedRequest(s *Signer, method, uri, body string) *fasthttp.Request {
+	var r fasthttp.Request
+	r.Header.SetMethod(method)
+	r.Header.SetRequestURI(uri)
+	r.Header.SetHost("client.example")
+	if body != "" {
+		r.SetBodyString(body)
+	}
+	s.Sign(&r)
+	return &r
 }
 
 func TestSignVerify(t *testing.T) {
@@ -54,7 +57,7 @@ func TestSignVerify(t *testing.T) {
 	other := mustSigner(t, "node-a", []byte("a-different-secret-16+"), SignerClock(clock.Now))
 	const uri = "/img/a.png?w=100&h=%20x"
 	now := clock.Now().Unix()
-	good := string(signedHeader(signer, "GET", uri).Peek(HeaderAuth))
+	good := string(signedRequest(signer, "GET", uri, "").Header.Peek(HeaderAuth))
 	mac := good[strings.LastIndexByte(good, ':')+1:]
 	stamp := func(name string, ts int64, mac string) string {
 		return name + ":" + strconv.FormatInt(ts, 10) + ":" + mac
@@ -62,46 +65,66 @@ func TestSignVerify(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		header func() *fasthttp.RequestHeader
+		header func() *fasthttp.Request
 		skew   time.Duration // verifier clock offset
 		ok     bool
 	}{
-		{"good", func() *fasthttp.RequestHeader { return signedHeader(signer, "GET", uri) }, 0, true},
-		{"good POST", func() *fasthttp.RequestHeader { return signedHeader(signer, "POST", "/__ringcache/handoff") }, 0, true},
-		{"within window (past)", func() *fasthttp.RequestHeader { return signedHeader(signer, "GET", uri) }, AuthWindow, true},
-		{"within window (future)", func() *fasthttp.RequestHeader { return signedHeader(signer, "GET", uri) }, -AuthWindow, true},
-		{"expired", func() *fasthttp.RequestHeader { return signedHeader(signer, "GET", uri) }, AuthWindow + time.Second, false},
-		{"from the future", func() *fasthttp.RequestHeader { return signedHeader(signer, "GET", uri) }, -AuthWindow - time.Second, false},
-		{"wrong secret", func() *fasthttp.RequestHeader { return signedHeader(other, "GET", uri) }, 0, false},
-		{"tampered URI", func() *fasthttp.RequestHeader {
-			h := signedHeader(signer, "GET", uri)
-			h.SetRequestURI(uri + "&admin=1")
+		{"good", func() *fasthttp.Request { return signedRequest(signer, "GET", uri, "") }, 0, true},
+		{"good POST", func() *fasthttp.Request { return signedRequest(signer, "POST", "/__ringcache/handoff", "batch") }, 0, true},
+		{"tampered body", func() *fasthttp.Request {
+			r := signedRequest(signer, "POST", "/form", "amount=1")
+			r.SetBodyString("amount=9")
+			return r
+		}, 0, false},
+		{"body added", func() *fasthttp.Request {
+			r := signedRequest(signer, "POST", "/form", "")
+			r.SetBodyString("amount=9")
+			return r
+		}, 0, false},
+		{"body removed", func() *fasthttp.Request {
+			r := signedRequest(signer, "POST", "/form", "amount=1")
+			r.ResetBody()
+			return r
+		}, 0, false},
+		{"tampered Host", func() *fasthttp.Request {
+			r := signedRequest(signer, "GET", uri, "")
+			r.Header.SetHost("other.example")
+			return r
+		}, 0, false},
+		{"within window (past)", func() *fasthttp.Request { return signedRequest(signer, "GET", uri, "") }, AuthWindow, true},
+		{"within window (future)", func() *fasthttp.Request { return signedRequest(signer, "GET", uri, "") }, -AuthWindow, true},
+		{"expired", func() *fasthttp.Request { return signedRequest(signer, "GET", uri, "") }, AuthWindow + time.Second, false},
+		{"from the future", func() *fasthttp.Request { return signedRequest(signer, "GET", uri, "") }, -AuthWindow - time.Second, false},
+		{"wrong secret", func() *fasthttp.Request { return signedRequest(other, "GET", uri, "") }, 0, false},
+		{"tampered URI", func() *fasthttp.Request {
+			h := signedRequest(signer, "GET", uri, "")
+			h.Header.SetRequestURI(uri + "&admin=1")
 			return h
 		}, 0, false},
-		{"tampered method", func() *fasthttp.RequestHeader {
-			h := signedHeader(signer, "GET", uri)
-			h.SetMethod("DELETE")
+		{"tampered method", func() *fasthttp.Request {
+			h := signedRequest(signer, "GET", uri, "")
+			h.Header.SetMethod("DELETE")
 			return h
 		}, 0, false},
-		{"tampered name in both headers", func() *fasthttp.RequestHeader {
-			h := signedHeader(signer, "GET", uri)
-			h.Set(HeaderAuth, stamp("node-c", now, mac))
-			h.Set(HeaderForwarded, "node-c")
+		{"tampered name in both headers", func() *fasthttp.Request {
+			h := signedRequest(signer, "GET", uri, "")
+			h.Header.Set(HeaderAuth, stamp("node-c", now, mac))
+			h.Header.Set(HeaderForwarded, "node-c")
 			return h
 		}, 0, false},
-		{"tampered timestamp", func() *fasthttp.RequestHeader {
-			h := signedHeader(signer, "GET", uri)
-			h.Set(HeaderAuth, stamp("node-a", now+1, mac))
+		{"tampered timestamp", func() *fasthttp.Request {
+			h := signedRequest(signer, "GET", uri, "")
+			h.Header.Set(HeaderAuth, stamp("node-a", now+1, mac))
 			return h
 		}, 0, false},
-		{"forwarded names another node", func() *fasthttp.RequestHeader {
-			h := signedHeader(signer, "GET", uri)
-			h.Set(HeaderForwarded, "node-c")
+		{"forwarded names another node", func() *fasthttp.Request {
+			h := signedRequest(signer, "GET", uri, "")
+			h.Header.Set(HeaderForwarded, "node-c")
 			return h
 		}, 0, false},
-		{"forwarded missing", func() *fasthttp.RequestHeader {
-			h := signedHeader(signer, "GET", uri)
-			h.Del(HeaderForwarded)
+		{"forwarded missing", func() *fasthttp.Request {
+			h := signedRequest(signer, "GET", uri, "")
+			h.Header.Del(HeaderForwarded)
 			return h
 		}, 0, false},
 	}
@@ -126,12 +149,12 @@ func TestSignVerify(t *testing.T) {
 	for name, v := range malformed {
 		tests = append(tests, struct {
 			name   string
-			header func() *fasthttp.RequestHeader
+			header func() *fasthttp.Request
 			skew   time.Duration
 			ok     bool
-		}{"malformed/" + name, func() *fasthttp.RequestHeader {
-			h := signedHeader(signer, "GET", uri)
-			h.Set(HeaderAuth, v)
+		}{"malformed/" + name, func() *fasthttp.Request {
+			h := signedRequest(signer, "GET", uri, "")
+			h.Header.Set(HeaderAuth, v)
 			return h
 		}, 0, false})
 	}
@@ -143,7 +166,7 @@ func TestSignVerify(t *testing.T) {
 			defer clock.Advance(-tt.skew)
 			from, ok := verifier.Verify(h)
 			if ok != tt.ok {
-				t.Fatalf("Verify ok = %v, want %v (auth %q)", ok, tt.ok, h.Peek(HeaderAuth))
+				t.Fatalf("Verify ok = %v, want %v (auth %q)", ok, tt.ok, h.Header.Peek(HeaderAuth))
 			}
 			if ok && from != "node-a" {
 				t.Errorf("Verify from = %q, want node-a", from)
@@ -155,14 +178,35 @@ func TestSignVerify(t *testing.T) {
 	}
 }
 
+// TestSignedMessageUnambiguous: moving bytes between the Host and the URI,
+// or between the body digest and the URI, changes the MAC.
+func TestSignedMessageUnambiguous(t *testing.T) {
+	s := mustSigner(t, "node-a", testSecret)
+	m := s.macs.New().(*macState)
+	mac := func(host, body, uri string) string {
+		return string(m.compute([]byte("node-a"), 1, []byte("GET"), []byte(host), []byte(body), []byte(uri)))
+	}
+	pairs := [][2][3]string{
+		{{"a|b", "", "/c"}, {"a", "", "b|/c"}},
+		{{"a", "", "|/c"}, {"a|", "", "/c"}},
+		{{"3|abc", "", "/"}, {"3", "", "abc|/"}},
+		{{"h", "", "/x"}, {"h", "x", "/x"}},
+	}
+	for _, p := range pairs {
+		if mac(p[0][0], p[0][1], p[0][2]) == mac(p[1][0], p[1][1], p[1][2]) {
+			t.Errorf("%q and %q sign alike", p[0], p[1])
+		}
+	}
+}
+
 // Signing again replaces the stamp rather than adding a second one.
 func TestSignReplaces(t *testing.T) {
 	clock := newFakeClock()
 	s := mustSigner(t, "node-a", testSecret, SignerClock(clock.Now))
-	h := signedHeader(s, "GET", "/x")
+	h := signedRequest(s, "GET", "/x", "")
 	clock.Advance(time.Hour)
 	s.Sign(h)
-	if n := len(h.PeekAll(HeaderAuth)); n != 1 {
+	if n := len(h.Header.PeekAll(HeaderAuth)); n != 1 {
 		t.Fatalf("%d %s headers after signing twice, want 1", n, HeaderAuth)
 	}
 	if _, ok := s.Verify(h); !ok {
@@ -175,9 +219,13 @@ func TestSignVerifyAllocs(t *testing.T) {
 		t.Skip("the race detector makes sync.Pool drop items")
 	}
 	s := mustSigner(t, "node-a", testSecret)
-	h := signedHeader(s, "GET", "/img/a.png?w=100")
+	h := signedRequest(s, "GET", "/img/a.png?w=100", "")
 	if got := testing.AllocsPerRun(200, func() { s.Sign(h) }); got != 0 {
 		t.Errorf("Sign allocates %.1f times, want 0", got)
+	}
+	body := signedRequest(s, "POST", "/form", "amount=1")
+	if got := testing.AllocsPerRun(200, func() { s.Sign(body) }); got != 0 {
+		t.Errorf("Sign with a body allocates %.1f times, want 0", got)
 	}
 	// The returned name is the one allocation.
 	if got := testing.AllocsPerRun(200, func() { s.Verify(h) }); got > 1 {
@@ -188,8 +236,9 @@ func TestSignVerifyAllocs(t *testing.T) {
 func BenchmarkSignVerify(b *testing.B) {
 	s := mustSigner(b, "node-a", testSecret)
 	v := mustSigner(b, "node-b", testSecret)
-	var h fasthttp.RequestHeader
-	h.SetRequestURI("/cdn/img/photo-12345.jpg?w=640&h=480")
+	var h fasthttp.Request
+	h.Header.SetRequestURI("/cdn/img/photo-12345.jpg?w=640&h=480")
+	h.Header.SetHost("client.example")
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Sign(&h)
@@ -203,33 +252,35 @@ func FuzzVerify(f *testing.F) {
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { return now }
 	s := mustSigner(f, "node-a", testSecret, SignerClock(clock))
-	good := signedHeader(s, "GET", "/x?y=1")
-	f.Add(string(good.Peek(HeaderAuth)), "node-a", "GET", "/x?y=1")
-	f.Add("node-a:1700000000:", "node-a", "POST", "/")
-	f.Add("::", "", "GET", "/")
-	f.Add("a:b:c:d", "a:b", "GE|T", "/|")
-	f.Fuzz(func(t *testing.T, auth, fwd, method, uri string) {
-		var h fasthttp.RequestHeader
-		h.SetMethod(method)
-		h.SetRequestURI(uri)
-		h.Set(HeaderAuth, auth)
-		h.Set(HeaderForwarded, fwd)
+	good := signedRequest(s, "GET", "/x?y=1", "")
+	f.Add(string(good.Header.Peek(HeaderAuth)), "node-a", "GET", "/x?y=1", "client.example", "")
+	f.Add("node-a:1700000000:", "node-a", "POST", "/", "h", "body")
+	f.Add("::", "", "GET", "/", "", "")
+	f.Add("a:b:c:d", "a:b", "GE|T", "/|", "a|3|b", "|")
+	f.Fuzz(func(t *testing.T, auth, fwd, method, uri, host, body string) {
+		var h fasthttp.Request
+		h.Header.SetMethod(method)
+		h.Header.SetHost(host)
+		h.SetBodyString(body)
+		h.Header.SetRequestURI(uri)
+		h.Header.Set(HeaderAuth, auth)
+		h.Header.Set(HeaderForwarded, fwd)
 		from, ok := s.Verify(&h)
-		if ok && from != string(h.Peek(HeaderForwarded)) {
-			t.Fatalf("Verify accepted a name %q that differs from %s %q", from, HeaderForwarded, h.Peek(HeaderForwarded))
+		if ok && from != string(h.Header.Peek(HeaderForwarded)) {
+			t.Fatalf("Verify accepted a name %q that differs from %s %q", from, HeaderForwarded, h.Header.Peek(HeaderForwarded))
 		}
-		if ok && auth != string(good.Peek(HeaderAuth)) {
+		if ok && auth != string(good.Header.Peek(HeaderAuth)) {
 			// Only a stamp made with the secret can verify; the fuzzer
 			// does not know it, so any success must reuse ours.
-			if !strings.HasSuffix(auth, string(good.Peek(HeaderAuth))[len("node-a:1700000000"):]) {
+			if !strings.HasSuffix(auth, string(good.Header.Peek(HeaderAuth))[len("node-a:1700000000"):]) {
 				t.Fatalf("Verify accepted a forged stamp %q", auth)
 			}
 		}
 		// Whatever the method and URI, a request we sign verifies, unless
 		// its method holds the separator (refused on purpose).
 		s.Sign(&h)
-		if _, ok := s.Verify(&h); !ok && !strings.Contains(string(h.Method()), "|") {
-			t.Fatalf("signed request (method %q, uri %q) does not verify", h.Method(), h.RequestURI())
+		if _, ok := s.Verify(&h); !ok && !strings.Contains(string(h.Header.Method()), "|") {
+			t.Fatalf("signed request (method %q, uri %q) does not verify", h.Header.Method(), h.Header.RequestURI())
 		}
 	})
 }

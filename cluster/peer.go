@@ -24,7 +24,7 @@ type Peers interface {
 	// Authenticate checks a request's peer credentials and returns the
 	// sending member's name. Requests that claim to come from a peer and
 	// fail this are refused.
-	Authenticate(h *fasthttp.RequestHeader) (from string, ok bool)
+	Authenticate(req *fasthttp.Request) (from string, ok bool)
 	// Broadcast applies a purge on every other member and returns how many
 	// entries they dropped.
 	Broadcast(ctx context.Context, p Purge) (int, error)

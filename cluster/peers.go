@@ -332,8 +332,8 @@ func (s *PeerSet) Previous(key []byte) (Peer, bool) {
 }
 
 // Authenticate checks a peer's signature with the Signer.
-func (s *PeerSet) Authenticate(h *fasthttp.RequestHeader) (string, bool) {
-	return s.signer.Verify(h)
+func (s *PeerSet) Authenticate(req *fasthttp.Request) (string, bool) {
+	return s.signer.Verify(req)
 }
 
 // SendHandoff posts one handoff batch (see Handoff) to node, signed, and
@@ -522,7 +522,7 @@ func (p *peer) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 	if !hasDeadline {
 		deadline = time.Now().Add(p.set.timeout)
 	}
-	p.set.signer.Sign(&req.Header)
+	p.set.signer.Sign(req)
 	err := p.hc.DoDeadline(req, resp, deadline)
 	if err != nil {
 		if !errors.Is(err, fasthttp.ErrNoFreeConns) { // our pool, not the peer

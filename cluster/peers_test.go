@@ -235,7 +235,7 @@ func (n *testNode) handle(ctx *fasthttp.RequestCtx) {
 		n.ps.Handle(ctx)
 		return
 	}
-	from, ok := n.peers.Authenticate(&ctx.Request.Header)
+	from, ok := n.peers.Authenticate(&ctx.Request)
 	if !ok {
 		plainError(ctx, fasthttp.StatusUnauthorized, "unauthorized")
 		return
@@ -921,18 +921,24 @@ func TestUnauthorized(t *testing.T) {
 	tests := []struct {
 		name string
 		uri  string
-		prep func(h *fasthttp.RequestHeader)
+		prep func(r *fasthttp.Request)
 	}{
-		{"no credentials", entryURI, func(h *fasthttp.RequestHeader) {}},
-		{"wrong secret", entryURI, func(h *fasthttp.RequestHeader) { wrong.Sign(h) }},
-		{"forwarded name swapped", entryURI, func(h *fasthttp.RequestHeader) { right.Sign(h); h.Set(HeaderForwarded, "c") }},
-		{"signed for another URI", entryURI, func(h *fasthttp.RequestHeader) {
-			h.SetRequestURI(PathPrefix + "entry?key=x")
-			right.Sign(h)
-			h.SetRequestURI(entryURI)
+		{"no credentials", entryURI, func(r *fasthttp.Request) {}},
+		{"wrong secret", entryURI, func(r *fasthttp.Request) { wrong.Sign(r) }},
+		{"forwarded name swapped", entryURI, func(r *fasthttp.Request) { right.Sign(r); r.Header.Set(HeaderForwarded, "c") }},
+		{"signed for another URI", entryURI, func(r *fasthttp.Request) {
+			r.Header.SetRequestURI(PathPrefix + "entry?key=x")
+			right.Sign(r)
+			r.Header.SetRequestURI(entryURI)
 		}},
-		{"handoff unsigned", PathPrefix + "handoff", func(h *fasthttp.RequestHeader) { h.SetMethod("POST") }},
-		{"forwarded request, no credentials", "/page", func(h *fasthttp.RequestHeader) { h.Set(HeaderForwarded, "a") }},
+		{"signed for another Host", entryURI, func(r *fasthttp.Request) {
+			host := string(r.Header.Host())
+			r.Header.SetHost("elsewhere")
+			right.Sign(r)
+			r.Header.SetHost(host)
+		}},
+		{"handoff unsigned", PathPrefix + "handoff", func(r *fasthttp.Request) { r.Header.SetMethod("POST") }},
+		{"forwarded request, no credentials", "/page", func(r *fasthttp.Request) { r.Header.Set(HeaderForwarded, "a") }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -942,7 +948,7 @@ func TestUnauthorized(t *testing.T) {
 			defer fasthttp.ReleaseResponse(resp)
 			req.Header.SetRequestURI(tt.uri)
 			req.Header.SetHost(b.addr)
-			tt.prep(&req.Header)
+			tt.prep(req)
 			if err := client.DoTimeout(req, resp, peerTestTimeout); err != nil {
 				t.Fatal(err)
 			}
@@ -951,8 +957,8 @@ func TestUnauthorized(t *testing.T) {
 			}
 		})
 	}
-	if got := b.ps.Stats().Unauthorized; got != 5 {
-		t.Errorf("Unauthorized = %d, want 5 (the peer endpoint requests)", got)
+	if got := b.ps.Stats().Unauthorized; got != 6 {
+		t.Errorf("Unauthorized = %d, want 6 (the peer endpoint requests)", got)
 	}
 	if s := b.ps.Stats(); s.Lookups != 0 {
 		t.Errorf("an unauthorized lookup reached the store: %+v", s)

@@ -19,7 +19,7 @@ const maxKeyParam = 64 << 10
 // Authenticator checks a peer request's credentials; Peers and *Signer
 // implement it.
 type Authenticator interface {
-	Authenticate(h *fasthttp.RequestHeader) (from string, ok bool)
+	Authenticate(req *fasthttp.Request) (from string, ok bool)
 }
 
 // PeerServerStats are counters since the PeerServer was made.
@@ -95,7 +95,7 @@ func (s *PeerServer) Handle(ctx *fasthttp.RequestCtx) {
 		plainError(ctx, fasthttp.StatusNotFound, "not a peer endpoint")
 		return
 	}
-	from, ok := s.auth.Authenticate(&ctx.Request.Header)
+	from, ok := s.auth.Authenticate(&ctx.Request)
 	if !ok {
 		s.unauthorized.Add(1)
 		// Debug only: a flood of bad requests must not flood the log; the

@@ -33,7 +33,7 @@ func serve(t *testing.T, s *PeerServer, signer *Signer, method, uri string, body
 	ctx.Request.Header.SetHost("peer")
 	ctx.Request.SetBody(body)
 	if signer != nil {
-		signer.Sign(&ctx.Request.Header)
+		signer.Sign(&ctx.Request)
 	}
 	s.Handle(&ctx)
 	resp := fasthttp.AcquireResponse()

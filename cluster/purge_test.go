@@ -79,7 +79,7 @@ func TestPurgeEndpointRefusals(t *testing.T) {
 		req.Header.SetHost(b.addr)
 		req.SetBodyString(body)
 		if sign {
-			nodes[0].peers.signer.Sign(&req.Header)
+			nodes[0].peers.signer.Sign(req)
 		}
 		if err := hc.Do(req, resp); err != nil {
 			t.Fatal(err)

@@ -15,14 +15,14 @@ var strForwarded = []byte(cluster.HeaderForwarded)
 // forwardedBy reports whether the request claims to come from a peer, and
 // whether the claim holds. A claim that fails is refused: only members may
 // make a node serve a key it does not own or skip its own ring.
-func (p *Proxy) forwardedBy(h *fasthttp.RequestHeader) (claimed, ok bool) {
-	if len(h.PeekBytes(strForwarded)) == 0 {
+func (p *Proxy) forwardedBy(req *fasthttp.Request) (claimed, ok bool) {
+	if len(req.Header.PeekBytes(strForwarded)) == 0 {
 		return false, false
 	}
 	if p.opt.Peers == nil {
 		return true, false
 	}
-	_, ok = p.opt.Peers.Authenticate(h)
+	_, ok = p.opt.Peers.Authenticate(req)
 	return true, ok
 }
 

@@ -55,8 +55,8 @@ func (f *fakePeers) Broadcast(_ context.Context, p cluster.Purge) (int, error) {
 	f.broadcasts = append(f.broadcasts, p)
 	return 0, nil
 }
-func (f *fakePeers) Authenticate(h *fasthttp.RequestHeader) (string, bool) {
-	return "peer", string(h.Peek(cluster.HeaderAuth)) == "ok"
+func (f *fakePeers) Authenticate(r *fasthttp.Request) (string, bool) {
+	return "peer", string(r.Header.Peek(cluster.HeaderAuth)) == "ok"
 }
 
 // ownerAnswer is an owner's reply: a hit with its own Cache-Status member.

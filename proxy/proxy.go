@@ -195,7 +195,7 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	defer p.putState(st)
 
 	h := &ctx.Request.Header
-	claimed, ok := p.forwardedBy(h)
+	claimed, ok := p.forwardedBy(&ctx.Request)
 	if claimed && !ok {
 		p.m.peerRefused.Inc()
 		p.writeError(ctx, fasthttp.StatusForbidden, "peer authentication failed", "")
