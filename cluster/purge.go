@@ -12,8 +12,8 @@ import (
 
 // Purge is an invalidation applied on every member: one URL with all its
 // variants, every entry tagged Tag (Surrogate-Key / Cache-Tag), every URL
-// whose path starts with Prefix, or everything. It is also the body of the
-// peer purge endpoint.
+// whose path starts with Prefix, everything, or a batch of primary Keys.
+// It is also the body of the peer purge endpoint.
 type Purge struct {
 	// Host and URL name one URL: path and query as a client sends them.
 	// An empty Host purges that path and query under every host.
@@ -23,6 +23,10 @@ type Purge struct {
 	// Prefix is a path prefix such as "/img/"; it matches under every host.
 	Prefix string `json:"prefix,omitempty"`
 	All    bool   `json:"all,omitempty"`
+	// Keys are primary cache keys that unsafe requests invalidated on one
+	// member (RFC 9111 §4.4); the others drop them, and any hot copy of
+	// them, directly. Only members send them.
+	Keys [][]byte `json:"keys,omitempty"`
 	// At is when the purge was issued (unix nanoseconds). Copies of entries
 	// fetched before it, still on their way (a handoff, a takeover), lose.
 	At int64 `json:"at"`
@@ -31,16 +35,16 @@ type Purge struct {
 // Validate reports whether exactly one kind of purge is asked for.
 func (p Purge) Validate() error {
 	n := 0
-	for _, set := range []bool{p.URL != "", p.Tag != "", p.Prefix != "", p.All} {
+	for _, set := range []bool{p.URL != "", p.Tag != "", p.Prefix != "", p.All, len(p.Keys) > 0} {
 		if set {
 			n++
 		}
 	}
 	switch {
 	case n == 0:
-		return errors.New("purge: give one of url, tag, prefix or all")
+		return errors.New("purge: give one of url, tag, prefix, all or keys")
 	case n > 1:
-		return errors.New("purge: give only one of url, tag, prefix or all")
+		return errors.New("purge: give only one of url, tag, prefix, all or keys")
 	case p.URL != "" && p.URL[0] != '/':
 		return fmt.Errorf("purge: url %q must start with /", p.URL)
 	case p.Prefix != "" && p.Prefix[0] != '/':
@@ -49,9 +53,12 @@ func (p Purge) Validate() error {
 	return nil
 }
 
-// Kind names the purge for logs and metrics: url, tag, prefix or all.
+// Kind names the purge for logs and metrics: url, tag, prefix, all or
+// keys.
 func (p Purge) Kind() string {
 	switch {
+	case len(p.Keys) > 0:
+		return "keys"
 	case p.URL != "":
 		return "url"
 	case p.Tag != "":

@@ -47,6 +47,7 @@ type Metrics struct {
 	peerRefused   prometheus.Counter
 	purges        *prometheus.CounterVec
 	purgedEntries prometheus.Counter
+	announcements *prometheus.CounterVec
 }
 
 // NewMetrics creates the proxy's instruments on reg (nil: unregistered).
@@ -88,14 +89,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	m.purges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ringcache_purges_total",
-		Help: "Purges applied on this node, by kind (url, tag, prefix, all).",
+		Help: "Purges applied on this node, by kind (url, tag, prefix, all; keys: invalidations announced by another member).",
 	}, []string{"kind"})
 	m.purgedEntries = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ringcache_purged_entries_total",
 		Help: "Stored responses dropped by purges on this node.",
 	})
+	m.announcements = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ringcache_invalidation_announcements_total",
+		Help: "Keys invalidated here by unsafe requests and announced to the other members, by result (sent, failed, dropped).",
+	}, []string{"result"})
 	if reg != nil {
-		reg.MustRegister(requests, m.coalesced, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.peerRefused, m.purges, m.purgedEntries)
+		reg.MustRegister(requests, m.coalesced, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.peerRefused, m.purges, m.purgedEntries, m.announcements)
 	}
 	return m
 }

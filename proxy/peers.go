@@ -53,7 +53,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 	}
 	cs := cacheStatus{fwd: "miss", fwdStatus: resp.StatusCode(), detail: "peer"}
 	if p.hot != nil && st.req.Range == nil && (ctx.Request.Header.IsGet() || ctx.Request.Header.IsHead()) {
-		e, upstream, err := p.keepHot(st, resp)
+		e, upstream, err := p.keepHot(st, resp, start)
 		if err != nil {
 			// The owner's body broke off: answer from here instead.
 			p.m.peerFallbacks.Inc()
@@ -82,7 +82,10 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 // kept; resp is then untouched and still to be relayed. Otherwise resp is
 // released, and upstream is a copy of the owner's Cache-Status. An error
 // means the body could not be read: resp is released and nothing is kept.
-func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response) (e *store.Entry, upstream []byte, err error) {
+// sent is when the request left for the owner: an invalidation announced
+// since then means the answer may predate it, so it serves this request
+// but is not kept.
+func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *store.Entry, upstream []byte, err error) {
 	if resp.StatusCode() != fasthttp.StatusOK || len(resp.Header.Peek("Vary")) > 0 {
 		return nil, nil, nil
 	}
@@ -110,7 +113,7 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response) (e *store.Entry, 
 	upstream = bytes.Clone(resp.Header.PeekBytes(strCacheStatus))
 	closeResponse(resp)
 	s := storedResponse(e, now)
-	if s.Fresh() {
+	if s.Fresh() && !p.purged.stale(e, sent) {
 		e.Expires = now + min(s.TTL()*1e9, int64(p.opt.HotTTL))
 		p.hot.Set(e)
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,6 +38,7 @@ func (f *fakePeer) Lookup(_ context.Context, key []byte) (*store.Entry, error) {
 // before, and accepts forwarded requests signed "ok".
 type fakePeers struct {
 	owner, prev *fakePeer
+	mu          sync.Mutex
 	broadcasts  []cluster.Purge
 }
 
@@ -52,8 +55,16 @@ func (f *fakePeers) Previous([]byte) (cluster.Peer, bool) {
 	return f.prev, true
 }
 func (f *fakePeers) Broadcast(_ context.Context, p cluster.Purge) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.broadcasts = append(f.broadcasts, p)
 	return 0, nil
+}
+
+func (f *fakePeers) sent() []cluster.Purge {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.broadcasts)
 }
 func (f *fakePeers) Authenticate(r *fasthttp.Request) (string, bool) {
 	return "peer", string(r.Header.Peek(cluster.HeaderAuth)) == "ok"
@@ -279,7 +290,7 @@ func TestPurgeMethod(t *testing.T) {
 	if r := n.do("PURGE", "/p?x=1"); r.StatusCode() != 403 {
 		t.Fatalf("PURGE from a foreign address: %d, want 403", r.StatusCode())
 	}
-	if len(peers.broadcasts) != 0 {
+	if len(peers.sent()) != 0 {
 		t.Fatal("a refused PURGE was broadcast")
 	}
 	n.p.SetPurgeAllow([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")})
@@ -287,8 +298,8 @@ func TestPurgeMethod(t *testing.T) {
 	if r.StatusCode() != 200 || !strings.Contains(string(r.Body()), `"purged":1`) {
 		t.Fatalf("PURGE: %d %s", r.StatusCode(), r.Body())
 	}
-	if len(peers.broadcasts) != 1 || peers.broadcasts[0].URL != "/p?x=1" || peers.broadcasts[0].At == 0 {
-		t.Fatalf("broadcast %+v, want the URL to every member", peers.broadcasts)
+	if b := peers.sent(); len(b) != 1 || b[0].URL != "/p?x=1" || b[0].At == 0 {
+		t.Fatalf("broadcast %+v, want the URL to every member", b)
 	}
 	n.clk.advance(time.Second)
 	if cs := csOf(n.get("/p?x=1")); !strings.Contains(cs, "uri-miss") {

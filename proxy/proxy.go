@@ -100,6 +100,7 @@ type Proxy struct {
 	gen        atomic.Int64 // last Vary marker generation handed out
 	states     sync.Pool    // *reqState
 	bg         sync.WaitGroup
+	announced  announcer
 	clock      *Clock // owned, when Options.Clock was nil
 	closeOnce  sync.Once
 }
@@ -817,11 +818,20 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 }
 
 // invalidate drops the stored responses for the request's URI and for the
-// same-host Location and Content-Location of the response.
+// same-host Location and Content-Location of the response. The member a
+// client asked tells the others, whose hot copies would otherwise outlive
+// the change.
 func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.ResponseHeader) {
+	now := p.now()
+	drop := func(key []byte) {
+		p.drop(key, now)
+		if !st.forwarded {
+			p.announce(key)
+		}
+	}
 	uri := ctx.URI()
 	st.key, st.params = p.keys.appendKey(st.key[:0], uri.Host(), uri.PathOriginal(), uri.QueryString(), st.params)
-	p.drop(st.key)
+	drop(st.key)
 	for _, name := range [...]string{"Location", "Content-Location"} {
 		loc := rh.Peek(name)
 		if len(loc) == 0 {
@@ -832,16 +842,16 @@ func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.
 		u.UpdateBytes(loc)
 		if bytes.EqualFold(u.Host(), uri.Host()) {
 			st.key, st.params = p.keys.appendKey(st.key[:0], u.Host(), u.PathOriginal(), u.QueryString(), st.params)
-			p.drop(st.key)
+			drop(st.key)
 		}
 		fasthttp.ReleaseURI(u)
 	}
 }
 
-// drop invalidates a primary key: its entry (a Vary marker takes every
-// variant with it), any hot copy, and copies still on their way here.
-func (p *Proxy) drop(key []byte) {
-	p.purged.markURL(key, p.now())
+// drop invalidates a primary key at time at: its entry (a Vary marker takes
+// every variant with it), any hot copy, and copies still on their way here.
+func (p *Proxy) drop(key []byte, at int64) {
+	p.purged.markURL(key, at)
 	p.store.Delete(key)
 	if p.hot != nil {
 		p.hot.Delete(key)

@@ -37,6 +37,13 @@ func (p *Proxy) Purge(cp cluster.Purge) int {
 		n = p.dropWhere(func(e *store.Entry) bool { return bytes.HasPrefix(keyPath(e.Key()), prefix) })
 	case cp.URL != "":
 		n = p.purgeURL(cp.Host, cp.URL, at)
+	case len(cp.Keys) > 0:
+		for _, key := range cp.Keys {
+			if _, held := p.store.Get(key); held {
+				n++
+			}
+			p.drop(key, at)
+		}
 	}
 	p.m.purgedEntries.Add(float64(n))
 	return n

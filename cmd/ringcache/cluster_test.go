@@ -210,6 +210,52 @@ func TestClusterConcurrentMissesOneOriginRequest(t *testing.T) {
 	}
 }
 
+// TestClusterUnsafeRequestDropsHotCopies: a POST sent to one member
+// reaches the owner, and the hot copy a third member keeps of the URL is
+// dropped by the announcement that follows, not left for its hot TTL.
+func TestClusterUnsafeRequestDropsHotCopies(t *testing.T) {
+	c := startCluster(t, 3, func(cfg *config.Config) { cfg.HotCacheSize = 1 << 20 })
+	n0, n2 := c.nodes[0], c.nodes[2]
+	var path string
+	for i := range 200 {
+		key := []byte(fmt.Sprintf("site.test/doc%d?cc=max-age%%3D300", i))
+		if o, _ := n0.members.Ring().Owner(key); o.Name == "n1" {
+			path = fmt.Sprintf("/doc%d?cc=max-age%%3D300", i)
+			break
+		}
+	}
+	if path == "" {
+		t.Fatal("no key owned by n1")
+	}
+	metric := func(n *node, series string) float64 {
+		r, err := do(c.client, "GET", "http://"+n.AdminAddr()+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := metricValue(r.body, series)
+		return v
+	}
+	// n0 forwards to n1 and, sampling, soon keeps a hot copy.
+	waitFor(t, 10*time.Second, func() bool {
+		r, err := c.get(n0, path)
+		return err == nil && strings.Contains(r.cacheStatus(), "detail=hot")
+	}, "a hot copy on n0")
+
+	r, err := do(c.client, "POST", "http://"+n2.Addr()+path, []byte("x=1"))
+	if err != nil || r.status != 200 {
+		t.Fatalf("POST via n2: %v %d", err, r.status)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		return metric(n2, `ringcache_invalidation_announcements_total{result="sent"}`) >= 1
+	}, "n2 to announce the invalidation")
+	if got := metric(n0, `ringcache_purges_total{kind="keys"}`); got < 1 {
+		t.Fatalf("n0 applied %v announcements", got)
+	}
+	if r, err := c.get(n0, path); err != nil || strings.Contains(r.cacheStatus(), "detail=hot") {
+		t.Fatalf("n0 after the POST: %v %q", err, r.cacheStatus())
+	}
+}
+
 func TestClusterForgedPeerRequestRefused(t *testing.T) {
 	c := startCluster(t, 2, nil)
 	n := c.live()[0]
