@@ -224,7 +224,8 @@ func startTestNode(t *testing.T, name string, clock *fakeClock) *testNode {
 		// The path must reach the handler as sent: it is signed.
 		DisablePreParseMultipartForm: true,
 	}
-	go func() { n.done <- n.srv.Serve(ln) }()
+	srv := n.srv // stop clears n.srv
+	go func() { n.done <- srv.Serve(ln) }()
 	return n
 }
 
@@ -278,18 +279,26 @@ func (n *testNode) stop(t *testing.T) {
 	if n.srv == nil {
 		return
 	}
-	if err := n.srv.Shutdown(); err != nil {
-		t.Errorf("shutdown %s: %v", n.name, err)
-	}
-	select {
-	case err := <-n.done:
-		if err != nil {
-			t.Errorf("serve %s: %v", n.name, err)
+	defer func() { n.srv = nil }()
+	deadline := time.After(peerTestTimeout)
+	for {
+		if err := n.srv.Shutdown(); err != nil {
+			t.Errorf("shutdown %s: %v", n.name, err)
 		}
-	case <-time.After(peerTestTimeout):
-		t.Errorf("serve %s did not return", n.name)
+		select {
+		case err := <-n.done:
+			if err != nil {
+				t.Errorf("serve %s: %v", n.name, err)
+			}
+			return
+		case <-time.After(10 * time.Millisecond):
+			// A Shutdown that ran before Serve registered its listener
+			// did nothing (a test that stops at once): shut down again.
+		case <-deadline:
+			t.Errorf("serve %s did not return", n.name)
+			return
+		}
 	}
-	n.srv = nil
 }
 
 // startTestCluster starts the named nodes and gives each the ring of all of

@@ -971,3 +971,41 @@ func TestProcessGracefulShutdown(t *testing.T) {
 		t.Fatalf("serve did not exit within the shutdown timeout; output:\n%s", srv.stderr.String())
 	}
 }
+
+// TestShutdownRightAfterStart: a node stopped the moment it has started
+// (a SIGTERM during startup) stops every listener and returns, instead of
+// serving on: fasthttp's Shutdown does nothing to a listener its Serve has
+// not registered yet.
+func TestShutdownRightAfterStart(t *testing.T) {
+	o := startTestOrigin(t, "127.0.0.1:0")
+	for i := range 20 {
+		cfg := config.Default()
+		cfg.Origin = "http://" + o.addr
+		cfg.Listen, cfg.Admin = "127.0.0.1:0", "127.0.0.1:0"
+		n, err := startNode(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs := []string{n.Addr(), n.AdminAddr()}
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			done <- n.Shutdown(ctx)
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: shutdown: %v", i, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d: Shutdown did not return", i)
+		}
+		for _, a := range addrs {
+			if c, err := net.DialTimeout("tcp", a, time.Second); err == nil {
+				c.Close()
+				t.Fatalf("round %d: %s still accepts connections after Shutdown", i, a)
+			}
+		}
+	}
+}

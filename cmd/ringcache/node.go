@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -162,27 +163,27 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 	}
 
 	if n.admin != nil {
-		go func() {
-			if err := n.admin.Serve(n.adminLn); err != nil {
+		serve(n.admin, n.adminLn, func(err error) {
+			if err != nil {
 				log.Error("admin listener stopped", "err", err)
 			}
-		}()
+		})
 	}
 	if n.peerSrv != nil {
-		go func() {
-			if err := n.peerSrv.Serve(n.peerLn); err != nil {
+		serve(n.peerSrv, n.peerLn, func(err error) {
+			if err != nil {
 				log.Error("peer listener stopped", "err", err)
 			}
-		}()
+		})
 	}
 	n.serving.Store(true)
 	n.started, n.startedAt = true, time.Now()
-	go func() {
+	serve(n.srv, n.ln, func(err error) {
 		defer close(n.done)
-		if err := n.srv.Serve(n.ln); err != nil {
+		if err != nil {
 			log.Error("proxy listener stopped", "err", err)
 		}
-	}()
+	})
 	log.Info("ringcache serving", "listen", n.Addr(), "origin", cfg.Origin, "admin", n.AdminAddr(),
 		"store", cfg.Store, "cache_size", config.FormatBytes(cfg.CacheSize), "gossip", n.GossipAddr())
 	return n, nil
@@ -532,3 +533,33 @@ func openAccessLog(path string) (io.Writer, io.Closer, error) {
 type nopCloser struct{}
 
 func (nopCloser) Close() error { return nil }
+
+// serve runs srv on ln in a goroutine, calling exited with Serve's result,
+// and returns once srv accepts connections. fasthttp's Shutdown only stops
+// listeners Serve has already registered, so a node stopped right after it
+// started (a SIGTERM during startup) would otherwise serve on forever.
+func serve(srv *fasthttp.Server, ln net.Listener, exited func(error)) {
+	l := &acceptNotify{Listener: ln, accepting: make(chan struct{})}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		exited(srv.Serve(l))
+	}()
+	select {
+	case <-l.accepting:
+	case <-stopped:
+	}
+}
+
+// acceptNotify closes accepting on the first Accept: by then Serve has
+// registered the listener.
+type acceptNotify struct {
+	net.Listener
+	once      sync.Once
+	accepting chan struct{}
+}
+
+func (l *acceptNotify) Accept() (net.Conn, error) {
+	l.once.Do(func() { close(l.accepting) })
+	return l.Listener.Accept()
+}
