@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -89,6 +90,9 @@ type PeerOptions struct {
 	Clock func() time.Time
 	// Logger receives peer health changes. Nil discards.
 	Logger *slog.Logger
+	// TLS, when set, makes every request to a peer go over TLS with this
+	// configuration (PeerTLS.Client); the peers' listeners must serve it.
+	TLS *tls.Config
 }
 
 // PeerSet is the cluster as the request path sees it: the current ring,
@@ -101,6 +105,7 @@ type PeerSet struct {
 	newRing        func([]Node) (Ring, error)
 	timeout        time.Duration
 	maxConns       int
+	tls            *tls.Config
 	window         time.Duration
 	backoff        time.Duration
 	maxBackoff     time.Duration
@@ -149,6 +154,7 @@ func NewPeerSet(o PeerOptions) *PeerSet {
 		newRing:        o.NewRing,
 		timeout:        orDefault(o.Timeout, DefaultPeerTimeout),
 		maxConns:       o.MaxConns,
+		tls:            o.TLS,
 		window:         orDefault(o.PreviousWindow, DefaultPreviousWindow),
 		backoff:        orDefault(o.FailBackoff, DefaultFailBackoff),
 		maxBackoff:     orDefault(o.MaxFailBackoff, DefaultMaxFailBackoff),
@@ -399,6 +405,8 @@ func (s *PeerSet) newPeer(n Node) *peer {
 		// reach the peer byte for byte.
 		DisablePathNormalizing: true,
 		StreamResponseBody:     true,
+		IsTLS:                  s.tls != nil,
+		TLSConfig:              s.tls,
 	}
 	return p
 }
@@ -414,6 +422,14 @@ func (s *PeerSet) retryIfErr(req *fasthttp.Request, _ int, _ error) (resetTimeou
 		return false, true
 	}
 	return false, h.IsPost() && bytes.Equal(req.URI().PathOriginal(), s.handoffPath)
+}
+
+// scheme is the peers' URL scheme: https with peer TLS.
+func (s *PeerSet) scheme() string {
+	if s.tls != nil {
+		return "https"
+	}
+	return "http"
 }
 
 // peer is one member's client. It implements Peer.
@@ -450,7 +466,7 @@ func (p *peer) Forward(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 	// Set before the request URI is signed: it decides how the URI is
 	// written on the wire.
 	u.DisablePathNormalizing = true
-	u.SetScheme("http")
+	u.SetScheme(p.set.scheme())
 	u.SetHost(p.node.Addr)
 	if len(req.Header.Host()) == 0 {
 		// A request built from an absolute URI carries its host there only.
@@ -522,6 +538,8 @@ func (p *peer) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 	if !hasDeadline {
 		deadline = time.Now().Add(p.set.timeout)
 	}
+	// fasthttp refuses a request whose scheme differs from the client's.
+	req.URI().SetScheme(p.set.scheme())
 	p.set.signer.Sign(req)
 	err := p.hc.DoDeadline(req, resp, deadline)
 	if err != nil {

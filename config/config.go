@@ -140,6 +140,11 @@ type Config struct {
 	// PeerSecretFile names a file holding PeerSecret; Load reads and trims
 	// it into PeerSecret and clears this field, as for AdminTokenFile.
 	PeerSecretFile string
+	// PeerTLSCert, PeerTLSKey and PeerTLSCA name PEM files: this node's
+	// certificate chain and key, and the CA certificates that sign every
+	// member's. Set together (with PeerListen), they put peer traffic on
+	// mutual TLS; all empty leaves it plain HTTP.
+	PeerTLSCert, PeerTLSKey, PeerTLSCA string
 	// Ring picks key placement: RingHashring or RingRendezvous.
 	Ring string
 	// RingVnodes is the number of virtual nodes per member. Must be >= 1.

@@ -444,7 +444,7 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 		}
 	}
 	if c.Gossip == "" {
-		for _, name := range []string{"advertise", "join", "peer_listen", "gossip_key"} {
+		for _, name := range []string{"advertise", "join", "peer_listen", "gossip_key", "peer_tls_cert", "peer_tls_key", "peer_tls_ca"} {
 			if ok(name) && byName[name].val.String() != "" {
 				bad(name, errors.New("has no effect unless gossip is set"))
 			}
@@ -453,6 +453,23 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 		errs = append(errs, fmt.Errorf("peer_secret is required when gossip is set%s: make one with "+
 			"`head -c32 /dev/urandom | base64` and pass it as --peer-secret, RINGCACHE_PEER_SECRET, "+
 			"peer_secret: in the config file, or in a file named by peer_secret_file", src["gossip"].short()))
+	}
+	if tls := []string{"peer_tls_cert", "peer_tls_key", "peer_tls_ca"}; c.Gossip != "" && ok(tls...) {
+		var set []string
+		for _, name := range tls {
+			if byName[name].val.String() != "" {
+				set = append(set, name)
+			}
+		}
+		if len(set) > 0 && len(set) < len(tls) {
+			for _, name := range tls {
+				if byName[name].val.String() == "" {
+					bad(name, fmt.Errorf("is required with %s (peer TLS needs all three)", strings.Join(set, " and ")))
+				}
+			}
+		} else if len(set) == len(tls) && ok("peer_listen") && c.PeerListen == "" {
+			bad("peer_listen", errors.New("is required with peer TLS: clients keep plain HTTP on listen, peers get TLS on peer_listen"))
+		}
 	}
 	// Two listeners on one fixed address would fail at bind time with a
 	// less helpful message.

@@ -292,6 +292,7 @@ func TestValueErrors(t *testing.T) {
 		{"peer_listen", "127.0.0.1:x", `port "x"`, cluster},
 		{"peer_listen", "127.0.0.1:8080", "same address as listen", cluster},
 		{"peer_listen", "127.0.0.1:9090", "has no effect unless gossip is set", nil},
+		{"peer_tls_cert", "/etc/ringcache/peer.pem", "has no effect unless gossip is set", nil},
 		{"admin_token_file", "/nonexistent/ringcache-token", "open /nonexistent/ringcache-token: no such file or directory", nil},
 	}
 	for _, tt := range tests {
@@ -354,6 +355,10 @@ func TestRequiredErrors(t *testing.T) {
 			"peer_secret is required when gossip is set (env RINGCACHE_GOSSIP)"},
 		{"both tokens", []string{originFlag, "--admin-token-file=/tmp/t"}, []string{"RINGCACHE_ADMIN_TOKEN=x"},
 			`invalid admin_token_file "/tmp/t" (flag --admin-token-file): admin_token is also set (env RINGCACHE_ADMIN_TOKEN); set only one`},
+		{"peer TLS without its key", []string{originFlag, "--gossip=127.0.0.1:0", "--peer-secret=0123456789abcdef", "--peer-listen=127.0.0.1:0", "--peer-tls-cert=/c.pem", "--peer-tls-ca=/ca.pem"}, nil,
+			`invalid peer_tls_key "": is required with peer_tls_cert and peer_tls_ca (peer TLS needs all three)`},
+		{"peer TLS without peer_listen", []string{originFlag, "--gossip=127.0.0.1:0", "--peer-secret=0123456789abcdef", "--peer-tls-cert=/c.pem", "--peer-tls-key=/k.pem", "--peer-tls-ca=/ca.pem"}, nil,
+			`invalid peer_listen "": is required with peer TLS: clients keep plain HTTP on listen, peers get TLS on peer_listen`},
 		{"both peer secrets", []string{originFlag, "--gossip=127.0.0.1:0", "--peer-secret-file=/tmp/s", "--peer-secret=0123456789abcdef"}, nil,
 			`invalid peer_secret_file "/tmp/s" (flag --peer-secret-file): peer_secret is also set (flag --peer-secret); set only one`},
 	}

@@ -256,6 +256,57 @@ func TestClusterUnsafeRequestDropsHotCopies(t *testing.T) {
 	}
 }
 
+// TestClusterPeerTLS: with peer TLS, members forward, look up and hand off
+// over mutual TLS on peer_listen, and the peer port refuses plain HTTP.
+func TestClusterPeerTLS(t *testing.T) {
+	certs := clustertest.Certs(t, t.TempDir(), "n0", "n1", "n2")
+	next := 0
+	c := startCluster(t, 2, func(cfg *config.Config) {
+		f := certs[fmt.Sprintf("n%d", next)]
+		next++
+		cfg.PeerListen = "127.0.0.1:0"
+		cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA = f.Cert, f.Key, f.CA
+	})
+	n0, n1 := c.nodes[0], c.nodes[1]
+	var paths []string
+	for i := 0; len(paths) < 20 && i < 1000; i++ {
+		key := []byte(fmt.Sprintf("site.test/tls%d?cc=max-age%%3D300", i))
+		if o, _ := n0.members.Ring().Owner(key); o.Name == "n1" {
+			paths = append(paths, fmt.Sprintf("/tls%d?cc=max-age%%3D300", i))
+		}
+	}
+	// n0's peer set follows the ring a moment later: wait for a forward.
+	waitFor(t, 10*time.Second, func() bool {
+		r, err := c.get(n0, paths[0])
+		return err == nil && strings.Contains(r.cacheStatus(), "detail=peer")
+	}, "n0 to forward")
+	for _, path := range paths {
+		r, err := c.get(n0, path)
+		if err != nil || r.status != 200 || !strings.HasPrefix(r.cacheStatus(), "n1; ") {
+			t.Fatalf("GET %s via n0: %v %d %q", path, err, r.status, r.cacheStatus())
+		}
+	}
+	if got := c.originRequests(); got != int64(len(paths)) {
+		t.Fatalf("origin requests %d, want %d", got, len(paths))
+	}
+	// Plain HTTP on the peer port gets no answer.
+	peerAddr := n1.peerLn.Addr().String()
+	if r, err := do(c.client, "GET", "http://"+peerAddr+"/__ringcache/entry?key=eA", nil); err == nil {
+		t.Fatalf("plain HTTP to the TLS peer port answered %d", r.status)
+	}
+	// A graceful leave hands n1's entries to n0 over TLS: no refetch.
+	c.stop(1, true)
+	c.waitConverged(1)
+	for _, path := range paths {
+		if r, err := c.get(n0, path); err != nil || !strings.Contains(r.cacheStatus(), "hit") {
+			t.Fatalf("GET %s after n1 left: %v %q", path, err, r.cacheStatus())
+		}
+	}
+	if got := c.originRequests(); got != int64(len(paths)) {
+		t.Fatalf("origin requests after the handoff %d, want %d", got, len(paths))
+	}
+}
+
 func TestClusterForgedPeerRequestRefused(t *testing.T) {
 	c := startCluster(t, 2, nil)
 	n := c.live()[0]

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -101,6 +102,14 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 	}
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
+	var peerTLS *cluster.PeerTLS
+	var peerClientTLS *tls.Config
+	if cfg.Gossip != "" && cfg.PeerTLSCert != "" {
+		if peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA); err != nil {
+			return nil, err
+		}
+		peerClientTLS = peerTLS.Client
+	}
 	if cfg.Gossip != "" {
 		signer, err := cluster.NewSigner(cfg.NodeName, []byte(cfg.PeerSecret))
 		if err != nil {
@@ -108,6 +117,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		}
 		n.peers = cluster.NewPeerSet(cluster.PeerOptions{
 			Self: cfg.NodeName, Signer: signer, Timeout: cfg.PeerTimeout, Logger: log,
+			TLS:           peerClientTLS,
 			MaxEntryBytes: cfg.MaxObjectSize + 1<<20,
 			NewRing: func(nodes []cluster.Node) (cluster.Ring, error) {
 				return cluster.NewRing(cfg.Ring, nodes, cfg.RingVnodes)
@@ -142,6 +152,9 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		if cfg.PeerListen != "" {
 			if n.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
 				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
+			}
+			if peerTLS != nil {
+				n.peerLn = tls.NewListener(n.peerLn, peerTLS.Server)
 			}
 			n.peerSrv = n.newServer(peersOnly(peerHandler, n.proxy.Handler), max(cfg.MaxRequestBody, handoffBodyLimit(cfg)))
 		} else {

@@ -1,0 +1,115 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringcache/ringcache/cluster/clustertest"
+)
+
+func TestLoadPeerTLSErrors(t *testing.T) {
+	dir := t.TempDir()
+	ours := clustertest.Certs(t, dir, "a", "b")
+	other := clustertest.Certs(t, t.TempDir(), "x")
+	empty := filepath.Join(dir, "empty.pem")
+	if err := os.WriteFile(empty, []byte("not PEM\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, b, x := ours["a"], ours["b"], other["x"]
+	for _, tc := range []struct {
+		name            string
+		cert, key, ca   string
+		wantErrContains string
+	}{
+		{"missing cert", filepath.Join(dir, "nope.pem"), a.Key, a.CA, "nope.pem"},
+		{"key of another cert", a.Cert, b.Key, a.CA, "private key does not match public key"},
+		{"missing CA", a.Cert, a.Key, filepath.Join(dir, "no-ca.pem"), "peer TLS CA"},
+		{"CA without certificates", a.Cert, a.Key, empty, "no PEM certificate in it"},
+		{"cert of another CA", x.Cert, x.Key, a.CA, "is not signed by the CA in"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadPeerTLS(tc.cert, tc.key, tc.ca)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErrContains) {
+				t.Fatalf("error %v; want one containing %q", err, tc.wantErrContains)
+			}
+		})
+	}
+	if _, err := LoadPeerTLS(a.Cert, a.Key, a.CA); err != nil {
+		t.Fatalf("good files: %v", err)
+	}
+}
+
+// TestPeerTLSMutual: members of one CA talk; a client without a
+// certificate, or with one from another CA, is refused, and a client
+// refuses a server from another CA.
+func TestPeerTLSMutual(t *testing.T) {
+	ours := clustertest.Certs(t, t.TempDir(), "a", "b")
+	theirs := clustertest.Certs(t, t.TempDir(), "x")
+	load := func(f clustertest.CertFiles) *PeerTLS {
+		t.Helper()
+		p, err := LoadPeerTLS(f.Cert, f.Key, f.CA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b, x := load(ours["a"]), load(ours["b"]), load(theirs["x"])
+	noCert := b.Client.Clone()
+	noCert.Certificates = nil
+
+	// handshake runs one TLS handshake between server and client configs
+	// and reports each side's error.
+	handshake := func(server, client *tls.Config) (serverErr, clientErr error) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		done := make(chan error, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				done <- err
+				return
+			}
+			defer c.Close()
+			tc := tls.Server(c, server)
+			_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+			err = tc.Handshake()
+			if err == nil {
+				// TLS 1.3 client certificates are checked after the
+				// client's handshake returns: read to see the verdict.
+				_, err = tc.Read(make([]byte, 1))
+			}
+			done <- err
+		}()
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", ln.Addr().String(), client)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+			_, err = c.Write([]byte("x"))
+			if err == nil {
+				_, err = c.Read(make([]byte, 1)) // the server's alert, or its close
+			}
+			c.Close()
+		}
+		return <-done, err
+	}
+
+	if serr, cerr := handshake(a.Server, b.Client); serr != nil {
+		t.Fatalf("members of one CA: server %v, client %v", serr, cerr)
+	}
+	for name, tc := range map[string]struct{ server, client *tls.Config }{
+		"client without a certificate": {a.Server, noCert},
+		"client of another CA":         {a.Server, x.Client},
+		"server of another CA":         {x.Server, a.Client},
+	} {
+		if serr, cerr := handshake(tc.server, tc.client); serr == nil {
+			t.Errorf("%s: the server read the client's data (client %v)", name, cerr)
+		}
+	}
+}
