@@ -49,7 +49,8 @@ var (
 // body, empty for an empty body. The host's length and the digest's fixed
 // alphabet keep the message unambiguous whatever bytes the host and URI
 // hold. So a request cannot be altered on its way; it can still be read
-// (use a private network) and replayed as it is within AuthWindow.
+// (use PeerTLS or a private network) and replayed as it is within
+// AuthWindow.
 //
 // A Signer is safe for concurrent use.
 type Signer struct {
