@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -288,6 +290,19 @@ func TestClusterPeerTLS(t *testing.T) {
 	}
 	if got := c.originRequests(); got != int64(len(paths)) {
 		t.Fatalf("origin requests %d, want %d", got, len(paths))
+	}
+	// SIGHUP re-reads the files; a broken file keeps the current ones.
+	if applied, _ := n0.Reload(n0.cfg); !slices.Contains(applied, "peer_tls_files") {
+		t.Fatalf("reload applied %v; want peer_tls_files", applied)
+	}
+	if err := os.WriteFile(certs["n0"].Cert, []byte("half-written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if applied, _ := n0.Reload(n0.cfg); slices.Contains(applied, "peer_tls_files") {
+		t.Fatal("a broken certificate file was reported as reloaded")
+	}
+	if r, err := c.get(n0, paths[0]); err != nil || !strings.HasPrefix(r.cacheStatus(), "n1; hit") {
+		t.Fatalf("forwarding after a failed reload: %v %q", err, r.cacheStatus())
 	}
 	// Plain HTTP on the peer port gets no answer.
 	peerAddr := n1.peerLn.Addr().String()

@@ -58,6 +58,7 @@ type node struct {
 	// Cluster mode (cfg.Gossip set).
 	members    *cluster.Membership
 	peers      *cluster.PeerSet
+	peerTLS    *cluster.PeerTLS // nil without peer TLS
 	peerSrv    *fasthttp.Server
 	peerLn     net.Listener
 	peerServer *cluster.PeerServer
@@ -109,6 +110,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 			return nil, err
 		}
 		peerClientTLS = peerTLS.Client
+		n.peerTLS = peerTLS
 	}
 	if cfg.Gossip != "" {
 		signer, err := cluster.NewSigner(cfg.NodeName, []byte(cfg.PeerSecret))

@@ -14,8 +14,17 @@ var reloadable = []string{
 }
 
 // Reload applies what can change live from next and returns the settings
-// applied and those that differ but need a restart.
+// applied and those that differ but need a restart. It also re-reads the
+// peer TLS files, so rotated certificates take effect (as "peer_tls_files");
+// files that do not load are logged and the current ones stay.
 func (n *node) Reload(next config.Config) (applied, skipped []string) {
+	if n.peerTLS != nil {
+		if err := n.peerTLS.Reload(); err != nil {
+			n.log.Error("peer TLS files not reloaded; keeping the current certificates", "err", err)
+		} else {
+			applied = append(applied, "peer_tls_files")
+		}
+	}
 	for _, name := range config.Changed(n.cfg, next) {
 		if !slices.Contains(reloadable, name) {
 			skipped = append(skipped, name)
