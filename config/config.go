@@ -78,6 +78,10 @@ type Config struct {
 	// SortQuery sorts query parameters in the cache key, so ?a=1&b=2 and
 	// ?b=2&a=1 share an entry.
 	SortQuery bool
+	// NormalizeAcceptEncoding keys Vary: Accept-Encoding by the set of
+	// codings a request accepts (br, deflate, gzip, zstd) and asks the
+	// origin for that set, instead of one variant per spelling.
+	NormalizeAcceptEncoding bool
 	// KeyHost replaces the client's Host in cache keys and towards the
 	// origin (Host with preserve_host, X-Forwarded-Host) when every client
 	// reaches one site through any node, e.g. by each node's IP address.
@@ -174,13 +178,14 @@ func Default() Config {
 		Admin:     "127.0.0.1:8081",
 		CacheSize: 256 << 20,
 
-		MaxObjectSize:   8 << 20,
-		Store:           StoreRistretto,
-		MaxHeuristicTTL: 24 * time.Hour,
-		StaleKeep:       time.Hour,
-		SortQuery:       true,
-		PassTTL:         10 * time.Second,
-		CoalesceTimeout: 10 * time.Second,
+		MaxObjectSize:           8 << 20,
+		Store:                   StoreRistretto,
+		MaxHeuristicTTL:         24 * time.Hour,
+		StaleKeep:               time.Hour,
+		SortQuery:               true,
+		NormalizeAcceptEncoding: true,
+		PassTTL:                 10 * time.Second,
+		CoalesceTimeout:         10 * time.Second,
 
 		OriginConnectTimeout: 3 * time.Second,
 		OriginTimeout:        30 * time.Second,

@@ -34,6 +34,7 @@ func (c *Config) settings() []setting {
 		{name: "strip_set_cookie", val: boolean(&c.StripSetCookie), help: "store responses with Set-Cookie minus that header (false: do not store them)"},
 		{name: "ignore_query", val: list(&c.IgnoreQuery, nil), help: "query parameter names dropped from the cache key"},
 		{name: "sort_query", val: boolean(&c.SortQuery), help: "sort query parameters in the cache key"},
+		{name: "normalize_accept_encoding", val: boolean(&c.NormalizeAcceptEncoding), help: "key Vary: Accept-Encoding by the codings accepted (br, deflate, gzip, zstd), not by its spelling"},
 		{name: "key_host", val: str(&c.KeyHost, optional(hostName)), help: `host used in cache keys and sent upstream instead of each client's Host; "" keys on the client's Host`},
 		{name: "pass_ttl", val: dur(&c.PassTTL, nonNegative), help: "how long a URL with an unstorable response bypasses coalescing; 0 disables"},
 		{name: "coalesce_timeout", val: dur(&c.CoalesceTimeout, positive), help: "how long a request waits for an identical in-flight origin fetch"},

@@ -18,6 +18,11 @@ type KeyOptions struct {
 	// client Host what the key would share. For clusters reached by node
 	// addresses that front one site.
 	Host string
+	// Codings keys Accept-Encoding, in Vary, by the codings it accepts (br,
+	// deflate, gzip, zstd) rather than its text, and fills ask the origin
+	// for exactly that set: one variant per set instead of one per browser
+	// spelling (what Varnish and most CDNs do).
+	Codings bool
 }
 
 // keyer builds cache keys. It keeps no per-request state.
@@ -25,10 +30,12 @@ type keyer struct {
 	ignore [][]byte
 	sort   bool
 	host   []byte // nil: the request's
+	// codings: see KeyOptions.Codings.
+	codings bool
 }
 
 func newKeyer(o KeyOptions) keyer {
-	k := keyer{sort: o.SortQuery}
+	k := keyer{sort: o.SortQuery, codings: o.Codings}
 	if o.Host != "" {
 		k.host = []byte(o.Host)
 	}

@@ -143,7 +143,7 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *store.Entry {
 		return e
 	}
 	st.marker = e
-	st.vkey = appendVariantKey(st.vkey[:0], st.key, e, h)
+	st.vkey = p.keys.appendVariantKey(st.vkey[:0], st.key, e, h)
 	v, err := prev.Lookup(ctx, st.vkey)
 	if err != nil || v == nil || !p.Accept(v) {
 		return nil

@@ -329,7 +329,7 @@ func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*sto
 		return e, ""
 	}
 	st.marker = e
-	st.vkey = appendVariantKey(st.vkey[:0], st.key, e, h)
+	st.vkey = p.keys.appendVariantKey(st.vkey[:0], st.key, e, h)
 	v, ok := p.store.Get(st.vkey)
 	if !ok {
 		return nil, "vary-miss"
@@ -340,14 +340,14 @@ func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*sto
 // appendVariantKey builds a variant's store key: the primary key, the
 // marker's generation (so variants of an invalidated URL never come back
 // with a later marker) and the request's values of the Vary fields.
-func appendVariantKey(dst, primary []byte, marker *store.Entry, h *fasthttp.RequestHeader) []byte {
+func (k *keyer) appendVariantKey(dst, primary []byte, marker *store.Entry, h *fasthttp.RequestHeader) []byte {
 	dst = append(dst, primary...)
 	dst = append(dst, 0)
 	g := uint64(marker.ResponseTime)
 	for i := 0; i < 8; i++ {
 		dst = append(dst, byte(g>>(56-8*i)))
 	}
-	return httpcache.AppendVariantKey(dst, marker.Body(), h)
+	return httpcache.AppendVariantKey(dst, marker.Body(), h, k.codings)
 }
 
 func storedResponse(e *store.Entry, now int64) httpcache.StoredResponse {
@@ -452,7 +452,7 @@ func (p *Proxy) sameVariant(st *reqState, e *store.Entry, h *fasthttp.RequestHea
 		}
 		st.marker = m
 	}
-	st.vkey = appendVariantKey(st.vkey[:0], st.key, st.marker, h)
+	st.vkey = p.keys.appendVariantKey(st.vkey[:0], st.key, st.marker, h)
 	return bytes.Equal(st.vkey, e.Key())
 }
 
@@ -480,6 +480,16 @@ func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, stale
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
 	out.Header.SetHostBytes(p.keys.hostOf(ctx.Request.Header.Host()))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, true, trusted)
+	if p.keys.codings {
+		// Ask for exactly the codings the variant key stands for, so the
+		// response suits every request that shares the variant.
+		var buf [32]byte
+		set := httpcache.AppendAcceptedCodings(buf[:0], ctx.Request.Header.PeekAll("Accept-Encoding"))
+		out.Header.Del("Accept-Encoding")
+		if len(set) > 0 {
+			out.Header.SetBytesV("Accept-Encoding", set)
+		}
+	}
 	p.addForwarding(out, ctx, trusted)
 	if stale != nil {
 		// RFC 9111 §4.3.1.
@@ -605,7 +615,7 @@ func (p *Proxy) variant(key []byte, marker *store.Entry, vary []byte, h *fasthtt
 	}
 	// Always re-set the marker: its expiry must cover its newest variant.
 	m := *marker
-	return appendVariantKey(nil, key, &m, h), &m
+	return p.keys.appendVariantKey(nil, key, &m, h), &m
 }
 
 // nextGen returns a marker generation: the time, made unique so that a

@@ -366,7 +366,7 @@ func prefixes(cidrs []string) []netip.Prefix {
 // proxyOptions maps the configuration onto the proxy's own options.
 func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.Options {
 	o := proxy.Options{
-		Key:             proxy.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost},
+		Key:             proxy.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost, Codings: cfg.NormalizeAcceptEncoding},
 		Policy:          policy(cfg),
 		PurgeAllow:      prefixes(cfg.PurgeAllow),
 		MaxObjectSize:   cfg.MaxObjectSize,

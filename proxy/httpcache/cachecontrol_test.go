@@ -319,7 +319,7 @@ func TestZeroAllocs(t *testing.T) {
 		{"ParseRequest (RFC9111 §5.2, §5.4)", func() { ParseRequest(&r, h) }},
 		{"Directives.Parse (RFC9111 §5.2)", func() { d.Reset(); d.Parse(v) }},
 		{"AppendVaryNames (RFC9111 §4.1)", func() { vnames = AppendVaryNames(vnames[:0], vary) }},
-		{"AppendVariantKey (RFC9111 §4.1)", func() { key = AppendVariantKey(key[:0], names, h) }},
+		{"AppendVariantKey (RFC9111 §4.1)", func() { key = AppendVariantKey(key[:0], names, h, true) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

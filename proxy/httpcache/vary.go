@@ -33,14 +33,21 @@ func AppendVaryNames(dst, vary []byte) []byte {
 // normalised Vary names (RFC 9111 §4.1): each name with the request's value,
 // whitespace-trimmed; a missing field and an empty one are the same.
 // Several lines of one field are combined as "a, b", as §4.1 matches them
-// (RFC 9110 §5.3).
-func AppendVariantKey(dst, names []byte, h *fasthttp.RequestHeader) []byte {
+// (RFC 9110 §5.3). With codings, Accept-Encoding is keyed by the codings it
+// accepts (AppendAcceptedCodings) instead of its text: requests that accept
+// the same codings share a variant, which §4.1 allows for values a cache
+// knows to be equivalent, provided fills ask for that same set.
+func AppendVariantKey(dst, names []byte, h *fasthttp.RequestHeader, codings bool) []byte {
 	for len(names) > 0 {
 		var name []byte
 		name, names = nextItem(names)
 		dst = append(dst, 0)
 		dst = append(dst, name...)
 		dst = append(dst, ':')
+		if codings && string(name) == "accept-encoding" { // names are lower-case
+			dst = AppendAcceptedCodings(dst, h.PeekAll("Accept-Encoding"))
+			continue
+		}
 		n := len(dst)
 		for _, v := range h.PeekAll(string(name)) {
 			if v = trimSpace(v); len(v) == 0 {

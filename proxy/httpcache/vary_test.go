@@ -32,7 +32,7 @@ func TestAppendVaryNames(t *testing.T) {
 func TestAppendVariantKey(t *testing.T) {
 	key := func(t *testing.T, vary string, lines ...string) string {
 		names := AppendVaryNames(nil, []byte(vary))
-		return string(AppendVariantKey([]byte("p"), names, reqHeader(t, lines...)))
+		return string(AppendVariantKey([]byte("p"), names, reqHeader(t, lines...), false))
 	}
 	t.Run("RFC9111 §4.1 key layout", func(t *testing.T) {
 		got := key(t, "Accept-Encoding, X-Missing", "accept-encoding: gzip")
@@ -79,5 +79,35 @@ func TestAppendVariantKey(t *testing.T) {
 				t.Errorf("Vary %q: keys %q and %q; want same=%v", tc.vary, ka, kb, tc.sameKey)
 			}
 		})
+	}
+}
+
+// TestAppendVariantKeyCodings: with codings, Accept-Encoding values that
+// accept the same codings share a variant; other fields are keyed as
+// before.
+func TestAppendVariantKeyCodings(t *testing.T) {
+	key := func(vary string, lines ...string) string {
+		names := AppendVaryNames(nil, []byte(vary))
+		return string(AppendVariantKey([]byte("p"), names, reqHeader(t, lines...), true))
+	}
+	if got, want := key("Accept-Encoding, Accept-Language", "Accept-Encoding: gzip, deflate, br", "Accept-Language: en"),
+		"p\x00accept-encoding:br, deflate, gzip\x00accept-language:en"; got != want {
+		t.Fatalf("key %q, want %q", got, want)
+	}
+	same := [][2][]string{
+		{{"Accept-Encoding: gzip, deflate, br"}, {"Accept-Encoding: br, gzip, deflate"}},
+		{{"Accept-Encoding: gzip, br"}, {"Accept-Encoding: gzip;q=1.0, br;q=0.9, compress"}},
+		{nil, {"Accept-Encoding: identity"}},
+	}
+	for _, p := range same {
+		if a, b := key("Accept-Encoding", p[0]...), key("Accept-Encoding", p[1]...); a != b {
+			t.Errorf("%q and %q: keys %q and %q; want one variant", p[0], p[1], a, b)
+		}
+	}
+	if a, b := key("Accept-Encoding", "Accept-Encoding: gzip"), key("Accept-Encoding", "Accept-Encoding: gzip, br"); a == b {
+		t.Errorf("gzip and gzip+br share key %q", a)
+	}
+	if a, b := key("Accept-Language", "Accept-Language: en, fr"), key("Accept-Language", "Accept-Language: fr, en"); a == b {
+		t.Errorf("other fields must stay keyed by their text: %q", a)
 	}
 }
