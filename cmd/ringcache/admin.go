@@ -14,6 +14,7 @@ import (
 	"github.com/ringcache/ringcache/proxy/store"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"github.com/valyala/fasthttp/pprofhandler"
 )
 
 func (n *node) adminHandler() fasthttp.RequestHandler {
@@ -38,6 +39,13 @@ func (n *node) adminHandler() fasthttp.RequestHandler {
 		case "/purge":
 			n.purge(ctx)
 		default:
+			// Profiles show internals and cost CPU: token only, like writes.
+			if bytes.HasPrefix(ctx.Path(), []byte("/debug/pprof/")) {
+				if n.authorized(ctx) {
+					pprofhandler.PprofHandler(ctx)
+				}
+				return
+			}
 			ctx.Error("not found\n", fasthttp.StatusNotFound)
 		}
 	}
@@ -75,8 +83,9 @@ func (n *node) clusterStatus(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, v)
 }
 
-// authorized checks the bearer token of an admin write request. Without a
-// configured token every write is refused: admin writes are never open.
+// authorized checks the bearer token of an admin write (or profile)
+// request. Without a configured token every such request is refused: they
+// are never open.
 func (n *node) authorized(ctx *fasthttp.RequestCtx) bool {
 	token := *n.adminToken.Load()
 	got, ok := bytes.CutPrefix(ctx.Request.Header.Peek("Authorization"), []byte("Bearer "))

@@ -43,6 +43,11 @@ func TestAdminWritesNeedToken(t *testing.T) {
 			if r.status != tc.want {
 				t.Fatalf("POST /purge: %d, want %d (%s)", r.status, tc.want, r.body)
 			}
+			// Profiles take the same token.
+			r = tn.do(t, "GET", tn.adminURL("/debug/pprof/goroutine?debug=1"), nil, hdr...)
+			if r.status != tc.want || (tc.want == 200 && !strings.Contains(string(r.body), "goroutine profile")) {
+				t.Fatalf("GET /debug/pprof/goroutine: %d, want %d (%.100s)", r.status, tc.want, r.body)
+			}
 			// Read-only endpoints stay open.
 			if r := tn.do(t, "GET", tn.adminURL("/stats"), nil); r.status != 200 {
 				t.Fatalf("GET /stats: %d", r.status)
