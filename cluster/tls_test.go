@@ -50,15 +50,7 @@ func TestLoadPeerTLSErrors(t *testing.T) {
 func TestPeerTLSMutual(t *testing.T) {
 	ours := clustertest.Certs(t, t.TempDir(), "a", "b")
 	theirs := clustertest.Certs(t, t.TempDir(), "x")
-	load := func(f clustertest.CertFiles) *PeerTLS {
-		t.Helper()
-		p, err := LoadPeerTLS(f.Cert, f.Key, f.CA)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	a, b, x := load(ours["a"]), load(ours["b"]), load(theirs["x"])
+	a, b, x := mustLoadPeerTLS(t, ours["a"]), mustLoadPeerTLS(t, ours["b"]), mustLoadPeerTLS(t, theirs["x"])
 	noCert := b.Client.Clone()
 	noCert.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tls.Certificate{}, nil }
 
@@ -121,20 +113,12 @@ func tlsHandshake(t *testing.T, server, client *tls.Config) (serverErr, clientEr
 func TestPeerTLSReload(t *testing.T) {
 	dir := t.TempDir()
 	files := clustertest.Certs(t, dir, "a", "b")
-	load := func(f clustertest.CertFiles) *PeerTLS {
-		t.Helper()
-		p, err := LoadPeerTLS(f.Cert, f.Key, f.CA)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	a, oldB := load(files["a"]), load(files["b"])
+	a, oldB := mustLoadPeerTLS(t, files["a"]), mustLoadPeerTLS(t, files["b"])
 	if serr, cerr := tlsHandshake(t, a.Server, oldB.Client); serr != nil {
 		t.Fatalf("before rotation: %v / %v", serr, cerr)
 	}
 	clustertest.Certs(t, dir, "a", "b") // a new CA and certificates, same files
-	newB := load(files["b"])
+	newB := mustLoadPeerTLS(t, files["b"])
 	if serr, _ := tlsHandshake(t, a.Server, newB.Client); serr == nil {
 		t.Fatal("a accepted the new CA before reloading")
 	}
@@ -160,4 +144,13 @@ func TestPeerTLSReload(t *testing.T) {
 	if serr, cerr := tlsHandshake(t, a.Server, newB.Client); serr != nil {
 		t.Fatalf("after a failed reload: %v / %v", serr, cerr)
 	}
+}
+
+func mustLoadPeerTLS(t *testing.T, f clustertest.CertFiles) *PeerTLS {
+	t.Helper()
+	p, err := LoadPeerTLS(f.Cert, f.Key, f.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
