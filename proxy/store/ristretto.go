@@ -269,6 +269,12 @@ func (r *Ristretto) sweepExpired() {
 		return false
 	})
 	for _, e := range expired {
+		// A Set may have replaced e since it was collected; ristretto has
+		// no compare-and-delete, so look first (the window left is the
+		// time between the two calls).
+		if cur, ok := r.c.Get(e.Key()); ok && cur != e {
+			continue
+		}
 		r.c.Del(e.Key())
 		r.evictions.Add(1)
 	}
