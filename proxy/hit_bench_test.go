@@ -91,3 +91,40 @@ func BenchmarkHit(b *testing.B) {
 		}
 	}
 }
+
+// TestVaryHitAllocs: a hit on a variant (Vary: Accept-Encoding, keyed by
+// the accepted codings) allocates nothing either.
+func TestVaryHitAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	clk := NewClock(time.Millisecond)
+	defer clk.Stop()
+	st, err := store.New("ristretto", 64<<20, store.WithClock(clk.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	origin := FetcherFunc(func(_ context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+		resp.Header.Set("Cache-Control", "max-age=3600")
+		resp.Header.Set("Vary", "Accept-Encoding")
+		resp.Header.Set("Content-Encoding", "br")
+		resp.SetBody(make([]byte, 1024))
+		return nil
+	})
+	p := New(Options{Clock: clk.Now, Key: KeyOptions{Codings: true}}, st, origin)
+	ctx := newCtx("/v")
+	ctx.Request.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
+	serve := func() {
+		ctx.Response.Reset()
+		p.Handler(ctx)
+	}
+	serve() // the fill
+	serve()
+	if cs := string(ctx.Response.Header.Peek("Cache-Status")); cs != "ringcache; hit; ttl=3600" {
+		t.Fatalf("not a hit: %q", cs)
+	}
+	if n := testing.AllocsPerRun(200, serve); n != 0 {
+		t.Fatalf("variant hit allocates %.1f times per request, want 0", n)
+	}
+}
