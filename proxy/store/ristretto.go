@@ -190,25 +190,25 @@ func (r *Ristretto) Delete(key []byte) {
 // each of ristretto's map shards only to copy pointers out, so fn may call
 // the store.
 func (r *Ristretto) Range(fn func(e *Entry) bool) {
-	for _, e := range r.collect(func(e *Entry) bool { return true }) {
+	now := r.now()
+	live := r.collect(make([]*Entry, 0, max(0, r.items.Load())), func(e *Entry) bool { return !e.Expired(now) })
+	for _, e := range live {
 		if !fn(e) {
 			return
 		}
 	}
 }
 
-// collect returns the live entries for which keep is true. keep runs under
-// a ristretto lock: it must not call the store.
-func (r *Ristretto) collect(keep func(e *Entry) bool) []*Entry {
-	now := r.now()
-	held := make([]*Entry, 0, max(0, r.items.Load()))
+// collect appends to dst the entries ristretto holds for which keep is
+// true. keep runs under a ristretto lock: it must not call the store.
+func (r *Ristretto) collect(dst []*Entry, keep func(e *Entry) bool) []*Entry {
 	r.c.IterValues(func(e *Entry) bool {
-		if e != nil && !e.Expired(now) && keep(e) {
-			held = append(held, e)
+		if e != nil && keep(e) {
+			dst = append(dst, e)
 		}
 		return false
 	})
-	return held
+	return dst
 }
 
 // Stats returns the store's counters. Bytes and Items follow ristretto's
@@ -261,14 +261,7 @@ func (r *Ristretto) sweep(interval time.Duration) {
 // sweepExpired deletes every entry expired by the store's clock.
 func (r *Ristretto) sweepExpired() {
 	now := r.now()
-	var expired []*Entry
-	r.c.IterValues(func(e *Entry) bool {
-		if e != nil && e.Expired(now) {
-			expired = append(expired, e)
-		}
-		return false
-	})
-	for _, e := range expired {
+	for _, e := range r.collect(nil, func(e *Entry) bool { return e.Expired(now) }) {
 		// A Set may have replaced e since it was collected; ristretto has
 		// no compare-and-delete, so look first (the window left is the
 		// time between the two calls).
