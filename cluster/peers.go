@@ -464,9 +464,8 @@ func (p *peer) Name() string { return p.node.Name }
 func (p *peer) Forward(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
 	u := req.URI()
 	// Set before the request URI is signed: it decides how the URI is
-	// written on the wire.
+	// written on the wire. (do sets the scheme.)
 	u.DisablePathNormalizing = true
-	u.SetScheme(p.set.scheme())
 	u.SetHost(p.node.Addr)
 	if len(req.Header.Host()) == 0 {
 		// A request built from an absolute URI carries its host there only.

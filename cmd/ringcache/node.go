@@ -103,16 +103,14 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 	}
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
-	var peerTLS *cluster.PeerTLS
-	var peerClientTLS *tls.Config
-	if cfg.Gossip != "" && cfg.PeerTLSCert != "" {
-		if peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA); err != nil {
-			return nil, err
-		}
-		peerClientTLS = peerTLS.Client
-		n.peerTLS = peerTLS
-	}
 	if cfg.Gossip != "" {
+		var peerClientTLS *tls.Config
+		if cfg.PeerTLSCert != "" {
+			if n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA); err != nil {
+				return nil, err
+			}
+			peerClientTLS = n.peerTLS.Client
+		}
 		signer, err := cluster.NewSigner(cfg.NodeName, []byte(cfg.PeerSecret))
 		if err != nil {
 			return nil, fmt.Errorf("peer_secret: %w", err)
@@ -155,8 +153,8 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 			if n.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
 				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
 			}
-			if peerTLS != nil {
-				n.peerLn = tls.NewListener(n.peerLn, peerTLS.Server)
+			if n.peerTLS != nil {
+				n.peerLn = tls.NewListener(n.peerLn, n.peerTLS.Server)
 			}
 			n.peerSrv = n.newServer(peersOnly(peerHandler, n.proxy.Handler), max(cfg.MaxRequestBody, handoffBodyLimit(cfg)))
 		} else {
