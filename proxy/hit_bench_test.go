@@ -29,6 +29,20 @@ func hitProxy(tb testing.TB, st store.Store, size int, clk *Clock) *Proxy {
 	return p
 }
 
+// clockedStore returns a store of kind and its coarse clock, both closed
+// when the test ends.
+func clockedStore(tb testing.TB, kind string, maxBytes int64) (store.Store, *Clock) {
+	tb.Helper()
+	clk := NewClock(time.Millisecond)
+	tb.Cleanup(clk.Stop)
+	st, err := store.New(kind, maxBytes, store.WithClock(clk.Now))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(st.Close)
+	return st, clk
+}
+
 func newCtx(uri string) *fasthttp.RequestCtx {
 	ctx := &fasthttp.RequestCtx{}
 	ctx.Request.SetRequestURI("http://example.com" + uri)
@@ -42,13 +56,7 @@ func TestHitAllocs(t *testing.T) {
 	}
 	for _, kind := range []string{"ristretto", "lru"} {
 		t.Run(kind, func(t *testing.T) {
-			clk := NewClock(time.Millisecond)
-			defer clk.Stop()
-			st, err := store.New(kind, 64<<20, store.WithClock(clk.Now))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
+			st, clk := clockedStore(t, kind, 64<<20)
 			p := hitProxy(t, st, 1024, clk)
 			ctx := newCtx("/obj")
 			serve := func() {
@@ -70,13 +78,7 @@ func BenchmarkHit(b *testing.B) {
 	for _, kind := range []string{"ristretto", "lru"} {
 		for _, size := range []int{1 << 10, 64 << 10} {
 			b.Run(fmt.Sprintf("%s/%dKiB", kind, size>>10), func(b *testing.B) {
-				clk := NewClock(time.Millisecond)
-				defer clk.Stop()
-				st, err := store.New(kind, 256<<20, store.WithClock(clk.Now))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer st.Close()
+				st, clk := clockedStore(b, kind, 256<<20)
 				p := hitProxy(b, st, size, clk)
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -98,13 +100,7 @@ func TestVaryHitAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("allocation counts are meaningless under the race detector")
 	}
-	clk := NewClock(time.Millisecond)
-	defer clk.Stop()
-	st, err := store.New("ristretto", 64<<20, store.WithClock(clk.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st, clk := clockedStore(t, "ristretto", 64<<20)
 	origin := FetcherFunc(func(_ context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
 		resp.Header.Set("Cache-Control", "max-age=3600")
 		resp.Header.Set("Vary", "Accept-Encoding")
