@@ -14,28 +14,14 @@ import (
 // base URL.
 func healthServer(t *testing.T, status int) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	return "http://" + serveLoopback(t, func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) != "/healthz" {
 			ctx.Error("not found\n", fasthttp.StatusNotFound)
 			return
 		}
 		ctx.SetStatusCode(status)
 		ctx.SetBodyString("state\n")
-	}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Shutdown()
-		<-done
 	})
-	return "http://" + ln.Addr().String()
 }
 
 // deadAddr returns a loopback address nothing listens on.

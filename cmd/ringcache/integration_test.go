@@ -48,6 +48,25 @@ type testOrigin struct {
 	done chan struct{}
 }
 
+// serveLoopback serves h on a fresh loopback port until the test ends and
+// returns the address. It starts the server as a node does (serve), so a
+// test that ends at once still stops it.
+func serveLoopback(t testing.TB, h fasthttp.RequestHandler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h}
+	done := make(chan struct{})
+	serve(srv, ln, func(error) { close(done) })
+	t.Cleanup(func() {
+		_ = srv.Shutdown()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
 func startTestOrigin(t testing.TB, addr string) *testOrigin {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"html"
 	"image/png"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -335,26 +334,12 @@ func tail(s string, n int) string {
 // onStats before each /stats: the test decides what a refresh sees.
 func statusProxy(t *testing.T, admin fasthttp.RequestHandler, onStats func(ctx *fasthttp.RequestCtx) bool) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+	return "http://" + serveLoopback(t, func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/stats" && !onStats(ctx) {
 			return
 		}
 		admin(ctx)
-	}}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		_ = srv.Shutdown()
-		<-done
-	})
-	return "http://" + ln.Addr().String() + "/"
+	}) + "/"
 }
 
 var (
