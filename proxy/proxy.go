@@ -444,7 +444,7 @@ func (p *Proxy) sameVariant(st *reqState, e *store.Entry, h *fasthttp.RequestHea
 	if len(vary) == 0 {
 		return true
 	}
-	if st.marker == nil || !bytes.Equal(e.Key()[:min(len(e.Key()), len(st.key))], st.key) {
+	if st.marker == nil || !bytes.HasPrefix(e.Key(), st.key) {
 		// We looked up before the leader stored a marker: find it now.
 		m, ok := p.store.Get(st.key)
 		if !ok || !m.Has(store.VaryMarker) {
