@@ -57,8 +57,11 @@ type Options struct {
 	// start together still form one cluster. Entries equal to this node's
 	// own gossip address are skipped. Empty: this node starts a cluster.
 	Join []string
-	// GossipKey encrypts gossip (AES, 16, 24 or 32 bytes). nil: plaintext.
-	// Every member must use the same key.
+	// GossipKey encrypts and authenticates gossip (AES-GCM, 16, 24 or 32
+	// bytes). Required: plaintext gossip would let any host that reaches
+	// the port join, take a share of the ring and receive users' requests.
+	// Every member must use the same key; GossipKeyFromSecret derives one
+	// from the peer secret.
 	GossipKey []byte
 	// RingKind is passed to NewRing ("" means KindHashRing).
 	RingKind string
@@ -266,7 +269,9 @@ func (o Options) serfConfig() (*serf.Config, error) {
 		}
 	}
 	switch len(o.GossipKey) {
-	case 0, 16, 24, 32:
+	case 16, 24, 32:
+	case 0:
+		errs = append(errs, errors.New("gossip key is required: gossip is never plaintext"))
 	default:
 		errs = append(errs, fmt.Errorf("gossip key must be 16, 24 or 32 bytes (got %d)", len(o.GossipKey)))
 	}
@@ -288,9 +293,10 @@ func (o Options) serfConfig() (*serf.Config, error) {
 		ml.AdvertiseAddr = advHost
 		ml.AdvertisePort = advPort
 	}
-	if len(o.GossipKey) > 0 {
-		ml.SecretKey = slices.Clone(o.GossipKey)
-	}
+	ml.SecretKey = slices.Clone(o.GossipKey)
+	// Refuse unencrypted messages both ways (memberlist's defaults, made
+	// explicit: a member that accepted plaintext could be joined by anyone).
+	ml.GossipVerifyIncoming, ml.GossipVerifyOutgoing = true, true
 	return conf, nil
 }
 

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ringcache/ringcache/cluster/clustertest"
+	"log"
 	"log/slog"
 	"net"
 	"slices"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/serf/serf"
+	"github.com/ringcache/ringcache/cluster/clustertest"
 	"go.uber.org/goleak"
 )
 
@@ -52,15 +53,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// testGossipKey is the gossip key of every test cluster.
+var testGossipKey = []byte("ringcache-test-gossip-key-32byte")
+
 func testOptions(t *testing.T, name string, join ...string) Options {
 	return Options{
-		NodeName: name,
-		BindAddr: "127.0.0.1:0",
-		PeerAddr: peerAddrOf(name),
-		Join:     join,
-		Coalesce: 20 * time.Millisecond,
-		Logger:   testLogger(t),
-		Tune:     fastTimers,
+		NodeName:  name,
+		GossipKey: testGossipKey,
+		BindAddr:  "127.0.0.1:0",
+		PeerAddr:  peerAddrOf(name),
+		Join:      join,
+		Coalesce:  20 * time.Millisecond,
+		Logger:    testLogger(t),
+		Tune:      fastTimers,
 	}
 }
 
@@ -270,7 +275,7 @@ func TestGossipKey(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		key  []byte
-	}{{"node-x", other}, {"node-y", nil}} {
+	}{{"node-x", other}} {
 		o := testOptions(t, tc.name, a.GossipAddr())
 		o.GossipKey = tc.key
 		x := startNode(t, o)
@@ -288,6 +293,42 @@ func TestGossipKey(t *testing.T) {
 		}
 	}
 	waitRings(t, []*Membership{a, b}, "node-a", "node-b")
+}
+
+// TestStrangerCannotJoin is the attack of a host that reaches the gossip
+// port without the key: a plain serf agent (no encryption, as a member
+// started without gossip_key used to run) asks to join and advertises a
+// peer address. It must neither join nor appear in any ring, else it would
+// own a share of the keys and receive users' forwarded requests.
+func TestStrangerCannotJoin(t *testing.T) {
+	a := startNode(t, testOptions(t, "node-a"))
+	conf := serf.DefaultConfig()
+	conf.NodeName = "stranger"
+	conf.Tags = map[string]string{PeerTag: "127.0.0.1:1"}
+	conf.MemberlistConfig.BindAddr = "127.0.0.1"
+	conf.MemberlistConfig.BindPort = 0
+	conf.Logger = log.New(testWriter{t}, "", 0)
+	conf.MemberlistConfig.Logger = conf.Logger
+	fastTimers(conf)
+	x, err := serf.Create(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = x.Shutdown() }()
+	if n, err := x.Join([]string{a.GossipAddr()}, true); err == nil {
+		t.Errorf("stranger's join reached %d member(s), want an error", n)
+	}
+	// The join is a synchronous push/pull: refused, the stranger knows no
+	// member to gossip with, so one look settles it.
+	if st := statusOf(a, "stranger"); st != "(absent)" {
+		t.Fatalf("node-a lists the stranger as %s", st)
+	}
+	if got := ringNames(a.Ring()); !slices.Equal(got, []string{"node-a"}) {
+		t.Fatalf("node-a ring = %v, want only itself", got)
+	}
+	if n := len(x.Members()); n != 1 {
+		t.Fatalf("stranger sees %d members", n)
+	}
 }
 
 // freeAddr finds a loopback port free for both TCP and UDP, as memberlist
@@ -376,6 +417,7 @@ func TestStartOptionErrors(t *testing.T) {
 		{"advertise without port", func(o *Options) { o.AdvertiseAddr = "10.0.0.1:0" }, "advertise address"},
 		{"advertise host name", func(o *Options) { o.AdvertiseAddr = "gw.example:7946" }, "needs an IP address"},
 		{"short key", func(o *Options) { o.GossipKey = []byte("short") }, "gossip key must be 16, 24 or 32 bytes (got 5)"},
+		{"no key", func(o *Options) { o.GossipKey = nil }, "gossip key is required"},
 		{"unknown ring", func(o *Options) { o.RingKind = "maglev" }, "unknown ring kind"},
 		{"negative vnodes", func(o *Options) { o.VNodes = -3 }, "vnodes"},
 	}

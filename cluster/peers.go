@@ -90,8 +90,10 @@ type PeerOptions struct {
 	Clock func() time.Time
 	// Logger receives peer health changes. Nil discards.
 	Logger *slog.Logger
-	// TLS, when set, makes every request to a peer go over TLS with this
-	// configuration (PeerTLS.Client); the peers' listeners must serve it.
+	// TLS is the client side of the peers' mutual TLS (PeerTLS.Client):
+	// every request to a peer goes over it, and the peers' listeners must
+	// serve PeerTLS.Server. Required: users' requests and the answers
+	// served to them never cross the network in plaintext.
 	TLS *tls.Config
 }
 
@@ -136,11 +138,15 @@ type peerState struct {
 
 // NewPeerSet returns a PeerSet with no ring: until the first Update every
 // key is this node's. It opens no connection. Zero or negative options take
-// their defaults. It panics if o.Signer is nil or signs under a name other
-// than o.Self: both are wiring mistakes, not configuration.
+// their defaults. It panics if o.Signer or o.TLS is nil or the Signer signs
+// under a name other than o.Self: those are wiring mistakes, not
+// configuration.
 func NewPeerSet(o PeerOptions) *PeerSet {
 	if o.Signer == nil {
 		panic("cluster: NewPeerSet needs a Signer")
+	}
+	if o.TLS == nil {
+		panic("cluster: NewPeerSet needs peer TLS")
 	}
 	if o.Self == "" {
 		o.Self = o.Signer.Name()
@@ -405,7 +411,7 @@ func (s *PeerSet) newPeer(n Node) *peer {
 		// reach the peer byte for byte.
 		DisablePathNormalizing: true,
 		StreamResponseBody:     true,
-		IsTLS:                  s.tls != nil,
+		IsTLS:                  true,
 		TLSConfig:              s.tls,
 	}
 	return p
@@ -422,14 +428,6 @@ func (s *PeerSet) retryIfErr(req *fasthttp.Request, _ int, _ error) (resetTimeou
 		return false, true
 	}
 	return false, h.IsPost() && bytes.Equal(req.URI().PathOriginal(), s.handoffPath)
-}
-
-// scheme is the peers' URL scheme: https with peer TLS.
-func (s *PeerSet) scheme() string {
-	if s.tls != nil {
-		return "https"
-	}
-	return "http"
 }
 
 // peer is one member's client. It implements Peer.
@@ -538,7 +536,7 @@ func (p *peer) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 		deadline = time.Now().Add(p.set.timeout)
 	}
 	// fasthttp refuses a request whose scheme differs from the client's.
-	req.URI().SetScheme(p.set.scheme())
+	req.URI().SetScheme("https")
 	p.set.signer.Sign(req)
 	err := p.hc.DoDeadline(req, resp, deadline)
 	if err != nil {

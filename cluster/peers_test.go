@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,15 @@ import (
 // --- helpers shared by the peer protocol tests ---
 
 var testSecret = []byte("0123456789abcdef-peer-secret")
+
+// testTLS is the peer TLS of every test cluster, derived from testSecret.
+var testTLS = sync.OnceValue(func() *PeerTLS {
+	t, err := SecretPeerTLS(testSecret)
+	if err != nil {
+		panic(err)
+	}
+	return t
+})
 
 // Generous: the machine is small and shared, and -race slows everything.
 const peerTestTimeout = 10 * time.Second
@@ -89,6 +99,7 @@ func mustPeerSet(t testing.TB, name string, clock *fakeClock) *PeerSet {
 	return NewPeerSet(PeerOptions{
 		Self:    name,
 		Signer:  mustSigner(t, name, testSecret),
+		TLS:     testTLS().Client,
 		Timeout: peerTestTimeout,
 		// Short, so fasthttp's idle-connection reaper ends soon after Close.
 		IdleConnTimeout: 50 * time.Millisecond,
@@ -209,6 +220,7 @@ func startTestNode(t *testing.T, name string, clock *fakeClock) *testNode {
 		t.Fatal(err)
 	}
 	n := &testNode{name: name, addr: ln.Addr().String(), local: newStoreLocal(), done: make(chan error, 1)}
+	ln = tls.NewListener(ln, testTLS().Server)
 	n.peers = mustPeerSet(t, name, clock)
 	n.ps = NewPeerServer(n.local, n.peers, PeerServerOptions{Logger: peerTestLogger(t)})
 	n.srv = &fasthttp.Server{
@@ -336,6 +348,20 @@ func stopTestCluster(t *testing.T, nodes []*testNode) {
 	}
 }
 
+// memberClient is a raw HTTP client to addr holding the cluster's TLS, as
+// a member's connection does; requests to it need the https scheme.
+func memberClient(addr string) *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr: addr,
+		// Not fasthttp's default dialer, whose DNS cache goroutine never
+		// ends; and a short idle time, so its reaper ends soon (goleak).
+		Dial:                func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) },
+		MaxIdleConnDuration: 50 * time.Millisecond,
+		IsTLS:               true,
+		TLSConfig:           testTLS().Client,
+	}
+}
+
 // forward sends a client-like GET for uri with Host host through p and
 // returns status and body.
 func forward(t *testing.T, p Peer, host, uri string) (int, string, error) {
@@ -358,17 +384,18 @@ func forward(t *testing.T, p Peer, host, uri string) (int, string, error) {
 
 func TestNewPeerSetWiring(t *testing.T) {
 	signer := mustSigner(t, "a", testSecret)
-	ps := NewPeerSet(PeerOptions{Signer: signer, Timeout: -1, MaxConns: -1, MaxEntryBytes: -1})
+	ps := NewPeerSet(PeerOptions{Signer: signer, TLS: testTLS().Client, Timeout: -1, MaxConns: -1, MaxEntryBytes: -1})
 	if ps.self != "a" || ps.timeout != DefaultPeerTimeout || ps.maxConns != DefaultPeerMaxConns || ps.maxEntry != DefaultMaxEntryBytes {
 		t.Errorf("defaults not applied: self %q timeout %v conns %d entry %d", ps.self, ps.timeout, ps.maxConns, ps.maxEntry)
 	}
-	ps = NewPeerSet(PeerOptions{Signer: signer, FailBackoff: 20 * time.Second})
+	ps = NewPeerSet(PeerOptions{Signer: signer, TLS: testTLS().Client, FailBackoff: 20 * time.Second})
 	if ps.maxBackoff != 20*time.Second {
 		t.Errorf("max backoff %v below the backoff", ps.maxBackoff)
 	}
 	for name, o := range map[string]PeerOptions{
-		"no signer":   {Self: "a"},
-		"signer of b": {Self: "b", Signer: signer},
+		"no signer":   {Self: "a", TLS: testTLS().Client},
+		"no TLS":      {Self: "a", Signer: signer},
+		"signer of b": {Self: "b", Signer: signer, TLS: testTLS().Client},
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer func() {
@@ -730,6 +757,7 @@ func TestForwardSlowBody(t *testing.T) {
 	_, r := startTestCluster(t, newFakeClock(), "a", "b")
 	ps := NewPeerSet(PeerOptions{
 		Signer:          mustSigner(t, "a", testSecret),
+		TLS:             testTLS().Client,
 		Timeout:         time.Second, // < slowChunks*slowGap
 		IdleConnTimeout: 50 * time.Millisecond,
 	})
@@ -915,13 +943,8 @@ func TestUnauthorized(t *testing.T) {
 	b := nodes[1]
 	key := keyOwnedBy(t, r, "b")
 	b.local.st.Set(testEntry(string(key), 10, 0))
-	client := &fasthttp.HostClient{
-		Addr: b.addr,
-		// Not fasthttp's default dialer, whose DNS cache goroutine never
-		// ends; and a short idle time, so its reaper ends soon (goleak).
-		Dial:                func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) },
-		MaxIdleConnDuration: 50 * time.Millisecond,
-	}
+	// A member's TLS: what is tested here is the signature inside it.
+	client := memberClient(b.addr)
 	defer client.CloseIdleConnections()
 
 	wrong := mustSigner(t, "a", []byte("another-secret-of-16+bytes"))
@@ -957,6 +980,7 @@ func TestUnauthorized(t *testing.T) {
 			defer fasthttp.ReleaseResponse(resp)
 			req.Header.SetRequestURI(tt.uri)
 			req.Header.SetHost(b.addr)
+			req.URI().SetScheme("https")
 			tt.prep(req)
 			if err := client.DoTimeout(req, resp, peerTestTimeout); err != nil {
 				t.Fatal(err)
@@ -973,7 +997,7 @@ func TestUnauthorized(t *testing.T) {
 		t.Errorf("an unauthorized lookup reached the store: %+v", s)
 	}
 	// A PeerSet with the wrong secret gets an error from Lookup, not a miss.
-	ps := NewPeerSet(PeerOptions{Self: "a", Signer: wrong, IdleConnTimeout: 50 * time.Millisecond})
+	ps := NewPeerSet(PeerOptions{Self: "a", Signer: wrong, TLS: testTLS().Client, IdleConnTimeout: 50 * time.Millisecond})
 	defer ps.Close()
 	ps.Update(nil, r)
 	p, _ := ps.Owner(key)

@@ -2,10 +2,8 @@ package cluster
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -65,10 +63,7 @@ func TestBroadcastPurge(t *testing.T) {
 func TestPurgeEndpointRefusals(t *testing.T) {
 	nodes, _ := startTestCluster(t, newFakeClock(), "a", "b")
 	b := nodes[1]
-	// A plain dialer: fasthttp's default one starts a DNS cache goroutine
-	// that outlives the test (goleak).
-	hc := &fasthttp.HostClient{Addr: b.addr, MaxIdleConnDuration: 10 * time.Millisecond,
-		Dial: func(addr string) (net.Conn, error) { return net.Dial("tcp", addr) }}
+	hc := memberClient(b.addr)
 	defer hc.CloseIdleConnections()
 	post := func(body string, sign bool) int {
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -77,6 +72,7 @@ func TestPurgeEndpointRefusals(t *testing.T) {
 		req.Header.SetMethod("POST")
 		req.SetRequestURI(PathPrefix + "purge")
 		req.Header.SetHost(b.addr)
+		req.URI().SetScheme("https")
 		req.SetBodyString(body)
 		if sign {
 			nodes[0].peers.signer.Sign(req)

@@ -1,19 +1,34 @@
 package cluster
 
 import (
+	"crypto/ed25519"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"sync/atomic"
+	"time"
 )
 
-// PeerTLS is mutual TLS between members: every member presents a
-// certificate signed by the cluster's CA and accepts only peers that do.
-// Names are not checked, since members are addressed by IP and come and
-// go: a certificate from the cluster's CA is what makes a member, as the
-// peer secret does one layer up.
+// PeerALPN is the TLS application protocol members offer each other, so a
+// listener shared with clients can tell a member's handshake from a
+// client's.
+const PeerALPN = "ringcache-peer/1"
+
+// PeerTLS is mutual TLS 1.3 between members: all peer traffic (forwarded
+// requests and their answers, lookups, handoffs, purges) is encrypted, and
+// both ends prove membership before a byte of HTTP is exchanged, so a
+// stranger can neither read users' requests nor answer them, and a
+// captured exchange cannot be replayed.
+//
+// Membership is proven one of two ways. With SecretPeerTLS every member
+// derives the same key from the peer secret, and a peer is whoever holds
+// it. With LoadPeerTLS every member presents a certificate signed by the
+// cluster's CA. Names are not checked either way, since members are
+// addressed by IP and come and go.
 //
 // Reload re-reads the files, so certificates can be rotated in place;
 // connections already open keep the certificates they started with.
@@ -21,7 +36,7 @@ type PeerTLS struct {
 	Server *tls.Config // for the peer listener
 	Client *tls.Config // for requests to peers (PeerOptions.TLS)
 
-	certFile, keyFile, caFile string
+	certFile, keyFile, caFile string // "" for SecretPeerTLS
 	cur                       atomic.Pointer[tlsMaterial]
 }
 
@@ -42,12 +57,14 @@ func LoadPeerTLS(certFile, keyFile, caFile string) (*PeerTLS, error) {
 	}
 	t.Server = &tls.Config{
 		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{PeerALPN},
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return t.cur.Load().server, nil
 		},
 	}
 	t.Client = &tls.Config{
 		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{PeerALPN},
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			return t.cur.Load().cert, nil
 		},
@@ -63,8 +80,11 @@ func LoadPeerTLS(certFile, keyFile, caFile string) (*PeerTLS, error) {
 
 // Reload reads the files again and, if they hold a key pair signed by the
 // CA, uses them for every handshake from now on. On error the current
-// certificates stay in use.
+// certificates stay in use. For SecretPeerTLS there is nothing to re-read.
 func (t *PeerTLS) Reload() error {
+	if t.certFile == "" {
+		return nil
+	}
 	cert, err := tls.LoadX509KeyPair(t.certFile, t.keyFile)
 	if err != nil {
 		return fmt.Errorf("peer TLS certificate %s / key %s: %w", t.certFile, t.keyFile, err)
@@ -97,6 +117,7 @@ func (t *PeerTLS) Reload() error {
 		roots: roots,
 		server: &tls.Config{
 			MinVersion:   tls.VersionTLS13,
+			NextProtos:   []string{PeerALPN},
 			Certificates: []tls.Certificate{cert},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
 			ClientCAs:    roots,
@@ -121,4 +142,66 @@ func verifyChain(cs tls.ConnectionState, roots *x509.CertPool) error {
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
 	return err
+}
+
+// SecretPeerTLS returns mutual TLS for members that share secret: each
+// presents a certificate for an Ed25519 key derived from the secret and
+// accepts only a peer presenting the same public key, which only a holder
+// of the secret can (TLS 1.3 makes each side sign the handshake). This is
+// the default: peer traffic is never plaintext.
+func SecretPeerTLS(secret []byte) (*PeerTLS, error) {
+	seed, err := derive(secret, purposePeerTLS, ed25519.SeedSize)
+	if err != nil {
+		return nil, fmt.Errorf("peer TLS key: %w", err)
+	}
+	priv := ed25519.NewKeyFromSeed(seed)
+	pub := priv.Public().(ed25519.PublicKey)
+	// A fixed, self-signed certificate: what it says beyond the key is never
+	// read, and a validity spanning any plausible clock keeps skewed or
+	// unsynchronised members talking.
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "ringcache peer"},
+		NotBefore:             time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC),
+		NotAfter:              time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(nil, tmpl, tmpl, pub, priv)
+	if err != nil {
+		return nil, fmt.Errorf("peer TLS certificate: %w", err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
+	verify := func(cs tls.ConnectionState) error { return samePublicKey(cs, pub) }
+	t := &PeerTLS{
+		Server: &tls.Config{
+			MinVersion:       tls.VersionTLS13,
+			NextProtos:       []string{PeerALPN},
+			Certificates:     []tls.Certificate{cert},
+			ClientAuth:       tls.RequireAnyClientCert, // checked by VerifyConnection
+			VerifyConnection: verify,
+		},
+		Client: &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			NextProtos:   []string{PeerALPN},
+			Certificates: []tls.Certificate{cert},
+			// No CA to check against: VerifyConnection compares the key.
+			InsecureSkipVerify: true,
+			VerifyConnection:   verify,
+		},
+	}
+	return t, nil
+}
+
+// samePublicKey accepts a peer whose certificate carries the cluster's key.
+func samePublicKey(cs tls.ConnectionState, want ed25519.PublicKey) error {
+	if len(cs.PeerCertificates) == 0 {
+		return errors.New("peer presented no certificate")
+	}
+	got, ok := cs.PeerCertificates[0].PublicKey.(ed25519.PublicKey)
+	if !ok || !got.Equal(want) {
+		return errors.New("peer certificate is not the cluster's: another peer secret")
+	}
+	return nil
 }

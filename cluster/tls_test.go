@@ -1,13 +1,20 @@
 package cluster
 
 import (
+	"bytes"
+	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/ringcache/ringcache/cluster/clustertest"
 )
@@ -154,3 +161,205 @@ func mustLoadPeerTLS(t *testing.T, f clustertest.CertFiles) *PeerTLS {
 	}
 	return p
 }
+
+// TestSecretPeerTLS: members deriving TLS from one secret talk; a client
+// or server holding another secret's key, or no certificate, is refused.
+func TestSecretPeerTLS(t *testing.T) {
+	a, b := testTLS(), mustSecretTLS(t, testSecret)
+	x := mustSecretTLS(t, []byte("another-secret-of-16+bytes"))
+	if serr, cerr := tlsHandshake(t, a.Server, b.Client); serr != nil {
+		t.Fatalf("members of one secret: server %v, client %v", serr, cerr)
+	}
+	noCert := b.Client.Clone()
+	noCert.Certificates = nil
+	ca := clustertest.Certs(t, t.TempDir(), "c")
+	for name, tc := range map[string]struct{ server, client *tls.Config }{
+		"client without a certificate":   {a.Server, noCert},
+		"client of another secret":       {a.Server, x.Client},
+		"server of another secret":       {x.Server, a.Client},
+		"client with a CA's certificate": {a.Server, mustLoadPeerTLS(t, ca["c"]).Client},
+	} {
+		if serr, cerr := tlsHandshake(t, tc.server, tc.client); serr == nil {
+			t.Errorf("%s: the server read the client's data (client %v)", name, cerr)
+		}
+	}
+	if _, err := SecretPeerTLS([]byte("short")); err == nil {
+		t.Error("SecretPeerTLS accepted a 5-byte secret")
+	}
+}
+
+func mustSecretTLS(t *testing.T, secret []byte) *PeerTLS {
+	t.Helper()
+	p, err := SecretPeerTLS(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestForwardToImpostor is the attack of a host that got into the ring (or
+// onto a member's address) without the secret: whether it speaks plain
+// HTTP or TLS with a key of its own, the forwarder sends it nothing of the
+// user's request and serves nothing it answers.
+func TestForwardToImpostor(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tls  *tls.Config // nil: plain HTTP
+	}{
+		{"plain HTTP", nil},
+		{"TLS with another secret", mustSecretTLS(t, []byte("the-impostors-own-secret")).Server},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var seen atomic.Int64
+			imp := startImpostor(t, tc.tls, &seen)
+			ps := mustPeerSet(t, "a", newFakeClock())
+			defer ps.Close()
+			r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: imp})
+			ps.Update(nil, r)
+			p, ok := ps.Owner(keyOwnedBy(t, r, "x"))
+			if !ok {
+				t.Fatal("no owner")
+			}
+			req := fasthttp.AcquireRequest()
+			resp := fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.Header.SetRequestURI("/account")
+			req.Header.SetHost("site.example")
+			req.Header.Set("Cookie", "session=users-secret")
+			err := p.Forward(context.Background(), req, resp)
+			if err == nil {
+				t.Fatalf("Forward to an impostor succeeded: %d %q", resp.StatusCode(), resp.Body())
+			}
+			if n := seen.Load(); n != 0 {
+				t.Fatalf("the impostor received %d request(s)", n)
+			}
+		})
+	}
+}
+
+// TestPeerTrafficEncrypted: what crosses the network between members —
+// a user's cookie on the way, the owner's answer on the way back — cannot
+// be read by someone capturing it.
+func TestPeerTrafficEncrypted(t *testing.T) {
+	nodes, r := startTestCluster(t, newFakeClock(), "a", "b")
+	relay, wire := startRecordingRelay(t, nodes[1].addr)
+	ps := mustPeerSet(t, "a", newFakeClock())
+	defer ps.Close()
+	viaRelay := newTestRing(t, nodes[0].node(), Node{Name: "b", Addr: relay})
+	ps.Update(nil, viaRelay)
+	p, ok := ps.Owner(keyOwnedBy(t, r, "b"))
+	if !ok {
+		t.Fatal("no owner")
+	}
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetRequestURI("/page")
+	req.Header.SetHost("site.example")
+	req.Header.Set("Cookie", "session=users-secret")
+	if err := p.Forward(context.Background(), req, resp); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(resp.Body()); got != "served by b" {
+		t.Fatalf("body %q", got)
+	}
+	ps.Close()
+	captured := wire()
+	if len(captured) == 0 {
+		t.Fatal("nothing went through the relay")
+	}
+	for _, secret := range []string{"users-secret", "served by b", "/page", "site.example"} {
+		if bytes.Contains(captured, []byte(secret)) {
+			t.Errorf("%q crossed the wire in the clear", secret)
+		}
+	}
+}
+
+// startImpostor listens on loopback as a host outside the cluster would,
+// answering every request with 200 "poison" and counting in seen the HTTP
+// requests it could read: over TLS with cfg, or, when cfg is nil, in plain
+// text, answering whatever bytes arrive.
+func startImpostor(t *testing.T, cfg *tls.Config, seen *atomic.Int64) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if cfg != nil {
+				c = tls.Server(c, cfg)
+			}
+			_ = c.SetDeadline(time.Now().Add(peerTestTimeout))
+			buf := make([]byte, 4096)
+			if n, _ := c.Read(buf); bytes.Contains(buf[:n], []byte(" HTTP/1.1\r\n")) {
+				seen.Add(1)
+			}
+			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\npoison"))
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close(); <-done })
+	return addr
+}
+
+// startRecordingRelay forwards TCP connections to target and returns its
+// address and a function returning every byte it relayed, both ways.
+func startRecordingRelay(t *testing.T, target string) (string, func() []byte) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var wire bytes.Buffer
+	var wg sync.WaitGroup
+	record := writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return wire.Write(p)
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Add(2)
+			pipe := func(dst, src net.Conn) {
+				defer wg.Done()
+				_, _ = io.Copy(io.MultiWriter(dst, record), src)
+				dst.Close()
+				src.Close()
+			}
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	return ln.Addr().String(), func() []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return bytes.Clone(wire.Bytes())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -120,6 +120,10 @@ type Config struct {
 	LogFormat string
 	// AccessLog is "" for no access log, "-" for stdout, or a file path.
 	AccessLog string
+	// StatsFullURLs shows top keys with their query strings on the admin
+	// /stats endpoint; by default only host and path are shown, since
+	// queries may carry tokens.
+	StatsFullURLs bool
 
 	// NodeName is this member's unique name in the cluster. Defaults to the
 	// host name.

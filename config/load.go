@@ -467,8 +467,6 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 					bad(name, fmt.Errorf("is required with %s (peer TLS needs all three)", strings.Join(set, " and ")))
 				}
 			}
-		} else if len(set) == len(tls) && ok("peer_listen") && c.PeerListen == "" {
-			bad("peer_listen", errors.New("is required with peer TLS: clients keep plain HTTP on listen, peers get TLS on peer_listen"))
 		}
 	}
 	// Two listeners on one fixed address would fail at bind time with a

@@ -357,8 +357,6 @@ func TestRequiredErrors(t *testing.T) {
 			`invalid admin_token_file "/tmp/t" (flag --admin-token-file): admin_token is also set (env RINGCACHE_ADMIN_TOKEN); set only one`},
 		{"peer TLS without its key", []string{originFlag, "--gossip=127.0.0.1:0", "--peer-secret=0123456789abcdef", "--peer-listen=127.0.0.1:0", "--peer-tls-cert=/c.pem", "--peer-tls-ca=/ca.pem"}, nil,
 			`invalid peer_tls_key "": is required with peer_tls_cert and peer_tls_ca (peer TLS needs all three)`},
-		{"peer TLS without peer_listen", []string{originFlag, "--gossip=127.0.0.1:0", "--peer-secret=0123456789abcdef", "--peer-tls-cert=/c.pem", "--peer-tls-key=/k.pem", "--peer-tls-ca=/ca.pem"}, nil,
-			`invalid peer_listen "": is required with peer TLS: clients keep plain HTTP on listen, peers get TLS on peer_listen`},
 		{"both peer secrets", []string{originFlag, "--gossip=127.0.0.1:0", "--peer-secret-file=/tmp/s", "--peer-secret=0123456789abcdef"}, nil,
 			`invalid peer_secret_file "/tmp/s" (flag --peer-secret-file): peer_secret is also set (flag --peer-secret); set only one`},
 	}

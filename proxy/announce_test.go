@@ -51,7 +51,7 @@ func TestInvalidationAnnounced(t *testing.T) {
 	self := &fakePeers{}
 	o := newNode(t, Options{Name: "owner", Peers: self}, nil)
 	o.origin.set(answer(o.clk, 204))
-	o.do("DELETE", "/by-peer", cluster.HeaderForwarded+": peer", cluster.HeaderAuth+": ok")
+	o.peerDo("DELETE", "/by-peer", cluster.HeaderForwarded+": peer", cluster.HeaderAuth+": ok")
 	o.do("DELETE", "/by-client")
 	got = announcedKeys(t, self, 1)
 	if !slices.Equal(got, []string{"example.com/by-client"}) {

@@ -13,13 +13,14 @@ import (
 var strForwarded = []byte(cluster.HeaderForwarded)
 
 // forwardedBy reports whether the request claims to come from a peer, and
-// whether the claim holds. A claim that fails is refused: only members may
-// make a node serve a key it does not own or skip its own ring.
-func (p *Proxy) forwardedBy(req *fasthttp.Request) (claimed, ok bool) {
+// whether the claim holds: it arrived through the peer listener (fromPeer)
+// and carries a member's signature. A claim that fails is refused: only
+// members may make a node serve a key it does not own or skip its own ring.
+func (p *Proxy) forwardedBy(req *fasthttp.Request, fromPeer bool) (claimed, ok bool) {
 	if len(req.Header.PeekBytes(strForwarded)) == 0 {
 		return false, false
 	}
-	if p.opt.Peers == nil {
+	if !fromPeer || p.opt.Peers == nil {
 		return true, false
 	}
 	_, ok = p.opt.Peers.Authenticate(req)

@@ -112,7 +112,7 @@ func TestForwardedRequestServedLocally(t *testing.T) {
 	owner := &fakePeer{name: "owner", forward: ownerAnswer}
 	n := newNode(t, Options{Name: "me", Peers: &fakePeers{owner: owner}}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
-	r := n.get("/loop", cluster.HeaderForwarded+": peer", cluster.HeaderAuth+": ok", "X-Forwarded-For: 203.0.113.9")
+	r := n.peerDo("GET", "/loop", cluster.HeaderForwarded+": peer", cluster.HeaderAuth+": ok", "X-Forwarded-For: 203.0.113.9")
 	wantStatus(t, r, 200, "me; fwd=uri-miss; fwd-status=200; ttl=60; stored")
 	if owner.forwards.Load() != 0 {
 		t.Fatal("forwarded request was forwarded again")
@@ -131,9 +131,20 @@ func TestForgedForwardRefused(t *testing.T) {
 	for _, peers := range []cluster.Peers{nil, &fakePeers{}} {
 		n := newNode(t, Options{Peers: peers}, nil)
 		n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
-		r := n.get("/x", cluster.HeaderForwarded+": peer", cluster.HeaderAuth+": forged")
-		if r.StatusCode() != 403 || string(r.Header.Peek(cluster.HeaderError)) != "1" {
-			t.Fatalf("forged forward: %d %q", r.StatusCode(), r.Header.Peek(cluster.HeaderError))
+		for name, r := range map[string]*fasthttp.Response{
+			"forged signature, peer listener":   n.peerDo("GET", "/x", cluster.HeaderForwarded+": peer", cluster.HeaderAuth+": forged"),
+			"forged signature, client listener": n.get("/x", cluster.HeaderForwarded+": peer", cluster.HeaderAuth+": forged"),
+			// A member's valid signature, captured and replayed (with a
+			// header of the attacker's) on the client side: only the
+			// peer listener's mutual TLS makes a member.
+			"valid signature, client listener": n.get("/x", cluster.HeaderForwarded+": peer", cluster.HeaderAuth+": ok", "X-Forwarded-Host: evil.example"),
+		} {
+			if r.StatusCode() != 403 || string(r.Header.Peek(cluster.HeaderError)) != "1" {
+				t.Fatalf("%s: %d %q", name, r.StatusCode(), r.Header.Peek(cluster.HeaderError))
+			}
+		}
+		if r := n.peerDo("GET", "/x"); r.StatusCode() != 403 {
+			t.Fatalf("a request without a claim on the peer listener: %d", r.StatusCode())
 		}
 		if n.origin.calls.Load() != 0 {
 			t.Fatal("forged forward reached the origin")
@@ -330,6 +341,30 @@ func TestPurgeBeatsFillInFlight(t *testing.T) {
 	}
 	if n.st.Stats().Items != 0 {
 		t.Fatal("the overtaken answer was stored")
+	}
+}
+
+// TestTopKeysHideQueries: /stats shows the top keys to whoever reaches the
+// admin port, so query strings (tokens, session ids) are cut unless
+// StatsFullURLs is on.
+func TestTopKeysHideQueries(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		n := newNode(t, Options{StatsFullURLs: full}, nil)
+		n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=600"))
+		for range 4 * topSample {
+			n.get("/account?token=s3cr3t")
+		}
+		s := n.p.Snapshot()
+		if len(s.TopKeys) != 1 {
+			t.Fatalf("full=%v: top keys %+v", full, s.TopKeys)
+		}
+		want := "example.com/account"
+		if full {
+			want += "?token=s3cr3t"
+		}
+		if got := s.TopKeys[0].Key; got != want {
+			t.Fatalf("full=%v: top key %q, want %q", full, got, want)
+		}
 	}
 }
 

@@ -69,6 +69,9 @@ type Options struct {
 	// (Varnish/Squid style, purging the URL cluster-wide). Default:
 	// loopback only. Others get 403.
 	PurgeAllow []netip.Prefix
+	// StatsFullURLs shows top keys with their query strings in Snapshot;
+	// by default only host and path, as queries may carry credentials.
+	StatsFullURLs bool
 	// Metrics receives the proxy's measurements. Default: unregistered.
 	Metrics *Metrics
 	// Logger for errors; nil discards.
@@ -157,6 +160,7 @@ func New(o Options, st store.Store, origin Fetcher) *Proxy {
 		hot:    o.Hot,
 		purged: newPurges(),
 	}
+	p.top.fullURLs = o.StatsFullURLs
 	p.SetPolicy(o.Policy)
 	p.SetPurgeAllow(o.PurgeAllow)
 	p.states.New = func() any {
@@ -183,8 +187,19 @@ func (p *Proxy) Close() {
 	})
 }
 
-// Handler serves one request; pass it to fasthttp.Server.
-func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
+// Handler serves one client request; pass it to the client listener's
+// fasthttp.Server. A request claiming to come from a peer is refused here,
+// whatever credentials it carries: members reach PeerHandler over mutual
+// TLS, and a claim on the client side can only be forged or replayed.
+func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) { p.handle(ctx, false) }
+
+// PeerHandler serves a request forwarded by a member; pass it to the
+// server of the peer listener, whose mutual TLS makes every connection a
+// member's. The request must carry the member's signature too; it is served
+// here and never forwarded again.
+func (p *Proxy) PeerHandler(ctx *fasthttp.RequestCtx) { p.handle(ctx, true) }
+
+func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.log.Error("panic serving request", "uri", string(ctx.RequestURI()), "panic", r)
@@ -196,13 +211,17 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 	defer p.putState(st)
 
 	h := &ctx.Request.Header
-	claimed, ok := p.forwardedBy(&ctx.Request)
+	claimed, ok := p.forwardedBy(&ctx.Request, fromPeer)
 	if claimed && !ok {
 		p.m.peerRefused.Inc()
 		p.writeError(ctx, fasthttp.StatusForbidden, "peer authentication failed", "")
 		// A member whose signature we refuse (clock skew, a rotated secret)
 		// must fall back to the origin, not relay our refusal.
 		ctx.Response.Header.Set(cluster.HeaderError, "1")
+		return
+	}
+	if fromPeer && !claimed {
+		p.writeError(ctx, fasthttp.StatusForbidden, "peer listener: members only", "")
 		return
 	}
 	st.forwarded = claimed

@@ -78,6 +78,7 @@ type node struct {
 	origin *fakeOrigin
 	clk    *clock
 	client *fasthttp.Client
+	peer   *fasthttp.Client // to PeerHandler, as a member's connection
 }
 
 func newClock() *clock {
@@ -98,22 +99,38 @@ func newNodeAt(t *testing.T, clk *clock, o Options, handle func(req *fasthttp.Re
 	org := &fakeOrigin{handle: handle}
 	o.Clock = clk.now
 	p := New(o, st, org)
-	ln := fasthttputil.NewInmemoryListener()
-	srv := &fasthttp.Server{Handler: p.Handler, NoDefaultContentType: true, NoDefaultServerHeader: true}
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		_ = srv.Shutdown()
-		<-done
+	serveOn := func(h fasthttp.RequestHandler) *fasthttp.Client {
+		ln := fasthttputil.NewInmemoryListener()
+		srv := &fasthttp.Server{Handler: h, NoDefaultContentType: true, NoDefaultServerHeader: true}
+		done := make(chan struct{})
+		go func() { _ = srv.Serve(ln); close(done) }()
+		t.Cleanup(func() {
+			_ = srv.Shutdown()
+			<-done
+		})
+		return &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+	}
+	t.Cleanup(func() { // runs after the servers' cleanups
 		p.Close()
 		st.Close()
 	})
-	c := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
-	return &node{t: t, p: p, st: st, origin: org, clk: clk, client: c}
+	c, peer := serveOn(p.Handler), serveOn(p.PeerHandler)
+	return &node{t: t, p: p, st: st, origin: org, clk: clk, client: c, peer: peer}
 }
 
 // do sends a request; headers are "Name: value" strings.
 func (n *node) do(method, uri string, headers ...string) *fasthttp.Response {
+	n.t.Helper()
+	return n.send(n.client, method, uri, headers...)
+}
+
+// peerDo sends a request through the peer listener, as a member does.
+func (n *node) peerDo(method, uri string, headers ...string) *fasthttp.Response {
+	n.t.Helper()
+	return n.send(n.peer, method, uri, headers...)
+}
+
+func (n *node) send(c *fasthttp.Client, method, uri string, headers ...string) *fasthttp.Response {
 	n.t.Helper()
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
@@ -124,7 +141,7 @@ func (n *node) do(method, uri string, headers ...string) *fasthttp.Response {
 		req.Header.Add(k, strings.TrimSpace(v))
 	}
 	resp := &fasthttp.Response{}
-	if err := n.client.DoTimeout(req, resp, 20*time.Second); err != nil {
+	if err := c.DoTimeout(req, resp, 20*time.Second); err != nil {
 		n.t.Fatalf("%s %s: %v", method, uri, err)
 	}
 	return resp

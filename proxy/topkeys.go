@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -10,9 +11,13 @@ import (
 // algorithm over a sample of requests: fixed memory, no allocation on the
 // request path, and a lock taken only for sampled requests.
 type topKeys struct {
-	tick  atomic.Uint64
-	mu    sync.Mutex
-	slots [topSlots]topSlot
+	// fullURLs keeps query strings in the keys shown; by default they are
+	// cut, since queries carry tokens and session ids that /stats would
+	// show to whoever reaches the admin port.
+	fullURLs bool
+	tick     atomic.Uint64
+	mu       sync.Mutex
+	slots    [topSlots]topSlot
 }
 
 const (
@@ -32,6 +37,11 @@ type topSlot struct {
 func (t *topKeys) observe(key []byte) {
 	if t.tick.Add(1)%topSample != 0 {
 		return
+	}
+	if !t.fullURLs {
+		if i := bytes.IndexByte(key, '?'); i >= 0 {
+			key = key[:i] // the key's path holds no '?': it starts the query
+		}
 	}
 	key = key[:min(len(key), topKeySize)]
 	t.mu.Lock()

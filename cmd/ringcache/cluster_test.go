@@ -6,9 +6,13 @@ package main
 // owner dies, and what membership changes cost the origin.
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"log"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -17,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/cluster/clustertest"
 	"github.com/ringcache/ringcache/config"
@@ -335,11 +340,90 @@ func TestClusterForgedPeerRequestRefused(t *testing.T) {
 		}
 	}
 	r, err := do(c.client, "GET", "http://"+n.Addr()+cluster.PathPrefix+"entry?key=eA", nil)
-	if err != nil || r.status != 401 {
-		t.Fatalf("unauthenticated peer endpoint answered %d %v, want 401", r.status, err)
+	if err != nil || r.status != 403 {
+		t.Fatalf("peer endpoint in plain HTTP answered %d %v, want 403", r.status, err)
 	}
 	if got := c.originRequests(); got != 0 {
 		t.Fatalf("refused requests reached the origin %d times", got)
+	}
+}
+
+// TestClusterStrangerCannotJoin is the review's critical attack: a host
+// that reaches the gossip port of a cluster configured without gossip_key
+// (only the peer secret, as the README's examples do) runs a plain serf
+// agent, asks to join and advertises a peer address of its own. It must
+// not become a member, so it never owns keys nor receives users' requests.
+func TestClusterStrangerCannotJoin(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	conf := serf.DefaultConfig()
+	conf.NodeName = "stranger"
+	conf.Tags = map[string]string{cluster.PeerTag: "127.0.0.1:1"}
+	conf.MemberlistConfig.BindAddr = "127.0.0.1"
+	conf.MemberlistConfig.BindPort = 0
+	conf.Logger = log.New(io.Discard, "", 0)
+	conf.MemberlistConfig.Logger = conf.Logger
+	clustertest.FastTimers(conf)
+	x, err := serf.Create(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = x.Shutdown() }()
+	if n, err := x.Join([]string{c.live()[0].GossipAddr()}, true); err == nil {
+		t.Fatalf("the stranger's join reached %d member(s)", n)
+	}
+	for _, n := range c.live() {
+		for _, m := range n.members.Ring().Members() {
+			if m.Name == "stranger" {
+				t.Fatalf("%s's ring holds the stranger", n.cfg.NodeName)
+			}
+		}
+	}
+}
+
+// TestClusterReplayedPeerRequestRefused: a member's request, correctly
+// signed with the peer secret (as one captured from the wire of an older
+// release would be), replayed in plain HTTP to a node's client port with a
+// header of the attacker's choosing, is refused: only the peer listener's
+// mutual TLS makes a member, so nothing an attacker sends is trusted as
+// forwarded, stored under another authority, or served.
+func TestClusterReplayedPeerRequestRefused(t *testing.T) {
+	c := startCluster(t, 2, nil)
+	n := c.live()[0]
+	signer, err := cluster.NewSigner("n1", []byte(n.cfg.PeerSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Signed exactly as a member signs (peer.Forward), then sent on a raw
+	// socket to the client port.
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetRequestURI("/replayed?cc=max-age=600")
+	req.Header.SetHost("site.test")
+	signer.Sign(req)
+	if _, ok := signer.Verify(req); !ok {
+		t.Fatal("the test's signature does not verify")
+	}
+	req.Header.Set("X-Forwarded-Host", "evil.example")
+	conn, err := net.DialTimeout("tcp", n.Addr(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	bw := bufio.NewWriter(conn)
+	if err := req.Write(bw); err != nil || bw.Flush() != nil {
+		t.Fatalf("writing the replay: %v", err)
+	}
+	if err := resp.Read(bufio.NewReader(conn)); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != 403 || string(resp.Header.Peek(cluster.HeaderError)) != "1" {
+		t.Fatalf("replayed signed request answered %d (%q)", resp.StatusCode(), resp.Header.Peek("Cache-Status"))
+	}
+	if got := c.originRequests(); got != 0 {
+		t.Fatalf("the replay reached the origin %d times", got)
 	}
 }
 

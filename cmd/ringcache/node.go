@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/config"
+	"github.com/ringcache/ringcache/internal/sniff"
 	"github.com/ringcache/ringcache/origin"
 	"github.com/ringcache/ringcache/proxy"
 	"github.com/ringcache/ringcache/proxy/httpcache"
@@ -104,12 +105,15 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
 	if cfg.Gossip != "" {
-		var peerClientTLS *tls.Config
+		// Peer traffic is always mutual TLS: from the operator's CA when
+		// given, else from a key derived from the peer secret.
 		if cfg.PeerTLSCert != "" {
-			if n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA); err != nil {
-				return nil, err
-			}
-			peerClientTLS = n.peerTLS.Client
+			n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA)
+		} else if n.peerTLS, err = cluster.SecretPeerTLS([]byte(cfg.PeerSecret)); err != nil {
+			err = fmt.Errorf("peer_secret: %w", err)
+		}
+		if err != nil {
+			return nil, err
 		}
 		signer, err := cluster.NewSigner(cfg.NodeName, []byte(cfg.PeerSecret))
 		if err != nil {
@@ -117,7 +121,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		}
 		n.peers = cluster.NewPeerSet(cluster.PeerOptions{
 			Self: cfg.NodeName, Signer: signer, Timeout: cfg.PeerTimeout, Logger: log,
-			TLS:           peerClientTLS,
+			TLS:           n.peerTLS.Client,
 			MaxEntryBytes: cfg.MaxObjectSize + 1<<20,
 			NewRing: func(nodes []cluster.Node) (cluster.Ring, error) {
 				return cluster.NewRing(cfg.Ring, nodes, cfg.RingVnodes)
@@ -135,7 +139,11 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
-	handler, bodyLimit := n.proxy.Handler, cfg.MaxRequestBody
+	clientLn := n.ln
+	handler := n.proxy.Handler
+	if n.peers != nil {
+		handler = clientsOnly(handler)
+	}
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
 		if err != nil {
@@ -146,23 +154,21 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		handler = al.wrap(handler)
 	}
 	if n.peers != nil {
-		ps := cluster.NewPeerServer(n.proxy, n.peers, cluster.PeerServerOptions{Logger: log, MaxEntryBytes: cfg.MaxObjectSize + 1<<20})
-		n.peerServer = ps
-		peerHandler := ps.Handle
+		n.peerServer = cluster.NewPeerServer(n.proxy, n.peers, cluster.PeerServerOptions{Logger: log, MaxEntryBytes: cfg.MaxObjectSize + 1<<20})
+		var peerLn net.Listener
 		if cfg.PeerListen != "" {
-			if n.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
+			if peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
 				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
 			}
-			if n.peerTLS != nil {
-				n.peerLn = tls.NewListener(n.peerLn, n.peerTLS.Server)
-			}
-			n.peerSrv = n.newServer(peersOnly(peerHandler, n.proxy.Handler), max(cfg.MaxRequestBody, handoffBodyLimit(cfg)))
 		} else {
-			handler = withPeers(peerHandler, handler)
-			bodyLimit = max(bodyLimit, handoffBodyLimit(cfg))
+			// One port for both: a TLS handshake is a peer's, plain HTTP a
+			// client's (client TLS is not served on listen).
+			clientLn, peerLn = sniff.Split(n.ln, sniff.Options{Timeout: cfg.ReadTimeout})
 		}
+		n.peerLn = tls.NewListener(peerLn, n.peerTLS.Server)
+		n.peerSrv = n.newServer(peersOnly(n.peerServer.Handle, n.proxy.PeerHandler), max(cfg.MaxRequestBody, handoffBodyLimit(cfg)))
 	}
-	n.srv = n.newServer(handler, bodyLimit)
+	n.srv = n.newServer(handler, cfg.MaxRequestBody)
 	if cfg.Admin != "" {
 		if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
 			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
@@ -191,7 +197,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 	}
 	n.serving.Store(true)
 	n.started, n.startedAt = true, time.Now()
-	serve(n.srv, n.ln, func(err error) {
+	serve(n.srv, clientLn, func(err error) {
 		defer close(n.done)
 		if err != nil {
 			log.Error("proxy listener stopped", "err", err)
@@ -206,17 +212,16 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 // and keeps the peer set's ring current.
 func (n *node) joinCluster(opts []nodeOption) error {
 	cfg := n.cfg
-	var key []byte
+	// Gossip is never plaintext: the operator's key, or one derived from
+	// the peer secret, so one secret makes a member.
+	key, err := cluster.GossipKeyFromSecret([]byte(cfg.PeerSecret))
 	if cfg.GossipKey != "" {
-		var err error
-		if key, err = base64.StdEncoding.DecodeString(cfg.GossipKey); err != nil {
-			return fmt.Errorf("gossip_key: %w", err) // Validate already checked it
-		}
+		key, err = base64.StdEncoding.DecodeString(cfg.GossipKey) // Validate already checked it
 	}
-	peerAddr := n.ln.Addr().String()
-	if n.peerLn != nil {
-		peerAddr = n.peerLn.Addr().String()
+	if err != nil {
+		return fmt.Errorf("gossip_key: %w", err)
 	}
+	peerAddr := n.peerLn.Addr().String()
 	copt := cluster.Options{
 		NodeName:      cfg.NodeName,
 		BindAddr:      cfg.Gossip,
@@ -292,31 +297,33 @@ func handoffBodyLimit(cfg config.Config) int64 {
 	return max(cluster.HandoffBatchBytes, cfg.MaxObjectSize) + 1<<20
 }
 
-// withPeers serves the peer endpoints on the proxy listener.
-func withPeers(peer, proxyHandler fasthttp.RequestHandler) fasthttp.RequestHandler {
+// clientsOnly keeps the peer endpoints off the client side: they answer
+// members on the peer listener only, and a client must not reach the
+// origin with their paths either. The refusal carries HeaderError, so a
+// member of another release that still sends peer requests in plain HTTP
+// falls back to the origin.
+func clientsOnly(proxyHandler fasthttp.RequestHandler) fasthttp.RequestHandler {
 	prefix := []byte(cluster.PathPrefix)
 	return func(ctx *fasthttp.RequestCtx) {
 		if bytes.HasPrefix(ctx.Path(), prefix) {
-			peer(ctx)
+			ctx.Response.Header.Set(cluster.HeaderError, "1")
+			ctx.Error("peer endpoints are served to members over peer TLS only\n", fasthttp.StatusForbidden)
 			return
 		}
 		proxyHandler(ctx)
 	}
 }
 
-// peersOnly serves a dedicated peer listener: the peer endpoints and
-// forwarded requests, nothing from clients.
-func peersOnly(peer, proxyHandler fasthttp.RequestHandler) fasthttp.RequestHandler {
+// peersOnly serves the peer listener, whose mutual TLS admits members
+// only: the peer endpoints, and requests members forward.
+func peersOnly(peer, forwarded fasthttp.RequestHandler) fasthttp.RequestHandler {
 	prefix := []byte(cluster.PathPrefix)
 	return func(ctx *fasthttp.RequestCtx) {
-		switch {
-		case bytes.HasPrefix(ctx.Path(), prefix):
+		if bytes.HasPrefix(ctx.Path(), prefix) {
 			peer(ctx)
-		case len(ctx.Request.Header.Peek(cluster.HeaderForwarded)) > 0:
-			proxyHandler(ctx) // authenticates the claim itself
-		default:
-			ctx.Error("peer listener: members only\n", fasthttp.StatusForbidden)
+			return
 		}
+		forwarded(ctx)
 	}
 }
 
@@ -371,6 +378,7 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 		StaleKeep:       cfg.StaleKeep,
 		PassTTL:         cfg.PassTTL,
 		CoalesceTimeout: cfg.CoalesceTimeout,
+		StatsFullURLs:   cfg.StatsFullURLs,
 		Metrics:         m,
 		Logger:          log,
 	}
