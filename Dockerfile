@@ -27,10 +27,13 @@ COPY --from=build /out/ringcache /ringcache
 USER 65532:65532
 # proxy, admin (/healthz, /metrics, /cluster), serf gossip
 EXPOSE 8080 8081 7946/tcp 7946/udp
-# Loopback inside a container is reachable by no one, so both listeners take
-# every interface. The admin port is then open to the container network:
-# do not publish it, and set RINGCACHE_ADMIN_TOKEN for its write endpoints.
-ENV RINGCACHE_LISTEN=0.0.0.0:8080 RINGCACHE_ADMIN=0.0.0.0:8081
+# Loopback inside a container is reachable by no one, so the proxy takes
+# every interface. The admin listener stays on loopback, where the
+# HEALTHCHECK below still reaches it: its read-only endpoints need no token.
+# To scrape /metrics or probe /healthz from outside (Kubernetes probes the
+# pod IP), set RINGCACHE_ADMIN=0.0.0.0:8081 yourself, never publish the port,
+# and set RINGCACHE_ADMIN_TOKEN for its write endpoints.
+ENV RINGCACHE_LISTEN=0.0.0.0:8080 RINGCACHE_ADMIN=127.0.0.1:8081
 # No shell or curl in the image: the binary probes its own admin /healthz
 # (RINGCACHE_ADMIN, 503 while draining). Pass --url if admin is elsewhere.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD ["/ringcache", "healthcheck"]

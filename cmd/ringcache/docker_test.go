@@ -498,10 +498,13 @@ func TestDockerfile(t *testing.T) {
 		if err != nil {
 			t.Fatalf("config.Load with the image's ENV: %v", err)
 		}
-		for name, addr := range map[string]string{"listen": cfg.Listen, "admin": cfg.Admin} {
-			if h, _, _ := net.SplitHostPort(addr); h != "0.0.0.0" && h != "" && h != "::" {
-				t.Errorf("image %s=%s: inside a container it must listen on every interface", name, addr)
-			}
+		if h, _, _ := net.SplitHostPort(cfg.Listen); h != "0.0.0.0" && h != "" && h != "::" {
+			t.Errorf("image listen=%s: inside a container it must listen on every interface", cfg.Listen)
+		}
+		// The admin endpoints' reads need no token (/stats, /cluster):
+		// open to the container network only when the operator says so.
+		if h, _, _ := net.SplitHostPort(cfg.Admin); !net.ParseIP(h).IsLoopback() {
+			t.Errorf("image admin=%s: want loopback unless RINGCACHE_ADMIN says otherwise", cfg.Admin)
 		}
 		exposed := map[string]bool{}
 		for _, in := range d.final.find("EXPOSE") {
@@ -1271,6 +1274,11 @@ func TestKubernetesExample(t *testing.T) {
 			if got := containerPort(t, *rc, p.HTTPGet.Port); p.HTTPGet.Path != "/healthz" || strconv.Itoa(got) != portOf(cfg.Admin) {
 				t.Errorf("%s probe GET :%d%s, want :%s/healthz", name, got, p.HTTPGet.Path, portOf(cfg.Admin))
 			}
+		}
+		// The kubelet probes the pod IP: a loopback admin listener (the
+		// image's default) would fail every probe.
+		if h, _, _ := net.SplitHostPort(cfg.Admin); net.ParseIP(h).IsLoopback() {
+			t.Errorf("admin=%s: the kubelet cannot probe a loopback listener; set RINGCACHE_ADMIN", cfg.Admin)
 		}
 	})
 
