@@ -104,6 +104,18 @@ func (c *procCluster) view(n *procNode) (clusterView, error) {
 	return v, nil
 }
 
+// inRing counts the members a view gives a share of the ring: serf reports
+// a member alive before the coalesced rebuild puts it in the ring.
+func inRing(v clusterView) int {
+	k := 0
+	for _, m := range v.Members {
+		if m.Share > 0 {
+			k++
+		}
+	}
+	return k
+}
+
 // alive counts the members a view lists as alive.
 func alive(v clusterView) int {
 	k := 0
@@ -122,13 +134,15 @@ func (c *procCluster) waitAlive(nodes []*procNode, want int) {
 	c.waitFor(func() bool {
 		for _, n := range nodes {
 			v, err := c.view(n)
-			if err != nil || alive(v) != want {
+			if err != nil || alive(v) != want || inRing(v) != want {
 				last = fmt.Sprintf("%s: %+v %v", n.name, v.Members, err)
 				return false
 			}
 		}
 		return true
-	}, func() string { return fmt.Sprintf("every node to list %d alive members (last: %s)", want, last) })
+	}, func() string {
+		return fmt.Sprintf("every node to list %d alive members, all in its ring (last: %s)", want, last)
+	})
 }
 
 // waitGone waits until on's /cluster no longer lists gone as alive and its
