@@ -35,9 +35,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 	defer fasthttp.ReleaseRequest(out)
 	out.Header.SetMethodBytes(ctx.Request.Header.Method())
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
-	out.Header.SetHostBytes(p.keys.hostOf(ctx.Request.Header.Host()))
+	// The owner keys the request by this Host alone: it must be the
+	// authority this node keyed it by when it picked the owner.
+	out.Header.SetHostBytes(p.keys.hostOf(st.host))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, false)
-	p.addForwarding(out, ctx, false)
+	p.addForwarding(out, ctx, st)
 	if body := ctx.Request.Body(); len(body) > 0 {
 		out.SetBodyRaw(body)
 	}
