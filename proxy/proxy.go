@@ -210,6 +210,12 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	st.forwarded = claimed
+	if h.IsConnect() || h.IsTrace() {
+		// CONNECT tunnels and TRACE echoes have no place behind a cache
+		// (and CONNECT's authority-form target names no resource).
+		p.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", "method")
+		return
+	}
 	host, problem := requestAuthority(h, ctx.URI().Host())
 	if problem != "" {
 		p.writeError(ctx, fasthttp.StatusBadRequest, problem, "bypass")
@@ -221,9 +227,6 @@ func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) {
 		p.serveCacheable(ctx, st)
 	case bytes.Equal(h.Method(), methodPurge):
 		p.purgeMethod(ctx, st)
-	case h.IsConnect(), h.IsTrace():
-		// CONNECT tunnels and TRACE echoes have no place behind a cache.
-		p.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", "method")
 	case h.IsOptions():
 		p.pass(ctx, st, false)
 	default:

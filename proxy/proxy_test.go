@@ -851,6 +851,11 @@ func TestBadRequests(t *testing.T) {
 			t.Errorf("%s: %d, want 405", m, r.StatusCode())
 		}
 	}
+	// RFC 9110 §9.3.6: CONNECT's target is authority-form; refused for its
+	// method, whatever it names.
+	if r := n.raw("CONNECT victim.com:443 HTTP/1.1\r\nHost: victim.com:443\r\n\r\n"); r.StatusCode() != 405 {
+		t.Errorf("CONNECT in authority-form: %d, want 405", r.StatusCode())
+	}
 	// Raw malformed requests on a real connection get a 4xx, never a crash.
 	for _, raw := range []string{
 		"GET /x HTTP/1.1\r\n\r\n",
