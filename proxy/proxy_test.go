@@ -73,7 +73,7 @@ func (timeoutErr) Timeout() bool { return true }
 
 // node is a proxy served on an in-memory listener.
 type node struct {
-	t      *testing.T
+	t      testing.TB
 	p      *Proxy
 	st     store.Store
 	origin *fakeOrigin
@@ -88,13 +88,13 @@ func newClock() *clock {
 	return clk
 }
 
-func newNode(t *testing.T, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
+func newNode(t testing.TB, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
 	t.Helper()
 	return newNodeAt(t, newClock(), o, handle)
 }
 
 // newNodeAt is newNode on a given fake clock.
-func newNodeAt(t *testing.T, clk *clock, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
+func newNodeAt(t testing.TB, clk *clock, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
 	t.Helper()
 	st := store.NewLRU(64<<20, store.WithClock(clk.now))
 	org := &fakeOrigin{handle: handle}
