@@ -43,6 +43,11 @@ func requestAuthority(h *fasthttp.RequestHeader, parsed []byte) (authority []byt
 			return nil, "Host header differs from the request target's authority"
 		}
 		host = auth
+	case len(target) > 1 && target[0] == '/' && target[1] == '/' && len(host) == 0:
+		// Without Host, fasthttp reads "//a/b" as authority a and path /b,
+		// but a fill sent with a Host (key_host) reads it as path //a/b:
+		// "GET // HTTP/1.0" would store the answer for // as the root page.
+		return nil, "ambiguous request target"
 	case len(target) > 0 && target[0] == '/', len(target) == 1 && target[0] == '*':
 		// origin-form, or asterisk-form (OPTIONS *): Host names the authority.
 	default:

@@ -42,6 +42,9 @@ func TestRequestAuthority(t *testing.T) {
 		{name: "RFC 9112 §3.2 not a target", target: "x//victim.com/y", http10: true, problem: "malformed"},
 		{name: "fasthttp reads //victim.com/a://b as host victim.com", target: "//victim.com/a://b", host: "evil.com", problem: "ambiguous"},
 		{name: "fasthttp reads //victim.com/x without Host as host victim.com", target: "//victim.com/x", http10: true, problem: "ambiguous"},
+		{name: "fasthttp reads ///x without Host as path /x", target: "///x", http10: true, problem: "ambiguous"},
+		{name: "fasthttp reads // without Host as path /", target: "//", http10: true, problem: "ambiguous"},
+		{name: "RFC 9112 §3.2.1 a path may start with //", target: "//x", host: "example.com", want: "example.com"},
 		{name: "RFC 3986 §3.2.2 space in Host", target: "/x", host: "a b", problem: "Host"},
 		{name: "RFC 3986 §3.2.2 slash in Host", target: "/x", host: "victim.com/evil", problem: "Host"},
 		{name: "RFC 3986 §3.2.2 backslash in Host", target: "/x", host: `victim.com\evil`, problem: "Host"},
@@ -175,6 +178,18 @@ func TestOneAuthorityKeyHost(t *testing.T) {
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
 	if r := n.raw("GET http://victim.com/x HTTP/1.1\r\nHost: evil.com\r\n\r\n"); r.StatusCode() != 400 {
 		t.Fatalf("two hosts: status %d, want 400", r.StatusCode())
+	}
+	// Found by FuzzAuthority: without Host, fasthttp reads "//" as an
+	// empty authority and the path /, while the fill, sent with Host
+	// site.local, asks for //: the site's root page would be the answer
+	// for //.
+	for _, target := range []string{"//", "///x"} {
+		if r := n.raw("GET " + target + " HTTP/1.0\r\n\r\n"); r.StatusCode() != 400 {
+			t.Errorf("%s without Host: status %d, want 400", target, r.StatusCode())
+		}
+	}
+	if n.origin.calls.Load() != 0 {
+		t.Fatalf("refused requests reached the origin %d times", n.origin.calls.Load())
 	}
 	r := n.raw("GET http://victim.com/x HTTP/1.0\r\n\r\n")
 	wantStatus(t, r, 200, "ringcache; fwd=uri-miss; fwd-status=200; ttl=60; stored")

@@ -67,6 +67,10 @@ func FuzzAuthority(f *testing.F) {
 		{"/x", "vict%69m.com", 0},
 		{"/x", "[::1]:8080", 0},
 		{"/x", "", fuzzHTTP10},
+		// Found by the fuzzer: without Host, fasthttp reads "//" as an
+		// empty authority and path /, the fill with key_host as path //.
+		{"//", "", fuzzHead | fuzzNoHost | fuzzHTTP10 | fuzzKeyHost},
+		{"///x", "", fuzzNoHost | fuzzHTTP10 | fuzzKeyHost},
 	}
 	for _, s := range seeds {
 		f.Add(s.target, s.host, s.flags)
