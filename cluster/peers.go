@@ -465,6 +465,11 @@ func (p *peer) Forward(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 	// written on the wire. (do sets the scheme.)
 	u.DisablePathNormalizing = true
 	u.SetHost(p.node.Addr)
+	// fasthttp would send userinfo ("user:pw@" in the URI or Host) as
+	// Authorization: Basic, credentials the client never sent as a header
+	// and the owner would then cache for everyone.
+	u.SetUsernameBytes(nil)
+	u.SetPasswordBytes(nil)
 	if len(req.Header.Host()) == 0 {
 		// A request built from an absolute URI carries its host there only.
 		req.Header.SetHostBytes(u.Host())

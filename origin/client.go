@@ -197,7 +197,8 @@ func orDefault(d, def time.Duration) time.Duration {
 // Fetch sends req to the origin and fills resp. req must hold the path and
 // query in its URI and the headers to send (hop-by-hop already removed);
 // Fetch sets the URI's scheme and host to the origin's and the Host header
-// per PreserveHost. Redirects are returned, not followed.
+// per PreserveHost, and drops the URI's userinfo: it never becomes an
+// Authorization header. Redirects are returned, not followed.
 //
 // After Fetch returns nil, resp's body may be a stream (resp.BodyStream()
 // non-nil): the caller must either call resp.Body(), which reads it whole
@@ -236,6 +237,12 @@ func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 	}
 	u.SetSchemeBytes(c.scheme)
 	u.SetHostBytes(c.host)
+	// fasthttp sends userinfo parsed from the URI or the Host header
+	// ("user:pw@host") as Authorization: Basic. A cache that never saw that
+	// header would store and share the answer, so only credentials the
+	// caller set as a header go out.
+	u.SetUsernameBytes(nil)
+	u.SetPasswordBytes(nil)
 	// fasthttp rewrites Host from the URI unless UseHostHeader is set.
 	req.UseHostHeader = c.preserveHost
 	if !c.preserveHost {

@@ -143,6 +143,53 @@ func TestClientForwarding(t *testing.T) {
 	}
 }
 
+// TestClientNeverInventsCredentials: userinfo in the URI or the Host header
+// must not reach the origin as Authorization (RFC 9110 §4.2.4: userinfo in
+// an http URI is an error), since the cache decides what to share by the
+// Authorization header it saw. A header the caller set goes through as is.
+func TestClientNeverInventsCredentials(t *testing.T) {
+	_, ln := startServer(t)
+	addr := ln.Addr().String()
+	tests := []struct {
+		name         string
+		preserveHost bool
+		uri, host    string
+		headers      []string
+		wantAuth     string
+	}{
+		{name: "userinfo in URI", uri: "http://bob:pw@client.example/p?vary=Authorization"},
+		{name: "userinfo in URI, preserve host", preserveHost: true, uri: "http://bob:pw@client.example/p?vary=Authorization"},
+		{name: "userinfo in Host", uri: "/p?vary=Authorization", host: "alice:pw@client.example"},
+		{name: "userinfo in Host, preserve host", preserveHost: true, uri: "/p?vary=Authorization", host: "alice:pw@client.example"},
+		{
+			name: "caller's header kept", uri: "http://bob:pw@client.example/p?vary=Authorization",
+			headers: []string{"Authorization", "Bearer t"}, wantAuth: "Bearer t",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClient(t, ClientOptions{URL: "http://" + addr, PreserveHost: tt.preserveHost})
+			req := fasthttp.AcquireRequest()
+			defer fasthttp.ReleaseRequest(req)
+			req.SetRequestURI(tt.uri)
+			if tt.host != "" {
+				req.Header.SetHost(tt.host)
+			}
+			for i := 0; i+1 < len(tt.headers); i += 2 {
+				req.Header.Set(tt.headers[i], tt.headers[i+1])
+			}
+			resp := new(fasthttp.Response)
+			if err := c.Fetch(context.Background(), req, resp); err != nil {
+				t.Fatal(err)
+			}
+			want := " Authorization=" + tt.wantAuth + "\n"
+			if got := string(resp.Body()); !strings.HasSuffix(got, want) {
+				t.Fatalf("origin saw %q, want Authorization %q", got, tt.wantAuth)
+			}
+		})
+	}
+}
+
 func TestClientDoesNotFollowRedirects(t *testing.T) {
 	s, ln := startServer(t)
 	c := newClient(t, ClientOptions{URL: "http://" + ln.Addr().String()})

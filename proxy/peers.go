@@ -36,9 +36,11 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 	defer fasthttp.ReleaseRequest(out)
 	out.Header.SetMethodBytes(ctx.Request.Header.Method())
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
-	out.Header.SetHostBytes(p.keys.hostOf(ctx.Request.Header.Host()))
+	// The owner keys the request by this Host alone: it must be the
+	// authority this node keyed it by when it picked the owner.
+	out.Header.SetHostBytes(p.keys.hostOf(st.host))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, false)
-	p.addForwarding(out, ctx, false)
+	p.addForwarding(out, ctx, st)
 	if body := ctx.Request.Body(); len(body) > 0 {
 		out.SetBodyRaw(body)
 	}
@@ -53,7 +55,9 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 		return false
 	}
 	cs := cacheStatus{fwd: "miss", fwdStatus: resp.StatusCode(), detail: "peer"}
-	if p.hot != nil && st.req.Range == nil && (ctx.Request.Header.IsGet() || ctx.Request.Header.IsHead()) {
+	// Only a GET's answer carries the body a copy must hold: the answer to
+	// a HEAD has none (RFC 9110 §9.3.2).
+	if p.hot != nil && st.req.Range == nil && ctx.Request.Header.IsGet() {
 		e, upstream, err := p.keepHot(st, resp, start)
 		if err != nil {
 			// The owner's body broke off: answer from here instead.
@@ -85,7 +89,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 // means the body could not be read: resp is released and nothing is kept.
 // sent is when the request left for the owner: an invalidation announced
 // since then means the answer may predate it, so it serves this request
-// but is not kept.
+// but is not kept. Nor is a body whose length is not the Content-Length:
+// it is not the whole response, and a copy would serve it for HotTTL.
 func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *store.Entry, upstream []byte, err error) {
 	if resp.StatusCode() != fasthttp.StatusOK || len(resp.Header.Peek("Vary")) > 0 {
 		return nil, nil, nil
@@ -109,12 +114,13 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *s
 		closeResponse(resp)
 		return nil, nil, err
 	}
+	complete := len(body) == resp.Header.ContentLength()
 	now := p.now()
 	e = p.newEntry(st.key, &resp.Header, body, &r, now, now)
 	upstream = bytes.Clone(resp.Header.PeekBytes(strCacheStatus))
 	closeResponse(resp)
 	s := storedResponse(e, now)
-	if s.Fresh() && !p.purged.stale(e, sent) {
+	if complete && s.Fresh() && !p.purged.stale(e, sent) {
 		e.Expires = now + min(s.TTL()*1e9, int64(p.opt.HotTTL))
 		p.hot.Set(e)
 	}

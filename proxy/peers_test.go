@@ -71,10 +71,16 @@ func (f *fakePeers) Authenticate(r *fasthttp.Request) (string, bool) {
 }
 
 // ownerAnswer is an owner's reply: a hit with its own Cache-Status member.
+// Like a reply read off the wire, it has a Content-Length, and an answer to
+// HEAD has that field but no body (RFC 9110 §9.3.2).
 func ownerAnswer(req *fasthttp.Request, resp *fasthttp.Response) error {
+	body := "from owner " + string(req.URI().Path())
 	resp.Header.Set("Cache-Control", "max-age=60")
 	resp.Header.Set("Cache-Status", "owner; hit; ttl=60")
-	resp.SetBodyString("from owner " + string(req.URI().Path()))
+	resp.Header.SetContentLength(len(body))
+	if !req.Header.IsHead() {
+		resp.SetBodyString(body)
+	}
 	return nil
 }
 
@@ -185,6 +191,52 @@ func TestHotCopies(t *testing.T) {
 	n.get("/popular")
 	if owner.forwards.Load() != before+1 {
 		t.Fatal("hot copy survived an invalidation")
+	}
+}
+
+// TestHotCopyOnlyFromCompleteGet: a hot copy answers every GET on this node
+// for up to HotTTL, so it is made only from an owner's complete answer to
+// a GET: never from a HEAD's (no body), never from a body shorter or
+// longer than its Content-Length.
+func TestHotCopyOnlyFromCompleteGet(t *testing.T) {
+	const full = "from owner /popular"
+	cases := []struct {
+		name   string
+		method string
+		answer func(req *fasthttp.Request, resp *fasthttp.Response) error
+	}{
+		{name: "RFC 9110 §9.3.2 answers to HEAD have no body", method: "HEAD", answer: ownerAnswer},
+		{name: "RFC 9112 §6.3 body shorter than Content-Length", method: "GET", answer: func(req *fasthttp.Request, resp *fasthttp.Response) error {
+			_ = ownerAnswer(req, resp)
+			resp.Header.SetContentLength(len(full) + 10)
+			return nil
+		}},
+		{name: "RFC 9112 §6.3 body longer than Content-Length", method: "GET", answer: func(req *fasthttp.Request, resp *fasthttp.Response) error {
+			_ = ownerAnswer(req, resp)
+			resp.Header.SetContentLength(len(full) - 3)
+			return nil
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			owner := &fakePeer{name: "owner", forward: tc.answer}
+			clk := newClock()
+			hot := store.NewLRU(1<<20, store.WithClock(clk.now))
+			defer hot.Close()
+			n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}, Hot: hot}, nil)
+			for range 2 * hotSample {
+				n.do(tc.method, "/popular")
+			}
+			owner.forward = ownerAnswer // complete answers from now on
+			before := owner.forwards.Load()
+			r := n.get("/popular")
+			if cs := csOf(r); strings.Contains(cs, "detail=hot") || string(r.Body()) != full {
+				t.Fatalf("GET answered %q with Cache-Status %q, want the owner's whole page", r.Body(), cs)
+			}
+			if owner.forwards.Load() != before+1 {
+				t.Fatal("GET not forwarded to the owner")
+			}
+		})
 	}
 }
 

@@ -111,6 +111,10 @@ type Proxy struct {
 // reqState is the per-request scratch space, pooled so that a hit
 // allocates nothing.
 type reqState struct {
+	// host is the request's one authority (requestAuthority), borrowed
+	// from the request: the key, the fill, the forwarding fields and a
+	// forward to the owner all name this host and no other.
+	host      []byte
 	key, vkey []byte
 	params    [][]byte
 	req       httpcache.Request
@@ -225,19 +229,23 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 		return
 	}
 	st.forwarded = claimed
-	if len(ctx.URI().Host()) == 0 && h.IsHTTP11() {
-		// HTTP/1.1 requires Host (RFC 9112 §3.2).
-		p.writeError(ctx, fasthttp.StatusBadRequest, "missing Host header", "bypass")
+	if h.IsConnect() || h.IsTrace() {
+		// CONNECT tunnels and TRACE echoes have no place behind a cache
+		// (and CONNECT's authority-form target names no resource).
+		p.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", "method")
 		return
 	}
+	host, problem := requestAuthority(h, ctx.URI().Host())
+	if problem != "" {
+		p.writeError(ctx, fasthttp.StatusBadRequest, problem, "bypass")
+		return
+	}
+	st.host = host
 	switch {
 	case h.IsGet(), h.IsHead():
 		p.serveCacheable(ctx, st)
 	case bytes.Equal(h.Method(), methodPurge):
-		p.purgeMethod(ctx)
-	case h.IsConnect(), h.IsTrace():
-		// CONNECT tunnels and TRACE echoes have no place behind a cache.
-		p.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", "method")
+		p.purgeMethod(ctx, st)
 	case h.IsOptions():
 		p.pass(ctx, st, false)
 	default:
@@ -248,7 +256,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 var methodPurge = []byte("PURGE")
 
 func (p *Proxy) putState(st *reqState) {
-	st.marker, st.forwarded = nil, false
+	st.host, st.marker, st.forwarded = nil, nil, false
 	st.req.CC.Reset()
 	if cap(st.key) > 64<<10 || cap(st.vkey) > 64<<10 {
 		return // do not pool buffers grown by a freak request
@@ -260,8 +268,7 @@ func (p *Proxy) putState(st *reqState) {
 func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	now := p.now()
 	h := &ctx.Request.Header
-	uri := ctx.URI()
-	st.key, st.params = p.keys.appendKey(st.key[:0], uri.Host(), uri.PathOriginal(), uri.QueryString(), st.params)
+	p.primaryKey(st, ctx.URI())
 	httpcache.ParseRequest(&st.req, h)
 	if !st.forwarded {
 		p.top.observe(st.key)
@@ -333,6 +340,20 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	p.fill(ctx, st, nil, fwd)
 }
+
+// primaryKey builds st.key from the request's authority and u's path and
+// query: u is the request's URI, or a same-host URI it invalidates.
+func (p *Proxy) primaryKey(st *reqState, u *fasthttp.URI) {
+	path := u.PathOriginal()
+	if len(path) == 0 {
+		// "http://h?q": the fill asks for "/?q" (RFC 9112 §3.2.1), so
+		// that is the resource cached.
+		path = strSlash
+	}
+	st.key, st.params = p.keys.appendKey(st.key[:0], st.host, path, u.QueryString(), st.params)
+}
+
+var strSlash = []byte("/")
 
 // lookup finds the stored response for the request, resolving Vary
 // markers. It returns nil and the Cache-Status fwd reason on a miss.
@@ -487,18 +508,18 @@ func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *sto
 func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry, fwd string) *result {
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
-	p.buildFill(out, ctx, stale, st.forwarded)
+	p.buildFill(out, ctx, st, stale)
 	return p.fetchWith(out, st.key, st.marker, &st.req, stale, fwd)
 }
 
 // buildFill makes the origin request of a cache fill: a GET (HEAD misses
 // are filled with GET so the body can be stored) without the client's
 // preconditions, with the stored validators when revalidating.
-func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, stale *store.Entry, trusted bool) {
+func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry) {
 	out.Header.SetMethod(fasthttp.MethodGet)
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
-	out.Header.SetHostBytes(p.keys.hostOf(ctx.Request.Header.Host()))
-	copyRequestHeaders(&out.Header, &ctx.Request.Header, true, trusted)
+	out.Header.SetHostBytes(p.keys.hostOf(st.host))
+	copyRequestHeaders(&out.Header, &ctx.Request.Header, true, st.forwarded)
 	if p.keys.codings {
 		// Ask for exactly the codings the variant key stands for, so the
 		// response suits every request that shares the variant.
@@ -509,7 +530,7 @@ func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, stale
 			out.Header.SetBytesV("Accept-Encoding", set)
 		}
 	}
-	p.addForwarding(out, ctx, trusted)
+	p.addForwarding(out, ctx, st)
 	if stale != nil {
 		// RFC 9111 §4.3.1.
 		if etag := stale.Get("ETag"); len(etag) > 0 {
@@ -523,19 +544,19 @@ func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, stale
 
 // addForwarding adds Via (RFC 9110 §7.6.3) and X-Forwarded-For/Host/Proto,
 // replacing whatever the client sent.
-// A trusted request comes from an authenticated peer, whose forwarding
-// fields already describe the real client.
-func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, trusted bool) {
+// A request forwarded by an authenticated peer keeps the peer's forwarding
+// fields: they already describe the real client.
+func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *reqState) {
 	if via := ctx.Request.Header.Peek("Via"); len(via) > 0 {
 		out.Header.SetBytesV("Via", append(append(append([]byte(nil), via...), ", "...), p.via...))
 	} else {
 		out.Header.SetBytesV("Via", p.via)
 	}
-	if trusted {
+	if st.forwarded {
 		return // a peer already set them from the client's connection
 	}
 	out.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
-	out.Header.SetBytesV("X-Forwarded-Host", p.keys.hostOf(ctx.Request.Header.Host()))
+	out.Header.SetBytesV("X-Forwarded-Host", p.keys.hostOf(st.host))
 	if ctx.IsTLS() {
 		out.Header.Set("X-Forwarded-Proto", "https")
 	} else {
@@ -777,7 +798,7 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *s
 	p.m.revalidations.Inc()
 	// Copy everything the request owns: fasthttp recycles ctx on return.
 	out := fasthttp.AcquireRequest()
-	p.buildFill(out, ctx, stale, st.forwarded)
+	p.buildFill(out, ctx, st, stale)
 	fkey = bytes.Clone(fkey)
 	key := bytes.Clone(st.key)
 	req := st.req
@@ -808,8 +829,7 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *s
 func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	if unsafe && p.opt.Peers != nil && !st.forwarded {
 		// The owner invalidates its copy and passes the request on.
-		uri := ctx.URI()
-		st.key, st.params = p.keys.appendKey(st.key[:0], uri.Host(), uri.PathOriginal(), uri.QueryString(), st.params)
+		p.primaryKey(st, ctx.URI())
 		if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
 			if s := ctx.Response.StatusCode(); s >= 200 && s < 400 {
 				p.invalidate(ctx, st, &ctx.Response.Header)
@@ -821,9 +841,9 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	defer fasthttp.ReleaseRequest(out)
 	out.Header.SetMethodBytes(ctx.Request.Header.Method())
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
-	out.Header.SetHostBytes(p.keys.hostOf(ctx.Request.Header.Host()))
+	out.Header.SetHostBytes(p.keys.hostOf(st.host))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
-	p.addForwarding(out, ctx, st.forwarded)
+	p.addForwarding(out, ctx, st)
 	if body := ctx.Request.Body(); len(body) > 0 {
 		out.SetBodyRaw(body)
 	}
@@ -859,7 +879,7 @@ func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.
 		}
 	}
 	uri := ctx.URI()
-	st.key, st.params = p.keys.appendKey(st.key[:0], uri.Host(), uri.PathOriginal(), uri.QueryString(), st.params)
+	p.primaryKey(st, uri)
 	drop(st.key)
 	for _, name := range [...]string{"Location", "Content-Location"} {
 		loc := rh.Peek(name)
@@ -869,8 +889,8 @@ func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.
 		u := fasthttp.AcquireURI()
 		uri.CopyTo(u)
 		u.UpdateBytes(loc)
-		if bytes.EqualFold(u.Host(), uri.Host()) {
-			st.key, st.params = p.keys.appendKey(st.key[:0], u.Host(), u.PathOriginal(), u.QueryString(), st.params)
+		if bytes.EqualFold(u.Host(), st.host) {
+			p.primaryKey(st, u)
 			drop(st.key)
 		}
 		fasthttp.ReleaseURI(u)

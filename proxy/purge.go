@@ -65,7 +65,7 @@ func (p *Proxy) PurgeCluster(ctx context.Context, cp cluster.Purge) (int, error)
 
 // purgeMethod answers a PURGE request: the URL it names is dropped on
 // every member, if the client's address is allowed to ask.
-func (p *Proxy) purgeMethod(ctx *fasthttp.RequestCtx) {
+func (p *Proxy) purgeMethod(ctx *fasthttp.RequestCtx, st *reqState) {
 	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
 	if !p.purgeAllowed(ip.Unmap()) {
 		p.writeError(ctx, fasthttp.StatusForbidden, "PURGE is not allowed from "+ip.String(), "")
@@ -76,7 +76,7 @@ func (p *Proxy) purgeMethod(ctx *fasthttp.RequestCtx) {
 	if q := uri.QueryString(); len(q) > 0 {
 		u += "?" + string(q)
 	}
-	n, err := p.PurgeCluster(context.Background(), cluster.Purge{Host: string(uri.Host()), URL: u})
+	n, err := p.PurgeCluster(context.Background(), cluster.Purge{Host: string(bytes.ToLower(st.host)), URL: u})
 	body, _ := json.Marshal(purgeReply(n, err))
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(body, '\n'))
