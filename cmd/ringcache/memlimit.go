@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"runtime/debug"
@@ -51,13 +52,14 @@ func memoryLimit(budget int64) int64 {
 // process's: call it only where one process runs one node.
 func applyMemoryLimit(cfg config.Config, log *slog.Logger) {
 	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok && v != "" {
-		log.Info("memory limit from GOMEMLIMIT", "gomemlimit", v, "limit", formatLimit(debug.SetMemoryLimit(-1)))
+		log.Info("memory limit", "limit", formatLimit(debug.SetMemoryLimit(-1)), "source", "GOMEMLIMIT")
 		return
 	}
 	budget := memoryBudget(cfg)
 	limit := memoryLimit(budget)
 	debug.SetMemoryLimit(limit)
-	log.Info("memory limit", "limit", formatLimit(limit), "budget", config.FormatBytes(budget), "override", "GOMEMLIMIT")
+	rule := fmt.Sprintf("%g × budget + %s", memGoalFactor, config.FormatBytes(memGoalSlack-memLimitMargin))
+	log.Info("memory limit", "limit", formatLimit(limit), "source", rule, "budget", config.FormatBytes(budget))
 }
 
 // formatLimit writes a memory limit as a size, or "off" for the runtime's

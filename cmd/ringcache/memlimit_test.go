@@ -69,7 +69,7 @@ func TestApplyMemoryLimit(t *testing.T) {
 	if got := debug.SetMemoryLimit(-1); got != 120<<20 {
 		t.Fatalf("limit %d after applyMemoryLimit; want %d", got, 120<<20)
 	}
-	if !strings.Contains(logs.String(), `msg="memory limit" limit=120MiB budget=64MiB`) {
+	if !strings.Contains(logs.String(), `msg="memory limit" limit=120MiB source="1.25 × budget + 40MiB" budget=64MiB`) {
 		t.Fatalf("log: %s", logs.String())
 	}
 
@@ -80,7 +80,7 @@ func TestApplyMemoryLimit(t *testing.T) {
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Fatalf("limit %d with GOMEMLIMIT=off; want none", got)
 	}
-	if !strings.Contains(logs.String(), `msg="memory limit from GOMEMLIMIT" gomemlimit=off limit=off`) {
+	if !strings.Contains(logs.String(), `msg="memory limit" limit=off source=GOMEMLIMIT`) {
 		t.Fatalf("log: %s", logs.String())
 	}
 }
