@@ -23,6 +23,7 @@ func serveCmd(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		return 2
 	}
 	log, level := newLeveledLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	applyMemoryLimit(cfg, log) // here, not in startNode: the limit is the process's, and tests and the demo run several nodes in one
 	n, err := startNode(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "ringcache serve: %v\n", err)

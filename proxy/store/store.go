@@ -205,23 +205,29 @@ func (it *FieldIter) Value() []byte { return it.value }
 // replacing it.
 func (it *FieldIter) Repeat() bool { return it.repeat }
 
-// EntryOverhead is what an Entry costs beyond the bytes of its array
-// (key, stale windows, fields with their lengths, body): the struct itself,
-// the array's size-class rounding and the container's bookkeeping per item.
+// EntryOverhead is what an Entry costs beyond its array (key, stale
+// windows, fields with their lengths, body), whose allocation Cost counts
+// separately: the struct itself and the container's bookkeeping per item.
 //
-// Measured with the store tests' measureMemory (10k to 400k entries as
-// DecodeEntry builds them, with WithClock as the node runs; TestMemoryPerEntry
-// keeps checking 100k): the Entry struct takes 48 bytes and the array's
-// rounding about 7; ristretto's bookkeeping (its item map and its policy's
-// cost map) 108-152 bytes depending on how full those hash tables are; the
-// LRU's 59-73. EntryOverhead is the ristretto mean (186), rounded up. Not
-// included: ristretto's admission counters, fixed at construction, about
-// 1.2% of a 1 GiB budget.
-const EntryOverhead = 48 + 144 // Entry struct + ristretto bookkeeping
+// The bookkeeping is ristretto's: a 48-byte item in a Go map of its store
+// and a cost in a map of its policy, 57 and 17 bytes a slot. Swiss tables
+// double once 7/8 full, so an item takes 85 to 170 bytes depending on how
+// full the tables are; measured with the store tests' measureMemory (50k
+// to 400k entries as the node builds them), 105-170. EntryOverhead charges
+// the top of that range and a few bytes for the tables' own headers, so
+// the budget does not understate the heap whatever the fill; on average it
+// overstates a ristretto entry by about 40 bytes, and an LRU entry (59-80
+// bytes of bookkeeping) by about 105. Not included: ristretto's admission
+// counters, fixed at construction, about 1.2% of the budget.
+const EntryOverhead = entryStructSize + 176
 
-// Cost is the number of bytes the entry holds, as charged against the
-// store's budget.
-func (e *Entry) Cost() int64 { return int64(EntryOverhead + len(e.data)) }
+// entryStructSize is unsafe.Sizeof(Entry{}), a size class of its own.
+const entryStructSize = 48
+
+// Cost is the number of bytes the entry takes in memory, as charged
+// against the store's budget: its array as the allocator rounds it, the
+// struct and the store's bookkeeping.
+func (e *Entry) Cost() int64 { return int64(EntryOverhead + allocSize(len(e.data))) }
 
 // Expired reports whether the store may drop e at now (unix nanoseconds).
 // At now == Expires the entry is already expired: a TTL of zero would mean

@@ -220,8 +220,14 @@ func TestTooLarge(t *testing.T) {
 		if !s.Set(small) {
 			t.Fatal("small entry refused")
 		}
-		if s.Set(testEntry("large", 1001)) {
-			t.Fatal("entry costing more than the budget accepted")
+		// A byte more can land in the same size class, costing the same:
+		// grow until the entry really costs more.
+		large := testEntry("large", 1001)
+		for n := 1002; large.Cost() <= maxBytes && n < 2000; n++ {
+			large = testEntry("large", n)
+		}
+		if s.Set(large) {
+			t.Fatalf("entry costing %d, more than the budget of %d, accepted", large.Cost(), maxBytes)
 		}
 		mustMiss(t, s, "large")
 		mustGet(t, s, "small", small)

@@ -45,6 +45,8 @@ type options struct {
 	zipfWarm, zipfRequests      int
 	churnKeys                   int
 	churnDur                    time.Duration
+	rssBudget                   int64
+	rssConns                    int
 	only                        string
 	nodeLogLevel                string
 	noiseBudget                 time.Duration
@@ -82,7 +84,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.zipfRequests, "zipf-requests", 200000, "requests of the Zipf measurement")
 	fs.IntVar(&o.churnKeys, "churn-keys", 10000, "warm keys of the membership-change scenario")
 	fs.DurationVar(&o.churnDur, "churn-d", 15*time.Second, "load per membership-change phase")
-	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory", "scenarios to run")
+	rssBudget := fs.String("rss-budget", "64MiB", "cache budget of the memory-against-the-budget scenario (bytes, KiB, MiB)")
+	fs.IntVar(&o.rssConns, "rss-conns", 8, "connections filling the node in the memory-against-the-budget scenario")
+	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss", "scenarios to run")
 	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "ringcache nodes' --log-level (their logs stay in the scratch dir; see -keep-tmp)")
 	fs.DurationVar(&o.noiseBudget, "noise-budget", 2*time.Minute, "time the run may spend waiting out, and repeating runs disturbed by, other processes' CPU use")
 	fs.BoolVar(&o.install, "install", true, "apt-get install nginx, varnish and wrk when missing")
@@ -94,6 +98,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	if o.zipfBudget, err = parseBytes(*budget); err != nil {
 		fmt.Fprintf(stderr, "bench: -zipf-budget: %v\n", err)
+		return 2
+	}
+	if o.rssBudget, err = parseBytes(*rssBudget); err != nil {
+		fmt.Fprintf(stderr, "bench: -rss-budget: %v\n", err)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -149,6 +157,10 @@ func preflight(ctx context.Context, o *options, log *slog.Logger) error {
 		}
 		*b = abs
 	}
+	want := o.scenarios()
+	if !want["hit"] && !want["miss"] && !want["herd"] {
+		return nil // only ringcache runs: nginx, Varnish and wrk are not needed
+	}
 	var missing []string
 	for _, p := range []struct{ bin, pkg string }{{"nginx", "nginx"}, {"varnishd", "varnish"}, {"wrk", "wrk"}} {
 		if p.pkg == "wrk" && !o.wrk {
@@ -181,6 +193,15 @@ func preflight(ctx context.Context, o *options, log *slog.Logger) error {
 		}
 	}
 	return nil
+}
+
+// scenarios returns the set of scenarios -only names.
+func (o *options) scenarios() map[string]bool {
+	want := make(map[string]bool)
+	for _, s := range strings.Split(o.only, ",") {
+		want[strings.TrimSpace(s)] = true
+	}
+	return want
 }
 
 func haveBinary(name string) bool {
@@ -231,10 +252,7 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 		client: &http.Client{Timeout: 30 * time.Second}, started: hw.started,
 		noise: &noise{budget: o.noiseBudget}}
 	r := &results{}
-	want := make(map[string]bool)
-	for _, s := range strings.Split(o.only, ",") {
-		want[strings.TrimSpace(s)] = true
-	}
+	want := o.scenarios()
 
 	if err := e.startOrigin(ctx); err != nil {
 		return nil, hw, err
@@ -298,6 +316,9 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 	}
 	if want["memory"] && ctx.Err() == nil {
 		e.memory(ctx, r)
+	}
+	if want["rss"] && ctx.Err() == nil {
+		e.rss(ctx, r)
 	}
 	hw.loadEnd = loadavg()
 	hw.noise = fmt.Sprintf("%d timed runs were repeated because other processes used more than %.0f%% of the CPUs during them, %d kept although disturbed (budget spent), and %s was spent waiting for a quiet machine (budget %v)",

@@ -186,12 +186,13 @@ func (e *env) originReset(ctx context.Context) error {
 
 // nodeOpts configures one ringcache node.
 type nodeOpts struct {
-	name      string
-	cacheSize string // e.g. "256MiB"
-	hotCache  string // "" leaves the default
-	maxObject string // "" leaves the default (8MiB, which must fit in cacheSize)
-	cluster   bool   // run gossip
-	join      string // gossip address of a member, "" for the first node
+	name       string
+	cacheSize  string // e.g. "256MiB"
+	hotCache   string // "" leaves the default
+	maxObject  string // "" leaves the default (8MiB, which must fit in cacheSize)
+	adminToken string // "" leaves admin writes and profiles refused
+	cluster    bool   // run gossip
+	join       string // gossip address of a member, "" for the first node
 }
 
 // rcNode is a running ringcache node.
@@ -217,6 +218,9 @@ func (e *env) startNode(ctx context.Context, o nodeOpts) (*rcNode, error) {
 	}
 	if o.maxObject != "" {
 		args = append(args, "--max-object-size", o.maxObject)
+	}
+	if o.adminToken != "" {
+		args = append(args, "--admin-token", o.adminToken)
 	}
 	n := &rcNode{admin: admin}
 	if o.cluster {
