@@ -90,8 +90,10 @@ type Config struct {
 	// PassTTL is how long a URL whose response was not storable goes
 	// straight to the origin, skipping request coalescing. 0 disables it.
 	PassTTL time.Duration
-	// CoalesceTimeout is how long a request waits for an identical in-flight
-	// origin fetch before fetching itself. Must be > 0.
+	// CoalesceTimeout is how long requests wait for an identical in-flight
+	// origin fetch before one of them (one per fetch) fetches again; the
+	// others keep waiting for whichever answers first, up to OriginTimeout
+	// more. Must be > 0.
 	CoalesceTimeout time.Duration
 
 	// OriginConnectTimeout bounds connecting to the origin. Must be > 0.

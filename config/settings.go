@@ -37,7 +37,7 @@ func (c *Config) settings() []setting {
 		{name: "normalize_accept_encoding", val: boolean(&c.NormalizeAcceptEncoding), help: "key Vary: Accept-Encoding by the codings accepted (br, deflate, gzip, zstd), not by its spelling"},
 		{name: "key_host", val: str(&c.KeyHost, optional(hostName)), help: `host used in cache keys and sent upstream instead of each client's Host; "" keys on the client's Host`},
 		{name: "pass_ttl", val: dur(&c.PassTTL, nonNegative), help: "how long a URL with an unstorable response bypasses coalescing; 0 disables"},
-		{name: "coalesce_timeout", val: dur(&c.CoalesceTimeout, positive), help: "how long a request waits for an identical in-flight origin fetch"},
+		{name: "coalesce_timeout", val: dur(&c.CoalesceTimeout, positive), help: "how long requests wait for an identical in-flight origin fetch before one of them fetches again"},
 		{name: "origin_connect_timeout", val: dur(&c.OriginConnectTimeout, positive), help: "deadline for connecting to the origin"},
 		{name: "origin_timeout", val: dur(&c.OriginTimeout, positive), help: "deadline for the origin's response headers"},
 		{name: "origin_max_conns", val: integer(&c.OriginMaxConns, positive), help: "maximum connections to the origin"},

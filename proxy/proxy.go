@@ -53,9 +53,15 @@ type Options struct {
 	// PassTTL is how long a URL whose response could not be stored goes
 	// straight to the origin, without coalescing. Default 10s; <0 disables.
 	PassTTL time.Duration
-	// CoalesceTimeout bounds how long a request waits for an identical
-	// in-flight fetch before fetching itself. Default 10s.
+	// CoalesceTimeout is how long requests wait for an identical in-flight
+	// fetch before one of them (one per fetch) fetches again; the others
+	// keep waiting for whichever of the two answers first. Default 10s.
 	CoalesceTimeout time.Duration
+	// OriginTimeout is how long a fetch may take to be answered: waiters
+	// give up on a fetch (answering 504, or a stale copy where allowed) this
+	// long after CoalesceTimeout, when the fetch started then has had its
+	// time too. Set it to the origin client's response timeout. Default 30s.
+	OriginTimeout time.Duration
 	// Peers is the cluster: keys owned by other members are forwarded to
 	// them. Nil runs a single node.
 	Peers cluster.Peers
@@ -131,6 +137,9 @@ func New(o Options, st store.Store, origin Fetcher) *Proxy {
 	}
 	if o.CoalesceTimeout <= 0 {
 		o.CoalesceTimeout = 10 * time.Second
+	}
+	if o.OriginTimeout <= 0 {
+		o.OriginTimeout = 30 * time.Second
 	}
 	if o.PurgeAllow == nil {
 		o.PurgeAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
@@ -394,12 +403,34 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry,
 	f, leader := p.flights.join(fkey)
 	if !leader {
 		p.m.coalesced.Inc()
-		if res, ok := f.wait(p.opt.CoalesceTimeout); ok && res.shareable && p.sameVariant(st, res.entry, &ctx.Request.Header) {
+		res, done := f.wait(p.opt.CoalesceTimeout)
+		if !done {
+			// The fetch is slow. A fetch per waiter would pile onto an
+			// origin that is slow already (a herd of N would become N
+			// requests): one waiter fetches again, in case the first fetch
+			// is stuck, and the others wait for whichever answers first.
+			p.m.coalesceOverdue.Inc()
+			if p.flights.hedge(f) {
+				p.m.coalesceHedged.Inc()
+				res = p.fetch(ctx, st, stale, fwd)
+				p.flights.finish(fkey, f, res)
+				p.serve(ctx, st, res, false)
+				return
+			}
+			if res, done = f.wait(p.opt.OriginTimeout); !done {
+				// Neither answered in time: the origin is failing, and a
+				// fetch per waiter would not help it.
+				res = p.originFailed(&result{fwd: fwd, outcome: Miss}, errFillTimeout, 0, stale, &st.req, p.now())
+				p.serve(ctx, st, res, true)
+				return
+			}
+		}
+		if res != nil && res.shareable && p.sameVariant(st, res.entry, &ctx.Request.Header) {
 			p.serve(ctx, st, res, true)
 			return
 		}
-		// The leader's answer cannot be shared (uncacheable, another
-		// variant, too slow): fetch our own, without queueing again.
+		// The answer cannot be shared (uncacheable, another variant, the
+		// fetch failed or panicked): fetch our own, without queueing again.
 		p.fetchAndServe(ctx, st, stale, fwd, "")
 		return
 	}
@@ -694,7 +725,15 @@ func (p *Proxy) originFailed(res *result, err error, status int, stale *store.En
 var (
 	errOriginStatus = errors.New("origin answered with an error status")
 	errIncomplete   = errors.New("origin response body incomplete")
+	// errFillTimeout: the fetch a request waited for did not end within
+	// CoalesceTimeout + OriginTimeout. A timeout, so answered 504.
+	errFillTimeout error = fillTimeout{}
 )
+
+type fillTimeout struct{}
+
+func (fillTimeout) Error() string { return "the fetch this request waited for is still running" }
+func (fillTimeout) Timeout() bool { return true }
 
 func errorStatus(err error) int {
 	var te interface{ Timeout() bool }

@@ -371,6 +371,7 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 		StaleKeep:       cfg.StaleKeep,
 		PassTTL:         cfg.PassTTL,
 		CoalesceTimeout: cfg.CoalesceTimeout,
+		OriginTimeout:   cfg.OriginTimeout,
 		Metrics:         m,
 		Logger:          log,
 	}
