@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/internal/reqbody"
 	"github.com/ringcache/ringcache/proxy/httpcache"
 	"github.com/ringcache/ringcache/proxy/store"
 	"github.com/valyala/fasthttp"
@@ -844,9 +845,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	out.Header.SetHostBytes(p.keys.hostOf(ctx.Request.Header.Host()))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
 	p.addForwarding(out, ctx, st.forwarded)
-	if body := ctx.Request.Body(); len(body) > 0 {
-		out.SetBodyRaw(body)
-	}
+	setBody(out, &ctx.Request)
 	fwd := "request"
 	if unsafe {
 		fwd = "method"
@@ -855,6 +854,14 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	if err := p.origin.Fetch(context.Background(), out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
 		p.m.requests[Error].Inc()
+		if reqbody.FromClient(err) {
+			// The client's body broke off or ran past the limit: its fault,
+			// and the origin never got a complete request.
+			status := reqbody.Status(err)
+			p.writeError(ctx, status, "request body: "+fasthttp.StatusMessage(status), fwd)
+			ctx.SetConnectionClose()
+			return
+		}
 		p.writeError(ctx, errorStatus(err), "origin unavailable: "+errorText(errorStatus(err)), fwd)
 		return
 	}
@@ -864,6 +871,21 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	}
 	p.m.requests[Pass].Inc()
 	p.relay(ctx, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status})
+}
+
+// setBody gives out the body of the client's request in. A streamed body
+// (see internal/reqbody: larger than a few KiB, or chunked) is relayed as it
+// arrives, never held whole: with its Content-Length when the client gave
+// one, chunked otherwise. The request must be sent before the handler
+// returns, and at most once: a stream cannot be replayed.
+func setBody(out, in *fasthttp.Request) {
+	if in.IsBodyStream() {
+		out.SetBodyStream(in.BodyStream(), in.Header.ContentLength())
+		return
+	}
+	if body := in.Body(); len(body) > 0 {
+		out.SetBodyRaw(body)
+	}
 }
 
 // invalidate drops the stored responses for the request's URI and for the

@@ -320,11 +320,12 @@ func peersOnly(peer, proxyHandler fasthttp.RequestHandler) fasthttp.RequestHandl
 	}
 }
 
-// newServer returns a server for h. bodyLimit bounds request bodies.
+// newServer returns a server for h. bodyLimit bounds request bodies, which
+// are streamed: see bodyGate.
 func (n *node) newServer(h fasthttp.RequestHandler, bodyLimit int64) *fasthttp.Server {
 	cfg := n.cfg
 	return &fasthttp.Server{
-		Handler:                      h,
+		Handler:                      n.bodyGate(h, bodyLimit),
 		ErrorHandler:                 badRequest,
 		ReadTimeout:                  cfg.ReadTimeout,
 		WriteTimeout:                 cfg.WriteTimeout,
@@ -335,6 +336,7 @@ func (n *node) newServer(h fasthttp.RequestHandler, bodyLimit int64) *fasthttp.S
 		NoDefaultContentType:         true,     // never invent a type the origin did not send
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
+		StreamRequestBody:            true,
 		Logger:                       fasthttpLogger{n.log},
 		SecureErrorLogMessage:        true,
 	}
