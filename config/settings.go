@@ -46,6 +46,8 @@ func (c *Config) settings() []setting {
 		{name: "write_timeout", val: dur(&c.WriteTimeout, positive), help: "client connection write timeout"},
 		{name: "idle_timeout", val: dur(&c.IdleTimeout, positive), help: "client keep-alive idle timeout"},
 		{name: "max_request_body", val: size(&c.MaxRequestBody, positive), help: "largest request body accepted from a client"},
+		{name: "max_conns", val: integer(&c.MaxConns, nonNegative), help: "most client connections served at once, per listener (beyond: 503); 0 means no cap"},
+		{name: "max_conns_per_ip", val: integer(&c.MaxConnsPerIP, nonNegative), help: "most connections from one client address on listen (beyond: 503); 0 means no cap"},
 		{name: "log_level", val: str(&c.LogLevel, oneOf("debug", "info", "warn", "error")), help: "debug, info, warn or error"},
 		{name: "log_format", val: str(&c.LogFormat, oneOf(LogFormatText, LogFormatJSON)), help: "text or json"},
 		{name: "access_log", val: str(&c.AccessLog, nil), help: `access log: "" off, "-" stdout, or a file path`},

@@ -159,3 +159,84 @@ func TestRequestBodiesStream(t *testing.T) {
 		t.Errorf("the origin read %d complete bodies of requests refused as too large", got-before)
 	}
 }
+
+// dialFrom connects to addr from the local address ip.
+func dialFrom(t *testing.T, ip, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, ip, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// status sends a GET on c, unless send is false, and reads one response's
+// status code.
+func status(t *testing.T, c net.Conn, br *bufio.Reader, send bool) int {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if send {
+		if _, err := io.WriteString(c, "GET /conn HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var resp fasthttp.Response
+	if err := resp.Read(br); err != nil {
+		t.Fatalf("reading a response: %v", err)
+	}
+	return resp.StatusCode()
+}
+
+// TestConnectionLimits: connections beyond max_conns_per_ip from one
+// address, or beyond max_conns in all, are answered 503 and closed; other
+// addresses keep their share, and a closed connection frees its slot.
+func TestConnectionLimits(t *testing.T) {
+	t.Run("per ip", func(t *testing.T) {
+		tn := startTestNode(t, func(c *config.Config) { c.MaxConnsPerIP, c.MaxConns = 2, 0 })
+		addr := tn.n.Addr()
+		var held []net.Conn
+		for range 2 {
+			c := dialFrom(t, "127.0.0.1", addr)
+			if s := status(t, c, bufio.NewReader(c), true); s != 200 {
+				t.Fatalf("connection within the cap: status %d", s)
+			}
+			held = append(held, c)
+		}
+		c := dialFrom(t, "127.0.0.1", addr)
+		if s := status(t, c, bufio.NewReader(c), false); s != fasthttp.StatusServiceUnavailable {
+			t.Fatalf("third connection from 127.0.0.1: status %d, want 503", s)
+		}
+		other := dialFrom(t, "127.0.0.2", addr)
+		if s := status(t, other, bufio.NewReader(other), true); s != 200 {
+			t.Fatalf("a connection from another address: status %d, want 200", s)
+		}
+		held[0].Close()
+		waitFor(t, 10*time.Second, func() bool {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				return false
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.WriteString(c, "GET /conn HTTP/1.1\r\nHost: x\r\n\r\n")
+			var resp fasthttp.Response
+			return resp.Read(bufio.NewReader(c)) == nil && resp.StatusCode() == 200
+		}, "a closed connection's slot to be free again")
+	})
+	t.Run("total", func(t *testing.T) {
+		tn := startTestNode(t, func(c *config.Config) { c.MaxConnsPerIP, c.MaxConns = 0, 3 })
+		addr := tn.n.Addr()
+		for range 3 {
+			c := dialFrom(t, "127.0.0.1", addr)
+			if s := status(t, c, bufio.NewReader(c), true); s != 200 {
+				t.Fatalf("connection within the cap: status %d", s)
+			}
+		}
+		c := dialFrom(t, "127.0.0.3", addr)
+		if s := status(t, c, bufio.NewReader(c), false); s != fasthttp.StatusServiceUnavailable {
+			t.Fatalf("fourth connection: status %d, want 503", s)
+		}
+	})
+}

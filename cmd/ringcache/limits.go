@@ -2,11 +2,18 @@ package main
 
 import (
 	"bytes"
+	"net"
 
 	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/internal/connlimit"
 	"github.com/ringcache/ringcache/internal/reqbody"
 	"github.com/valyala/fasthttp"
 )
+
+// What a node holds per connection is bounded here and in newServer:
+// request bodies stream (bodyGate), and connections are capped in total
+// (fasthttp's Concurrency, max_conns) and per client address (guard,
+// max_conns_per_ip).
 
 // bodyGate puts h behind reqbody's checks: bodies over limit are refused
 // with 413, small ones are read whole within one budget, larger ones reach
@@ -39,4 +46,10 @@ func rejectBody(ctx *fasthttp.RequestCtx, status int) {
 	if status == fasthttp.StatusServiceUnavailable && fromPeer(ctx) {
 		ctx.Response.Header.Set(cluster.HeaderError, "1")
 	}
+}
+
+// guard wraps a server's TCP listener: with perIP > 0 one client address
+// gets at most perIP connections, the others a 503.
+func (n *node) guard(ln net.Listener, perIP int) net.Listener {
+	return connlimit.PerIP(ln, perIP)
 }

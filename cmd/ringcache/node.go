@@ -163,6 +163,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		}
 	}
 	n.srv = n.newServer(handler, bodyLimit)
+	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
 	if cfg.Admin != "" {
 		if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
 			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
@@ -339,6 +340,8 @@ func (n *node) newServer(h fasthttp.RequestHandler, bodyLimit int64) *fasthttp.S
 		StreamRequestBody:            true,
 		Logger:                       fasthttpLogger{n.log},
 		SecureErrorLogMessage:        true,
+		// Beyond it fasthttp answers 503 and closes; 0 leaves its own cap.
+		Concurrency: cfg.MaxConns,
 	}
 }
 
