@@ -13,6 +13,7 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,4 +240,93 @@ func TestConnectionLimits(t *testing.T) {
 			t.Fatalf("fourth connection: status %d, want 503", s)
 		}
 	})
+}
+
+// slowConn dials addr with a small receive buffer, so that a client that
+// reads slowly really holds the node's writes back (the kernel would
+// otherwise absorb megabytes).
+func slowConn(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 32<<10)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestSlowClientGetsLargeBody: write_timeout bounds each write, not the
+// response. A client reading a body several times what it can take in one
+// write_timeout still gets all of it; one that stops reading is cut off
+// about one write_timeout later.
+func TestSlowClientGetsLargeBody(t *testing.T) {
+	const size = 24 << 20
+	const writeTimeout = time.Second
+	tn := startTestNode(t, func(c *config.Config) {
+		c.WriteTimeout = writeTimeout
+		c.MaxObjectSize = 1 << 20 // the body streams from the origin, uncached
+	})
+	get := fmt.Sprintf("GET /big?size=%d HTTP/1.1\r\nHost: x\r\n\r\n", size)
+
+	t.Run("slow reader", func(t *testing.T) {
+		c := slowConn(t, tn.n.Addr())
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		if _, err := io.WriteString(c, get); err != nil {
+			t.Fatal(err)
+		}
+		// About 6 MB/s: the body takes some 4s, four write timeouts.
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		start := time.Now()
+		var resp fasthttp.Response
+		err := resp.Read(bufio.NewReaderSize(&pacedReader{r: c, tick: tick.C, step: 64 << 10}, 64<<10))
+		t.Logf("read %d body bytes in %s", len(resp.Body()), time.Since(start).Round(time.Millisecond))
+		if err != nil || len(resp.Body()) != size {
+			t.Fatalf("the slow client got %d of %d body bytes: %v", len(resp.Body()), size, err)
+		}
+	})
+
+	t.Run("stalled reader", func(t *testing.T) {
+		c := slowConn(t, tn.n.Addr())
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		if _, err := io.WriteString(c, get); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		if _, err := br.Peek(1); err != nil {
+			t.Fatal(err)
+		}
+		// The client reads no more: once the socket buffers are full the
+		// node's write blocks and must give up about writeTimeout later.
+		stalled := time.Now()
+		waitFor(t, 15*writeTimeout, func() bool { return tn.n.srv.GetOpenConnectionsCount() == 0 },
+			"the node to drop the stalled client")
+		t.Logf("dropped %s after the client stopped reading", time.Since(stalled).Round(time.Millisecond))
+		n, _ := io.Copy(io.Discard, br)
+		if n >= size {
+			t.Fatalf("the stalled client still got the whole body (%d bytes)", n)
+		}
+	})
+}
+
+// pacedReader reads at most step bytes per tick: a slow client.
+type pacedReader struct {
+	r    io.Reader
+	tick <-chan time.Time
+	step int
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	<-p.tick
+	return p.r.Read(b[:min(len(b), p.step)])
 }

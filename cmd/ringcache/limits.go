@@ -7,13 +7,15 @@ import (
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/internal/connlimit"
 	"github.com/ringcache/ringcache/internal/reqbody"
+	"github.com/ringcache/ringcache/internal/streamconn"
 	"github.com/valyala/fasthttp"
 )
 
 // What a node holds per connection is bounded here and in newServer:
-// request bodies stream (bodyGate), and connections are capped in total
+// request bodies stream (bodyGate), connections are capped in total
 // (fasthttp's Concurrency, max_conns) and per client address (guard,
-// max_conns_per_ip).
+// max_conns_per_ip), and write_timeout bounds each write rather than a whole
+// response (guard), so a slow client can still download a large body.
 
 // bodyGate puts h behind reqbody's checks: bodies over limit are refused
 // with 413, small ones are read whole within one budget, larger ones reach
@@ -48,8 +50,9 @@ func rejectBody(ctx *fasthttp.RequestCtx, status int) {
 	}
 }
 
-// guard wraps a server's TCP listener: with perIP > 0 one client address
+// guard wraps a server's TCP listener (beneath any TLS): write_timeout
+// becomes an idle timeout per write, and with perIP > 0 one client address
 // gets at most perIP connections, the others a 503.
 func (n *node) guard(ln net.Listener, perIP int) net.Listener {
-	return connlimit.PerIP(ln, perIP)
+	return streamconn.IdleWrites(connlimit.PerIP(ln, perIP), n.cfg.WriteTimeout)
 }

@@ -153,6 +153,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 			if n.peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
 				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
 			}
+			n.peerLn = n.guard(n.peerLn, 0) // beneath TLS: write deadlines act on the socket
 			if n.peerTLS != nil {
 				n.peerLn = tls.NewListener(n.peerLn, n.peerTLS.Server)
 			}
@@ -322,7 +323,8 @@ func peersOnly(peer, proxyHandler fasthttp.RequestHandler) fasthttp.RequestHandl
 }
 
 // newServer returns a server for h. bodyLimit bounds request bodies, which
-// are streamed: see bodyGate.
+// are streamed: see bodyGate. Its listener must go through guard, which
+// makes WriteTimeout an idle timeout per write.
 func (n *node) newServer(h fasthttp.RequestHandler, bodyLimit int64) *fasthttp.Server {
 	cfg := n.cfg
 	return &fasthttp.Server{
