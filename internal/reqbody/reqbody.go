@@ -97,6 +97,9 @@ func (g *gate) serve(ctx *fasthttp.RequestCtx) {
 	case int64(cl) > g.o.Limit:
 		g.reject(ctx, fasthttp.StatusRequestEntityTooLarge)
 	case cl == 0:
+		// fasthttp streams an empty body too; the handler sees none, as
+		// before (a forwarded request must not look streamed).
+		ctx.Request.SetBodyRaw(nil)
 		g.h(ctx)
 	case g.o.Whole != nil && g.o.Whole(ctx):
 		g.serveWhole(ctx, cl)

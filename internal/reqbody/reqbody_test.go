@@ -101,6 +101,7 @@ func TestHandler(t *testing.T) {
 		{"large chunked streams", chunked(long, 3000), 200, &seen{stream: true, cl: -1, body: long}},
 		{"declared over the limit", post(strings.Repeat("x", limit+1)), 413, nil},
 		{"chunked over the limit", chunked(strings.Repeat("x", limit+1), 4000), 413, &seen{stream: true, cl: -1}},
+		{"empty body", post(""), 200, &seen{cl: 0}},
 		{"no body", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 200, &seen{cl: -2}}, // fasthttp's "none" for a GET
 	} {
 		t.Run(tc.name, func(t *testing.T) {
