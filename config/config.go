@@ -90,8 +90,10 @@ type Config struct {
 	// PassTTL is how long a URL whose response was not storable goes
 	// straight to the origin, skipping request coalescing. 0 disables it.
 	PassTTL time.Duration
-	// CoalesceTimeout is how long a request waits for an identical in-flight
-	// origin fetch before fetching itself. Must be > 0.
+	// CoalesceTimeout is how long requests wait for an identical in-flight
+	// origin fetch before one of them (one per fetch) fetches again; the
+	// others keep waiting for whichever answers first, up to OriginTimeout
+	// more. Must be > 0.
 	CoalesceTimeout time.Duration
 
 	// OriginConnectTimeout bounds connecting to the origin. Must be > 0.
@@ -113,6 +115,20 @@ type Config struct {
 	// MaxRequestBody is the largest request body accepted from a client.
 	// Must be > 0.
 	MaxRequestBody int64
+	// MaxConns caps the client connections the proxy listener (and the peer
+	// listener, each on its own) serves at once; those beyond it are
+	// answered 503 and closed. Each open connection costs memory (fasthttp
+	// keeps a 16 KiB read buffer and a goroutine per connection, more while
+	// a request is read), so the cap is what bounds a node's memory against
+	// a flood of connections. 0 means no cap of ours.
+	MaxConns int
+	// MaxConnsPerIP caps the connections from one client address on the
+	// proxy listener, so one host cannot take every slot of MaxConns; those
+	// beyond it are answered 503 and closed. Load balancers and sidecars
+	// connect from few addresses, and so do peers when they share the proxy
+	// listener (up to 256 connections each): keep it well above what one
+	// of them opens. 0 means no cap.
+	MaxConnsPerIP int
 
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
@@ -199,6 +215,8 @@ func Default() Config {
 		WriteTimeout:   30 * time.Second,
 		IdleTimeout:    60 * time.Second,
 		MaxRequestBody: 16 << 20,
+		MaxConns:       10000,
+		MaxConnsPerIP:  1000,
 
 		LogLevel:  "info",
 		LogFormat: LogFormatText,

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/reqbody"
 	"github.com/ringcache/ringcache/internal/streamconn"
 	"github.com/valyala/fasthttp"
 )
@@ -276,8 +277,9 @@ func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 
 // failed classifies and wraps a transport error and tells the breaker.
 func (c *Client) failed(req *fasthttp.Request, err error) error {
-	if errors.Is(err, fasthttp.ErrNoFreeConns) {
-		// Our own pool is exhausted: says nothing about the origin's health.
+	if errors.Is(err, fasthttp.ErrNoFreeConns) || reqbody.FromClient(err) {
+		// Our own pool is exhausted, or the client's request body broke off
+		// while it streamed: says nothing about the origin's health.
 		return fmt.Errorf("fetch %s from origin %s: %w", req.URI().RequestURI(), c.origin, err)
 	}
 	if c.breaker.failure() {

@@ -38,16 +38,20 @@ func (o Outcome) String() string {
 // Metrics are a node's Prometheus instruments, registered on a registry of
 // the caller's so that several nodes can live in one process.
 type Metrics struct {
-	requests      [numOutcomes]prometheus.Counter
-	coalesced     prometheus.Counter
-	revalidations prometheus.Counter
-	origin        *prometheus.HistogramVec
-	peer          *prometheus.HistogramVec
-	peerFallbacks prometheus.Counter
-	peerRefused   prometheus.Counter
-	purges        *prometheus.CounterVec
-	purgedEntries prometheus.Counter
-	announcements *prometheus.CounterVec
+	requests  [numOutcomes]prometheus.Counter
+	coalesced prometheus.Counter
+	// coalesceOverdue counts waiters still waiting after CoalesceTimeout,
+	// coalesceHedged the fetches started again for them.
+	coalesceOverdue prometheus.Counter
+	coalesceHedged  prometheus.Counter
+	revalidations   prometheus.Counter
+	origin          *prometheus.HistogramVec
+	peer            *prometheus.HistogramVec
+	peerFallbacks   prometheus.Counter
+	peerRefused     prometheus.Counter
+	purges          *prometheus.CounterVec
+	purgedEntries   prometheus.Counter
+	announcements   *prometheus.CounterVec
 }
 
 // NewMetrics creates the proxy's instruments on reg (nil: unregistered).
@@ -64,6 +68,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.coalesced = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ringcache_coalesced_requests_total",
 		Help: "Requests that waited for another request's origin fetch instead of making their own.",
+	})
+	m.coalesceOverdue = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ringcache_coalesce_overdue_total",
+		Help: "Coalesced requests still waiting after coalesce_timeout (they keep waiting, up to origin_timeout more).",
+	})
+	m.coalesceHedged = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ringcache_coalesce_hedged_total",
+		Help: "Fetches started again, at most one per slow fetch, by a request that waited coalesce_timeout.",
 	})
 	m.revalidations = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ringcache_background_revalidations_total",
@@ -100,7 +112,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Keys invalidated here by unsafe requests and announced to the other members, by result (sent, failed, dropped).",
 	}, []string{"result"})
 	if reg != nil {
-		reg.MustRegister(requests, m.coalesced, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.peerRefused, m.purges, m.purgedEntries, m.announcements)
+		reg.MustRegister(requests, m.coalesced, m.coalesceOverdue, m.coalesceHedged, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.peerRefused, m.purges, m.purgedEntries, m.announcements)
 	}
 	return m
 }

@@ -32,6 +32,15 @@ func (p *Proxy) forwardedBy(req *fasthttp.Request, fromPeer bool) (claimed, ok b
 // the owner's. It reports false when the owner could not answer: the caller
 // then serves the request itself, from its own store and the origin.
 func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Peer) bool {
+	if ctx.Request.IsBodyStream() {
+		// A streamed body (larger than a few KiB) is not forwarded: the peer
+		// signature covers a digest of the body, so the owner would have to
+		// hold it whole before trusting the request, and so would this node
+		// to sign it. The caller sends it to the origin itself, streaming,
+		// and announces the invalidation, which reaches the owner's store
+		// too.
+		return false
+	}
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	out.Header.SetMethodBytes(ctx.Request.Header.Method())
@@ -41,9 +50,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 	out.Header.SetHostBytes(p.keys.hostOf(st.host))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, false)
 	p.addForwarding(out, ctx, st)
-	if body := ctx.Request.Body(); len(body) > 0 {
-		out.SetBodyRaw(body)
-	}
+	setBody(out, &ctx.Request) // held whole: not a stream
 	resp := fasthttp.AcquireResponse()
 	start := p.now()
 	err := peer.Forward(context.Background(), out, resp)

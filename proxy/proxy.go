@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/internal/reqbody"
 	"github.com/ringcache/ringcache/proxy/httpcache"
 	"github.com/ringcache/ringcache/proxy/store"
 	"github.com/valyala/fasthttp"
@@ -53,9 +54,15 @@ type Options struct {
 	// PassTTL is how long a URL whose response could not be stored goes
 	// straight to the origin, without coalescing. Default 10s; <0 disables.
 	PassTTL time.Duration
-	// CoalesceTimeout bounds how long a request waits for an identical
-	// in-flight fetch before fetching itself. Default 10s.
+	// CoalesceTimeout is how long requests wait for an identical in-flight
+	// fetch before one of them (one per fetch) fetches again; the others
+	// keep waiting for whichever of the two answers first. Default 10s.
 	CoalesceTimeout time.Duration
+	// OriginTimeout is how long a fetch may take to be answered: waiters
+	// give up on a fetch (answering 504, or a stale copy where allowed) this
+	// long after CoalesceTimeout, when the fetch started then has had its
+	// time too. Set it to the origin client's response timeout. Default 30s.
+	OriginTimeout time.Duration
 	// Peers is the cluster: keys owned by other members are forwarded to
 	// them. Nil runs a single node.
 	Peers cluster.Peers
@@ -138,6 +145,9 @@ func New(o Options, st store.Store, origin Fetcher) *Proxy {
 	}
 	if o.CoalesceTimeout <= 0 {
 		o.CoalesceTimeout = 10 * time.Second
+	}
+	if o.OriginTimeout <= 0 {
+		o.OriginTimeout = 30 * time.Second
 	}
 	if o.PurgeAllow == nil {
 		o.PurgeAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
@@ -434,12 +444,34 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry,
 	f, leader := p.flights.join(fkey)
 	if !leader {
 		p.m.coalesced.Inc()
-		if res, ok := f.wait(p.opt.CoalesceTimeout); ok && res.shareable && p.sameVariant(st, res.entry, &ctx.Request.Header) {
+		res, done := f.wait(p.opt.CoalesceTimeout)
+		if !done {
+			// The fetch is slow. A fetch per waiter would pile onto an
+			// origin that is slow already (a herd of N would become N
+			// requests): one waiter fetches again, in case the first fetch
+			// is stuck, and the others wait for whichever answers first.
+			p.m.coalesceOverdue.Inc()
+			if p.flights.hedge(f) {
+				p.m.coalesceHedged.Inc()
+				res = p.fetch(ctx, st, stale, fwd)
+				p.flights.finish(fkey, f, res)
+				p.serve(ctx, st, res, false)
+				return
+			}
+			if res, done = f.wait(p.opt.OriginTimeout); !done {
+				// Neither answered in time: the origin is failing, and a
+				// fetch per waiter would not help it.
+				res = p.originFailed(&result{fwd: fwd, outcome: Miss}, errFillTimeout, 0, stale, &st.req, p.now())
+				p.serve(ctx, st, res, true)
+				return
+			}
+		}
+		if res != nil && res.shareable && p.sameVariant(st, res.entry, &ctx.Request.Header) {
 			p.serve(ctx, st, res, true)
 			return
 		}
-		// The leader's answer cannot be shared (uncacheable, another
-		// variant, too slow): fetch our own, without queueing again.
+		// The answer cannot be shared (uncacheable, another variant, the
+		// fetch failed or panicked): fetch our own, without queueing again.
 		p.fetchAndServe(ctx, st, stale, fwd, "")
 		return
 	}
@@ -734,7 +766,15 @@ func (p *Proxy) originFailed(res *result, err error, status int, stale *store.En
 var (
 	errOriginStatus = errors.New("origin answered with an error status")
 	errIncomplete   = errors.New("origin response body incomplete")
+	// errFillTimeout: the fetch a request waited for did not end within
+	// CoalesceTimeout + OriginTimeout. A timeout, so answered 504.
+	errFillTimeout error = fillTimeout{}
 )
+
+type fillTimeout struct{}
+
+func (fillTimeout) Error() string { return "the fetch this request waited for is still running" }
+func (fillTimeout) Timeout() bool { return true }
 
 func errorStatus(err error) int {
 	var te interface{ Timeout() bool }
@@ -844,9 +884,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	out.Header.SetHostBytes(p.keys.hostOf(st.host))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
 	p.addForwarding(out, ctx, st)
-	if body := ctx.Request.Body(); len(body) > 0 {
-		out.SetBodyRaw(body)
-	}
+	setBody(out, &ctx.Request)
 	fwd := "request"
 	if unsafe {
 		fwd = "method"
@@ -855,6 +893,14 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	if err := p.origin.Fetch(context.Background(), out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
 		p.m.requests[Error].Inc()
+		if reqbody.FromClient(err) {
+			// The client's body broke off or ran past the limit: its fault,
+			// and the origin never got a complete request.
+			status := reqbody.Status(err)
+			p.writeError(ctx, status, "request body: "+fasthttp.StatusMessage(status), fwd)
+			ctx.SetConnectionClose()
+			return
+		}
 		p.writeError(ctx, errorStatus(err), "origin unavailable: "+errorText(errorStatus(err)), fwd)
 		return
 	}
@@ -864,6 +910,21 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	}
 	p.m.requests[Pass].Inc()
 	p.relay(ctx, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status})
+}
+
+// setBody gives out the body of the client's request in. A streamed body
+// (see internal/reqbody: larger than a few KiB, or chunked) is relayed as it
+// arrives, never held whole: with its Content-Length when the client gave
+// one, chunked otherwise. The request must be sent before the handler
+// returns, and at most once: a stream cannot be replayed.
+func setBody(out, in *fasthttp.Request) {
+	if in.IsBodyStream() {
+		out.SetBodyStream(in.BodyStream(), in.Header.ContentLength())
+		return
+	}
+	if body := in.Body(); len(body) > 0 {
+		out.SetBodyRaw(body)
+	}
 }
 
 // invalidate drops the stored responses for the request's URI and for the

@@ -139,6 +139,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
+	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
 	clientLn := n.ln
 	handler := n.proxy.Handler
 	if n.peers != nil {
@@ -160,15 +161,16 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 			if peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
 				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
 			}
+			peerLn = n.guard(peerLn, 0) // beneath TLS: write deadlines act on the socket
 		} else {
 			// One port for both: a TLS handshake is a peer's, plain HTTP a
 			// client's (client TLS is not served on listen).
 			clientLn, peerLn = sniff.Split(n.ln, sniff.Options{Timeout: cfg.ReadTimeout})
 		}
 		n.peerLn = tls.NewListener(peerLn, n.peerTLS.Server)
-		n.peerSrv = n.newServer(peersOnly(n.peerServer.Handle, n.proxy.PeerHandler), max(cfg.MaxRequestBody, handoffBodyLimit(cfg)))
+		n.peerSrv = n.newServer(peersOnly(n.peerServer.Handle, n.proxy.PeerHandler), max(cfg.MaxRequestBody, handoffBodyLimit(cfg)), true)
 	}
-	n.srv = n.newServer(handler, cfg.MaxRequestBody)
+	n.srv = n.newServer(handler, cfg.MaxRequestBody, false)
 	if cfg.Admin != "" {
 		if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
 			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
@@ -327,11 +329,14 @@ func peersOnly(peer, forwarded fasthttp.RequestHandler) fasthttp.RequestHandler 
 	}
 }
 
-// newServer returns a server for h. bodyLimit bounds request bodies.
-func (n *node) newServer(h fasthttp.RequestHandler, bodyLimit int64) *fasthttp.Server {
+// newServer returns a server for h, serving members (peers) or clients.
+// bodyLimit bounds request bodies, which are streamed: see bodyGate. Its
+// listener must go through guard, which makes WriteTimeout an idle timeout
+// per write.
+func (n *node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool) *fasthttp.Server {
 	cfg := n.cfg
 	return &fasthttp.Server{
-		Handler:                      h,
+		Handler:                      bodyGate(h, bodyLimit, peers),
 		ErrorHandler:                 badRequest,
 		ReadTimeout:                  cfg.ReadTimeout,
 		WriteTimeout:                 cfg.WriteTimeout,
@@ -342,8 +347,11 @@ func (n *node) newServer(h fasthttp.RequestHandler, bodyLimit int64) *fasthttp.S
 		NoDefaultContentType:         true,     // never invent a type the origin did not send
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
+		StreamRequestBody:            true,
 		Logger:                       fasthttpLogger{n.log},
 		SecureErrorLogMessage:        true,
+		// Beyond it fasthttp answers 503 and closes; 0 leaves its own cap.
+		Concurrency: cfg.MaxConns,
 	}
 }
 
@@ -379,6 +387,7 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 		PassTTL:         cfg.PassTTL,
 		CoalesceTimeout: cfg.CoalesceTimeout,
 		StatsFullURLs:   cfg.StatsFullURLs,
+		OriginTimeout:   cfg.OriginTimeout,
 		Metrics:         m,
 		Logger:          log,
 	}

@@ -6,6 +6,9 @@
 // response headers are in the caller can turn the remaining reads of the
 // response into an idle timeout: each read must make progress within it, so
 // a live body is never cut off but a stalled server still is.
+//
+// IdleWrites does the same for a fasthttp server's writes: a large response
+// to a slow client is not cut off, a client that stops reading still is.
 package streamconn
 
 import (
