@@ -10,7 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 )
 
 // Handoff tuning.
@@ -57,7 +57,7 @@ type HandoffSender func(ctx context.Context, peer Node, body []byte) error
 // The error reports failed batches and, if ctx cut the handoff short,
 // ctx's error; stats are valid either way. Entries Range had not reached
 // when ctx ended are not counted.
-func Handoff(ctx context.Context, st store.Store, next Ring, self string, send HandoffSender, maxBytes int64) (HandoffStats, error) {
+func Handoff(ctx context.Context, st cache.Store, next Ring, self string, send HandoffSender, maxBytes int64) (HandoffStats, error) {
 	h := handoffRun{
 		ctx: ctx, send: send, maxBytes: maxBytes,
 		batchBytes: HandoffBatchBytes, maxFrame: DefaultMaxEntryBytes,
@@ -84,23 +84,23 @@ type handoffRun struct {
 // handoffGroup is one owner's share, markers apart.
 type handoffGroup struct {
 	node    Node
-	markers []*store.Entry
-	others  []*store.Entry
+	markers []*cache.Entry
+	others  []*cache.Entry
 }
 
 type handoffJob struct {
 	node    Node
-	entries []*store.Entry
+	entries []*cache.Entry
 }
 
-func (h *handoffRun) run(st store.Store, next Ring, self string) (HandoffStats, error) {
+func (h *handoffRun) run(st cache.Store, next Ring, self string) (HandoffStats, error) {
 	groups := make(map[string]*handoffGroup)
-	st.Range(func(e *store.Entry) bool {
+	st.Range(func(e *cache.Entry) bool {
 		if h.ctx.Err() != nil {
 			h.cutByCtx.Store(true)
 			return false
 		}
-		if e.Has(store.Pass) || len(e.Key()) == 0 {
+		if e.Has(cache.Pass) || len(e.Key()) == 0 {
 			h.skipped.Add(1)
 			return true
 		}
@@ -114,7 +114,7 @@ func (h *handoffRun) run(st store.Store, next Ring, self string) (HandoffStats, 
 			g = &handoffGroup{node: n}
 			groups[n.Name] = g
 		}
-		if e.Has(store.VaryMarker) {
+		if e.Has(cache.VaryMarker) {
 			g.markers = append(g.markers, e)
 		} else {
 			g.others = append(g.others, e)
@@ -129,8 +129,8 @@ func (h *handoffRun) run(st store.Store, next Ring, self string) (HandoffStats, 
 	slices.SortFunc(ordered, func(a, b *handoffGroup) int { return strings.Compare(a.node.Name, b.node.Name) })
 
 	bufs := make([]handoffBufs, HandoffInFlight) // one per worker, for both phases
-	h.phase(ordered, bufs, func(g *handoffGroup) []*store.Entry { return g.markers })
-	h.phase(ordered, bufs, func(g *handoffGroup) []*store.Entry { return g.others })
+	h.phase(ordered, bufs, func(g *handoffGroup) []*cache.Entry { return g.markers })
+	h.phase(ordered, bufs, func(g *handoffGroup) []*cache.Entry { return g.others })
 
 	stats := HandoffStats{
 		Entries: h.entries.Load(), Bytes: h.bytes.Load(), Batches: h.batches.Load(),
@@ -148,7 +148,7 @@ func (h *handoffRun) run(st store.Store, next Ring, self string) (HandoffStats, 
 
 // phase sends the entries pick returns for every group and returns once all
 // its batches are done, so a later phase starts after this one.
-func (h *handoffRun) phase(groups []*handoffGroup, bufs []handoffBufs, pick func(*handoffGroup) []*store.Entry) {
+func (h *handoffRun) phase(groups []*handoffGroup, bufs []handoffBufs, pick func(*handoffGroup) []*cache.Entry) {
 	jobs := make(chan handoffJob)
 	var wg sync.WaitGroup
 	for i := range bufs {
@@ -156,7 +156,7 @@ func (h *handoffRun) phase(groups []*handoffGroup, bufs []handoffBufs, pick func
 	}
 	// Owners take turns, batch by batch: when the budget or the deadline
 	// runs out, every owner has had a share.
-	lists := make([][]*store.Entry, len(groups))
+	lists := make([][]*cache.Entry, len(groups))
 	for i, g := range groups {
 		lists[i] = pick(g)
 	}
@@ -178,7 +178,7 @@ func (h *handoffRun) phase(groups []*handoffGroup, bufs []handoffBufs, pick func
 
 // cut returns how many leading entries of list make one batch of about
 // batchBytes (at least one), estimating each entry's frame from its sizes.
-func (h *handoffRun) cut(list []*store.Entry) int {
+func (h *handoffRun) cut(list []*cache.Entry) int {
 	size := 0
 	for i, e := range list {
 		size += frameEstimate(e)
@@ -191,7 +191,7 @@ func (h *handoffRun) cut(list []*store.Entry) int {
 
 // frameEstimate is close to an entry's frame size: the bytes plus room for
 // the numbers and lengths around them.
-func frameEstimate(e *store.Entry) int { return 64 + e.Size() }
+func frameEstimate(e *cache.Entry) int { return 64 + e.Size() }
 
 // handoffBufs are a worker's batch and frame buffers.
 type handoffBufs struct{ batch, frame []byte }

@@ -11,17 +11,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 )
 
 // handoffFixture fills a store with n URLs, every third one with a Vary
 // marker and two variants, plus a few Pass entries, and returns the store,
 // every entry that should move, and the number of Pass entries.
-func handoffFixture(t testing.TB, n, bodyLen int) (*store.LRU, []*store.Entry, int) {
+func handoffFixture(t testing.TB, n, bodyLen int) (*cache.LRU, []*cache.Entry, int) {
 	t.Helper()
-	st := store.NewLRU(1 << 30)
-	var moving []*store.Entry
-	set := func(e *store.Entry) {
+	st := cache.NewLRU(1 << 30)
+	var moving []*cache.Entry
+	set := func(e *cache.Entry) {
 		if !st.Set(e) {
 			t.Fatalf("store refused %q", e.Key())
 		}
@@ -29,9 +29,9 @@ func handoffFixture(t testing.TB, n, bodyLen int) (*store.LRU, []*store.Entry, i
 	for i := range n {
 		primary := fmt.Sprintf("example.com/page/%d", i)
 		if i%3 == 0 {
-			marker := store.NewEntry([]byte(primary), []store.Field{{Key: []byte("Vary"), Value: []byte("Accept-Encoding")}}, nil, store.Stale{})
+			marker := cache.NewEntry([]byte(primary), []cache.Field{{Key: []byte("Vary"), Value: []byte("Accept-Encoding")}}, nil, cache.Stale{})
 			marker.ResponseTime, marker.Expires = time.Now().UnixNano(), time.Now().Add(time.Hour).UnixNano()
-			marker.Status, marker.Flags = 200, store.VaryMarker
+			marker.Status, marker.Flags = 200, cache.VaryMarker
 			set(marker)
 			moving = append(moving, marker)
 			for _, enc := range []string{"gzip", "br"} {
@@ -41,13 +41,13 @@ func handoffFixture(t testing.TB, n, bodyLen int) (*store.LRU, []*store.Entry, i
 			}
 			continue
 		}
-		e := testEntry(primary, bodyLen, store.Shared)
+		e := testEntry(primary, bodyLen, cache.Shared)
 		set(e)
 		moving = append(moving, e)
 	}
 	const pass = 5
 	for i := range pass {
-		set(testEntry(fmt.Sprintf("example.com/pass/%d", i), 0, store.Pass))
+		set(testEntry(fmt.Sprintf("example.com/pass/%d", i), 0, cache.Pass))
 	}
 	return st, moving, pass
 }
@@ -113,7 +113,7 @@ func TestHandoffMovesEntries(t *testing.T) {
 // recorder is a fake send that decodes what it is given.
 type recorder struct {
 	mu      sync.Mutex
-	order   map[string][]*store.Entry // per owner, in arrival order
+	order   map[string][]*cache.Entry // per owner, in arrival order
 	bodies  int
 	bytes   int64
 	fail    func(Node) bool
@@ -121,20 +121,20 @@ type recorder struct {
 	maxBody int
 }
 
-func newRecorder() *recorder { return &recorder{order: map[string][]*store.Entry{}} }
+func newRecorder() *recorder { return &recorder{order: map[string][]*cache.Entry{}} }
 
 func (r *recorder) send(ctx context.Context, peer Node, body []byte) error {
 	if r.fail != nil && r.fail(peer) {
 		return fmt.Errorf("peer %s is down", peer.Name)
 	}
-	var got []*store.Entry
+	var got []*cache.Entry
 	for off := 0; off < len(body); {
 		n, k := binary.Uvarint(body[off:])
 		if k <= 0 || uint64(len(body)-off-k) < n {
 			return errors.New("bad framing")
 		}
 		off += k
-		e, err := store.DecodeEntry(body[off : off+int(n)])
+		e, err := cache.DecodeEntry(body[off : off+int(n)])
 		if err != nil {
 			return err
 		}
@@ -196,10 +196,10 @@ func TestHandoffMarkersFirst(t *testing.T) {
 	for owner, es := range rec.order {
 		seenVariant := false
 		for _, e := range es {
-			if e.Has(store.VaryMarker) && seenVariant {
+			if e.Has(cache.VaryMarker) && seenVariant {
 				t.Fatalf("owner %s got marker %q after a variant", owner, e.Key())
 			}
-			seenVariant = seenVariant || !e.Has(store.VaryMarker)
+			seenVariant = seenVariant || !e.Has(cache.VaryMarker)
 			if o, _ := next.Owner(PrimaryKey(e.Key())); o.Name != owner {
 				t.Errorf("%q sent to %s, owner is %s", e.Key(), owner, o.Name)
 			}
@@ -303,7 +303,7 @@ func TestHandoffFailuresAndSelf(t *testing.T) {
 
 // Entries too large for a frame are skipped, not sent to be dropped.
 func TestHandoffOversizedEntry(t *testing.T) {
-	st := store.NewLRU(1 << 30)
+	st := cache.NewLRU(1 << 30)
 	st.Set(testEntry("example.com/big", 8<<10, 0))
 	st.Set(testEntry("example.com/small", 10, 0))
 	rec := newRecorder()

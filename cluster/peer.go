@@ -3,7 +3,7 @@ package cluster
 import (
 	"context"
 
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -41,17 +41,17 @@ type Peer interface {
 	Forward(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
 	// Lookup returns the entry stored under the exact store key on the
 	// peer, or nil when it has none.
-	Lookup(ctx context.Context, key []byte) (*store.Entry, error)
+	Lookup(ctx context.Context, key []byte) (*cache.Entry, error)
 }
 
 // Local is what a node's peer endpoints need from its own cache.
 type Local interface {
 	// Get returns a stored entry for Lookup, without counting as a hit.
-	Get(key []byte) (*store.Entry, bool)
+	Get(key []byte) (*cache.Entry, bool)
 	// Accept stores an entry handed off by a leaving member, unless this
 	// node holds a newer copy or the key was invalidated or purged after
 	// the entry was fetched. It reports whether the entry was kept.
-	Accept(e *store.Entry) bool
+	Accept(e *cache.Entry) bool
 	// Purge applies a purge sent by another member and returns how many
 	// entries it dropped.
 	Purge(p Purge) int

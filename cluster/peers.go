@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/internal/streamconn"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -497,7 +497,7 @@ func isPeerError(resp *fasthttp.Response) bool {
 
 // Lookup fetches the entry stored under key on the peer; nil, nil when the
 // peer has none.
-func (p *peer) Lookup(ctx context.Context, key []byte) (*store.Entry, error) {
+func (p *peer) Lookup(ctx context.Context, key []byte) (*cache.Entry, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -516,7 +516,7 @@ func (p *peer) Lookup(ctx context.Context, key []byte) (*store.Entry, error) {
 		if err != nil {
 			return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
 		}
-		e, err := store.DecodeEntry(body)
+		e, err := cache.DecodeEntry(body)
 		if err != nil {
 			return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
 		}

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
 )
@@ -151,16 +151,16 @@ func keyPath(t testing.TB, rings []Ring, owners ...string) []byte {
 
 // storeLocal is a Local over an LRU store; reject, if set, refuses entries.
 type storeLocal struct {
-	st     *store.LRU
-	reject func(*store.Entry) bool
+	st     *cache.LRU
+	reject func(*cache.Entry) bool
 	purges []Purge
 }
 
-func newStoreLocal() *storeLocal { return &storeLocal{st: store.NewLRU(256 << 20)} }
+func newStoreLocal() *storeLocal { return &storeLocal{st: cache.NewLRU(256 << 20)} }
 
-func (l *storeLocal) Get(key []byte) (*store.Entry, bool) { return l.st.Get(key) }
+func (l *storeLocal) Get(key []byte) (*cache.Entry, bool) { return l.st.Get(key) }
 
-func (l *storeLocal) Accept(e *store.Entry) bool {
+func (l *storeLocal) Accept(e *cache.Entry) bool {
 	if l.reject != nil && l.reject(e) {
 		return false
 	}
@@ -172,7 +172,7 @@ func (l *storeLocal) Accept(e *store.Entry) bool {
 func (l *storeLocal) Purge(p Purge) int {
 	l.purges = append(l.purges, p)
 	n := 0
-	l.st.Range(func(e *store.Entry) bool {
+	l.st.Range(func(e *cache.Entry) bool {
 		if p.All || string(e.Key()) == p.Host+p.URL {
 			l.st.Delete(e.Key())
 			n++
@@ -184,11 +184,11 @@ func (l *storeLocal) Purge(p Purge) int {
 
 // testEntry is a fully populated entry, so a round trip that drops a field
 // shows.
-func testEntry(key string, bodyLen int, flags store.Flags) *store.Entry {
-	e := store.NewEntry([]byte(key), []store.Field{
+func testEntry(key string, bodyLen int, flags cache.Flags) *cache.Entry {
+	e := cache.NewEntry([]byte(key), []cache.Field{
 		{Key: []byte("Content-Type"), Value: []byte("text/plain")},
 		{Key: []byte("Etag"), Value: []byte(`"` + strings.ReplaceAll(key, "\x00", "~") + `"`)},
-	}, bytes.Repeat([]byte{'x'}, bodyLen), store.Stale{WhileRevalidate: 5, IfError: 7})
+	}, bytes.Repeat([]byte{'x'}, bodyLen), cache.Stale{WhileRevalidate: 5, IfError: 7})
 	e.ResponseTime, e.Expires = time.Now().UnixNano(), time.Now().Add(time.Hour).UnixNano()
 	e.InitialAge, e.Lifetime = 3, 60
 	e.Status, e.Flags = 200, flags
@@ -890,10 +890,10 @@ func TestLookup(t *testing.T) {
 	nodes, r := startTestCluster(t, newFakeClock(), "a", "b")
 	a, b := nodes[0], nodes[1]
 	primary := string(keyOwnedBy(t, r, "b"))
-	entries := []*store.Entry{
-		testEntry(primary, 1000, store.Shared|store.Heuristic),
+	entries := []*cache.Entry{
+		testEntry(primary, 1000, cache.Shared|cache.Heuristic),
 		testEntry(primary+"\x00gzip", 10, 0), // a variant key: binary bytes in the query
-		testEntry(primary+"?big", 300<<10, store.MustRevalidate),
+		testEntry(primary+"?big", 300<<10, cache.MustRevalidate),
 	}
 	for _, e := range entries {
 		if !b.local.st.Set(e) {

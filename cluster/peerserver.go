@@ -9,7 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -192,7 +192,7 @@ func (s *PeerServer) handoff(ctx *fasthttp.RequestCtx, from string) {
 			malformed++
 			continue
 		}
-		e, err := store.DecodeEntry(frame) // copies: body is recycled after return
+		e, err := cache.DecodeEntry(frame) // copies: body is recycled after return
 		if err != nil || len(e.Key()) == 0 {
 			malformed++
 			continue

@@ -9,14 +9,14 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
 func b64(key []byte) string { return base64.RawURLEncoding.EncodeToString(key) }
 
 // frame returns the handoff frame of e.
-func frame(e *store.Entry) []byte {
+func frame(e *cache.Entry) []byte {
 	enc := e.AppendBinary(nil)
 	return append(binary.AppendUvarint(nil, uint64(len(enc))), enc...)
 }
@@ -46,7 +46,7 @@ func TestHandoffFrames(t *testing.T) {
 	signer := mustSigner(t, "a", testSecret)
 	good := func(k string) []byte { return frame(testEntry(k, 100, 0)) }
 	badEntry := rawFrame([]byte{2, 2, 3, 4}) // version 2, then truncated
-	emptyKey := frame(&store.Entry{Status: 200})
+	emptyKey := frame(&cache.Entry{Status: 200})
 	huge := rawFrame(bytes.Repeat([]byte{1}, 2<<10)) // over the test's 1 KiB frame limit
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
@@ -71,7 +71,7 @@ func TestHandoffFrames(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			local := newStoreLocal()
-			local.reject = func(e *store.Entry) bool { return string(e.Key()) == "reject-me" }
+			local.reject = func(e *cache.Entry) bool { return string(e.Key()) == "reject-me" }
 			s := NewPeerServer(local, signer, PeerServerOptions{MaxEntryBytes: 1 << 10})
 			resp := serve(t, s, signer, "POST", PathPrefix+"handoff", tt.body)
 			if resp.StatusCode() != 200 {
@@ -110,7 +110,7 @@ func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 func TestPeerServerRouting(t *testing.T) {
 	signer := mustSigner(t, "a", testSecret)
 	local := newStoreLocal()
-	local.st.Set(testEntry("k\x00v", 10, store.Shared))
+	local.st.Set(testEntry("k\x00v", 10, cache.Shared))
 	s := NewPeerServer(local, signer, PeerServerOptions{})
 	tests := []struct {
 		name, method, uri string
@@ -143,7 +143,7 @@ func TestPeerServerRouting(t *testing.T) {
 				if ct := string(resp.Header.ContentType()); ct != "application/octet-stream" {
 					t.Errorf("Content-Type %q", ct)
 				}
-				e, err := store.DecodeEntry(resp.Body())
+				e, err := cache.DecodeEntry(resp.Body())
 				if err != nil || string(e.Key()) != "k\x00v" {
 					t.Errorf("body decodes to %v, %v", e, err)
 				}

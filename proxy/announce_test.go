@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cluster"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -79,7 +79,7 @@ func TestAnnouncedKeysDropCopies(t *testing.T) {
 	release := make(chan struct{})
 	owner := &fakePeer{name: "owner", forward: ownerAnswer}
 	clk := newClock()
-	hot := store.NewLRU(1<<20, store.WithClock(clk.now))
+	hot := cache.NewLRU(1<<20, cache.WithClock(clk.now))
 	defer hot.Close()
 	n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}, Hot: hot, HotTTL: 30 * time.Second}, nil)
 	key := []byte("example.com/popular")

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 )
 
 // Flags of a FuzzAuthority input.
@@ -151,10 +151,10 @@ func FuzzAuthority(f *testing.F) {
 
 // storedKeys lists the keys of the responses in st (not pass markers or
 // Vary markers).
-func storedKeys(st store.Store) []string {
+func storedKeys(st cache.Store) []string {
 	var keys []string
-	st.Range(func(e *store.Entry) bool {
-		if !e.Has(store.Pass) && !e.Has(store.VaryMarker) {
+	st.Range(func(e *cache.Entry) bool {
+		if !e.Has(cache.Pass) && !e.Has(cache.VaryMarker) {
 			keys = append(keys, string(e.Key()))
 		}
 		return true
@@ -163,9 +163,9 @@ func storedKeys(st store.Store) []string {
 }
 
 // clearStore empties st, so each fuzz input is a miss and its key the only one.
-func clearStore(st store.Store) {
+func clearStore(st cache.Store) {
 	var keys [][]byte
-	st.Range(func(e *store.Entry) bool {
+	st.Range(func(e *cache.Entry) bool {
 		keys = append(keys, bytes.Clone(e.Key()))
 		return true
 	})

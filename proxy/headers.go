@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"time"
 
-	"github.com/ringcache/ringcache/proxy/httpcache"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -81,25 +81,25 @@ func (p *Proxy) storedField(key, connection []byte, r *httpcache.Response) bool 
 }
 
 // newEntry copies the stored part of an origin response into one Entry.
-func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r *httpcache.Response, reqTime, respTime int64) *store.Entry {
+func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r *httpcache.Response, reqTime, respTime int64) *cache.Entry {
 	connection := h.Peek("Connection")
-	fields := make([]store.Field, 0, 32) // on the stack unless a response has more
+	fields := make([]cache.Field, 0, 32) // on the stack unless a response has more
 	hasDate := false
 	for k, v := range h.All() {
 		if p.storedField(k, connection, r) {
-			fields = append(fields, store.Field{Key: k, Value: v})
+			fields = append(fields, cache.Field{Key: k, Value: v})
 			hasDate = hasDate || httpcache.FieldIs(k, "date")
 		}
 	}
 	if !hasDate {
 		// A cache that forwards a response without Date adds one (RFC 9110 §6.6.1).
-		fields = append(fields, store.Field{Key: strDate, Value: fasthttp.AppendHTTPDate(nil, time.Unix(0, respTime))})
+		fields = append(fields, cache.Field{Key: strDate, Value: fasthttp.AppendHTTPDate(nil, time.Unix(0, respTime))})
 	}
-	stale := store.Stale{
+	stale := cache.Stale{
 		WhileRevalidate: max(0, r.CC.StaleWhileRevalidate),
 		IfError:         max(0, r.CC.StaleIfError),
 	}
-	e := store.NewEntry(key, fields, body, stale)
+	e := cache.NewEntry(key, fields, body, stale)
 
 	lifetime, heuristic := httpcache.Lifetime(r, respTime/1e9, *p.policy.Load())
 	age := httpcache.InitialAge(r, reqTime, respTime)
@@ -107,20 +107,20 @@ func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r 
 	e.ResponseTime = respTime
 	e.InitialAge, e.Lifetime = clamp32(age), clamp32(lifetime)
 	if r.CC.NoCache {
-		e.Flags |= store.NoCache
+		e.Flags |= cache.NoCache
 	}
 	// s-maxage implies proxy-revalidate (§5.2.2.10) unless the same response
 	// grants RFC 5861 stale windows explicitly: that common CDN pairing is
 	// honoured, explicit must-revalidate / proxy-revalidate never are.
 	if r.CC.MustRevalidate || r.CC.ProxyRevalidate ||
-		(r.CC.SMaxAge != httpcache.Absent && stale == store.Stale{}) {
-		e.Flags |= store.MustRevalidate
+		(r.CC.SMaxAge != httpcache.Absent && stale == cache.Stale{}) {
+		e.Flags |= cache.MustRevalidate
 	}
 	if r.CC.Public || r.CC.SMaxAge != httpcache.Absent || r.CC.MustRevalidate {
-		e.Flags |= store.Shared
+		e.Flags |= cache.Shared
 	}
 	if heuristic {
-		e.Flags |= store.Heuristic
+		e.Flags |= cache.Heuristic
 	}
 	keep := max(int64(max(stale.WhileRevalidate, stale.IfError))*1e9, int64(p.opt.StaleKeep))
 	e.Expires = respTime - int64(e.InitialAge)*1e9 + int64(e.Lifetime)*1e9 + keep
@@ -169,7 +169,7 @@ func copyResponseHeaders(out, in *fasthttp.ResponseHeader) {
 // mergeHeaders builds the header of a stored response freshened by a 304
 // (RFC 9111 §3.2, §4.3.4): fields present in the 304 replace the stored
 // ones, except Content-Length.
-func mergeHeaders(dst *fasthttp.ResponseHeader, old *store.Entry, nm *fasthttp.ResponseHeader) {
+func mergeHeaders(dst *fasthttp.ResponseHeader, old *cache.Entry, nm *fasthttp.ResponseHeader) {
 	dst.DisableNormalizing()
 	dst.SetStatusCode(int(old.Status))
 	connection := nm.Peek("Connection")

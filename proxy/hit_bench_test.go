@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
 // hitProxy returns a proxy whose store holds /obj with a body of size bytes.
-func hitProxy(tb testing.TB, st store.Store, size int, clk *Clock) *Proxy {
+func hitProxy(tb testing.TB, st cache.Store, size int, clk *Clock) *Proxy {
 	body := make([]byte, size)
 	origin := FetcherFunc(func(_ context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
 		resp.Header.Set("Cache-Control", "max-age=3600")
@@ -31,11 +31,11 @@ func hitProxy(tb testing.TB, st store.Store, size int, clk *Clock) *Proxy {
 
 // clockedStore returns a store of kind and its coarse clock, both closed
 // when the test ends.
-func clockedStore(tb testing.TB, kind string, maxBytes int64) (store.Store, *Clock) {
+func clockedStore(tb testing.TB, kind string, maxBytes int64) (cache.Store, *Clock) {
 	tb.Helper()
 	clk := NewClock(time.Millisecond)
 	tb.Cleanup(clk.Stop)
-	st, err := store.New(kind, maxBytes, store.WithClock(clk.Now))
+	st, err := cache.New(kind, maxBytes, cache.WithClock(clk.Now))
 	if err != nil {
 		tb.Fatal(err)
 	}

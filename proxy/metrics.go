@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 )
 
 // Outcome is how a request was answered, the label of
@@ -139,19 +139,19 @@ func (m *Metrics) observePeer(nanos int64, err error) {
 }
 
 // RegisterStore exposes a store's counters on reg.
-func RegisterStore(reg prometheus.Registerer, st store.Store) {
-	stat := func(f func(store.Stats) float64) func() float64 {
+func RegisterStore(reg prometheus.Registerer, st cache.Store) {
+	stat := func(f func(cache.Stats) float64) func() float64 {
 		return func() float64 { return f(st.Stats()) }
 	}
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ringcache_store_bytes", Help: "Bytes held by the store, as charged against its budget."},
-			stat(func(s store.Stats) float64 { return float64(s.Bytes) })),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ringcache_store_items", Help: "Entries held by the store."},
-			stat(func(s store.Stats) float64 { return float64(s.Items) })),
+			stat(func(s cache.Stats) float64 { return float64(s.Bytes) })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ringcache_store_items", Help: "Entries held by the cache."},
+			stat(func(s cache.Stats) float64 { return float64(s.Items) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ringcache_store_evictions_total", Help: "Entries evicted for room or expiry."},
-			stat(func(s store.Stats) float64 { return float64(s.Evictions) })),
+			stat(func(s cache.Stats) float64 { return float64(s.Evictions) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ringcache_store_rejections_total", Help: "Entries refused by the store's admission policy or budget."},
-			stat(func(s store.Stats) float64 { return float64(s.Rejects) })),
+			stat(func(s cache.Stats) float64 { return float64(s.Rejects) })),
 	)
 }
 

@@ -5,8 +5,8 @@ import (
 	"context"
 
 	"github.com/ringcache/ringcache/cluster"
-	"github.com/ringcache/ringcache/proxy/httpcache"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -98,7 +98,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 // since then means the answer may predate it, so it serves this request
 // but is not kept. Nor is a body whose length is not the Content-Length:
 // it is not the whole response, and a copy would serve it for HotTTL.
-func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *store.Entry, upstream []byte, err error) {
+func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *cache.Entry, upstream []byte, err error) {
 	if resp.StatusCode() != fasthttp.StatusOK || len(resp.Header.Peek("Vary")) > 0 {
 		return nil, nil, nil
 	}
@@ -140,7 +140,7 @@ const hotSample = 8
 // so a membership change costs a peer round trip instead of an origin
 // fetch. It stores what it finds and returns the entry that answers the
 // request, or nil.
-func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *store.Entry {
+func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *cache.Entry {
 	if p.opt.Peers == nil {
 		return nil
 	}
@@ -153,7 +153,7 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *store.Entry {
 	if err != nil || e == nil || !p.Accept(e) {
 		return nil
 	}
-	if !e.Has(store.VaryMarker) {
+	if !e.Has(cache.VaryMarker) {
 		return e
 	}
 	st.marker = e
@@ -169,24 +169,24 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *store.Entry {
 // or fetched from a key's previous owner) unless it lost meanwhile: this
 // node holds a newer copy, or the URL was invalidated or purged after the
 // entry was fetched. It implements cluster.Local.
-func (p *Proxy) Accept(e *store.Entry) bool {
+func (p *Proxy) Accept(e *cache.Entry) bool {
 	now := p.now()
-	if e.Has(store.Pass) || (e.Expires != 0 && e.Expires <= now) || len(e.Key()) == 0 {
+	if e.Has(cache.Pass) || (e.Expires != 0 && e.Expires <= now) || len(e.Key()) == 0 {
 		return false
 	}
 	if p.purged.stale(e, e.ResponseTime) {
 		return false
 	}
-	if cur, ok := p.store.Get(e.Key()); ok && cur.ResponseTime >= e.ResponseTime && !cur.Has(store.Pass) {
+	if cur, ok := p.store.Get(e.Key()); ok && cur.ResponseTime >= e.ResponseTime && !cur.Has(cache.Pass) {
 		return false
 	}
 	return p.store.Set(e)
 }
 
 // Get returns a stored entry for a peer's Lookup. It implements cluster.Local.
-func (p *Proxy) Get(key []byte) (*store.Entry, bool) {
+func (p *Proxy) Get(key []byte) (*cache.Entry, bool) {
 	e, ok := p.store.Get(key)
-	if !ok || e.Has(store.Pass) {
+	if !ok || e.Has(cache.Pass) {
 		return nil, false
 	}
 	return e, true

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cluster"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -22,7 +22,7 @@ type fakePeer struct {
 	name     string
 	forwards atomic.Int64
 	forward  func(req *fasthttp.Request, resp *fasthttp.Response) error
-	held     map[string]*store.Entry
+	held     map[string]*cache.Entry
 }
 
 func (f *fakePeer) Name() string { return f.name }
@@ -30,7 +30,7 @@ func (f *fakePeer) Forward(_ context.Context, req *fasthttp.Request, resp *fasth
 	f.forwards.Add(1)
 	return f.forward(req, resp)
 }
-func (f *fakePeer) Lookup(_ context.Context, key []byte) (*store.Entry, error) {
+func (f *fakePeer) Lookup(_ context.Context, key []byte) (*cache.Entry, error) {
 	return f.held[string(key)], nil
 }
 
@@ -161,7 +161,7 @@ func TestForgedForwardRefused(t *testing.T) {
 func TestHotCopies(t *testing.T) {
 	owner := &fakePeer{name: "owner", forward: ownerAnswer}
 	clk := newClock()
-	hot := store.NewLRU(1<<20, store.WithClock(clk.now))
+	hot := cache.NewLRU(1<<20, cache.WithClock(clk.now))
 	defer hot.Close()
 	n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}, Hot: hot, HotTTL: 30 * time.Second}, nil)
 	// A popular key is sampled into the hot cache within hotSample forwards.
@@ -221,7 +221,7 @@ func TestHotCopyOnlyFromCompleteGet(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			owner := &fakePeer{name: "owner", forward: tc.answer}
 			clk := newClock()
-			hot := store.NewLRU(1<<20, store.WithClock(clk.now))
+			hot := cache.NewLRU(1<<20, cache.WithClock(clk.now))
 			defer hot.Close()
 			n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}, Hot: hot}, nil)
 			for range 2 * hotSample {
@@ -243,10 +243,10 @@ func TestHotCopyOnlyFromCompleteGet(t *testing.T) {
 func TestTakeoverFromPreviousOwner(t *testing.T) {
 	// A key that moved here is taken from its previous owner, not the origin.
 	clkStart := t0
-	e := store.NewEntry([]byte("example.com/moved"),
-		[]store.Field{{Key: []byte("Cache-Control"), Value: []byte("max-age=600")}}, []byte("kept"), store.Stale{})
+	e := cache.NewEntry([]byte("example.com/moved"),
+		[]cache.Field{{Key: []byte("Cache-Control"), Value: []byte("max-age=600")}}, []byte("kept"), cache.Stale{})
 	e.Status, e.ResponseTime, e.Lifetime, e.Expires = 200, clkStart, 600, clkStart+int64(time.Hour)
-	prev := &fakePeer{name: "prev", held: map[string]*store.Entry{"example.com/moved": e}}
+	prev := &fakePeer{name: "prev", held: map[string]*cache.Entry{"example.com/moved": e}}
 	n := newNode(t, Options{Name: "me", Peers: &fakePeers{prev: prev}}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
 	n.clk.advance(10 * time.Second)
@@ -261,8 +261,8 @@ func TestTakeoverFromPreviousOwner(t *testing.T) {
 func TestAcceptLosesToInvalidation(t *testing.T) {
 	n := newNode(t, Options{}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
-	entry := func(at int64, body string) *store.Entry {
-		e := store.NewEntry([]byte("example.com/h"), nil, []byte(body), store.Stale{})
+	entry := func(at int64, body string) *cache.Entry {
+		e := cache.NewEntry([]byte("example.com/h"), nil, []byte(body), cache.Stale{})
 		e.Status, e.ResponseTime, e.Lifetime, e.Expires = 200, at, 600, at+int64(time.Hour)
 		return e
 	}
@@ -283,8 +283,8 @@ func TestAcceptLosesToInvalidation(t *testing.T) {
 	if r := n.get("/h"); string(r.Body()) != "new" {
 		t.Fatalf("served %q", r.Body())
 	}
-	pass := store.NewEntry([]byte("example.com/p"), nil, nil, store.Stale{})
-	pass.Flags, pass.ResponseTime = store.Pass, n.clk.now()
+	pass := cache.NewEntry([]byte("example.com/p"), nil, nil, cache.Stale{})
+	pass.Flags, pass.ResponseTime = cache.Pass, n.clk.now()
 	if n.p.Accept(pass) {
 		t.Fatal("a pass marker was accepted")
 	}

@@ -16,8 +16,8 @@ import (
 
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/internal/reqbody"
-	"github.com/ringcache/ringcache/proxy/httpcache"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -68,7 +68,7 @@ type Options struct {
 	Peers cluster.Peers
 	// Hot holds short-lived local copies of popular keys owned by other
 	// members. Nil disables the hot cache.
-	Hot store.Store
+	Hot cache.Store
 	// HotTTL caps how long a hot copy is kept (never beyond its freshness).
 	// Default 10s.
 	HotTTL time.Duration
@@ -91,7 +91,7 @@ type Options struct {
 // Proxy is the HTTP handler of one ringcache node.
 type Proxy struct {
 	opt     Options
-	store   store.Store
+	store   cache.Store
 	origin  Fetcher
 	keys    keyer
 	flights flightGroup
@@ -100,7 +100,7 @@ type Proxy struct {
 	now     func() int64
 	via     []byte // "1.1 <name>"
 
-	hot     store.Store
+	hot     cache.Store
 	hotTick atomic.Uint64
 	purged  *purges
 	// Reloadable (SIGHUP): read on every use.
@@ -125,12 +125,12 @@ type reqState struct {
 	key, vkey []byte
 	params    [][]byte
 	req       httpcache.Request
-	marker    *store.Entry // the URL's Vary marker, if any
+	marker    *cache.Entry // the URL's Vary marker, if any
 	forwarded bool         // sent by an authenticated peer: never forward again
 }
 
 // New returns a Proxy answering from st and filling from origin.
-func New(o Options, st store.Store, origin Fetcher) *Proxy {
+func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	if o.Name == "" {
 		o.Name = "ringcache"
 	}
@@ -296,11 +296,11 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		}
 	}
 	e, fwd := p.lookup(st, h, now)
-	if e != nil && e.Has(store.Pass) {
+	if e != nil && e.Has(cache.Pass) {
 		p.fetchAndServe(ctx, st, nil, "bypass", "pass")
 		return
 	}
-	if e != nil && st.req.Authorization && !e.Has(store.Shared) {
+	if e != nil && st.req.Authorization && !e.Has(cache.Shared) {
 		// RFC 9111 §3.5: credentials are answered from the cache only by
 		// responses that said they may be shared.
 		e, fwd = nil, "request"
@@ -367,15 +367,15 @@ var strSlash = []byte("/")
 
 // lookup finds the stored response for the request, resolving Vary
 // markers. It returns nil and the Cache-Status fwd reason on a miss.
-func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*store.Entry, string) {
+func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*cache.Entry, string) {
 	e, ok := p.store.Get(st.key)
 	if !ok {
 		return nil, "uri-miss"
 	}
-	if e.Has(store.Pass) && e.Expires != 0 && e.Expires < now {
+	if e.Has(cache.Pass) && e.Expires != 0 && e.Expires < now {
 		return nil, "uri-miss"
 	}
-	if !e.Has(store.VaryMarker) {
+	if !e.Has(cache.VaryMarker) {
 		return e, ""
 	}
 	st.marker = e
@@ -390,7 +390,7 @@ func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*sto
 // appendVariantKey builds a variant's store key: the primary key, the
 // marker's generation (so variants of an invalidated URL never come back
 // with a later marker) and the request's values of the Vary fields.
-func (k *keyer) appendVariantKey(dst, primary []byte, marker *store.Entry, h *fasthttp.RequestHeader) []byte {
+func (k *keyer) appendVariantKey(dst, primary []byte, marker *cache.Entry, h *fasthttp.RequestHeader) []byte {
 	dst = append(dst, primary...)
 	dst = append(dst, 0)
 	g := uint64(marker.ResponseTime)
@@ -400,22 +400,22 @@ func (k *keyer) appendVariantKey(dst, primary []byte, marker *store.Entry, h *fa
 	return httpcache.AppendVariantKey(dst, marker.Body(), h, k.codings)
 }
 
-func storedResponse(e *store.Entry, now int64) httpcache.StoredResponse {
+func storedResponse(e *cache.Entry, now int64) httpcache.StoredResponse {
 	stale := e.Stale()
 	return httpcache.StoredResponse{
 		Age:                  int64(e.InitialAge) + max(0, now-e.ResponseTime)/1e9,
 		Lifetime:             int64(e.Lifetime),
 		StaleWhileRevalidate: int64(stale.WhileRevalidate),
 		StaleIfError:         int64(stale.IfError),
-		NoCache:              e.Has(store.NoCache),
-		MustRevalidate:       e.Has(store.MustRevalidate),
+		NoCache:              e.Has(cache.NoCache),
+		MustRevalidate:       e.Has(cache.MustRevalidate),
 	}
 }
 
 // result is the outcome of one origin fetch, shared read-only between the
 // request that made it and those that waited for it.
 type result struct {
-	entry     *store.Entry // what to answer with; nil on error or stream
+	entry     *cache.Entry // what to answer with; nil on error or stream
 	shareable bool         // waiters may answer with entry
 	stored    bool
 	outcome   Outcome
@@ -436,7 +436,7 @@ type result struct {
 
 // fill fetches a miss or a stale entry's revalidation, collapsing
 // concurrent requests for the same key into one origin fetch.
-func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry, fwd string) {
+func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd string) {
 	fkey := st.key
 	if st.marker != nil {
 		fkey = st.vkey
@@ -494,12 +494,12 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry,
 }
 
 // hotHit returns a fresh hot copy of a key owned by another member.
-func (p *Proxy) hotHit(st *reqState, now int64) *store.Entry {
+func (p *Proxy) hotHit(st *reqState, now int64) *cache.Entry {
 	if p.hot == nil {
 		return nil
 	}
 	e, ok := p.hot.Get(st.key)
-	if !ok || (st.req.Authorization && !e.Has(store.Shared)) {
+	if !ok || (st.req.Authorization && !e.Has(cache.Shared)) {
 		return nil
 	}
 	s := storedResponse(e, now)
@@ -511,7 +511,7 @@ func (p *Proxy) hotHit(st *reqState, now int64) *store.Entry {
 
 // sameVariant reports whether a shared result answers this request's
 // variant (RFC 9111 §4.1).
-func (p *Proxy) sameVariant(st *reqState, e *store.Entry, h *fasthttp.RequestHeader) bool {
+func (p *Proxy) sameVariant(st *reqState, e *cache.Entry, h *fasthttp.RequestHeader) bool {
 	vary := e.Get("Vary")
 	if len(vary) == 0 {
 		return true
@@ -519,7 +519,7 @@ func (p *Proxy) sameVariant(st *reqState, e *store.Entry, h *fasthttp.RequestHea
 	if st.marker == nil || !bytes.HasPrefix(e.Key(), st.key) {
 		// We looked up before the leader stored a marker: find it now.
 		m, ok := p.store.Get(st.key)
-		if !ok || !m.Has(store.VaryMarker) {
+		if !ok || !m.Has(cache.VaryMarker) {
 			return false
 		}
 		st.marker = m
@@ -528,7 +528,7 @@ func (p *Proxy) sameVariant(st *reqState, e *store.Entry, h *fasthttp.RequestHea
 	return bytes.Equal(st.vkey, e.Key())
 }
 
-func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry, fwd, detail string) {
+func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd, detail string) {
 	res := p.fetch(ctx, st, stale, fwd)
 	if res.detail == "" {
 		res.detail = detail
@@ -537,7 +537,7 @@ func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *sto
 }
 
 // fetch builds the origin request for ctx and runs it.
-func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry, fwd string) *result {
+func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd string) *result {
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	p.buildFill(out, ctx, st, stale)
@@ -547,7 +547,7 @@ func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry
 // buildFill makes the origin request of a cache fill: a GET (HEAD misses
 // are filled with GET so the body can be stored) without the client's
 // preconditions, with the stored validators when revalidating.
-func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry) {
+func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry) {
 	out.Header.SetMethod(fasthttp.MethodGet)
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
 	out.Header.SetHostBytes(p.keys.hostOf(st.host))
@@ -599,7 +599,7 @@ func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, s
 // fetchWith sends a fill request to the origin and stores what may be
 // stored. It does not touch the client's request, so background
 // revalidation uses it too.
-func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *store.Entry, req *httpcache.Request, stale *store.Entry, fwd string) *result {
+func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, stale *cache.Entry, fwd string) *result {
 	res := &result{fwd: fwd, outcome: Miss}
 	resp := fasthttp.AcquireResponse()
 	reqTime := p.now()
@@ -637,7 +637,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *store.Entry
 		return res
 	}
 	storeKey := key
-	var newMarker *store.Entry
+	var newMarker *cache.Entry
 	if reason == httpcache.Stored && len(r.Vary) > 0 {
 		storeKey, newMarker = p.variant(key, marker, r.Vary, &out.Header, respTime)
 	}
@@ -675,14 +675,14 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *store.Entry
 
 // variant returns the store key for a response with Vary, and the marker
 // to store for the URL when there is none yet or the Vary list changed.
-func (p *Proxy) variant(key []byte, marker *store.Entry, vary []byte, h *fasthttp.RequestHeader, now int64) ([]byte, *store.Entry) {
+func (p *Proxy) variant(key []byte, marker *cache.Entry, vary []byte, h *fasthttp.RequestHeader, now int64) ([]byte, *cache.Entry) {
 	names := httpcache.AppendVaryNames(nil, vary)
 	if marker == nil || !bytes.Equal(marker.Body(), names) {
-		if m, ok := p.store.Get(key); ok && m.Has(store.VaryMarker) && bytes.Equal(m.Body(), names) {
+		if m, ok := p.store.Get(key); ok && m.Has(cache.VaryMarker) && bytes.Equal(m.Body(), names) {
 			marker = m // another request stored it meanwhile
 		} else {
-			marker = store.NewEntry(key, nil, names, store.Stale{})
-			marker.ResponseTime, marker.Flags = p.nextGen(now), store.VaryMarker
+			marker = cache.NewEntry(key, nil, names, cache.Stale{})
+			marker.ResponseTime, marker.Flags = p.nextGen(now), cache.VaryMarker
 		}
 	}
 	// Always re-set the marker: its expiry must cover its newest variant.
@@ -720,13 +720,13 @@ func (p *Proxy) setPass(key []byte, now int64) {
 	if p.opt.PassTTL < 0 {
 		return
 	}
-	e := store.NewEntry(key, nil, nil, store.Stale{})
-	e.Flags, e.ResponseTime, e.Expires = store.Pass, now, now+int64(p.opt.PassTTL)
+	e := cache.NewEntry(key, nil, nil, cache.Stale{})
+	e.Flags, e.ResponseTime, e.Expires = cache.Pass, now, now+int64(p.opt.PassTTL)
 	p.store.Set(e)
 }
 
 // refresh merges a 304 into the stored response (RFC 9111 §4.3.4).
-func (p *Proxy) refresh(res *result, stale *store.Entry, nm *fasthttp.Response, req *httpcache.Request, reqTime, respTime int64) *result {
+func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, req *httpcache.Request, reqTime, respTime int64) *result {
 	merged := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(merged)
 	mergeHeaders(&merged.Header, stale, &nm.Header)
@@ -746,7 +746,7 @@ func (p *Proxy) refresh(res *result, stale *store.Entry, nm *fasthttp.Response, 
 // originFailed answers a failed fetch: the stale entry where RFC 5861
 // allows it, else an error status. status is the origin's 5xx, or 0 for a
 // transport failure err.
-func (p *Proxy) originFailed(res *result, err error, status int, stale *store.Entry, req *httpcache.Request, now int64) *result {
+func (p *Proxy) originFailed(res *result, err error, status int, stale *cache.Entry, req *httpcache.Request, now int64) *result {
 	if stale != nil && p.staleOnError(stale, req, now) {
 		res.outcome, res.entry, res.shareable, res.detail = StaleError, stale, true, "stale-if-error"
 		res.fwdStatus = status
@@ -784,7 +784,7 @@ func errorStatus(err error) int {
 	return fasthttp.StatusBadGateway
 }
 
-func (p *Proxy) staleOnError(e *store.Entry, req *httpcache.Request, now int64) bool {
+func (p *Proxy) staleOnError(e *cache.Entry, req *httpcache.Request, now int64) bool {
 	s := storedResponse(e, now)
 	return httpcache.StaleOnError(&s, &req.CC)
 }
@@ -823,7 +823,7 @@ func errorText(status int) string {
 
 // revalidateAsync refreshes a stale entry in the background, once per key
 // however many requests see it stale (RFC 5861 §3).
-func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *store.Entry) {
+func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry) {
 	fkey := st.key
 	if st.marker != nil {
 		fkey = st.vkey

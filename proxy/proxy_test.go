@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringcache/ringcache/proxy/httpcache"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 )
@@ -75,7 +75,7 @@ func (timeoutErr) Timeout() bool { return true }
 type node struct {
 	t      testing.TB
 	p      *Proxy
-	st     store.Store
+	st     cache.Store
 	origin *fakeOrigin
 	clk    *clock
 	client *fasthttp.Client
@@ -97,7 +97,7 @@ func newNode(t testing.TB, o Options, handle func(req *fasthttp.Request, resp *f
 // newNodeAt is newNode on a given fake clock.
 func newNodeAt(t testing.TB, clk *clock, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
 	t.Helper()
-	st := store.NewLRU(64<<20, store.WithClock(clk.now))
+	st := cache.NewLRU(64<<20, cache.WithClock(clk.now))
 	org := &fakeOrigin{handle: handle}
 	o.Clock = clk.now
 	p := New(o, st, org)

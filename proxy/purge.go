@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 
 	"github.com/ringcache/ringcache/cluster"
-	"github.com/ringcache/ringcache/proxy/httpcache"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -27,14 +27,14 @@ func (p *Proxy) Purge(cp cluster.Purge) int {
 	switch {
 	case cp.All:
 		p.purged.markAll(at)
-		n = p.dropWhere(func(*store.Entry) bool { return true })
+		n = p.dropWhere(func(*cache.Entry) bool { return true })
 	case cp.Tag != "":
 		p.purged.markTag(cp.Tag, at)
-		n = p.dropWhere(func(e *store.Entry) bool { return hasTag(e, cp.Tag) })
+		n = p.dropWhere(func(e *cache.Entry) bool { return hasTag(e, cp.Tag) })
 	case cp.Prefix != "":
 		p.purged.markPrefix(cp.Prefix, at)
 		prefix := []byte(cp.Prefix)
-		n = p.dropWhere(func(e *store.Entry) bool { return bytes.HasPrefix(keyPath(e.Key()), prefix) })
+		n = p.dropWhere(func(e *cache.Entry) bool { return bytes.HasPrefix(keyPath(e.Key()), prefix) })
 	case cp.URL != "":
 		n = p.purgeURL(cp.Host, cp.URL, at)
 	case len(cp.Keys) > 0:
@@ -113,25 +113,25 @@ func (p *Proxy) purgeURL(host, uri string, at int64) int {
 	if host != "" || p.keys.host != nil {
 		key, _ := p.keys.appendKey(nil, []byte(host), []byte(path), []byte(query), nil)
 		p.purged.markURL(key, at)
-		return p.dropWhere(func(e *store.Entry) bool { return bytes.Equal(cluster.PrimaryKey(e.Key()), key) })
+		return p.dropWhere(func(e *cache.Entry) bool { return bytes.Equal(cluster.PrimaryKey(e.Key()), key) })
 	}
 	// Any host: compare what follows the host in each key.
 	suffix, _ := p.keys.appendKey(nil, nil, []byte(path), []byte(query), nil)
 	p.purged.markSuffix(suffix, at)
-	return p.dropWhere(func(e *store.Entry) bool { return bytes.Equal(keyPath(cluster.PrimaryKey(e.Key())), suffix) })
+	return p.dropWhere(func(e *cache.Entry) bool { return bytes.Equal(keyPath(cluster.PrimaryKey(e.Key())), suffix) })
 }
 
 // dropWhere deletes every entry of the store and the hot store that match.
-func (p *Proxy) dropWhere(match func(*store.Entry) bool) int {
+func (p *Proxy) dropWhere(match func(*cache.Entry) bool) int {
 	n := 0
-	for _, st := range []store.Store{p.store, p.hot} {
+	for _, st := range []cache.Store{p.store, p.hot} {
 		if st == nil {
 			continue
 		}
-		st.Range(func(e *store.Entry) bool {
+		st.Range(func(e *cache.Entry) bool {
 			if match(e) {
 				st.Delete(e.Key())
-				if !e.Has(store.VaryMarker) && !e.Has(store.Pass) {
+				if !e.Has(cache.VaryMarker) && !e.Has(cache.Pass) {
 					n++
 				}
 			}
@@ -150,7 +150,7 @@ func keyPath(key []byte) []byte {
 }
 
 // hasTag reports whether a stored response carries tag.
-func hasTag(e *store.Entry, tag string) bool {
+func hasTag(e *cache.Entry, tag string) bool {
 	found := false
 	eachTag(e, func(t []byte) { found = found || string(t) == tag })
 	return found
@@ -159,7 +159,7 @@ func hasTag(e *store.Entry, tag string) bool {
 // eachTag calls fn for every tag of a stored response: the values of
 // Surrogate-Key (space-separated, Fastly) and Cache-Tag (comma-separated,
 // Cloudflare).
-func eachTag(e *store.Entry, fn func(tag []byte)) {
+func eachTag(e *cache.Entry, fn func(tag []byte)) {
 	for f := e.Fields(); f.Next(); {
 		var sep string
 		switch {
@@ -234,7 +234,7 @@ func (t *purges) mark(m *map[string]int64, k string, at int64) {
 
 // stale reports whether e, fetched at fetched (unix nanoseconds), was
 // invalidated or purged at or after that time.
-func (t *purges) stale(e *store.Entry, fetched int64) bool {
+func (t *purges) stale(e *cache.Entry, fetched int64) bool {
 	if !t.any.Load() {
 		return false
 	}

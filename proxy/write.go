@@ -5,8 +5,8 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/ringcache/ringcache/proxy/httpcache"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -63,7 +63,7 @@ var (
 // 412 when the client's preconditions say so, a 206 for a satisfiable
 // single byte range, else the full response. It does not allocate on the
 // common paths: the body is shared, not copied.
-func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *store.Entry, now int64, cs cacheStatus) {
+func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, now int64, cs cacheStatus) {
 	resp := &ctx.Response
 	status := int(e.Status)
 	cond := httpcache.CondNone
@@ -130,7 +130,7 @@ func (p *Proxy) addCacheStatus(resp *fasthttp.Response, cs cacheStatus) {
 // canonical, so SetCanonical skips fasthttp's normalisation; a name seen
 // earlier in the entry is added instead, keeping every line of a repeated
 // field.
-func setField(h *fasthttp.ResponseHeader, f *store.FieldIter) {
+func setField(h *fasthttp.ResponseHeader, f *cache.FieldIter) {
 	if f.Repeat() {
 		h.AddBytesKV(f.Key(), f.Value())
 		return
@@ -140,7 +140,7 @@ func setField(h *fasthttp.ResponseHeader, f *store.FieldIter) {
 
 // validators of a stored response; Last-Modified falls back to Date, then
 // to the time it was received (RFC 9111 §4.3.2).
-func validators(e *store.Entry) httpcache.Validators {
+func validators(e *cache.Entry) httpcache.Validators {
 	v := httpcache.Validators{ETag: e.Get("ETag")}
 	if lm, ok := httpcache.ParseHTTPDate(e.Get("Last-Modified")); ok {
 		v.LastModified = lm
@@ -155,7 +155,7 @@ func validators(e *store.Entry) httpcache.Validators {
 // byteRange answers a single byte range from a stored 200 (RFC 9110 §14).
 // Multiple ranges, or an If-Range that does not match, get the full body,
 // which the RFC allows.
-func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *store.Entry, body []byte) []byte {
+func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, body []byte) []byte {
 	if ifRange := req.IfRange; len(ifRange) > 0 {
 		etag := e.Get("ETag")
 		if !(len(etag) > 0 && httpcache.ETagEqual(ifRange, etag, true)) && !bytes.Equal(ifRange, e.Get("Last-Modified")) {
@@ -196,7 +196,7 @@ func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg, fwd string
 	p.addCacheStatus(resp, cacheStatus{fwd: fwd, detail: detail})
 }
 
-// relay writes an origin response that is not served from the store. A
+// relay writes an origin response that is not served from the cache. A
 // streamed body is handed to fasthttp, which closes it after writing; the
 // origin response is released then.
 func (p *Proxy) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, prefix []byte, cs cacheStatus) {

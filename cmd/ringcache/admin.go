@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/proxy"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"github.com/valyala/fasthttp/pprofhandler"
@@ -160,7 +160,7 @@ type statsView struct {
 	Node   string         `json:"node"`
 	Uptime float64        `json:"uptime_seconds"`
 	Proxy  proxy.Snapshot `json:"proxy"`
-	Store  store.Stats    `json:"store"`
+	Store  cache.Stats    `json:"store"`
 }
 
 func (n *node) stats(ctx *fasthttp.RequestCtx) {

@@ -26,8 +26,8 @@ import (
 	"github.com/ringcache/ringcache/internal/sniff"
 	"github.com/ringcache/ringcache/origin"
 	"github.com/ringcache/ringcache/proxy"
-	"github.com/ringcache/ringcache/proxy/httpcache"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -38,8 +38,8 @@ type node struct {
 	cfg       config.Config
 	log       *slog.Logger
 	clock     *proxy.Clock
-	store     store.Store
-	hot       store.Store
+	store     cache.Store
+	hot       cache.Store
 	origin    *origin.Client
 	proxy     *proxy.Proxy
 	reg       *prometheus.Registry
@@ -85,7 +85,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 
 	// One coarse clock for the stores and the proxy: time.Now is slow on VMs.
 	n.clock = proxy.NewClock(time.Millisecond)
-	if n.store, err = store.New(cfg.Store, cfg.CacheSize, store.WithClock(n.clock.Now)); err != nil {
+	if n.store, err = cache.New(cfg.Store, cfg.CacheSize, cache.WithClock(n.clock.Now)); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	proxy.RegisterStore(n.reg, n.store)
@@ -130,7 +130,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		popt.Peers = n.peers
 		popt.Name = cacheName(cfg.NodeName)
 		if cfg.HotCacheSize > 0 {
-			n.hot = store.NewLRU(cfg.HotCacheSize, store.WithClock(n.clock.Now))
+			n.hot = cache.NewLRU(cfg.HotCacheSize, cache.WithClock(n.clock.Now))
 			popt.Hot = n.hot
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
 	"github.com/ringcache/ringcache/config"
-	"github.com/ringcache/ringcache/proxy/store"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 
@@ -98,8 +98,8 @@ func TestClusterPurge(t *testing.T) {
 		t.Helper()
 		path, _, _ := strings.Cut(u, "?")
 		for _, n := range nodes {
-			for _, st := range []store.Store{n.store, n.hot} {
-				st.Range(func(e *store.Entry) bool {
+			for _, st := range []cache.Store{n.store, n.hot} {
+				st.Range(func(e *cache.Entry) bool {
 					if strings.Contains(string(e.Key()), path+"?") {
 						t.Fatalf("%s still holds %q after the purge", n.cfg.NodeName, e.Key())
 					}

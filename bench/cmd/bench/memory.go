@@ -23,7 +23,7 @@ const memoryTarget = 200
 // cost a sawtooth over the entry count.
 func (e *env) memory(ctx context.Context, r *results) {
 	sec := r.section("7. Memory per cached entry")
-	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "BenchmarkMemoryPerEntry", "-benchtime", "1x", "./proxy/store")
+	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "BenchmarkMemoryPerEntry", "-benchtime", "1x", "./cache")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		r.problem("memory benchmark: %v: %s", err, tail(string(out), 400))
@@ -61,7 +61,7 @@ func (e *env) memory(ctx context.Context, r *results) {
 			r.note("Memory per entry, %s store: under the %d B target on average (%.0f B), but up to %.0f B just after the store's hash tables double (ristretto keeps two Go maps per item, its store's 48-byte items and its policy's costs: %.0f B of bookkeeping on average).", name, memoryTarget, over, metric["maxB/entry"], metric["storeB/entry"])
 		}
 	}
-	sec.printf("From `go test -bench BenchmarkMemoryPerEntry ./proxy/store`: stores filled with 50,000 to 400,000 entries (seven counts √2 apart) with 10-byte bodies and three header fields, heap measured after a GC, store built as the node builds it. Overhead is everything an entry costs beyond its key, header names and values, and body: the 48-byte Entry struct, the field lengths, size-class rounding and the store's bookkeeping. Go's hash tables double as they fill, so the cost is a sawtooth over the entry count; the mean is what a store filled to an arbitrary count pays. \"Charged to the budget\" is what `Entry.Cost` counts beyond key, headers and body: it must cover the top of the range, or `cache_size` would understate memory. Target: under %d B.\n\n%s\n", memoryTarget, t.Markdown())
+	sec.printf("From `go test -bench BenchmarkMemoryPerEntry ./cache`: stores filled with 50,000 to 400,000 entries (seven counts √2 apart) with 10-byte bodies and three header fields, heap measured after a GC, store built as the node builds it. Overhead is everything an entry costs beyond its key, header names and values, and body: the 48-byte Entry struct, the field lengths, size-class rounding and the store's bookkeeping. Go's hash tables double as they fill, so the cost is a sawtooth over the entry count; the mean is what a store filled to an arbitrary count pays. \"Charged to the budget\" is what `Entry.Cost` counts beyond key, headers and body: it must cover the top of the range, or `cache_size` would understate memory. Target: under %d B.\n\n%s\n", memoryTarget, t.Markdown())
 }
 
 // lastDash returns what follows the last '-' (the GOMAXPROCS suffix).

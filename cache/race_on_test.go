@@ -1,6 +1,6 @@
 //go:build race
 
-package store
+package cache
 
 // raceEnabled: under the race detector sync.Pool drops a quarter of what is
 // put back, so ristretto's read batches (pooled, flushed at 64 reads) almost

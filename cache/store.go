@@ -1,8 +1,11 @@
-// Package store holds cached responses in a byte-bounded container. The
-// cache algorithm sits behind the Store interface so it can be chosen by
-// configuration: ristretto (TinyLFU admission, sampled LFU eviction) by
-// default, or a plain LRU.
-package store
+// Package cache is the floor every layer of a node stands on: the cached
+// response (Entry) and its encoding, the byte-bounded Store that holds
+// entries, the cache key format, and purge records. The cache algorithm
+// sits behind the Store interface so it can be chosen by configuration:
+// ristretto (TinyLFU admission, sampled LFU eviction) by default, or a
+// plain LRU. The request path (proxy) and the cluster both build on it;
+// it knows neither.
+package cache
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package store
+package cache
 
 import (
 	"bytes"
@@ -419,9 +419,9 @@ func TestNew(t *testing.T) {
 		maxBytes int64
 		want     string // type name, or an error substring
 	}{
-		{"", 1 << 20, "*store.Ristretto"},
-		{"ristretto", 1 << 20, "*store.Ristretto"},
-		{"lru", 1 << 20, "*store.LRU"},
+		{"", 1 << 20, "*cache.Ristretto"},
+		{"ristretto", 1 << 20, "*cache.Ristretto"},
+		{"lru", 1 << 20, "*cache.LRU"},
 		{"arc", 1 << 20, `unknown store kind "arc" (valid: ristretto, lru)`},
 		{"LRU", 1 << 20, `unknown store kind "LRU"`},
 		{"ristretto", 0, "max bytes must be > 0 (got 0)"},
