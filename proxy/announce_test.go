@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/cluster"
 	"github.com/valyala/fasthttp"
 )
 

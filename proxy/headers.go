@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"time"
 
-	"github.com/ringcache/ringcache/httpcache"
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/httpcache"
 	"github.com/valyala/fasthttp"
 )
 

@@ -4,9 +4,9 @@ import (
 	"bytes"
 	"context"
 
+	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/httpcache"
-	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 

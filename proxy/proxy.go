@@ -14,10 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ringcache/ringcache/cluster"
-	"github.com/ringcache/ringcache/internal/reqbody"
-	"github.com/ringcache/ringcache/httpcache"
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/internal/reqbody"
 	"github.com/valyala/fasthttp"
 )
 

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringcache/ringcache/httpcache"
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/httpcache"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 )

@@ -9,9 +9,9 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/httpcache"
-	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 

@@ -5,8 +5,8 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/ringcache/ringcache/httpcache"
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/httpcache"
 	"github.com/valyala/fasthttp"
 )
 

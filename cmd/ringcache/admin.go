@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/proxy"
-	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"github.com/valyala/fasthttp/pprofhandler"

@@ -21,13 +21,13 @@ import (
 	sockaddr "github.com/hashicorp/go-sockaddr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/config"
+	"github.com/ringcache/ringcache/httpcache"
 	"github.com/ringcache/ringcache/internal/sniff"
 	"github.com/ringcache/ringcache/origin"
 	"github.com/ringcache/ringcache/proxy"
-	"github.com/ringcache/ringcache/httpcache"
-	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
 

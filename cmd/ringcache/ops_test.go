@@ -15,8 +15,8 @@ import (
 	"time"
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
-	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/config"
 	"github.com/valyala/fasthttp"
 )
 
