@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"time"
 	"unsafe"
+
+	"github.com/ringcache/ringcache/httpcache"
 )
 
 // Field is one response header line.
@@ -240,38 +242,22 @@ func (e *Entry) Expired(now int64) bool { return e.Expires != 0 && now >= e.Expi
 // Has reports whether flag f is set.
 func (e *Entry) Has(f Flags) bool { return e.Flags&f != 0 }
 
+// Transferable reports whether e means something on another member: a
+// response or a Vary marker, never a pass marker (which records this
+// node's own recent fetches) nor an entry without a key.
+func (e *Entry) Transferable() bool { return !e.Has(Pass) && e.keyLen > 0 }
+
 // Get returns the value of the first header field named key (ASCII
 // case-insensitive), or nil.
 func (e *Entry) Get(key string) []byte {
 	for f := e.Fields(); f.Next(); {
-		if equalFold(f.Key(), key) {
+		if httpcache.FieldIs(f.Key(), key) {
 			return f.Value()
 		}
 	}
 	return nil
 }
 
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c, d := b[i], s[i]
-		if c == d {
-			continue
-		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
-			return false
-		}
-	}
-	return true
-}
 
 // Stats are counters of a store since it was created.
 type Stats struct {

@@ -42,7 +42,7 @@ type HandoffSender func(ctx context.Context, peer Node, body []byte) error
 
 // Handoff gives the entries of st to their owners on next, for a node that
 // is leaving gracefully, so the cluster does not lose its cache with it.
-// Entries are grouped by next.Owner(PrimaryKey(key)) and sent in batches of
+// Entries are grouped by next.Owner(cache.PrimaryKey(key)) and sent in batches of
 // about HandoffBatchBytes of frames (uvarint length, then the entry as
 // Entry.AppendBinary encodes it), at most HandoffInFlight at a time.
 //
@@ -100,11 +100,11 @@ func (h *handoffRun) run(st cache.Store, next Ring, self string) (HandoffStats, 
 			h.cutByCtx.Store(true)
 			return false
 		}
-		if e.Has(cache.Pass) || len(e.Key()) == 0 {
+		if !e.Transferable() {
 			h.skipped.Add(1)
 			return true
 		}
-		n, ok := next.Owner(PrimaryKey(e.Key()))
+		n, ok := next.Owner(cache.PrimaryKey(e.Key()))
 		if !ok || n.Name == self {
 			h.skipped.Add(1)
 			return true

@@ -82,7 +82,7 @@ func TestHandoffMovesEntries(t *testing.T) {
 	byName := map[string]*testNode{"a": nodes[0], "b": nodes[1]}
 	perOwner := map[string]int{}
 	for _, want := range moving {
-		owner, _ := next.Owner(PrimaryKey(want.Key()))
+		owner, _ := next.Owner(cache.PrimaryKey(want.Key()))
 		perOwner[owner.Name]++
 		got, ok := byName[owner.Name].local.st.Get(want.Key())
 		if !ok {
@@ -200,7 +200,7 @@ func TestHandoffMarkersFirst(t *testing.T) {
 				t.Fatalf("owner %s got marker %q after a variant", owner, e.Key())
 			}
 			seenVariant = seenVariant || !e.Has(cache.VaryMarker)
-			if o, _ := next.Owner(PrimaryKey(e.Key())); o.Name != owner {
+			if o, _ := next.Owner(cache.PrimaryKey(e.Key())); o.Name != owner {
 				t.Errorf("%q sent to %s, owner is %s", e.Key(), owner, o.Name)
 			}
 		}
@@ -283,7 +283,7 @@ func TestHandoffFailuresAndSelf(t *testing.T) {
 	}
 	var toA, toB, toC int64
 	for _, e := range moving {
-		switch o, _ := next.Owner(PrimaryKey(e.Key())); o.Name {
+		switch o, _ := next.Owner(cache.PrimaryKey(e.Key())); o.Name {
 		case "a":
 			toA++
 		case "b":

@@ -7,30 +7,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Peers is the request path's view of the cluster: who owns a key, who
-// owned it before the last membership change, and whether a request came
-// from a member. proxy/ consumes it; a nil Peers is a single node.
-type Peers interface {
-	// Owner returns the peer that owns key, or ok == false when this node
-	// owns it (or knows no other member) and must serve it itself, like
-	// groupcache's PickPeer. key is a primary cache key; it is borrowed.
-	Owner(key []byte) (p Peer, ok bool)
-	// Previous returns the peer that owned key before the latest membership
-	// change, while that change is recent, so a new owner can take the
-	// stored copy instead of refetching it from the origin. ok is false
-	// when the previous owner was this node, has left, or nothing changed
-	// recently.
-	Previous(key []byte) (p Peer, ok bool)
-	// Authenticate checks a request's peer credentials and returns the
-	// sending member's name. Requests that claim to come from a peer and
-	// fail this are refused.
-	Authenticate(req *fasthttp.Request) (from string, ok bool)
-	// Broadcast applies a purge on every other member and returns how many
-	// entries they dropped.
-	Broadcast(ctx context.Context, p Purge) (int, error)
-}
-
-// Peer is another cluster member.
+// Peer is another cluster member, as PeerSet hands it out: the request
+// path forwards requests to it and looks entries up on it.
 type Peer interface {
 	Name() string
 	// Forward sends a client request to the peer, which answers it as the
@@ -54,7 +32,7 @@ type Local interface {
 	Accept(e *cache.Entry) bool
 	// Purge applies a purge sent by another member and returns how many
 	// entries it dropped.
-	Purge(p Purge) int
+	Purge(p cache.Purge) int
 }
 
 // Request headers of the peer protocol. Clients never get to set them: the
@@ -70,14 +48,3 @@ const (
 	// PathPrefix is where the peer endpoints live (entry lookup, handoff).
 	PathPrefix = "/__ringcache/"
 )
-
-// PrimaryKey returns the part of a store key the ring places: variants of
-// a URL (primary key, 0, variant values) live with their URL.
-func PrimaryKey(key []byte) []byte {
-	for i, c := range key {
-		if c == 0 {
-			return key[:i]
-		}
-	}
-	return key
-}

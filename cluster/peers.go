@@ -126,8 +126,6 @@ type PeerSet struct {
 	closed bool
 }
 
-var _ Peers = (*PeerSet)(nil)
-
 // peerState is one immutable snapshot: readers load it once per call.
 type peerState struct {
 	cur     Ring

@@ -153,7 +153,7 @@ func keyPath(t testing.TB, rings []Ring, owners ...string) []byte {
 type storeLocal struct {
 	st     *cache.LRU
 	reject func(*cache.Entry) bool
-	purges []Purge
+	purges []cache.Purge
 }
 
 func newStoreLocal() *storeLocal { return &storeLocal{st: cache.NewLRU(256 << 20)} }
@@ -169,7 +169,7 @@ func (l *storeLocal) Accept(e *cache.Entry) bool {
 
 // Purge drops everything for All, else the entries whose key is Host+URL;
 // it records what it was asked.
-func (l *storeLocal) Purge(p Purge) int {
+func (l *storeLocal) Purge(p cache.Purge) int {
 	l.purges = append(l.purges, p)
 	n := 0
 	l.st.Range(func(e *cache.Entry) bool {

@@ -24,7 +24,8 @@ type Authenticator interface {
 
 // PeerServerStats are counters since the PeerServer was made.
 type PeerServerStats struct {
-	Unauthorized uint64 // requests refused for missing or bad credentials
+	Unauthorized uint64 // peer endpoint requests refused for missing or bad credentials
+	Refused      uint64 // forwarded requests refused for missing or bad credentials
 	Lookups      uint64 // entry lookups served (hit or miss)
 	LookupHits   uint64 // lookups that found an entry
 	Accepted     uint64 // handed-off entries Local.Accept kept
@@ -59,7 +60,7 @@ type PeerServer struct {
 	log      *slog.Logger
 	bufs     sync.Pool // *[]byte for encoding lookup answers
 
-	unauthorized, lookups, hits, accepted, rejected, malformed atomic.Uint64
+	unauthorized, refused, lookups, hits, accepted, rejected, malformed atomic.Uint64
 }
 
 // NewPeerServer returns a PeerServer answering from local and admitting
@@ -80,6 +81,7 @@ func NewPeerServer(local Local, auth Authenticator, o PeerServerOptions) *PeerSe
 func (s *PeerServer) Stats() PeerServerStats {
 	return PeerServerStats{
 		Unauthorized: s.unauthorized.Load(),
+		Refused:      s.refused.Load(),
 		Lookups:      s.lookups.Load(),
 		LookupHits:   s.hits.Load(),
 		Accepted:     s.accepted.Load(),

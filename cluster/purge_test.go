@@ -2,33 +2,12 @@ package cluster
 
 import (
 	"context"
+	"github.com/ringcache/ringcache/cache"
 	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
 )
-
-func TestPurgeValidate(t *testing.T) {
-	cases := []struct {
-		p    Purge
-		want string // "" for valid
-	}{
-		{Purge{URL: "/a"}, ""},
-		{Purge{Tag: "t"}, ""},
-		{Purge{Prefix: "/img/"}, ""},
-		{Purge{All: true}, ""},
-		{Purge{}, "give one of"},
-		{Purge{URL: "/a", Tag: "t"}, "only one"},
-		{Purge{URL: "a"}, "must start with /"},
-		{Purge{Prefix: "img"}, "must start with /"},
-	}
-	for _, tc := range cases {
-		err := tc.p.Validate()
-		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-			t.Errorf("%+v: Validate() = %v, want %q", tc.p, err, tc.want)
-		}
-	}
-}
 
 func TestBroadcastPurge(t *testing.T) {
 	nodes, _ := startTestCluster(t, newFakeClock(), "a", "b", "c")
@@ -37,7 +16,7 @@ func TestBroadcastPurge(t *testing.T) {
 			n.local.st.Set(testEntry(k, 10, 0))
 		}
 	}
-	got, err := nodes[0].peers.Broadcast(context.Background(), Purge{Host: "h", URL: "/x", At: 42})
+	got, err := nodes[0].peers.Broadcast(context.Background(), cache.Purge{Host: "h", URL: "/x", At: 42})
 	if err != nil || got != 2 {
 		t.Fatalf("Broadcast = %d, %v; want 2 (one entry on each other member)", got, err)
 	}
@@ -54,7 +33,7 @@ func TestBroadcastPurge(t *testing.T) {
 	}
 	// A member that is down is reported; the others still purge.
 	nodes[2].stop(t)
-	got, err = nodes[0].peers.Broadcast(context.Background(), Purge{All: true})
+	got, err = nodes[0].peers.Broadcast(context.Background(), cache.Purge{All: true})
 	if err == nil || !strings.Contains(err.Error(), "purge on c") || got != 1 {
 		t.Fatalf("Broadcast with c down = %d, %v; want 1 and an error naming c", got, err)
 	}

@@ -179,8 +179,9 @@ func TestFieldIs(t *testing.T) {
 		{"RFC9110 §5.6.2 empty token", "", "", true},
 		{"RFC9110 §5.6.2 empty vs token", "", "age", false},
 		{"RFC9110 §5.6.2 ASCII folding only", "\u212a", "k", false},
-		// Only name is folded: lower must already be lower case.
-		{"lower must be lower case", "Age", "Age", false},
+		// Both sides fold: Entry.Get and the rules share this one comparison.
+		{"RFC9110 §5.1 both sides fold", "Age", "AGE", true},
+		{"RFC9110 §5.1 both sides fold, other name", "Age", "AGO", false},
 		// '@' (0x40) and '`' (0x60) differ by the case bit but are no letters.
 		{"only A-Z fold", "@", "`", false},
 	}

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/cache"
 )
 
 // Invalidations made on this node reach the other members in batches: one
@@ -67,7 +67,7 @@ func (p *Proxy) sendAnnouncements() {
 		}
 		a.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), announceTimeout)
-		_, err := p.opt.Peers.Broadcast(ctx, cluster.Purge{Keys: keys, At: p.now()})
+		_, err := p.opt.Peers.Broadcast(ctx, cache.Purge{Keys: keys, At: p.now()})
 		cancel()
 		if err != nil {
 			p.m.announcements.WithLabelValues("failed").Add(float64(len(keys)))

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
-	"github.com/ringcache/ringcache/cluster"
 	"github.com/valyala/fasthttp"
 )
 
@@ -51,7 +50,7 @@ func TestInvalidationAnnounced(t *testing.T) {
 	self := &fakePeers{}
 	o := newNode(t, Options{Name: "owner", Peers: self}, nil)
 	o.origin.set(answer(o.clk, 204))
-	o.peerDo("DELETE", "/by-peer", cluster.HeaderForwarded+": peer", cluster.HeaderAuth+": ok")
+	o.peerDo("DELETE", "/by-peer", "X-Ringcache-Forwarded: peer")
 	o.do("DELETE", "/by-client")
 	got = announcedKeys(t, self, 1)
 	if !slices.Equal(got, []string{"example.com/by-client"}) {
@@ -84,7 +83,7 @@ func TestAnnouncedKeysDropCopies(t *testing.T) {
 	n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}, Hot: hot, HotTTL: 30 * time.Second}, nil)
 	key := []byte("example.com/popular")
 	announce := func() {
-		n.p.Purge(cluster.Purge{Keys: [][]byte{key}, At: n.clk.now()})
+		n.p.local.Purge(cache.Purge{Keys: [][]byte{key}, At: n.clk.now()})
 	}
 
 	for range hotSample {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"github.com/ringcache/ringcache/cache"
 	"net"
 	"strings"
 	"sync"
@@ -174,7 +175,7 @@ func TestOneAuthority(t *testing.T) {
 // host whatever the request names; a request naming two hosts is still
 // refused (it says nothing reliable about what it wants).
 func TestOneAuthorityKeyHost(t *testing.T) {
-	n := newNode(t, Options{Key: KeyOptions{Host: "site.local"}}, nil)
+	n := newNode(t, Options{Key: cache.KeyOptions{Host: "site.local"}}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
 	if r := n.raw("GET http://victim.com/x HTTP/1.1\r\nHost: evil.com\r\n\r\n"); r.StatusCode() != 400 {
 		t.Fatalf("two hosts: status %d, want 400", r.StatusCode())
@@ -321,7 +322,7 @@ func TestCredentialsInAuthority(t *testing.T) {
 		{name: "RFC 9110 §4.2.4 userinfo in the target", raw: "GET http://bob:pw@victim.com/private HTTP/1.1\r\nHost: victim.com\r\n\r\n"},
 		{
 			name: "RFC 9110 §4.2.4 userinfo in the target, key_host",
-			opt:  Options{Key: KeyOptions{Host: "victim.com"}},
+			opt:  Options{Key: cache.KeyOptions{Host: "victim.com"}},
 			raw:  "GET http://bob:pw@x/private HTTP/1.1\r\nHost: x\r\n\r\n",
 		},
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"github.com/ringcache/ringcache/cache"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +46,7 @@ func codingOrigin(n *node) (seen func() []string) {
 // share a variant, fills ask the origin for that set, and each request gets
 // an encoding it accepts.
 func TestAcceptEncodingNormalized(t *testing.T) {
-	n := newNode(t, Options{Key: KeyOptions{Codings: true}}, nil)
+	n := newNode(t, Options{Key: cache.KeyOptions{Codings: true}}, nil)
 	seen := codingOrigin(n)
 	steps := []struct {
 		ae, body, cs string

@@ -75,7 +75,7 @@ func FuzzAuthority(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s.target, s.host, s.flags)
 	}
-	nodes := [2]*node{newNode(f, Options{}, nil), newNode(f, Options{Key: KeyOptions{Host: fuzzSiteHost}}, nil)}
+	nodes := [2]*node{newNode(f, Options{}, nil), newNode(f, Options{Key: cache.KeyOptions{Host: fuzzSiteHost}}, nil)}
 	origins := [2]*wireOrigin{newWireOrigin(f, nodes[0], true), newWireOrigin(f, nodes[1], true)}
 
 	f.Fuzz(func(t *testing.T, target, host string, flags uint8) {

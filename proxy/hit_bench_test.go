@@ -108,7 +108,7 @@ func TestVaryHitAllocs(t *testing.T) {
 		resp.SetBody(make([]byte, 1024))
 		return nil
 	})
-	p := New(Options{Clock: clk.Now, Key: KeyOptions{Codings: true}}, st, origin)
+	p := New(Options{Clock: clk.Now, Key: cache.KeyOptions{Codings: true}}, st, origin)
 	ctx := newCtx("/v")
 	ctx.Request.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
 	serve := func() {

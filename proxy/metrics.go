@@ -48,7 +48,6 @@ type Metrics struct {
 	origin          *prometheus.HistogramVec
 	peer            *prometheus.HistogramVec
 	peerFallbacks   prometheus.Counter
-	peerRefused     prometheus.Counter
 	purges          *prometheus.CounterVec
 	purgedEntries   prometheus.Counter
 	announcements   *prometheus.CounterVec
@@ -95,10 +94,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "ringcache_peer_fallbacks_total",
 		Help: "Requests served locally because the owning member could not answer.",
 	})
-	m.peerRefused = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "ringcache_peer_refused_total",
-		Help: "Requests claiming to come from a member that failed authentication.",
-	})
 	m.purges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ringcache_purges_total",
 		Help: "Purges applied on this node, by kind (url, tag, prefix, all; keys: invalidations announced by another member).",
@@ -112,7 +107,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Keys invalidated here by unsafe requests and announced to the other members, by result (sent, failed, dropped).",
 	}, []string{"result"})
 	if reg != nil {
-		reg.MustRegister(requests, m.coalesced, m.coalesceOverdue, m.coalesceHedged, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.peerRefused, m.purges, m.purgedEntries, m.announcements)
+		reg.MustRegister(requests, m.coalesced, m.coalesceOverdue, m.coalesceHedged, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.purges, m.purgedEntries, m.announcements)
 	}
 	return m
 }
@@ -128,6 +123,13 @@ func (m *Metrics) ObserveOrigin(d time.Duration, err error) {
 		}
 	}
 	m.origin.WithLabelValues(result).Observe(d.Seconds())
+}
+
+// observePurge counts a purge applied on this node and the responses it
+// dropped.
+func (m *Metrics) observePurge(kind string, dropped int) {
+	m.purges.WithLabelValues(kind).Inc()
+	m.purgedEntries.Add(float64(dropped))
 }
 
 func (m *Metrics) observePeer(nanos int64, err error) {

@@ -5,33 +5,50 @@ import (
 	"context"
 
 	"github.com/ringcache/ringcache/cache"
-	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/httpcache"
 	"github.com/valyala/fasthttp"
 )
 
-var strForwarded = []byte(cluster.HeaderForwarded)
+// Peers is the cluster as the request path sees it: who owns a key, who
+// owned it before the last membership change, and how to tell every other
+// member of a purge. The cluster package implements it; a nil Peers is a
+// single node.
+type Peers interface {
+	// Owner returns the peer that owns key, or ok == false when this node
+	// owns it (or knows no other member, or the owner is paused by passive
+	// health) and must serve it itself, like groupcache's PickPeer. key is
+	// a primary cache key; it is borrowed for the call.
+	Owner(key []byte) (p Peer, ok bool)
+	// Previous returns the peer that owned key before the latest membership
+	// change, while that change is recent, so a new owner can take the
+	// stored copy instead of refetching it from the origin. ok is false
+	// when the previous owner was this node, has left, or nothing changed
+	// recently.
+	Previous(key []byte) (p Peer, ok bool)
+	// Broadcast applies a purge on every other member and returns how many
+	// entries they dropped.
+	Broadcast(ctx context.Context, p cache.Purge) (int, error)
+}
 
-// forwardedBy reports whether the request claims to come from a peer, and
-// whether the claim holds: it arrived through the peer listener (fromPeer)
-// and carries a member's signature. A claim that fails is refused: only
-// members may make a node serve a key it does not own or skip its own ring.
-func (p *Proxy) forwardedBy(req *fasthttp.Request, fromPeer bool) (claimed, ok bool) {
-	if len(req.Header.PeekBytes(strForwarded)) == 0 {
-		return false, false
-	}
-	if !fromPeer || p.opt.Peers == nil {
-		return true, false
-	}
-	_, ok = p.opt.Peers.Authenticate(req)
-	return true, ok
+// Peer is another member.
+type Peer interface {
+	Name() string
+	// Forward sends a client request to the peer, which answers it as the
+	// key's owner and never forwards it again; the peer protocol marks and
+	// authenticates it. An error means the peer could not answer (down,
+	// slow, refused): the caller falls back to the origin. As with the
+	// origin, resp's body may be a stream the caller must read or close.
+	Forward(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
+	// Lookup returns the entry stored under the exact store key on the
+	// peer, or nil when it has none.
+	Lookup(ctx context.Context, key []byte) (*cache.Entry, error)
 }
 
 // forward hands a request for a key owned by another member to that member
 // and relays its answer, appending this node's Cache-Status member after
 // the owner's. It reports false when the owner could not answer: the caller
 // then serves the request itself, from its own store and the origin.
-func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Peer) bool {
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool {
 	if ctx.Request.IsBodyStream() {
 		// A streamed body (larger than a few KiB) is not forwarded: the peer
 		// signature covers a digest of the body, so the owner would have to
@@ -47,7 +64,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer cluster.Pee
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
 	// The owner keys the request by this Host alone: it must be the
 	// authority this node keyed it by when it picked the owner.
-	out.Header.SetHostBytes(p.keys.hostOf(st.host))
+	out.Header.SetHostBytes(p.keys.Host(st.host))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, false)
 	p.addForwarding(out, ctx, st)
 	setBody(out, &ctx.Request) // held whole: not a stream
@@ -127,7 +144,7 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *c
 	upstream = bytes.Clone(resp.Header.PeekBytes(strCacheStatus))
 	closeResponse(resp)
 	s := storedResponse(e, now)
-	if complete && s.Fresh() && !p.purged.stale(e, sent) {
+	if complete && s.Fresh() && !p.local.Stale(e, sent) {
 		e.Expires = now + min(s.TTL()*1e9, int64(p.opt.HotTTL))
 		p.hot.Set(e)
 	}
@@ -150,46 +167,17 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *cache.Entry {
 	}
 	ctx := context.Background()
 	e, err := prev.Lookup(ctx, st.key)
-	if err != nil || e == nil || !p.Accept(e) {
+	if err != nil || e == nil || !p.local.Accept(e) {
 		return nil
 	}
 	if !e.Has(cache.VaryMarker) {
 		return e
 	}
 	st.marker = e
-	st.vkey = p.keys.appendVariantKey(st.vkey[:0], st.key, e, h)
+	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h)
 	v, err := prev.Lookup(ctx, st.vkey)
-	if err != nil || v == nil || !p.Accept(v) {
+	if err != nil || v == nil || !p.local.Accept(v) {
 		return nil
 	}
 	return v
 }
-
-// Accept stores an entry handed over by another member (at its shutdown,
-// or fetched from a key's previous owner) unless it lost meanwhile: this
-// node holds a newer copy, or the URL was invalidated or purged after the
-// entry was fetched. It implements cluster.Local.
-func (p *Proxy) Accept(e *cache.Entry) bool {
-	now := p.now()
-	if e.Has(cache.Pass) || (e.Expires != 0 && e.Expires <= now) || len(e.Key()) == 0 {
-		return false
-	}
-	if p.purged.stale(e, e.ResponseTime) {
-		return false
-	}
-	if cur, ok := p.store.Get(e.Key()); ok && cur.ResponseTime >= e.ResponseTime && !cur.Has(cache.Pass) {
-		return false
-	}
-	return p.store.Set(e)
-}
-
-// Get returns a stored entry for a peer's Lookup. It implements cluster.Local.
-func (p *Proxy) Get(key []byte) (*cache.Entry, bool) {
-	e, ok := p.store.Get(key)
-	if !ok || e.Has(cache.Pass) {
-		return nil, false
-	}
-	return e, true
-}
-
-var _ cluster.Local = (*Proxy)(nil)

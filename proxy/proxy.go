@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
-	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/httpcache"
 	"github.com/ringcache/ringcache/internal/reqbody"
 	"github.com/valyala/fasthttp"
@@ -40,7 +39,7 @@ func (f FetcherFunc) Fetch(ctx context.Context, req *fasthttp.Request, resp *fas
 type Options struct {
 	// Name identifies this cache in Cache-Status and Via. Default "ringcache".
 	Name string
-	Key  KeyOptions
+	Key  cache.KeyOptions
 	// Policy holds the caching choices the RFCs leave to the cache.
 	Policy httpcache.Policy
 	// MaxObjectSize: larger responses are streamed to the client and never
@@ -65,7 +64,7 @@ type Options struct {
 	OriginTimeout time.Duration
 	// Peers is the cluster: keys owned by other members are forwarded to
 	// them. Nil runs a single node.
-	Peers cluster.Peers
+	Peers Peers
 	// Hot holds short-lived local copies of popular keys owned by other
 	// members. Nil disables the hot cache.
 	Hot cache.Store
@@ -93,7 +92,8 @@ type Proxy struct {
 	opt     Options
 	store   cache.Store
 	origin  Fetcher
-	keys    keyer
+	keys    *cache.Keys
+	local   *cache.Local
 	flights flightGroup
 	m       *Metrics
 	log     *slog.Logger
@@ -102,7 +102,6 @@ type Proxy struct {
 
 	hot     cache.Store
 	hotTick atomic.Uint64
-	purged  *purges
 	// Reloadable (SIGHUP): read on every use.
 	policy     atomic.Pointer[httpcache.Policy]
 	purgeAllow atomic.Pointer[[]netip.Prefix]
@@ -168,12 +167,12 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	}
 	p := &Proxy{
 		opt: o, store: st, origin: origin,
-		keys: newKeyer(o.Key), m: o.Metrics, log: o.Logger, now: o.Clock,
+		keys: cache.NewKeys(o.Key), m: o.Metrics, log: o.Logger, now: o.Clock,
 		via:    []byte("1.1 " + o.Name),
 		clock:  own,
 		hot:    o.Hot,
-		purged: newPurges(),
 	}
+	p.local = cache.NewLocal(st, cache.LocalOptions{Hot: o.Hot, Keys: p.keys, Clock: o.Clock, OnPurge: p.m.observePurge})
 	p.top.fullURLs = o.StatsFullURLs
 	p.SetPolicy(o.Policy)
 	p.SetPurgeAllow(o.PurgeAllow)
@@ -182,6 +181,10 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	}
 	return p
 }
+
+// Cache is the proxy's local cache, for the members' endpoints: lookups,
+// handoffs and purges go through it, and so through its tombstones.
+func (p *Proxy) Cache() *cache.Local { return p.local }
 
 // SetPolicy replaces the caching policy (default TTL, heuristics, cookie
 // handling) for responses fetched from now on.
@@ -202,15 +205,14 @@ func (p *Proxy) Close() {
 }
 
 // Handler serves one client request; pass it to the client listener's
-// fasthttp.Server. A request claiming to come from a peer is refused here,
-// whatever credentials it carries: members reach PeerHandler over mutual
-// TLS, and a claim on the client side can only be forged or replayed.
+// fasthttp.Server.
 func (p *Proxy) Handler(ctx *fasthttp.RequestCtx) { p.handle(ctx, false) }
 
-// PeerHandler serves a request forwarded by a member; pass it to the
-// server of the peer listener, whose mutual TLS makes every connection a
-// member's. The request must carry the member's signature too; it is served
-// here and never forwarded again.
+// PeerHandler serves a request another member forwarded: it is answered
+// here, as the key's owner, and never forwarded again, so two members that
+// briefly disagree on the ring cannot loop; its forwarding fields describe
+// the real client. The caller must have authenticated the member (the
+// cluster's peer listener does).
 func (p *Proxy) PeerHandler(ctx *fasthttp.RequestCtx) { p.handle(ctx, true) }
 
 func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
@@ -225,20 +227,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	defer p.putState(st)
 
 	h := &ctx.Request.Header
-	claimed, ok := p.forwardedBy(&ctx.Request, fromPeer)
-	if claimed && !ok {
-		p.m.peerRefused.Inc()
-		p.writeError(ctx, fasthttp.StatusForbidden, "peer authentication failed", "")
-		// A member whose signature we refuse (clock skew, a rotated secret)
-		// must fall back to the origin, not relay our refusal.
-		ctx.Response.Header.Set(cluster.HeaderError, "1")
-		return
-	}
-	if fromPeer && !claimed {
-		p.writeError(ctx, fasthttp.StatusForbidden, "peer listener: members only", "")
-		return
-	}
-	st.forwarded = claimed
+	st.forwarded = fromPeer
 	if h.IsConnect() || h.IsTrace() {
 		// CONNECT tunnels and TRACE echoes have no place behind a cache
 		// (and CONNECT's authority-form target names no resource).
@@ -360,7 +349,7 @@ func (p *Proxy) primaryKey(st *reqState, u *fasthttp.URI) {
 		// that is the resource cached.
 		path = strSlash
 	}
-	st.key, st.params = p.keys.appendKey(st.key[:0], st.host, path, u.QueryString(), st.params)
+	st.key, st.params = p.keys.AppendPrimary(st.key[:0], st.host, path, u.QueryString(), st.params)
 }
 
 var strSlash = []byte("/")
@@ -379,25 +368,12 @@ func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*cac
 		return e, ""
 	}
 	st.marker = e
-	st.vkey = p.keys.appendVariantKey(st.vkey[:0], st.key, e, h)
+	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h)
 	v, ok := p.store.Get(st.vkey)
 	if !ok {
 		return nil, "vary-miss"
 	}
 	return v, ""
-}
-
-// appendVariantKey builds a variant's store key: the primary key, the
-// marker's generation (so variants of an invalidated URL never come back
-// with a later marker) and the request's values of the Vary fields.
-func (k *keyer) appendVariantKey(dst, primary []byte, marker *cache.Entry, h *fasthttp.RequestHeader) []byte {
-	dst = append(dst, primary...)
-	dst = append(dst, 0)
-	g := uint64(marker.ResponseTime)
-	for i := 0; i < 8; i++ {
-		dst = append(dst, byte(g>>(56-8*i)))
-	}
-	return httpcache.AppendVariantKey(dst, marker.Body(), h, k.codings)
 }
 
 func storedResponse(e *cache.Entry, now int64) httpcache.StoredResponse {
@@ -512,7 +488,7 @@ func (p *Proxy) hotHit(st *reqState, now int64) *cache.Entry {
 // sameVariant reports whether a shared result answers this request's
 // variant (RFC 9111 §4.1).
 func (p *Proxy) sameVariant(st *reqState, e *cache.Entry, h *fasthttp.RequestHeader) bool {
-	vary := e.Get("Vary")
+	vary := e.Get("vary")
 	if len(vary) == 0 {
 		return true
 	}
@@ -524,7 +500,7 @@ func (p *Proxy) sameVariant(st *reqState, e *cache.Entry, h *fasthttp.RequestHea
 		}
 		st.marker = m
 	}
-	st.vkey = p.keys.appendVariantKey(st.vkey[:0], st.key, st.marker, h)
+	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, st.marker, h)
 	return bytes.Equal(st.vkey, e.Key())
 }
 
@@ -550,9 +526,9 @@ func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry
 func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry) {
 	out.Header.SetMethod(fasthttp.MethodGet)
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
-	out.Header.SetHostBytes(p.keys.hostOf(st.host))
+	out.Header.SetHostBytes(p.keys.Host(st.host))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, true, st.forwarded)
-	if p.keys.codings {
+	if p.keys.Codings() {
 		// Ask for exactly the codings the variant key stands for, so the
 		// response suits every request that shares the variant.
 		var buf [32]byte
@@ -565,10 +541,10 @@ func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *r
 	p.addForwarding(out, ctx, st)
 	if stale != nil {
 		// RFC 9111 §4.3.1.
-		if etag := stale.Get("ETag"); len(etag) > 0 {
+		if etag := stale.Get("etag"); len(etag) > 0 {
 			out.Header.SetBytesV("If-None-Match", etag)
 		}
-		if lm := stale.Get("Last-Modified"); len(lm) > 0 {
+		if lm := stale.Get("last-modified"); len(lm) > 0 {
 			out.Header.SetBytesV("If-Modified-Since", lm)
 		}
 	}
@@ -588,7 +564,7 @@ func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, s
 		return // a peer already set them from the client's connection
 	}
 	out.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
-	out.Header.SetBytesV("X-Forwarded-Host", p.keys.hostOf(st.host))
+	out.Header.SetBytesV("X-Forwarded-Host", p.keys.Host(st.host))
 	if ctx.IsTLS() {
 		out.Header.Set("X-Forwarded-Proto", "https")
 	} else {
@@ -660,7 +636,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 		return res
 	}
 	res.shareable = true
-	if p.purged.stale(e, reqTime) {
+	if p.local.Stale(e, reqTime) {
 		// A purge or invalidation came while this was on its way: serve
 		// it to those who asked, but do not keep it.
 		return res
@@ -687,7 +663,7 @@ func (p *Proxy) variant(key []byte, marker *cache.Entry, vary []byte, h *fasthtt
 	}
 	// Always re-set the marker: its expiry must cover its newest variant.
 	m := *marker
-	return p.keys.appendVariantKey(nil, key, &m, h), &m
+	return p.keys.AppendVariant(nil, key, &m, h), &m
 }
 
 // nextGen returns a marker generation: the time, made unique so that a
@@ -881,7 +857,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	defer fasthttp.ReleaseRequest(out)
 	out.Header.SetMethodBytes(ctx.Request.Header.Method())
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
-	out.Header.SetHostBytes(p.keys.hostOf(st.host))
+	out.Header.SetHostBytes(p.keys.Host(st.host))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
 	p.addForwarding(out, ctx, st)
 	setBody(out, &ctx.Request)
@@ -934,7 +910,7 @@ func setBody(out, in *fasthttp.Request) {
 func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.ResponseHeader) {
 	now := p.now()
 	drop := func(key []byte) {
-		p.drop(key, now)
+		p.local.Drop(key, now)
 		if !st.forwarded {
 			p.announce(key)
 		}
@@ -955,15 +931,5 @@ func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.
 			drop(st.key)
 		}
 		fasthttp.ReleaseURI(u)
-	}
-}
-
-// drop invalidates a primary key at time at: its entry (a Vary marker takes
-// every variant with it), any hot copy, and copies still on their way here.
-func (p *Proxy) drop(key []byte, at int64) {
-	p.purged.markURL(key, at)
-	p.store.Delete(key)
-	if p.hot != nil {
-		p.hot.Delete(key)
 	}
 }

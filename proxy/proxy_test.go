@@ -840,7 +840,7 @@ func TestRangeFromCache(t *testing.T) {
 }
 
 func TestCacheKeyOptions(t *testing.T) {
-	n := newNode(t, Options{Key: KeyOptions{IgnoreQuery: []string{"utm_source"}, SortQuery: true}}, nil)
+	n := newNode(t, Options{Key: cache.KeyOptions{IgnoreQuery: []string{"utm_source"}, SortQuery: true}}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
 	n.get("/k?a=1&b=2")
 	for _, u := range []string{"/k?b=2&a=1", "/k?a=1&utm_source=x&b=2"} {

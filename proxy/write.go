@@ -141,10 +141,10 @@ func setField(h *fasthttp.ResponseHeader, f *cache.FieldIter) {
 // validators of a stored response; Last-Modified falls back to Date, then
 // to the time it was received (RFC 9111 §4.3.2).
 func validators(e *cache.Entry) httpcache.Validators {
-	v := httpcache.Validators{ETag: e.Get("ETag")}
-	if lm, ok := httpcache.ParseHTTPDate(e.Get("Last-Modified")); ok {
+	v := httpcache.Validators{ETag: e.Get("etag")}
+	if lm, ok := httpcache.ParseHTTPDate(e.Get("last-modified")); ok {
 		v.LastModified = lm
-	} else if d, ok := httpcache.ParseHTTPDate(e.Get("Date")); ok {
+	} else if d, ok := httpcache.ParseHTTPDate(e.Get("date")); ok {
 		v.LastModified = d
 	} else {
 		v.LastModified = e.ResponseTime / 1e9
@@ -157,8 +157,8 @@ func validators(e *cache.Entry) httpcache.Validators {
 // which the RFC allows.
 func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, body []byte) []byte {
 	if ifRange := req.IfRange; len(ifRange) > 0 {
-		etag := e.Get("ETag")
-		if !(len(etag) > 0 && httpcache.ETagEqual(ifRange, etag, true)) && !bytes.Equal(ifRange, e.Get("Last-Modified")) {
+		etag := e.Get("etag")
+		if !(len(etag) > 0 && httpcache.ETagEqual(ifRange, etag, true)) && !bytes.Equal(ifRange, e.Get("last-modified")) {
 			return body
 		}
 	}

@@ -138,7 +138,7 @@ func (n *node) purge(ctx *fasthttp.RequestCtx) {
 	if a := string(args.Peek("all")); a == "1" || a == "true" {
 		req.All = true
 	}
-	p := cluster.Purge{URL: req.URL, Host: req.Host, Tag: req.Tag, Prefix: req.Prefix, All: req.All}
+	p := cache.Purge{URL: req.URL, Host: req.Host, Tag: req.Tag, Prefix: req.Prefix, All: req.All}
 	if u, err := url.Parse(p.URL); err == nil && u.Host != "" {
 		p.Host, p.URL = u.Host, u.RequestURI()
 	}
@@ -147,12 +147,8 @@ func (n *node) purge(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	purged, err := n.proxy.PurgeCluster(ctx, p)
-	reply := proxy.PurgeReply{Purged: purged}
-	if err != nil {
-		reply.Error = err.Error()
-	}
 	n.log.Info("purge", "kind", p.Kind(), "url", p.URL, "tag", p.Tag, "prefix", p.Prefix, "purged", purged, "err", err)
-	writeJSON(ctx, reply)
+	writeJSON(ctx, cache.NewPurgeReply(purged, err))
 }
 
 // statsView is the JSON of GET /stats, what the status page shows.

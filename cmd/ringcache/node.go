@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -48,7 +47,8 @@ type node struct {
 	admin     *fasthttp.Server
 	adminLn   net.Listener
 	access    io.Closer
-	started   bool // listeners handed to their servers
+	gate      cluster.ClientGate // keeps the peer protocol off the client listener
+	started   bool               // listeners handed to their servers
 	startedAt time.Time
 	// Reloadable on SIGHUP.
 	adminToken atomic.Pointer[string]
@@ -127,7 +127,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 				return cluster.NewRing(cfg.Ring, nodes, cfg.RingVnodes)
 			},
 		})
-		popt.Peers = n.peers
+		popt.Peers = clusterPeers{n.peers}
 		popt.Name = cacheName(cfg.NodeName)
 		if cfg.HotCacheSize > 0 {
 			n.hot = cache.NewLRU(cfg.HotCacheSize, cache.WithClock(n.clock.Now))
@@ -141,10 +141,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 	}
 	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
 	clientLn := n.ln
-	handler := n.proxy.Handler
-	if n.peers != nil {
-		handler = clientsOnly(handler)
-	}
+	handler := n.gate.Handler(n.proxy.Handler)
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
 		if err != nil {
@@ -155,7 +152,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		handler = al.wrap(handler)
 	}
 	if n.peers != nil {
-		n.peerServer = cluster.NewPeerServer(n.proxy, n.peers, cluster.PeerServerOptions{Logger: log, MaxEntryBytes: cfg.MaxObjectSize + 1<<20})
+		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{Logger: log, MaxEntryBytes: cfg.MaxObjectSize + 1<<20})
 		var peerLn net.Listener
 		if cfg.PeerListen != "" {
 			if peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
@@ -168,9 +165,19 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 			clientLn, peerLn = sniff.Split(n.ln, sniff.Options{Timeout: cfg.ReadTimeout})
 		}
 		n.peerLn = tls.NewListener(peerLn, n.peerTLS.Server)
-		n.peerSrv = n.newServer(peersOnly(n.peerServer.Handle, n.proxy.PeerHandler), max(cfg.MaxRequestBody, handoffBodyLimit(cfg)), true)
+		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, handoffBodyLimit(cfg)), true)
 	}
 	n.srv = n.newServer(handler, cfg.MaxRequestBody, false)
+	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "ringcache_peer_refused_total",
+		Help: "Requests claiming to come from a member that were refused: on the client listener, or without a member's credentials.",
+	}, func() float64 {
+		refused := n.gate.Refused()
+		if n.peerServer != nil {
+			refused += n.peerServer.Stats().Refused
+		}
+		return float64(refused)
+	}))
 	if cfg.Admin != "" {
 		if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
 			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
@@ -299,34 +306,25 @@ func handoffBodyLimit(cfg config.Config) int64 {
 	return max(cluster.HandoffBatchBytes, cfg.MaxObjectSize) + 1<<20
 }
 
-// clientsOnly keeps the peer endpoints off the client side: they answer
-// members on the peer listener only, and a client must not reach the
-// origin with their paths either. The refusal carries HeaderError, so a
-// member of another release that still sends peer requests in plain HTTP
-// falls back to the origin.
-func clientsOnly(proxyHandler fasthttp.RequestHandler) fasthttp.RequestHandler {
-	prefix := []byte(cluster.PathPrefix)
-	return func(ctx *fasthttp.RequestCtx) {
-		if bytes.HasPrefix(ctx.Path(), prefix) {
-			ctx.Response.Header.Set(cluster.HeaderError, "1")
-			ctx.Error("peer endpoints are served to members over peer TLS only\n", fasthttp.StatusForbidden)
-			return
-		}
-		proxyHandler(ctx)
+// clusterPeers presents the cluster's peer set as the proxy's Peers: the
+// proxy declares what it needs of the cluster, and neither imports the
+// other.
+type clusterPeers struct{ *cluster.PeerSet }
+
+var _ proxy.Peers = clusterPeers{}
+
+func (c clusterPeers) Owner(key []byte) (proxy.Peer, bool) {
+	if p, ok := c.PeerSet.Owner(key); ok {
+		return p, true
 	}
+	return nil, false
 }
 
-// peersOnly serves the peer listener, whose mutual TLS admits members
-// only: the peer endpoints, and requests members forward.
-func peersOnly(peer, forwarded fasthttp.RequestHandler) fasthttp.RequestHandler {
-	prefix := []byte(cluster.PathPrefix)
-	return func(ctx *fasthttp.RequestCtx) {
-		if bytes.HasPrefix(ctx.Path(), prefix) {
-			peer(ctx)
-			return
-		}
-		forwarded(ctx)
+func (c clusterPeers) Previous(key []byte) (proxy.Peer, bool) {
+	if p, ok := c.PeerSet.Previous(key); ok {
+		return p, true
 	}
+	return nil, false
 }
 
 // newServer returns a server for h, serving members (peers) or clients.
@@ -379,7 +377,7 @@ func prefixes(cidrs []string) []netip.Prefix {
 // proxyOptions maps the configuration onto the proxy's own options.
 func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.Options {
 	o := proxy.Options{
-		Key:             proxy.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost, Codings: cfg.NormalizeAcceptEncoding},
+		Key:             cache.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost, Codings: cfg.NormalizeAcceptEncoding},
 		Policy:          policy(cfg),
 		PurgeAllow:      prefixes(cfg.PurgeAllow),
 		MaxObjectSize:   cfg.MaxObjectSize,

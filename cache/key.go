@@ -1,9 +1,24 @@
-package proxy
+package cache
 
 import (
 	"bytes"
 	"slices"
+
+	"github.com/ringcache/ringcache/httpcache"
+	"github.com/valyala/fasthttp"
 )
+
+// The cache key format, in one place. A primary key names a URL:
+//
+//	<lower-case host><raw path>[?<query>]
+//
+// A variant of a URL whose response varies (Vary) is stored under
+//
+//	<primary key> 0x00 <marker generation, 8 bytes big-endian> <values of the Vary fields>
+//
+// The generation is the URL's Vary marker's ResponseTime: invalidating
+// the URL replaces the marker, which orphans every variant at once. Paths
+// never hold a 0 byte, so the primary key is everything before the first.
 
 // KeyOptions shape the cache key: host, path and query of the request.
 type KeyOptions struct {
@@ -25,8 +40,9 @@ type KeyOptions struct {
 	Codings bool
 }
 
-// keyer builds cache keys. It keeps no per-request state.
-type keyer struct {
+// Keys builds cache keys. It keeps no per-request state and is safe for
+// concurrent use.
+type Keys struct {
 	ignore [][]byte
 	sort   bool
 	host   []byte // nil: the request's
@@ -34,8 +50,9 @@ type keyer struct {
 	codings bool
 }
 
-func newKeyer(o KeyOptions) keyer {
-	k := keyer{sort: o.SortQuery, codings: o.Codings}
+// NewKeys returns the key builder for o.
+func NewKeys(o KeyOptions) *Keys {
+	k := &Keys{sort: o.SortQuery, codings: o.Codings}
 	if o.Host != "" {
 		k.host = []byte(o.Host)
 	}
@@ -45,11 +62,11 @@ func newKeyer(o KeyOptions) keyer {
 	return k
 }
 
-// appendKey appends the primary cache key, host + path + "?" + query, to
+// AppendPrimary appends the primary cache key, host + path + "?" + query, to
 // dst. The host is lower-cased (RFC 9110 §4.2.3); the path is the raw one
 // the origin will see, never a normalised form, so that two URLs the origin
 // may tell apart never share an entry. params is scratch space for sorting.
-func (k *keyer) appendKey(dst, host, path, query []byte, params [][]byte) ([]byte, [][]byte) {
+func (k *Keys) AppendPrimary(dst, host, path, query []byte, params [][]byte) ([]byte, [][]byte) {
 	if k.host != nil {
 		host = k.host
 	}
@@ -93,7 +110,7 @@ func (k *keyer) appendKey(dst, host, path, query []byte, params [][]byte) ([]byt
 	return dst, params
 }
 
-func (k *keyer) ignored(param []byte) bool {
+func (k *Keys) ignored(param []byte) bool {
 	name := param
 	if i := bytes.IndexByte(param, '='); i >= 0 {
 		name = param[:i]
@@ -106,10 +123,44 @@ func (k *keyer) ignored(param []byte) bool {
 	return false
 }
 
-// hostOf is the Host a request is cached under and sent upstream with.
-func (k *keyer) hostOf(h []byte) []byte {
+// Host is the Host a request with authority h is cached under and sent
+// upstream with.
+func (k *Keys) Host(h []byte) []byte {
 	if k.host != nil {
 		return k.host
 	}
 	return h
+}
+
+// Codings reports whether Accept-Encoding is keyed by the set of codings
+// it accepts (KeyOptions.Codings).
+func (k *Keys) Codings() bool { return k.codings }
+
+// AppendVariant appends the store key of the variant of primary that the
+// request h selects, given the URL's Vary marker.
+func (k *Keys) AppendVariant(dst, primary []byte, marker *Entry, h *fasthttp.RequestHeader) []byte {
+	dst = append(dst, primary...)
+	dst = append(dst, 0)
+	g := uint64(marker.ResponseTime)
+	for i := 0; i < 8; i++ {
+		dst = append(dst, byte(g>>(56-8*i)))
+	}
+	return httpcache.AppendVariantKey(dst, marker.Body(), h, k.codings)
+}
+
+// PrimaryKey returns the primary key a store key belongs to: the part the
+// ring places, so that variants of a URL live with their URL.
+func PrimaryKey(key []byte) []byte {
+	if i := bytes.IndexByte(key, 0); i >= 0 {
+		return key[:i]
+	}
+	return key
+}
+
+// KeyPath is the path-and-query part of a primary key.
+func KeyPath(key []byte) []byte {
+	if i := bytes.IndexByte(key, '/'); i >= 0 {
+		return key[i:]
+	}
+	return nil
 }
