@@ -258,7 +258,6 @@ func (e *Entry) Get(key string) []byte {
 	return nil
 }
 
-
 // Stats are counters of a store since it was created.
 type Stats struct {
 	Bytes     int64  // cost of the entries held now

@@ -168,9 +168,9 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	p := &Proxy{
 		opt: o, store: st, origin: origin,
 		keys: cache.NewKeys(o.Key), m: o.Metrics, log: o.Logger, now: o.Clock,
-		via:    []byte("1.1 " + o.Name),
-		clock:  own,
-		hot:    o.Hot,
+		via:   []byte("1.1 " + o.Name),
+		clock: own,
+		hot:   o.Hot,
 	}
 	p.local = cache.NewLocal(st, cache.LocalOptions{Hot: o.Hot, Keys: p.keys, Clock: o.Clock, OnPurge: p.m.observePurge})
 	p.top.fullURLs = o.StatsFullURLs
