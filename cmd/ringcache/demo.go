@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/config"
+	"github.com/ringcache/ringcache/node"
 	"github.com/spf13/pflag"
 )
 
@@ -36,7 +37,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ringcache demo: --nodes must be 1..16 (got %d)\n", *nodes)
 		return 2
 	}
-	log := newLogger(stderr, "warn", "text")
+	log, _ := node.NewLogger(stderr, "warn", "text")
 	oln, err := net.Listen("tcp", *originAddr)
 	if err != nil {
 		fmt.Fprintf(stderr, "ringcache demo: origin listen %s: %v\n", *originAddr, err)
@@ -45,9 +46,9 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	osrv, odone := startOrigin(oln, log)
 	defer func() { _ = osrv.Shutdown(); <-odone }()
 
-	// A fresh secret and gossip key per run: the demo cluster is private too.
-	secret, key := randomBase64(32), randomBase64(32)
-	var started []*node
+	// A fresh secret per run: the demo cluster is private too.
+	secret := randomBase64(32)
+	var started []*node.Node
 	defer func() {
 		for _, n := range started {
 			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -62,7 +63,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg.Listen, cfg.Admin, cfg.Gossip = shiftPort(*listen, 2*i), shiftPort(*admin, 2*i), shiftPort(*gossip, i)
 		cfg.CacheSize = 64 << 20
 		cfg.KeyHost = "demo.local" // one site, reached through any node's address
-		cfg.PeerSecret, cfg.GossipKey = secret, key
+		cfg.PeerSecret = secret
 		cfg.HandoffTimeout = 3 * time.Second
 		if i > 0 {
 			cfg.Join = []string{started[0].GossipAddr()}
@@ -71,7 +72,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "ringcache demo: %v\n", err)
 			return 2
 		}
-		n, err := startNode(cfg, log.With("node", cfg.NodeName))
+		n, err := node.Start(cfg, node.Options{Logger: log.With("node", cfg.NodeName)})
 		if err != nil {
 			fmt.Fprintf(stderr, "ringcache demo: %v\n", err)
 			return 1
@@ -83,7 +84,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !waitJoined(ctx, started, 30*time.Second) {
 		var views []string
 		for _, n := range started {
-			views = append(views, fmt.Sprintf("%s sees %d", n.cfg.NodeName, len(n.members.Ring().Members())))
+			views = append(views, fmt.Sprintf("%s sees %d", n.Name(), len(n.Ring().Members())))
 		}
 		fmt.Fprintf(stderr, "ringcache demo: the nodes did not form one cluster of %d within 30s (%s)\n", len(started), strings.Join(views, ", "))
 		return 1
@@ -94,12 +95,12 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // waitJoined polls until every node's ring holds every node.
-func waitJoined(ctx context.Context, nodes []*node, timeout time.Duration) bool {
+func waitJoined(ctx context.Context, nodes []*node.Node, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		joined := true
 		for _, n := range nodes {
-			if n.members != nil && len(n.members.Ring().Members()) != len(nodes) {
+			if len(n.Ring().Members()) != len(nodes) {
 				joined = false
 			}
 		}
@@ -111,11 +112,11 @@ func waitJoined(ctx context.Context, nodes []*node, timeout time.Duration) bool 
 	return false
 }
 
-func printDemo(w io.Writer, origin string, nodes []*node) {
+func printDemo(w io.Writer, origin string, nodes []*node.Node) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ringcache demo is running (Ctrl-C to stop)\n\n  demo origin   http://%s\n", origin)
 	for _, n := range nodes {
-		fmt.Fprintf(&b, "  cache node    http://%s   (%s, admin http://%s, gossip %s)\n", n.Addr(), n.cfg.NodeName, n.AdminAddr(), n.GossipAddr())
+		fmt.Fprintf(&b, "  cache node    http://%s   (%s, admin http://%s, gossip %s)\n", n.Addr(), n.Name(), n.AdminAddr(), n.GossipAddr())
 	}
 	a, c := nodes[0].Addr(), nodes[len(nodes)-1].Addr()
 	fmt.Fprintf(&b, `

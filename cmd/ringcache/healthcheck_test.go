@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ringcache/ringcache/internal/testutil"
 	"github.com/valyala/fasthttp"
 )
 
@@ -14,7 +15,7 @@ import (
 // base URL.
 func healthServer(t *testing.T, status int) string {
 	t.Helper()
-	return "http://" + serveLoopback(t, func(ctx *fasthttp.RequestCtx) {
+	return "http://" + testutil.ServeLoopback(t, func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) != "/healthz" {
 			ctx.Error("not found\n", fasthttp.StatusNotFound)
 			return

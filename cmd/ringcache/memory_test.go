@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+	"github.com/ringcache/ringcache/node"
+
 	"github.com/valyala/fasthttp"
 )
 
@@ -69,9 +72,9 @@ func fillNode(t *testing.T, c *fasthttp.Client, addr string, size, n int) {
 			defer wg.Done()
 			for i := int(next.Add(1)); i <= n; i = int(next.Add(1)) {
 				url := fmt.Sprintf("http://%s/fill/%d/%d?size=%d&cc=max-age=3600", addr, size, i, size)
-				r, err := do(c, fasthttp.MethodGet, url, nil)
-				if err == nil && (r.status != fasthttp.StatusOK || len(r.body) != size) {
-					err = fmt.Errorf("GET %s: status %d, %d bytes", url, r.status, len(r.body))
+				r, err := testutil.Do(c, fasthttp.MethodGet, url, nil)
+				if err == nil && (r.Status != fasthttp.StatusOK || len(r.Body) != size) {
+					err = fmt.Errorf("GET %s: status %d, %d bytes", url, r.Status, len(r.Body))
 				}
 				if err != nil {
 					errs <- err
@@ -111,12 +114,12 @@ func vmHWM(t *testing.T, pid int) int64 {
 // storeBytes reads the store's byte count from the admin /stats.
 func storeBytes(t *testing.T, c *fasthttp.Client, admin string) int64 {
 	t.Helper()
-	r, err := do(c, fasthttp.MethodGet, "http://"+admin+"/stats", nil)
-	if err != nil || r.status != fasthttp.StatusOK {
-		t.Fatalf("GET /stats: status %d, %v", r.status, err)
+	r, err := testutil.Do(c, fasthttp.MethodGet, "http://"+admin+"/stats", nil)
+	if err != nil || r.Status != fasthttp.StatusOK {
+		t.Fatalf("GET /stats: status %d, %v", r.Status, err)
 	}
-	var st statsView
-	if err := json.Unmarshal(r.body, &st); err != nil {
+	var st node.StatsView
+	if err := json.Unmarshal(r.Body, &st); err != nil {
 		t.Fatalf("GET /stats: %v", err)
 	}
 	return st.Store.Bytes

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ringcache/ringcache/node"
 	"io"
 	"log/slog"
 	"net"
@@ -28,7 +29,7 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		return 2
 	}
-	log := newLogger(stderr, *level, "text")
+	log, _ := node.NewLogger(stderr, *level, "text")
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		fmt.Fprintf(stderr, "ringcache origin: listen %s: %v\n", *listen, err)

@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+	"github.com/ringcache/ringcache/node"
+
 	"github.com/valyala/fasthttp"
 )
 
@@ -89,16 +92,16 @@ func (c *procCluster) add() *procNode {
 }
 
 // view fetches a node's GET /cluster.
-func (c *procCluster) view(n *procNode) (clusterView, error) {
-	var v clusterView
-	r, err := do(c.client, fasthttp.MethodGet, "http://"+n.admin+"/cluster", nil)
+func (c *procCluster) view(n *procNode) (node.ClusterView, error) {
+	var v node.ClusterView
+	r, err := testutil.Do(c.client, fasthttp.MethodGet, "http://"+n.admin+"/cluster", nil)
 	if err != nil {
 		return v, err
 	}
-	if r.status != fasthttp.StatusOK {
-		return v, fmt.Errorf("GET /cluster on %s: status %d", n.name, r.status)
+	if r.Status != fasthttp.StatusOK {
+		return v, fmt.Errorf("GET /cluster on %s: status %d", n.name, r.Status)
 	}
-	if err := json.Unmarshal(r.body, &v); err != nil {
+	if err := json.Unmarshal(r.Body, &v); err != nil {
 		return v, fmt.Errorf("GET /cluster on %s: %w", n.name, err)
 	}
 	return v, nil
@@ -106,7 +109,7 @@ func (c *procCluster) view(n *procNode) (clusterView, error) {
 
 // inRing counts the members a view gives a share of the ring: serf reports
 // a member alive before the coalesced rebuild puts it in the ring.
-func inRing(v clusterView) int {
+func inRing(v node.ClusterView) int {
 	k := 0
 	for _, m := range v.Members {
 		if m.Share > 0 {
@@ -117,7 +120,7 @@ func inRing(v clusterView) int {
 }
 
 // alive counts the members a view lists as alive.
-func alive(v clusterView) int {
+func alive(v node.ClusterView) int {
 	k := 0
 	for _, m := range v.Members {
 		if m.Status == "alive" {
@@ -194,15 +197,15 @@ func (c *procCluster) dumpLogs() {
 // originRequests reads the origin process's request counter.
 func (c *procCluster) originRequests() int64 {
 	c.t.Helper()
-	r, err := do(c.client, fasthttp.MethodGet, "http://"+c.origin+"/__origin/stats", nil)
-	if err != nil || r.status != fasthttp.StatusOK {
-		c.t.Fatalf("origin stats: %v (status %d)", err, r.status)
+	r, err := testutil.Do(c.client, fasthttp.MethodGet, "http://"+c.origin+"/__origin/stats", nil)
+	if err != nil || r.Status != fasthttp.StatusOK {
+		c.t.Fatalf("origin stats: %v (status %d)", err, r.Status)
 	}
 	var st struct {
 		Requests *int64 `json:"requests"`
 	}
-	if err := json.Unmarshal(r.body, &st); err != nil || st.Requests == nil {
-		c.t.Fatalf("origin stats %q: %v", r.body, err)
+	if err := json.Unmarshal(r.Body, &st); err != nil || st.Requests == nil {
+		c.t.Fatalf("origin stats %q: %v", r.Body, err)
 	}
 	return *st.Requests
 }
@@ -230,11 +233,11 @@ func (c *procCluster) startLoad(nodes []*procNode, keys int) *procLoad {
 				default:
 				}
 				n := nodes[i%len(nodes)]
-				r, err := do(c.client, fasthttp.MethodGet, fmt.Sprintf("http://%s/load%d?cc=max-age=300", n.addr, i%keys), nil)
+				r, err := testutil.Do(c.client, fasthttp.MethodGet, fmt.Sprintf("http://%s/load%d?cc=max-age=300", n.addr, i%keys), nil)
 				l.total.Add(1)
-				if err != nil || r.status != fasthttp.StatusOK {
+				if err != nil || r.Status != fasthttp.StatusOK {
 					if l.errs.Add(1) <= 10 {
-						c.t.Logf("client error via %s: %v status %d Cache-Status %q", n.name, err, r.status, r.cacheStatus())
+						c.t.Logf("client error via %s: %v status %d Cache-Status %q", n.name, err, r.Status, r.CacheStatus())
 					}
 				}
 			}
@@ -285,11 +288,11 @@ func startTime(pid int) string {
 // metric reads one series from a node's /metrics.
 func (c *procCluster) metric(n *procNode, series string) float64 {
 	c.t.Helper()
-	r, err := do(c.client, fasthttp.MethodGet, "http://"+n.admin+"/metrics", nil)
-	if err != nil || r.status != fasthttp.StatusOK {
-		c.t.Fatalf("%s /metrics: %v (status %d)", n.name, err, r.status)
+	r, err := testutil.Do(c.client, fasthttp.MethodGet, "http://"+n.admin+"/metrics", nil)
+	if err != nil || r.Status != fasthttp.StatusOK {
+		c.t.Fatalf("%s /metrics: %v (status %d)", n.name, err, r.Status)
 	}
-	v, ok := metricValue(r.body, series)
+	v, ok := testutil.MetricValue(r.Body, series)
 	if !ok {
 		c.t.Fatalf("%s /metrics lacks %s", n.name, series)
 	}
@@ -439,10 +442,10 @@ func TestProcessClusterGracefulLeaveHandsOff(t *testing.T) {
 				defer wg.Done()
 				for i := w; i < keys; i += workers {
 					n := nodes[i%len(nodes)]
-					r, err := do(c.client, fasthttp.MethodGet, fmt.Sprintf("http://%s/obj/%d?cc=max-age=3600", n.addr, i), nil)
-					if err != nil || r.status != fasthttp.StatusOK {
+					r, err := testutil.Do(c.client, fasthttp.MethodGet, fmt.Sprintf("http://%s/obj/%d?cc=max-age=3600", n.addr, i), nil)
+					if err != nil || r.Status != fasthttp.StatusOK {
 						if bad.Add(1) <= 10 {
-							t.Logf("GET /obj/%d via %s: %v status %d", i, n.name, err, r.status)
+							t.Logf("GET /obj/%d via %s: %v status %d", i, n.name, err, r.Status)
 						}
 					}
 				}

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/ringcache/ringcache/config"
+	"github.com/ringcache/ringcache/node"
 )
 
 // serveCmd runs one node until ctx ends (SIGINT/SIGTERM), then drains it.
@@ -22,14 +23,13 @@ func serveCmd(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		fmt.Fprintf(stderr, "ringcache serve: %v\n", err)
 		return 2
 	}
-	log, level := newLeveledLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	applyMemoryLimit(cfg, log) // here, not in startNode: the limit is the process's, and tests and the demo run several nodes in one
-	n, err := startNode(cfg, log)
+	log, level := node.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	applyMemoryLimit(cfg, log) // here, not in node.Start: the limit is the process's, and tests and the demo run several nodes in one
+	n, err := node.Start(cfg, node.Options{Logger: log, LogLevel: level})
 	if err != nil {
 		fmt.Fprintf(stderr, "ringcache serve: %v\n", err)
 		return 1
 	}
-	n.logLevel = level
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

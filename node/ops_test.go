@@ -1,4 +1,4 @@
-package main
+package node
 
 // Operating a node: purge (cluster-wide, by URL, tag, prefix, all),
 // admin authentication, and live reload.
@@ -6,13 +6,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/ringcache/ringcache/internal/testutil"
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
 	"github.com/ringcache/ringcache/cache"
@@ -40,17 +37,17 @@ func TestAdminWritesNeedToken(t *testing.T) {
 				hdr = []string{"Authorization", tc.sent}
 			}
 			r := tn.do(t, "POST", tn.adminURL("/purge?all=1"), nil, hdr...)
-			if r.status != tc.want {
-				t.Fatalf("POST /purge: %d, want %d (%s)", r.status, tc.want, r.body)
+			if r.Status != tc.want {
+				t.Fatalf("POST /purge: %d, want %d (%s)", r.Status, tc.want, r.Body)
 			}
 			// Profiles take the same token.
 			r = tn.do(t, "GET", tn.adminURL("/debug/pprof/goroutine?debug=1"), nil, hdr...)
-			if r.status != tc.want || (tc.want == 200 && !strings.Contains(string(r.body), "goroutine profile")) {
-				t.Fatalf("GET /debug/pprof/goroutine: %d, want %d (%.100s)", r.status, tc.want, r.body)
+			if r.Status != tc.want || (tc.want == 200 && !strings.Contains(string(r.Body), "goroutine profile")) {
+				t.Fatalf("GET /debug/pprof/goroutine: %d, want %d (%.100s)", r.Status, tc.want, r.Body)
 			}
 			// Read-only endpoints stay open.
-			if r := tn.do(t, "GET", tn.adminURL("/stats"), nil); r.status != 200 {
-				t.Fatalf("GET /stats: %d", r.status)
+			if r := tn.do(t, "GET", tn.adminURL("/stats"), nil); r.Status != 200 {
+				t.Fatalf("GET /stats: %d", r.Status)
 			}
 		})
 	}
@@ -59,16 +56,16 @@ func TestAdminWritesNeedToken(t *testing.T) {
 // purgeVia posts an admin purge and returns the count it reports.
 func purgeVia(t *testing.T, c *fasthttp.Client, admin, query string, body []byte) int {
 	t.Helper()
-	r, err := do(c, "POST", "http://"+admin+"/purge"+query, body, "Authorization", "Bearer "+testToken)
-	if err != nil || r.status != 200 {
-		t.Fatalf("purge %s: %v %d %s", query, err, r.status, r.body)
+	r, err := testutil.Do(c, "POST", "http://"+admin+"/purge"+query, body, "Authorization", "Bearer "+testToken)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("purge %s: %v %d %s", query, err, r.Status, r.Body)
 	}
 	var reply struct {
 		Purged int    `json:"purged"`
 		Error  string `json:"error"`
 	}
-	if err := json.Unmarshal(r.body, &reply); err != nil || reply.Error != "" {
-		t.Fatalf("purge %s reply %s: %v", query, r.body, err)
+	if err := json.Unmarshal(r.Body, &reply); err != nil || reply.Error != "" {
+		t.Fatalf("purge %s reply %s: %v", query, r.Body, err)
 	}
 	return reply.Purged
 }
@@ -85,8 +82,8 @@ func TestClusterPurge(t *testing.T) {
 		for _, u := range urls {
 			for _, n := range nodes { // every node asks: owners store, others may keep hot copies
 				for _, accept := range []string{"a", "b"} {
-					if r, err := do(c.client, "GET", "http://"+n.Addr()+u, nil, "Accept", accept); err != nil || r.status != 200 {
-						t.Fatalf("GET %s: %v %d", u, err, r.status)
+					if r, err := testutil.Do(c.client, "GET", "http://"+n.Addr()+u, nil, "Accept", accept); err != nil || r.Status != 200 {
+						t.Fatalf("GET %s: %v %d", u, err, r.Status)
 					}
 				}
 			}
@@ -98,14 +95,12 @@ func TestClusterPurge(t *testing.T) {
 		t.Helper()
 		path, _, _ := strings.Cut(u, "?")
 		for _, n := range nodes {
-			for _, st := range []cache.Store{n.store, n.hot} {
-				st.Range(func(e *cache.Entry) bool {
-					if strings.Contains(string(e.Key()), path+"?") {
-						t.Fatalf("%s still holds %q after the purge", n.cfg.NodeName, e.Key())
-					}
-					return true
-				})
-			}
+			n.Range(func(e *cache.Entry) bool {
+				if strings.Contains(string(e.Key()), path+"?") {
+					t.Fatalf("%s still holds %q after the purge", n.Name(), e.Key())
+				}
+				return true
+			})
 		}
 	}
 	admin := nodes[1].AdminAddr()
@@ -140,8 +135,8 @@ func TestClusterPurge(t *testing.T) {
 		t.Fatalf("purge all dropped %d, want >= %d", got, len(urls))
 	}
 	for _, n := range nodes {
-		if items := n.store.Stats().Items + n.hot.Stats().Items; items != 0 {
-			t.Fatalf("%s holds %d entries after purge all", n.cfg.NodeName, items)
+		if items := n.Stats().Store.Items + n.Stats().Hot.Items; items != 0 {
+			t.Fatalf("%s holds %d entries after purge all", n.Name(), items)
 		}
 	}
 }
@@ -153,13 +148,13 @@ func TestPurgeMethodFromLoopback(t *testing.T) {
 	for _, n := range nodes {
 		c.get(n, u)
 	}
-	r, err := do(c.client, "PURGE", "http://"+nodes[0].Addr()+u, nil)
-	if err != nil || r.status != 200 || !strings.Contains(string(r.body), `"purged":1`) {
-		t.Fatalf("PURGE: %v %d %s", err, r.status, r.body)
+	r, err := testutil.Do(c.client, "PURGE", "http://"+nodes[0].Addr()+u, nil)
+	if err != nil || r.Status != 200 || !strings.Contains(string(r.Body), `"purged":1`) {
+		t.Fatalf("PURGE: %v %d %s", err, r.Status, r.Body)
 	}
 	for _, n := range nodes {
-		if items := n.store.Stats().Items + n.hot.Stats().Items; items != 0 {
-			t.Fatalf("PURGE left %d entries on %s", items, n.cfg.NodeName)
+		if items := n.Stats().Store.Items + n.Stats().Hot.Items; items != 0 {
+			t.Fatalf("PURGE left %d entries on %s", items, n.Name())
 		}
 	}
 }
@@ -176,91 +171,16 @@ func TestReload(t *testing.T) {
 	}
 	// default_ttl applies to new fetches; the new token works at once.
 	tn.get(t, "/nottl")
-	if r := tn.get(t, "/nottl"); !strings.Contains(r.cacheStatus(), "hit") {
-		t.Fatalf("default_ttl not applied after reload: %q", r.cacheStatus())
+	if r := tn.get(t, "/nottl"); !strings.Contains(r.CacheStatus(), "hit") {
+		t.Fatalf("default_ttl not applied after reload: %q", r.CacheStatus())
 	}
 	r := tn.do(t, "POST", tn.adminURL("/purge?all=1"), nil, "Authorization", "Bearer "+testToken)
-	if r.status != 200 || !strings.Contains(string(r.body), `"purged": 1`) {
-		t.Fatalf("purge with the reloaded token: %d %s", r.status, r.body)
+	if r.Status != 200 || !strings.Contains(string(r.Body), `"purged": 1`) {
+		t.Fatalf("purge with the reloaded token: %d %s", r.Status, r.Body)
 	}
 	// A second reload compares with what was applied.
 	if applied, _ := tn.n.Reload(next); len(applied) != 0 {
 		t.Fatalf("second reload applied %v again", applied)
-	}
-}
-
-func TestProcessSIGHUPReload(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	binary := buildBinary(t)
-	listenRE := regexp.MustCompile(`listen=(127\.0\.0\.1:\d+)`)
-	orig := startChild(t, binary, "origin", "--listen", "127.0.0.1:0")
-	originAddr := waitMatch(t, orig.stderr, listenRE, "the origin process to log its address")
-
-	file := filepath.Join(t.TempDir(), "ringcache.yaml")
-	writeConfig := func(token, level, size string) {
-		t.Helper()
-		y := fmt.Sprintf("origin: http://%s\nlisten: 127.0.0.1:0\nadmin: 127.0.0.1:0\nadmin_token: %s\nlog_level: %s\ncache_size: %s\n", originAddr, token, level, size)
-		if err := os.WriteFile(file, []byte(y), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	writeConfig("first-token-0123456789", "info", "64MiB")
-	srv := startChild(t, binary, "serve", "--config", file)
-	admin := waitMatch(t, srv.stderr, regexp.MustCompile(`admin=(127\.0\.0\.1:\d+)`), "the serve process to log its admin address")
-	c := &fasthttp.Client{ReadTimeout: 10 * time.Second}
-	defer c.CloseIdleConnections()
-	purgeStatus := func(token string) int {
-		r, err := do(c, "POST", "http://"+admin+"/purge?all=1", nil, "Authorization", "Bearer "+token)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.status
-	}
-	if s := purgeStatus("first-token-0123456789"); s != 200 {
-		t.Fatalf("first token: %d", s)
-	}
-
-	writeConfig("second-token-0123456789", "debug", "128MiB")
-	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	line := waitMatch(t, srv.stderr, regexp.MustCompile(`msg=reloaded (.*)`), "the reload to be logged")
-	if !strings.Contains(line, "applied=\"[admin_token log_level]\"") && !strings.Contains(line, "applied=[admin_token log_level]") {
-		t.Errorf("reload log %q: want admin_token and log_level applied", line)
-	}
-	if !strings.Contains(line, "cache_size") {
-		t.Errorf("reload log %q: want cache_size reported as needing a restart", line)
-	}
-	if s := purgeStatus("first-token-0123456789"); s != 401 {
-		t.Fatalf("old token after reload: %d, want 401", s)
-	}
-	if s := purgeStatus("second-token-0123456789"); s != 200 {
-		t.Fatalf("new token after reload: %d, want 200", s)
-	}
-
-	// A broken file is refused and the running configuration stays.
-	if err := os.WriteFile(file, []byte("cache_size: lots\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitMatch(t, srv.stderr, regexp.MustCompile(`(reload failed)`), "the failed reload to be logged")
-	if s := purgeStatus("second-token-0123456789"); s != 200 {
-		t.Fatalf("token after a failed reload: %d, want 200", s)
-	}
-	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-srv.exited:
-		if srv.err != nil {
-			t.Fatalf("serve exited with %v", srv.err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("serve did not exit after SIGTERM")
 	}
 }
 

@@ -1,4 +1,4 @@
-package main
+package node
 
 // The admin status page: the handler's headers and the page's contents are
 // checked directly; what the page shows is checked in a real headless
@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
 	"github.com/valyala/fasthttp"
 )
 
@@ -46,11 +47,11 @@ func TestStatusPageHandler(t *testing.T) {
 	} {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			r := tn.do(t, tc.method, tn.adminURL(tc.path), nil)
-			if r.status != tc.status {
-				t.Fatalf("status %d, want %d (body %.200q)", r.status, tc.status, r.body)
+			if r.Status != tc.status {
+				t.Fatalf("status %d, want %d (body %.200q)", r.Status, tc.status, r.Body)
 			}
-			if tc.status == fasthttp.StatusMethodNotAllowed && r.header["Allow"] != "GET, HEAD" {
-				t.Errorf("Allow = %q, want \"GET, HEAD\"", r.header["Allow"])
+			if tc.status == fasthttp.StatusMethodNotAllowed && r.Header["Allow"] != "GET, HEAD" {
+				t.Errorf("Allow = %q, want \"GET, HEAD\"", r.Header["Allow"])
 			}
 			if tc.status != fasthttp.StatusOK {
 				return
@@ -61,15 +62,15 @@ func TestStatusPageHandler(t *testing.T) {
 				"X-Content-Type-Options":  "nosniff",
 				"Content-Security-Policy": statusCSP,
 			} {
-				if got := r.header[name]; got != want {
+				if got := r.Header[name]; got != want {
 					t.Errorf("%s = %q, want %q", name, got, want)
 				}
 			}
-			if r.contentLength != len(statusHTML) {
-				t.Errorf("Content-Length %d, want %d", r.contentLength, len(statusHTML))
+			if r.ContentLength != len(statusHTML) {
+				t.Errorf("Content-Length %d, want %d", r.ContentLength, len(statusHTML))
 			}
-			if tc.body != bytes.Equal(r.body, statusHTML) {
-				t.Errorf("body is the page: %v, want %v (got %d bytes)", !tc.body, tc.body, len(r.body))
+			if tc.body != bytes.Equal(r.Body, statusHTML) {
+				t.Errorf("body is the page: %v, want %v (got %d bytes)", !tc.body, tc.body, len(r.Body))
 			}
 		})
 	}
@@ -334,7 +335,7 @@ func tail(s string, n int) string {
 // onStats before each /stats: the test decides what a refresh sees.
 func statusProxy(t *testing.T, admin fasthttp.RequestHandler, onStats func(ctx *fasthttp.RequestCtx) bool) string {
 	t.Helper()
-	return "http://" + serveLoopback(t, func(ctx *fasthttp.RequestCtx) {
+	return "http://" + testutil.ServeLoopback(t, func(ctx *fasthttp.RequestCtx) {
 		if string(ctx.Path()) == "/stats" && !onStats(ctx) {
 			return
 		}
@@ -358,7 +359,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	var path string
 	for i := range 100 {
 		p := fmt.Sprintf("/status-%d?cc=max-age=600&q=<i>x</i>", i)
-		if o, _ := n0.members.Ring().Owner([]byte("site.test" + p)); o.Name == "n0" {
+		if o, _ := n0.Ring().Owner([]byte("site.test" + p)); o.Name == "n0" {
 			path = p
 			break
 		}
@@ -369,15 +370,15 @@ func TestStatusPageInBrowser(t *testing.T) {
 	hit := func() {
 		t.Helper()
 		r, err := c.get(n0, path)
-		if err != nil || r.status != 200 {
-			t.Fatalf("GET %s: %v %d", path, err, r.status)
+		if err != nil || r.Status != 200 {
+			t.Fatalf("GET %s: %v %d", path, err, r.Status)
 		}
 	}
 	// One request in 16 is sampled for top keys: 64 make the key certain.
 	for range 64 {
 		hit()
 	}
-	snap := n0.proxy.Snapshot()
+	snap := n0.Stats().Proxy
 	if snap.Requests["hit"] != 63 || len(snap.TopKeys) == 0 {
 		t.Fatalf("after 64 requests for one key: %+v", snap)
 	}
@@ -508,14 +509,14 @@ func TestStatusPageInBrowser(t *testing.T) {
 		// Each /stats the page fetches follows one more hit, so every
 		// refresh has a new count to show.
 		var calls atomic.Int64
-		url := statusProxy(t, n0.adminHandler(), func(*fasthttp.RequestCtx) bool {
+		url := statusProxy(t, n0.AdminHandler(), func(*fasthttp.RequestCtx) bool {
 			calls.Add(1)
-			if r, err := c.get(n0, path); err != nil || r.status != 200 {
-				t.Errorf("GET %s: %v %d", path, err, r.status)
+			if r, err := c.get(n0, path); err != nil || r.Status != 200 {
+				t.Errorf("GET %s: %v %d", path, err, r.Status)
 			}
 			return true
 		})
-		before := n0.proxy.Snapshot().Requests["hit"]
+		before := n0.Stats().Proxy.Requests["hit"]
 		d := b.dumpDOM(t, url, 7*time.Second)
 		body := d.openTag(t, "page")
 		n, _ := attr(body, "data-refreshes")
@@ -538,7 +539,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 
 	t.Run("keeps the data when a refresh fails", func(t *testing.T) {
 		var calls atomic.Int64
-		url := statusProxy(t, n0.adminHandler(), func(ctx *fasthttp.RequestCtx) bool {
+		url := statusProxy(t, n0.AdminHandler(), func(ctx *fasthttp.RequestCtx) bool {
 			if calls.Add(1) == 1 {
 				return true
 			}

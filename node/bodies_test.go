@@ -1,4 +1,4 @@
-package main
+package node
 
 // Request bodies, connection caps and slow clients, against a real node on
 // loopback sockets.
@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringcache/ringcache/internal/testutil"
 
 	"github.com/ringcache/ringcache/config"
 	"github.com/valyala/fasthttp"
@@ -99,7 +101,7 @@ func TestRequestBodiesStream(t *testing.T) {
 		c.Origin = "http://" + o.addr
 		c.MaxRequestBody = limit
 	})
-	post := func(body []byte, chunked bool) reply {
+	post := func(body []byte, chunked bool) testutil.Reply {
 		t.Helper()
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
@@ -114,7 +116,7 @@ func TestRequestBodiesStream(t *testing.T) {
 		if err := tn.client.DoTimeout(req, resp, 20*time.Second); err != nil {
 			t.Fatalf("POST %d bytes (chunked %v): %v", len(body), chunked, err)
 		}
-		return reply{status: resp.StatusCode(), body: bytes.Clone(resp.Body())}
+		return testutil.Reply{Status: resp.StatusCode(), Body: bytes.Clone(resp.Body())}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -132,8 +134,8 @@ func TestRequestBodiesStream(t *testing.T) {
 			body := bytes.Repeat([]byte{byte(tc.size)}, tc.size)
 			r := post(body, tc.chunked)
 			want := fmt.Sprintf("%d %s cl=%d", tc.size, digest(body), tc.cl)
-			if r.status != 200 || string(r.body) != want {
-				t.Fatalf("status %d, origin saw %q; want %q", r.status, r.body, want)
+			if r.Status != 200 || string(r.Body) != want {
+				t.Fatalf("status %d, origin saw %q; want %q", r.Status, r.Body, want)
 			}
 		})
 	}
@@ -214,7 +216,7 @@ func TestConnectionLimits(t *testing.T) {
 			t.Fatalf("a connection from another address: status %d, want 200", s)
 		}
 		held[0].Close()
-		waitFor(t, 10*time.Second, func() bool {
+		testutil.WaitFor(t, 10*time.Second, func() bool {
 			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 			if err != nil {
 				return false
@@ -309,7 +311,7 @@ func TestSlowClientGetsLargeBody(t *testing.T) {
 		// The client reads no more: once the socket buffers are full the
 		// node's write blocks and must give up about writeTimeout later.
 		stalled := time.Now()
-		waitFor(t, 15*writeTimeout, func() bool { return tn.n.srv.GetOpenConnectionsCount() == 0 },
+		testutil.WaitFor(t, 15*writeTimeout, func() bool { return tn.n.Stats().OpenConnections == 0 },
 			"the node to drop the stalled client")
 		t.Logf("dropped %s after the client stopped reading", time.Since(stalled).Round(time.Millisecond))
 		n, _ := io.Copy(io.Discard, br)

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"slices"
@@ -17,7 +17,7 @@ var reloadable = []string{
 // applied and those that differ but need a restart. It also re-reads the
 // peer TLS files, so rotated certificates take effect (as "peer_tls_files");
 // files that do not load are logged and the current ones stay.
-func (n *node) Reload(next config.Config) (applied, skipped []string) {
+func (n *Node) Reload(next config.Config) (applied, skipped []string) {
 	if n.peerTLS != nil {
 		if err := n.peerTLS.Reload(); err != nil {
 			n.log.Error("peer TLS files not reloaded; keeping the current certificates", "err", err)

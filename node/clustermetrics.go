@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -8,7 +8,7 @@ import (
 // registerClusterMetrics exposes membership, peer-endpoint and handoff
 // counters. They are read from the components' own counters at scrape
 // time, so nothing on the request path pays for them.
-func (n *node) registerClusterMetrics(ps *cluster.PeerServer) {
+func (n *Node) registerClusterMetrics(ps *cluster.PeerServer) {
 	ms := func(f func(cluster.MembershipStats) uint64) func() float64 {
 		return func() float64 { return float64(f(n.members.Stats())) }
 	}

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -17,7 +17,10 @@ import (
 	"github.com/valyala/fasthttp/pprofhandler"
 )
 
-func (n *node) adminHandler() fasthttp.RequestHandler {
+// AdminHandler serves the admin endpoints: /healthz, /metrics, /cluster,
+// /stats, the status page, and, with the admin token, /purge and the Go
+// profiles under /debug/pprof/.
+func (n *Node) AdminHandler() fasthttp.RequestHandler {
 	metrics := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	return func(ctx *fasthttp.RequestCtx) {
 		switch string(ctx.Path()) {
@@ -51,14 +54,15 @@ func (n *node) adminHandler() fasthttp.RequestHandler {
 	}
 }
 
-// clusterView is the JSON of GET /cluster.
-type clusterView struct {
+// ClusterView is the JSON of the admin GET /cluster.
+type ClusterView struct {
 	Self    string          `json:"self"`
 	Ring    string          `json:"ring,omitempty"`
-	Members []clusterMember `json:"members"`
+	Members []ClusterMember `json:"members"`
 }
 
-type clusterMember struct {
+// ClusterMember is one member in a ClusterView.
+type ClusterMember struct {
 	Name   string  `json:"name"`
 	Gossip string  `json:"gossip,omitempty"`
 	Peer   string  `json:"peer,omitempty"`
@@ -68,15 +72,15 @@ type clusterMember struct {
 
 // clusterStatus answers GET /cluster: this node, every member serf knows
 // with its status, and each member's share of the ring.
-func (n *node) clusterStatus(ctx *fasthttp.RequestCtx) {
-	v := clusterView{Self: n.cfg.NodeName, Members: []clusterMember{}}
+func (n *Node) clusterStatus(ctx *fasthttp.RequestCtx) {
+	v := ClusterView{Self: n.cfg.NodeName, Members: []ClusterMember{}}
 	if n.members == nil {
-		v.Members = append(v.Members, clusterMember{Name: n.cfg.NodeName, Peer: n.Addr(), Status: "alive", Share: 1})
+		v.Members = append(v.Members, ClusterMember{Name: n.cfg.NodeName, Peer: n.Addr(), Status: "alive", Share: 1})
 	} else {
 		v.Ring = n.cfg.Ring
 		shares := cluster.Shares(n.members.Ring(), 0)
 		for _, m := range n.members.Members() {
-			v.Members = append(v.Members, clusterMember{Name: m.Name, Gossip: m.GossipAddr, Peer: m.PeerAddr, Status: m.Status, Share: shares[m.Name]})
+			v.Members = append(v.Members, ClusterMember{Name: m.Name, Gossip: m.GossipAddr, Peer: m.PeerAddr, Status: m.Status, Share: shares[m.Name]})
 		}
 	}
 	sort.Slice(v.Members, func(i, j int) bool { return v.Members[i].Name < v.Members[j].Name })
@@ -86,7 +90,7 @@ func (n *node) clusterStatus(ctx *fasthttp.RequestCtx) {
 // authorized checks the bearer token of an admin write (or profile)
 // request. Without a configured token every such request is refused: they
 // are never open.
-func (n *node) authorized(ctx *fasthttp.RequestCtx) bool {
+func (n *Node) authorized(ctx *fasthttp.RequestCtx) bool {
 	token := *n.adminToken.Load()
 	got, ok := bytes.CutPrefix(ctx.Request.Header.Peek("Authorization"), []byte("Bearer "))
 	if token != "" && ok && subtle.ConstantTimeCompare(got, []byte(token)) == 1 {
@@ -104,7 +108,7 @@ func (n *node) authorized(ctx *fasthttp.RequestCtx) bool {
 // purge answers POST /purge?url=/path | ?tag=T | ?prefix=/p | ?all=1 (or a
 // JSON body with those fields; url may also be absolute, naming the host):
 // the purge runs on every member, and the reply says how many entries went.
-func (n *node) purge(ctx *fasthttp.RequestCtx) {
+func (n *Node) purge(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsPost() {
 		ctx.Error("POST only\n", fasthttp.StatusMethodNotAllowed)
 		ctx.Response.Header.Set("Allow", "POST") // after Error, which resets headers
@@ -151,16 +155,16 @@ func (n *node) purge(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, cache.NewPurgeReply(purged, err))
 }
 
-// statsView is the JSON of GET /stats, what the status page shows.
-type statsView struct {
+// StatsView is the JSON of the admin GET /stats, what the status page shows.
+type StatsView struct {
 	Node   string         `json:"node"`
 	Uptime float64        `json:"uptime_seconds"`
 	Proxy  proxy.Snapshot `json:"proxy"`
 	Store  cache.Stats    `json:"store"`
 }
 
-func (n *node) stats(ctx *fasthttp.RequestCtx) {
-	writeJSON(ctx, statsView{
+func (n *Node) stats(ctx *fasthttp.RequestCtx) {
+	writeJSON(ctx, StatsView{
 		Node: n.cfg.NodeName, Uptime: time.Since(n.startedAt).Seconds(),
 		Proxy: n.proxy.Snapshot(), Store: n.store.Stats(),
 	})

@@ -1,4 +1,4 @@
-package main
+package node
 
 // In-process clusters on loopback: several nodes, serf with fast timers, one
 // demo origin. Each asserts cluster behaviour end to end: discovery from one
@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -20,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ringcache/ringcache/internal/testutil"
 
 	"github.com/hashicorp/serf/serf"
 	"github.com/ringcache/ringcache/cluster"
@@ -31,7 +32,7 @@ import (
 type testCluster struct {
 	t      *testing.T
 	origin *testOrigin
-	nodes  []*node // nil once stopped
+	nodes  []*Node // nil once stopped
 	names  []string
 	client *fasthttp.Client
 	mutate func(*config.Config)
@@ -58,7 +59,7 @@ func startCluster(t *testing.T, n int, mutate func(*config.Config)) *testCluster
 }
 
 // add starts one more node, joining the first live one.
-func (c *testCluster) add() *node {
+func (c *testCluster) add() *Node {
 	c.t.Helper()
 	i := len(c.nodes)
 	cfg := config.Default()
@@ -81,7 +82,7 @@ func (c *testCluster) add() *node {
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("config: %v", err)
 	}
-	n, err := startNode(cfg, slog.New(slog.DiscardHandler), func(o *cluster.Options) { o.Tune = clustertest.FastTimers })
+	n, err := Start(cfg, Options{Membership: func(o *cluster.Options) { o.Tune = clustertest.FastTimers }})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", cfg.NodeName, err)
 	}
@@ -100,17 +101,17 @@ func (c *testCluster) stop(i int, graceful bool) {
 	c.nodes[i] = nil
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	stop := n.Shutdown
 	if !graceful {
-		_ = n.members.Shutdown() // gone without a word, as after SIGKILL
-		n.members = nil
+		stop = n.Close // gone without a word, as after SIGKILL
 	}
-	if err := n.Shutdown(ctx); err != nil {
+	if err := stop(ctx); err != nil {
 		c.t.Errorf("shutdown %s: %v", c.names[i], err)
 	}
 }
 
-func (c *testCluster) live() []*node {
-	var out []*node
+func (c *testCluster) live() []*Node {
+	var out []*Node
 	for _, n := range c.nodes {
 		if n != nil {
 			out = append(out, n)
@@ -122,9 +123,9 @@ func (c *testCluster) live() []*node {
 // waitConverged waits until every live node's ring holds want members.
 func (c *testCluster) waitConverged(want int) {
 	c.t.Helper()
-	waitFor(c.t, 20*time.Second, func() bool {
+	testutil.WaitFor(c.t, 20*time.Second, func() bool {
 		for _, n := range c.live() {
-			if len(n.members.Ring().Members()) != want {
+			if len(n.Ring().Members()) != want {
 				return false
 			}
 		}
@@ -132,8 +133,8 @@ func (c *testCluster) waitConverged(want int) {
 	}, fmt.Sprintf("every ring to hold %d members", want))
 }
 
-func (c *testCluster) get(n *node, path string) (reply, error) {
-	return do(c.client, fasthttp.MethodGet, "http://"+n.Addr()+path, nil)
+func (c *testCluster) get(n *Node, path string) (testutil.Reply, error) {
+	return testutil.Do(c.client, fasthttp.MethodGet, "http://"+n.Addr()+path, nil)
 }
 
 func (c *testCluster) originRequests() int64 { return c.origin.srv.Requests() }
@@ -146,7 +147,7 @@ func TestClusterDiscoversAndFetchesEachKeyOnce(t *testing.T) {
 		key := []byte(fmt.Sprintf("site.test/k%d?cc=max-age=300", i))
 		var first string
 		for _, n := range c.live() {
-			o, _ := n.members.Ring().Owner(key)
+			o, _ := n.Ring().Owner(key)
 			if first == "" {
 				first = o.Name
 			} else if o.Name != first {
@@ -163,10 +164,10 @@ func TestClusterDiscoversAndFetchesEachKeyOnce(t *testing.T) {
 		path := fmt.Sprintf("/k%d?cc=max-age=300", i)
 		for j, n := range c.live() {
 			r, err := c.get(n, path)
-			if err != nil || r.status != 200 {
-				t.Fatalf("GET %s from node %d: %v %d", path, j, err, r.status)
+			if err != nil || r.Status != 200 {
+				t.Fatalf("GET %s from node %d: %v %d", path, j, err, r.Status)
 			}
-			if cs := r.cacheStatus(); strings.Contains(cs, "detail=peer") && !strings.Contains(cs, ", ") {
+			if cs := r.CacheStatus(); strings.Contains(cs, "detail=peer") && !strings.Contains(cs, ", ") {
 				t.Fatalf("a forwarded answer must carry both hops: %q", cs)
 			}
 		}
@@ -175,7 +176,7 @@ func TestClusterDiscoversAndFetchesEachKeyOnce(t *testing.T) {
 		t.Fatalf("origin requests = %d, want 30 (one per key)", got)
 	}
 	// The metrics say so too.
-	r, err := do(c.client, "GET", "http://"+c.live()[0].AdminAddr()+"/metrics", nil)
+	r, err := testutil.Do(c.client, "GET", "http://"+c.live()[0].AdminAddr()+"/metrics", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func TestClusterDiscoversAndFetchesEachKeyOnce(t *testing.T) {
 		"ringcache_cluster_ring_rebuilds_total":                      1,
 		`ringcache_peer_request_duration_seconds_count{result="ok"}`: 1,
 	} {
-		if v, ok := metricValue(r.body, series); !ok || v < atLeast {
+		if v, ok := testutil.MetricValue(r.Body, series); !ok || v < atLeast {
 			t.Errorf("%s = %v (present %v), want >= %v", series, v, ok, atLeast)
 		}
 	}
@@ -203,7 +204,7 @@ func TestClusterConcurrentMissesOneOriginRequest(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			r, err := c.get(nodes[i%len(nodes)], "/herd?delay=400ms&cc=max-age=60")
-			if err != nil || r.status != 200 {
+			if err != nil || r.Status != 200 {
 				failures.Add(1)
 			}
 		}()
@@ -226,7 +227,7 @@ func TestClusterUnsafeRequestDropsHotCopies(t *testing.T) {
 	var path string
 	for i := range 200 {
 		key := []byte(fmt.Sprintf("site.test/doc%d?cc=max-age%%3D300", i))
-		if o, _ := n0.members.Ring().Owner(key); o.Name == "n1" {
+		if o, _ := n0.Ring().Owner(key); o.Name == "n1" {
 			path = fmt.Sprintf("/doc%d?cc=max-age%%3D300", i)
 			break
 		}
@@ -234,32 +235,32 @@ func TestClusterUnsafeRequestDropsHotCopies(t *testing.T) {
 	if path == "" {
 		t.Fatal("no key owned by n1")
 	}
-	metric := func(n *node, series string) float64 {
-		r, err := do(c.client, "GET", "http://"+n.AdminAddr()+"/metrics", nil)
+	metric := func(n *Node, series string) float64 {
+		r, err := testutil.Do(c.client, "GET", "http://"+n.AdminAddr()+"/metrics", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		v, _ := metricValue(r.body, series)
+		v, _ := testutil.MetricValue(r.Body, series)
 		return v
 	}
 	// n0 forwards to n1 and, sampling, soon keeps a hot copy.
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		r, err := c.get(n0, path)
-		return err == nil && strings.Contains(r.cacheStatus(), "detail=hot")
+		return err == nil && strings.Contains(r.CacheStatus(), "detail=hot")
 	}, "a hot copy on n0")
 
-	r, err := do(c.client, "POST", "http://"+n2.Addr()+path, []byte("x=1"))
-	if err != nil || r.status != 200 {
-		t.Fatalf("POST via n2: %v %d", err, r.status)
+	r, err := testutil.Do(c.client, "POST", "http://"+n2.Addr()+path, []byte("x=1"))
+	if err != nil || r.Status != 200 {
+		t.Fatalf("POST via n2: %v %d", err, r.Status)
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		return metric(n2, `ringcache_invalidation_announcements_total{result="sent"}`) >= 1
 	}, "n2 to announce the invalidation")
 	if got := metric(n0, `ringcache_purges_total{kind="keys"}`); got < 1 {
 		t.Fatalf("n0 applied %v announcements", got)
 	}
-	if r, err := c.get(n0, path); err != nil || strings.Contains(r.cacheStatus(), "detail=hot") {
-		t.Fatalf("n0 after the POST: %v %q", err, r.cacheStatus())
+	if r, err := c.get(n0, path); err != nil || strings.Contains(r.CacheStatus(), "detail=hot") {
+		t.Fatalf("n0 after the POST: %v %q", err, r.CacheStatus())
 	}
 }
 
@@ -278,48 +279,48 @@ func TestClusterPeerTLS(t *testing.T) {
 	var paths []string
 	for i := 0; len(paths) < 20 && i < 1000; i++ {
 		key := []byte(fmt.Sprintf("site.test/tls%d?cc=max-age%%3D300", i))
-		if o, _ := n0.members.Ring().Owner(key); o.Name == "n1" {
+		if o, _ := n0.Ring().Owner(key); o.Name == "n1" {
 			paths = append(paths, fmt.Sprintf("/tls%d?cc=max-age%%3D300", i))
 		}
 	}
 	// n0's peer set follows the ring a moment later: wait for a forward.
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		r, err := c.get(n0, paths[0])
-		return err == nil && strings.Contains(r.cacheStatus(), "detail=peer")
+		return err == nil && strings.Contains(r.CacheStatus(), "detail=peer")
 	}, "n0 to forward")
 	for _, path := range paths {
 		r, err := c.get(n0, path)
-		if err != nil || r.status != 200 || !strings.HasPrefix(r.cacheStatus(), "n1; ") {
-			t.Fatalf("GET %s via n0: %v %d %q", path, err, r.status, r.cacheStatus())
+		if err != nil || r.Status != 200 || !strings.HasPrefix(r.CacheStatus(), "n1; ") {
+			t.Fatalf("GET %s via n0: %v %d %q", path, err, r.Status, r.CacheStatus())
 		}
 	}
 	if got := c.originRequests(); got != int64(len(paths)) {
 		t.Fatalf("origin requests %d, want %d", got, len(paths))
 	}
 	// SIGHUP re-reads the files; a broken file keeps the current ones.
-	if applied, _ := n0.Reload(n0.cfg); !slices.Contains(applied, "peer_tls_files") {
+	if applied, _ := n0.Reload(n0.Config()); !slices.Contains(applied, "peer_tls_files") {
 		t.Fatalf("reload applied %v; want peer_tls_files", applied)
 	}
 	if err := os.WriteFile(certs["n0"].Cert, []byte("half-written"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if applied, _ := n0.Reload(n0.cfg); slices.Contains(applied, "peer_tls_files") {
+	if applied, _ := n0.Reload(n0.Config()); slices.Contains(applied, "peer_tls_files") {
 		t.Fatal("a broken certificate file was reported as reloaded")
 	}
-	if r, err := c.get(n0, paths[0]); err != nil || !strings.HasPrefix(r.cacheStatus(), "n1; hit") {
-		t.Fatalf("forwarding after a failed reload: %v %q", err, r.cacheStatus())
+	if r, err := c.get(n0, paths[0]); err != nil || !strings.HasPrefix(r.CacheStatus(), "n1; hit") {
+		t.Fatalf("forwarding after a failed reload: %v %q", err, r.CacheStatus())
 	}
 	// Plain HTTP on the peer port gets no answer.
-	peerAddr := n1.peerLn.Addr().String()
-	if r, err := do(c.client, "GET", "http://"+peerAddr+"/__ringcache/entry?key=eA", nil); err == nil {
-		t.Fatalf("plain HTTP to the TLS peer port answered %d", r.status)
+	peerAddr := n1.PeerAddr()
+	if r, err := testutil.Do(c.client, "GET", "http://"+peerAddr+"/__ringcache/entry?key=eA", nil); err == nil {
+		t.Fatalf("plain HTTP to the TLS peer port answered %d", r.Status)
 	}
 	// A graceful leave hands n1's entries to n0 over TLS: no refetch.
 	c.stop(1, true)
 	c.waitConverged(1)
 	for _, path := range paths {
-		if r, err := c.get(n0, path); err != nil || !strings.Contains(r.cacheStatus(), "hit") {
-			t.Fatalf("GET %s after n1 left: %v %q", path, err, r.cacheStatus())
+		if r, err := c.get(n0, path); err != nil || !strings.Contains(r.CacheStatus(), "hit") {
+			t.Fatalf("GET %s after n1 left: %v %q", path, err, r.CacheStatus())
 		}
 	}
 	if got := c.originRequests(); got != int64(len(paths)) {
@@ -334,14 +335,14 @@ func TestClusterForgedPeerRequestRefused(t *testing.T) {
 		{cluster.HeaderForwarded, "n1"},
 		{cluster.HeaderForwarded, "n1", cluster.HeaderAuth, "n1:1:AAAA"},
 	} {
-		r, err := do(c.client, "GET", "http://"+n.Addr()+"/x?cc=max-age=60", nil, hdr...)
-		if err != nil || r.status != 403 {
-			t.Fatalf("forged forward %v answered %d %v, want 403", hdr, r.status, err)
+		r, err := testutil.Do(c.client, "GET", "http://"+n.Addr()+"/x?cc=max-age=60", nil, hdr...)
+		if err != nil || r.Status != 403 {
+			t.Fatalf("forged forward %v answered %d %v, want 403", hdr, r.Status, err)
 		}
 	}
-	r, err := do(c.client, "GET", "http://"+n.Addr()+cluster.PathPrefix+"entry?key=eA", nil)
-	if err != nil || r.status != 403 {
-		t.Fatalf("peer endpoint in plain HTTP answered %d %v, want 403", r.status, err)
+	r, err := testutil.Do(c.client, "GET", "http://"+n.Addr()+cluster.PathPrefix+"entry?key=eA", nil)
+	if err != nil || r.Status != 403 {
+		t.Fatalf("peer endpoint in plain HTTP answered %d %v, want 403", r.Status, err)
 	}
 	if got := c.originRequests(); got != 0 {
 		t.Fatalf("refused requests reached the origin %d times", got)
@@ -372,9 +373,9 @@ func TestClusterStrangerCannotJoin(t *testing.T) {
 		t.Fatalf("the stranger's join reached %d member(s)", n)
 	}
 	for _, n := range c.live() {
-		for _, m := range n.members.Ring().Members() {
+		for _, m := range n.Ring().Members() {
 			if m.Name == "stranger" {
-				t.Fatalf("%s's ring holds the stranger", n.cfg.NodeName)
+				t.Fatalf("%s's ring holds the stranger", n.Name())
 			}
 		}
 	}
@@ -389,7 +390,7 @@ func TestClusterStrangerCannotJoin(t *testing.T) {
 func TestClusterReplayedPeerRequestRefused(t *testing.T) {
 	c := startCluster(t, 2, nil)
 	n := c.live()[0]
-	signer, err := cluster.NewSigner("n1", []byte(n.cfg.PeerSecret))
+	signer, err := cluster.NewSigner("n1", []byte(n.Config().PeerSecret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +430,7 @@ func TestClusterReplayedPeerRequestRefused(t *testing.T) {
 
 // steadyLoad requests keys from the given nodes until stop closes and
 // reports how many requests failed (transport errors or non-200).
-func steadyLoad(c *testCluster, nodes []*node, keys int, stop <-chan struct{}) (errs *atomic.Int64, total *atomic.Int64, done *sync.WaitGroup) {
+func steadyLoad(c *testCluster, nodes []*Node, keys int, stop <-chan struct{}) (errs *atomic.Int64, total *atomic.Int64, done *sync.WaitGroup) {
 	errs, total, done = new(atomic.Int64), new(atomic.Int64), new(sync.WaitGroup)
 	for w := range 4 {
 		done.Add(1)
@@ -443,9 +444,9 @@ func steadyLoad(c *testCluster, nodes []*node, keys int, stop <-chan struct{}) (
 				}
 				r, err := c.get(nodes[i%len(nodes)], fmt.Sprintf("/load%d?cc=max-age=300", i%keys))
 				total.Add(1)
-				if err != nil || r.status != 200 {
+				if err != nil || r.Status != 200 {
 					errs.Add(1)
-					c.t.Logf("request failed: %v %d %s", err, r.status, r.cacheStatus())
+					c.t.Logf("request failed: %v %d %s", err, r.Status, r.CacheStatus())
 				}
 			}
 		}()
@@ -458,11 +459,11 @@ func TestClusterOwnerCrashNoClientErrors(t *testing.T) {
 	survivors := c.live()[:2]
 	stop := make(chan struct{})
 	errs, total, done := steadyLoad(c, survivors, 50, stop)
-	waitFor(t, 10*time.Second, func() bool { return total.Load() > 200 }, "load to warm up")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return total.Load() > 200 }, "load to warm up")
 	c.stop(2, false) // the owner of about a third of the keys dies
 	before := total.Load()
-	waitFor(t, 20*time.Second, func() bool {
-		return total.Load() > before+300 && len(survivors[0].members.Ring().Members()) == 2
+	testutil.WaitFor(t, 20*time.Second, func() bool {
+		return total.Load() > before+300 && len(survivors[0].Ring().Members()) == 2
 	}, "load to go on and the ring to drop the dead node")
 	close(stop)
 	done.Wait()
@@ -475,23 +476,23 @@ func TestClusterJoinUnderLoad(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	stop := make(chan struct{})
 	errs, total, done := steadyLoad(c, c.live(), 50, stop)
-	waitFor(t, 10*time.Second, func() bool { return total.Load() > 200 }, "load to warm up")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return total.Load() > 200 }, "load to warm up")
 	d := c.add() // nobody restarts
 	c.waitConverged(4)
 	before := total.Load()
-	waitFor(t, 20*time.Second, func() bool { return total.Load() > before+300 }, "load to go on")
+	testutil.WaitFor(t, 20*time.Second, func() bool { return total.Load() > before+300 }, "load to go on")
 	close(stop)
 	done.Wait()
 	if errs.Load() != 0 {
 		t.Fatalf("%d of %d client requests failed while a node joined", errs.Load(), total.Load())
 	}
-	if owned := cluster.Shares(d.members.Ring(), 0)[d.cfg.NodeName]; owned < 0.15 {
+	if owned := cluster.Shares(d.Ring(), 0)[d.Name()]; owned < 0.15 {
 		t.Fatalf("the new node owns %.2f of the key space", owned)
 	}
 }
 
 // warm requests every key once, spread over the nodes, in parallel.
-func (c *testCluster) requestAll(keys int, nodes []*node) (failed int64) {
+func (c *testCluster) requestAll(keys int, nodes []*Node) (failed int64) {
 	var wg sync.WaitGroup
 	var bad atomic.Int64
 	const workers = 8
@@ -501,7 +502,7 @@ func (c *testCluster) requestAll(keys int, nodes []*node) (failed int64) {
 			defer wg.Done()
 			for i := w; i < keys; i += workers {
 				r, err := c.get(nodes[i%len(nodes)], fmt.Sprintf("/obj/%d?cc=max-age=3600&size=256", i))
-				if err != nil || r.status != 200 {
+				if err != nil || r.Status != 200 {
 					bad.Add(1)
 				}
 			}
@@ -545,7 +546,7 @@ func TestClusterLeastDataLoss(t *testing.T) {
 			if got := c.originRequests(); got != int64(keys) {
 				t.Fatalf("warming made %d origin requests, want %d", got, keys)
 			}
-			ringBefore := c.live()[0].members.Ring()
+			ringBefore := c.live()[0].Ring()
 			base := c.originRequests()
 			var stopLoad chan struct{}
 			var loadDone sync.WaitGroup
@@ -579,7 +580,7 @@ func TestClusterLeastDataLoss(t *testing.T) {
 				close(stopLoad)
 				loadDone.Wait()
 			}
-			plain := moved(keys, ringBefore, c.live()[0].members.Ring())
+			plain := moved(keys, ringBefore, c.live()[0].Ring())
 			if bad := c.requestAll(keys, c.live()); bad != 0 {
 				t.Fatalf("after the %s: %d failures", change, bad)
 			}

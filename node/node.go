@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -30,10 +30,10 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// node is one running ringcache node: its store, origin client, proxy,
+// Node is one running ringcache node: its store, origin client, proxy,
 // cluster membership, and its listeners. Nothing in it is global, so tests
 // and the demo run several in one process.
-type node struct {
+type Node struct {
 	cfg       config.Config
 	log       *slog.Logger
 	clock     *proxy.Clock
@@ -68,13 +68,28 @@ type node struct {
 	cancel      context.CancelFunc
 }
 
-// nodeOption adjusts a node for tests (serf timers).
-type nodeOption func(*cluster.Options)
+// Options are what a node takes beyond its configuration. The zero value
+// is ready: logs discarded, the log level fixed.
+type Options struct {
+	// Logger receives the node's logs. Nil discards them.
+	Logger *slog.Logger
+	// LogLevel, when set, is the level of Logger's handler: Reload changes
+	// it on log_level. Nil: log_level needs a restart.
+	LogLevel *slog.LevelVar
+	// Membership, if set, adjusts the membership's options before it
+	// starts; tests shrink serf's timers with it.
+	Membership func(*cluster.Options)
+}
 
-// startNode builds a node from cfg and starts serving. On error nothing is
-// left running.
-func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node, err error) {
-	n = &node{cfg: cfg, log: log, reg: prometheus.NewRegistry(), done: make(chan struct{})}
+// Start builds a node from cfg (already validated) and starts serving. On
+// error nothing is left running, and the error names what failed (a
+// listener's address, a file).
+func Start(cfg config.Config, o Options) (n *Node, err error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n = &Node{cfg: cfg, log: log, logLevel: o.LogLevel, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	n.adminToken.Store(&cfg.AdminToken)
 	defer func() {
 		if err != nil {
@@ -182,10 +197,10 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 		if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
 			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
 		}
-		n.admin = &fasthttp.Server{Handler: n.adminHandler(), Logger: fasthttpLogger{log}, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		n.admin = &fasthttp.Server{Handler: n.AdminHandler(), Logger: fasthttpLogger{log}, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	}
 	if n.peers != nil {
-		if err := n.joinCluster(opts); err != nil {
+		if err := n.joinCluster(o.Membership); err != nil {
 			return nil, err
 		}
 	}
@@ -219,7 +234,7 @@ func startNode(cfg config.Config, log *slog.Logger, opts ...nodeOption) (n *node
 
 // joinCluster starts serf membership, publishing this node's peer address,
 // and keeps the peer set's ring current.
-func (n *node) joinCluster(opts []nodeOption) error {
+func (n *Node) joinCluster(tune func(*cluster.Options)) error {
 	cfg := n.cfg
 	// Gossip is never plaintext: the operator's key, or one derived from
 	// the peer secret, so one secret makes a member.
@@ -242,8 +257,8 @@ func (n *node) joinCluster(opts []nodeOption) error {
 		VNodes:        cfg.RingVnodes,
 		Logger:        n.log,
 	}
-	for _, o := range opts {
-		o(&copt)
+	if tune != nil {
+		tune(&copt)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
@@ -331,7 +346,7 @@ func (c clusterPeers) Previous(key []byte) (proxy.Peer, bool) {
 // bodyLimit bounds request bodies, which are streamed: see bodyGate. Its
 // listener must go through guard, which makes WriteTimeout an idle timeout
 // per write.
-func (n *node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool) *fasthttp.Server {
+func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool) *fasthttp.Server {
 	cfg := n.cfg
 	return &fasthttp.Server{
 		Handler:                      bodyGate(h, bodyLimit, peers),
@@ -399,11 +414,63 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 	return o
 }
 
+// Stats is a snapshot of a node's counters.
+type Stats struct {
+	Proxy proxy.Snapshot
+	Store cache.Stats
+	Hot   cache.Stats // zero without a hot cache
+	// OpenConnections counts the client connections open now.
+	OpenConnections int
+}
+
+// Stats returns the node's counters now.
+func (n *Node) Stats() Stats {
+	s := Stats{Proxy: n.proxy.Snapshot(), Store: n.store.Stats(), OpenConnections: int(n.srv.GetOpenConnectionsCount())}
+	if n.hot != nil {
+		s.Hot = n.hot.Stats()
+	}
+	return s
+}
+
+// Range calls fn for every entry the node holds, in its store and its hot
+// cache, until fn returns false.
+func (n *Node) Range(fn func(e *cache.Entry) bool) {
+	more := true
+	n.store.Range(func(e *cache.Entry) bool { more = fn(e); return more })
+	if more && n.hot != nil {
+		n.hot.Range(fn)
+	}
+}
+
+// PeerAddr is the address members reach this node's peer listener on, or
+// "" for a node without a cluster.
+func (n *Node) PeerAddr() string {
+	if n.peerLn == nil {
+		return ""
+	}
+	return n.peerLn.Addr().String()
+}
+
+// Name is the node's name in the cluster and in Cache-Status.
+func (n *Node) Name() string { return n.cfg.NodeName }
+
+// Config is the configuration the node runs with, reloaded values
+// included.
+func (n *Node) Config() config.Config { return n.cfg }
+
+// Ring is the node's current ring, or nil for a node without a cluster.
+func (n *Node) Ring() cluster.Ring {
+	if n.members == nil {
+		return nil
+	}
+	return n.members.Ring()
+}
+
 // Addr is the proxy listener's address.
-func (n *node) Addr() string { return n.ln.Addr().String() }
+func (n *Node) Addr() string { return n.ln.Addr().String() }
 
 // GossipAddr is the serf address other members join, or "" for a single node.
-func (n *node) GossipAddr() string {
+func (n *Node) GossipAddr() string {
 	if n.members == nil {
 		return ""
 	}
@@ -411,7 +478,7 @@ func (n *node) GossipAddr() string {
 }
 
 // AdminAddr is the admin listener's address, or "" when it is off.
-func (n *node) AdminAddr() string {
+func (n *Node) AdminAddr() string {
 	if n.adminLn == nil {
 		return ""
 	}
@@ -422,10 +489,25 @@ func (n *node) AdminAddr() string {
 // handoff_timeout and handoff_max_bytes) and leaves the cluster, then stops
 // accepting requests, lets those in flight finish until ctx ends, and
 // releases everything.
-func (n *node) Shutdown(ctx context.Context) error {
+func (n *Node) Shutdown(ctx context.Context) error {
+	return n.stop(ctx, true)
+}
+
+// Close stops the node without leaving the cluster, as a crash would as
+// far as the others can tell: no handoff, no leave (they find it failed).
+// Requests in flight still finish until ctx ends.
+func (n *Node) Close(ctx context.Context) error {
+	return n.stop(ctx, false)
+}
+
+func (n *Node) stop(ctx context.Context, graceful bool) error {
 	n.serving.Store(false)
 	if n.members != nil {
-		n.leave(ctx)
+		if graceful {
+			n.leave(ctx)
+		} else {
+			_ = n.members.Shutdown() // gone without a word
+		}
 	}
 	err := n.srv.ShutdownWithContext(ctx)
 	<-n.done
@@ -445,7 +527,7 @@ func (n *node) Shutdown(ctx context.Context) error {
 // milliseconds, and every request for its keys before the entries arrive
 // would go to the origin. Until the leave, this node keeps serving (and
 // owning) its keys.
-func (n *node) leave(ctx context.Context) {
+func (n *Node) leave(ctx context.Context) {
 	self := n.members.Self()
 	var rest []cluster.Node
 	for _, m := range n.members.Ring().Members() {
@@ -469,7 +551,7 @@ func (n *node) leave(ctx context.Context) {
 	}
 }
 
-func (n *node) closeAll() {
+func (n *Node) closeAll() {
 	if n.members != nil {
 		_ = n.members.Shutdown()
 	}
@@ -531,13 +613,10 @@ func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...))
 }
 
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	l, _ := newLeveledLogger(w, level, format)
-	return l
-}
-
-// newLeveledLogger returns a logger whose level can change later (SIGHUP).
-func newLeveledLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar) {
+// NewLogger returns a logger writing to w at level ("debug", "info",
+// "warn", "error") in format ("text" or "json"), both as config validates
+// them, and the level variable that changes it later (Options.LogLevel).
+func NewLogger(w io.Writer, level, format string) (*slog.Logger, *slog.LevelVar) {
 	lv := new(slog.LevelVar)
 	_ = lv.UnmarshalText([]byte(level)) // validated by config
 	opts := &slog.HandlerOptions{Level: lv}

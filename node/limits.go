@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"net"
@@ -48,6 +48,6 @@ func rejectPeerBody(ctx *fasthttp.RequestCtx, status int) {
 // guard wraps a server's TCP listener (beneath any TLS): write_timeout
 // becomes an idle timeout per write, and with perIP > 0 one client address
 // gets at most perIP connections, the others a 503.
-func (n *node) guard(ln net.Listener, perIP int) net.Listener {
+func (n *Node) guard(ln net.Listener, perIP int) net.Listener {
 	return streamconn.IdleWrites(connlimit.PerIP(ln, perIP), n.cfg.WriteTimeout)
 }

@@ -1,0 +1,160 @@
+// Package testutil holds what the tests of several packages share: polling
+// a condition with a deadline instead of sleeping, and a clock that moves
+// only when told to.
+package testutil
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// PollInterval is how often Eventually and WaitFor look again.
+const PollInterval = 10 * time.Millisecond
+
+// Eventually polls cond until it holds and fails t once timeout has passed
+// without it. what describes the condition; it is called only on failure,
+// so it can report the last state seen.
+func Eventually(t testing.TB, timeout time.Duration, cond func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what())
+		}
+		time.Sleep(PollInterval) // the poll interval, not a wait for an event
+	}
+}
+
+// WaitFor is Eventually with a fixed description.
+func WaitFor(t testing.TB, timeout time.Duration, cond func() bool, what string) {
+	t.Helper()
+	Eventually(t, timeout, cond, func() string { return what })
+}
+
+// Clock is a fake clock for code that takes its time from a function: it
+// starts at a fixed instant and moves only by Advance. It is safe for
+// concurrent use.
+type Clock struct{ ns atomic.Int64 }
+
+// Start is where every Clock starts: a fixed, recent instant, so that
+// dates derived from it read plausibly in failures.
+var Start = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+// NewClock returns a Clock at Start.
+func NewClock() *Clock {
+	c := &Clock{}
+	c.ns.Store(Start.UnixNano())
+	return c
+}
+
+// Now is the clock's time, for func() time.Time clocks.
+func (c *Clock) Now() time.Time { return time.Unix(0, c.ns.Load()).UTC() }
+
+// UnixNano is the clock's time in unix nanoseconds, for func() int64 clocks.
+func (c *Clock) UnixNano() int64 { return c.ns.Load() }
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// Reply is a response copied out of fasthttp's pooled objects, so it can
+// be kept and compared after the request is done.
+type Reply struct {
+	Status        int
+	Header        map[string]string // canonical name -> value
+	Body          []byte
+	ContentLength int
+}
+
+// CacheStatus is the reply's Cache-Status field.
+func (r Reply) CacheStatus() string { return r.Header["Cache-Status"] }
+
+// Do sends one request with c within 20 s; hdr holds name, value pairs.
+// It is safe to call from several goroutines.
+func Do(c *fasthttp.Client, method, url string, body []byte, hdr ...string) (Reply, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(method)
+	req.SetRequestURI(url)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	if body != nil {
+		req.SetBody(body)
+	}
+	if err := c.DoTimeout(req, resp, 20*time.Second); err != nil {
+		return Reply{}, fmt.Errorf("%s %s: %w", method, url, err)
+	}
+	r := Reply{Status: resp.StatusCode(), Header: map[string]string{}, Body: bytes.Clone(resp.Body()), ContentLength: resp.Header.ContentLength()}
+	for k, v := range resp.Header.All() {
+		r.Header[string(k)] = string(v)
+	}
+	return r, nil
+}
+
+// MetricValue finds one series ("name" or "name{labels}") in a Prometheus
+// text exposition.
+func MetricValue(exposition []byte, series string) (float64, bool) {
+	for line := range strings.Lines(string(exposition)) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+// ServeLoopback serves h on a fresh 127.0.0.1 port until the test ends and
+// returns the address.
+func ServeLoopback(t testing.TB, h fasthttp.RequestHandler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		// fasthttp's Shutdown stops only a listener Serve has registered: a
+		// test that ends at once would otherwise leave it serving.
+		for {
+			_ = srv.Shutdown()
+			select {
+			case <-done:
+				return
+			case <-time.After(PollInterval):
+			}
+		}
+	})
+	return ln.Addr().String()
+}
+
+// ExpectStatus fails t unless r has status want.
+func ExpectStatus(t testing.TB, what string, r Reply, want int) {
+	t.Helper()
+	if r.Status != want {
+		t.Fatalf("%s: status %d, want %d (Cache-Status %q, body %.200q)", what, r.Status, want, r.CacheStatus(), r.Body)
+	}
+}
+
+// ExpectCacheStatus fails t unless r's Cache-Status contains every part.
+func ExpectCacheStatus(t testing.TB, what string, r Reply, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(r.CacheStatus(), p) {
+			t.Errorf("%s: Cache-Status %q lacks %q", what, r.CacheStatus(), p)
+		}
+	}
+}
