@@ -231,12 +231,12 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	if h.IsConnect() || h.IsTrace() {
 		// CONNECT tunnels and TRACE echoes have no place behind a cache
 		// (and CONNECT's authority-form target names no resource).
-		p.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", "method")
+		p.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", fwdMethod)
 		return
 	}
 	host, problem := requestAuthority(h, ctx.URI().Host())
 	if problem != "" {
-		p.writeError(ctx, fasthttp.StatusBadRequest, problem, "bypass")
+		p.writeError(ctx, fasthttp.StatusBadRequest, problem, fwdBypass)
 		return
 	}
 	st.host = host
@@ -286,13 +286,13 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	e, fwd := p.lookup(st, h, now)
 	if e != nil && e.Has(cache.Pass) {
-		p.fetchAndServe(ctx, st, nil, "bypass", "pass")
+		p.fetchAndServe(ctx, st, nil, fwdBypass, "pass")
 		return
 	}
 	if e != nil && st.req.Authorization && !e.Has(cache.Shared) {
 		// RFC 9111 §3.5: credentials are answered from the cache only by
 		// responses that said they may be shared.
-		e, fwd = nil, "request"
+		e, fwd = nil, fwdRequest
 	}
 	if e != nil {
 		s := storedResponse(e, now)
@@ -312,19 +312,19 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 			return
 		}
 		if st.req.CC.OnlyIfCached {
-			p.writeError(ctx, fasthttp.StatusGatewayTimeout, "stored response is stale (only-if-cached)", "")
+			p.writeError(ctx, fasthttp.StatusGatewayTimeout, "stored response is stale (only-if-cached)", fwdNone)
 			return
 		}
-		fwd = "stale"
+		fwd = fwdStale
 		if st.req.CC.NoCache {
-			fwd = "request"
+			fwd = fwdRequest
 		}
 		p.fill(ctx, st, e, fwd)
 		return
 	}
 	if st.req.CC.OnlyIfCached {
 		// RFC 9111 §5.2.1.7.
-		p.writeError(ctx, fasthttp.StatusGatewayTimeout, "not in cache (only-if-cached)", "")
+		p.writeError(ctx, fasthttp.StatusGatewayTimeout, "not in cache (only-if-cached)", fwdNone)
 		return
 	}
 	if len(st.req.Range) > 0 {
@@ -356,24 +356,24 @@ var strSlash = []byte("/")
 
 // lookup finds the stored response for the request, resolving Vary
 // markers. It returns nil and the Cache-Status fwd reason on a miss.
-func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*cache.Entry, string) {
+func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*cache.Entry, fwdReason) {
 	e, ok := p.store.Get(st.key)
 	if !ok {
-		return nil, "uri-miss"
+		return nil, fwdURIMiss
 	}
 	if e.Has(cache.Pass) && e.Expires != 0 && e.Expires < now {
-		return nil, "uri-miss"
+		return nil, fwdURIMiss
 	}
 	if !e.Has(cache.VaryMarker) {
-		return e, ""
+		return e, fwdNone
 	}
 	st.marker = e
 	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h)
 	v, ok := p.store.Get(st.vkey)
 	if !ok {
-		return nil, "vary-miss"
+		return nil, fwdVaryMiss
 	}
-	return v, ""
+	return v, fwdNone
 }
 
 func storedResponse(e *cache.Entry, now int64) httpcache.StoredResponse {
@@ -396,7 +396,7 @@ type result struct {
 	stored    bool
 	outcome   Outcome
 	hit       bool // answered from a stored copy without the origin
-	fwd       string
+	fwd       fwdReason
 	fwdStatus int
 	detail    string
 	err       error
@@ -412,7 +412,7 @@ type result struct {
 
 // fill fetches a miss or a stale entry's revalidation, collapsing
 // concurrent requests for the same key into one origin fetch.
-func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd string) {
+func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd fwdReason) {
 	fkey := st.key
 	if st.marker != nil {
 		fkey = st.vkey
@@ -462,7 +462,7 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry,
 				p.serve(ctx, st, res, false)
 				return
 			}
-			stale, fwd = e, "stale" // revalidate the moved copy rather than refetch it
+			stale, fwd = e, fwdStale // revalidate the moved copy rather than refetch it
 		}
 	}
 	res = p.fetch(ctx, st, stale, fwd)
@@ -504,7 +504,7 @@ func (p *Proxy) sameVariant(st *reqState, e *cache.Entry, h *fasthttp.RequestHea
 	return bytes.Equal(st.vkey, e.Key())
 }
 
-func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd, detail string) {
+func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd fwdReason, detail string) {
 	res := p.fetch(ctx, st, stale, fwd)
 	if res.detail == "" {
 		res.detail = detail
@@ -513,7 +513,7 @@ func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *cac
 }
 
 // fetch builds the origin request for ctx and runs it.
-func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd string) *result {
+func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd fwdReason) *result {
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	p.buildFill(out, ctx, st, stale)
@@ -575,7 +575,7 @@ func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, s
 // fetchWith sends a fill request to the origin and stores what may be
 // stored. It does not touch the client's request, so background
 // revalidation uses it too.
-func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, stale *cache.Entry, fwd string) *result {
+func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, stale *cache.Entry, fwd fwdReason) *result {
 	res := &result{fwd: fwd, outcome: Miss}
 	resp := fasthttp.AcquireResponse()
 	reqTime := p.now()
@@ -831,7 +831,7 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *c
 			p.flights.finish(fkey, f, res)
 			fasthttp.ReleaseRequest(out)
 		}()
-		res = p.fetchWith(out, key, marker, &req, stale, "stale")
+		res = p.fetchWith(out, key, marker, &req, stale, fwdStale)
 		if res.stream != nil {
 			closeResponse(res.stream)
 			res.stream = nil
@@ -861,9 +861,9 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
 	p.addForwarding(out, ctx, st)
 	setBody(out, &ctx.Request)
-	fwd := "request"
+	fwd := fwdRequest
 	if unsafe {
-		fwd = "method"
+		fwd = fwdMethod
 	}
 	resp := fasthttp.AcquireResponse()
 	if err := p.origin.Fetch(context.Background(), out, resp); err != nil {

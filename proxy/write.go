@@ -10,10 +10,48 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// fwdReason is the fwd parameter of this cache's Cache-Status member: why
+// the request went forward, to the origin or to the key's owner
+// (RFC 9211 §2.2). The zero value, fwdNone, leaves the parameter out: the
+// answer came from the cache, or is an error made here.
+type fwdReason uint8
+
+const (
+	fwdNone     fwdReason = iota
+	fwdBypass             // the URL holds a pass marker (recently unstorable), or the request is malformed
+	fwdMethod             // the method is never answered from the cache
+	fwdURIMiss            // nothing stored for the URL
+	fwdVaryMiss           // the URL is stored, but not the request's variant
+	fwdMiss               // sent to the key's owner, another member, without a lookup here
+	fwdRequest            // the request rules out a stored answer (no-cache, credentials, OPTIONS, a range not held)
+	fwdStale              // the stored answer is stale: revalidated
+	numFwdReasons
+)
+
+// fwdText spells each fwdReason as it goes in the header; appending a
+// string to the header buffer does not allocate.
+var fwdText = [numFwdReasons]string{
+	fwdBypass:   "bypass",
+	fwdMethod:   "method",
+	fwdURIMiss:  "uri-miss",
+	fwdVaryMiss: "vary-miss",
+	fwdMiss:     "miss",
+	fwdRequest:  "request",
+	fwdStale:    "stale",
+}
+
+// String returns the parameter's value, "" for fwdNone.
+func (r fwdReason) String() string {
+	if r < numFwdReasons {
+		return fwdText[r]
+	}
+	return "unknown"
+}
+
 // cacheStatus is this cache's member of the Cache-Status field (RFC 9211).
 type cacheStatus struct {
 	hit       bool
-	fwd       string // uri-miss, vary-miss, stale, request, method, bypass, miss
+	fwd       fwdReason
 	fwdStatus int
 	ttl       int64
 	hasTTL    bool
@@ -26,9 +64,9 @@ func (p *Proxy) appendCacheStatus(dst []byte, cs cacheStatus) []byte {
 	dst = append(dst, p.opt.Name...)
 	if cs.hit {
 		dst = append(dst, "; hit"...)
-	} else if cs.fwd != "" {
+	} else if cs.fwd != fwdNone {
 		dst = append(dst, "; fwd="...)
-		dst = append(dst, cs.fwd...)
+		dst = append(dst, cs.fwd.String()...)
 		if cs.fwdStatus != 0 {
 			dst = append(dst, "; fwd-status="...)
 			dst = strconv.AppendInt(dst, int64(cs.fwdStatus), 10)
@@ -179,7 +217,7 @@ func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *c
 }
 
 // writeError answers with a generated error response.
-func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg, fwd string) {
+func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg string, fwd fwdReason) {
 	resp := &ctx.Response
 	resp.Reset()
 	resp.SetStatusCode(status)
