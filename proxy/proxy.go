@@ -277,7 +277,7 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		if e := p.hotHit(st, now); e != nil {
 			s := storedResponse(e, now)
 			p.m.requests[Hit].Inc()
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "hot"})
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailHot})
 			return
 		}
 		if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
@@ -286,7 +286,7 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	e, fwd := p.lookup(st, h, now)
 	if e != nil && e.Has(cache.Pass) {
-		p.fetchAndServe(ctx, st, nil, fwdBypass, "pass")
+		p.fetchAndServe(ctx, st, nil, fwdBypass, detailPass)
 		return
 	}
 	if e != nil && st.req.Authorization && !e.Has(cache.Shared) {
@@ -303,12 +303,12 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 			return
 		case httpcache.ServeStale:
 			p.m.requests[StaleHit].Inc()
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "max-stale"})
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailMaxStale})
 			return
 		case httpcache.ServeStaleRevalidate:
 			p.m.requests[StaleHit].Inc()
 			p.revalidateAsync(ctx, st, e)
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "stale-while-revalidate"})
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailStaleWhileRevalidate})
 			return
 		}
 		if st.req.CC.OnlyIfCached {
@@ -334,7 +334,7 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	if st.req.Authorization {
 		// Each user's own fetch: never wait on, or share, another's.
-		p.fetchAndServe(ctx, st, nil, fwd, "")
+		p.fetchAndServe(ctx, st, nil, fwd, detailNone)
 		return
 	}
 	p.fill(ctx, st, nil, fwd)
@@ -398,7 +398,7 @@ type result struct {
 	hit       bool // answered from a stored copy without the origin
 	fwd       fwdReason
 	fwdStatus int
-	detail    string
+	detail    detail
 	err       error
 	errStatus int
 	// stream is an origin response too large to store, relayed to the
@@ -448,7 +448,7 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry,
 		}
 		// The answer cannot be shared (uncacheable, another variant, the
 		// fetch failed or panicked): fetch our own, without queueing again.
-		p.fetchAndServe(ctx, st, stale, fwd, "")
+		p.fetchAndServe(ctx, st, stale, fwd, detailNone)
 		return
 	}
 	var res *result
@@ -458,7 +458,7 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry,
 			now := p.now()
 			s := storedResponse(e, now)
 			if httpcache.Reuse(&s, &st.req.CC) == httpcache.Serve {
-				res = &result{entry: e, shareable: true, stored: true, outcome: Takeover, hit: true, detail: "previous-owner"}
+				res = &result{entry: e, shareable: true, stored: true, outcome: Takeover, hit: true, detail: detailPreviousOwner}
 				p.serve(ctx, st, res, false)
 				return
 			}
@@ -504,10 +504,10 @@ func (p *Proxy) sameVariant(st *reqState, e *cache.Entry, h *fasthttp.RequestHea
 	return bytes.Equal(st.vkey, e.Key())
 }
 
-func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd fwdReason, detail string) {
+func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd fwdReason, d detail) {
 	res := p.fetch(ctx, st, stale, fwd)
-	if res.detail == "" {
-		res.detail = detail
+	if res.detail == detailNone {
+		res.detail = d
 	}
 	p.serve(ctx, st, res, false)
 }
@@ -609,7 +609,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 			p.store.Delete(stale.Key())
 		}
 		p.setPass(key, respTime)
-		res.outcome, res.stream, res.prefix, res.detail = Pass, resp, body, "too-large"
+		res.outcome, res.stream, res.prefix, res.detail = Pass, resp, body, detailTooLarge
 		return res
 	}
 	storeKey := key
@@ -626,7 +626,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 	closeResponse(resp)
 	res.entry = e
 	if reason != httpcache.Stored {
-		res.outcome, res.detail = Pass, reason.String()
+		res.outcome, res.detail = Pass, notStored(reason)
 		if stale != nil {
 			p.store.Delete(stale.Key())
 		}
@@ -724,7 +724,7 @@ func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, 
 // transport failure err.
 func (p *Proxy) originFailed(res *result, err error, status int, stale *cache.Entry, req *httpcache.Request, now int64) *result {
 	if stale != nil && p.staleOnError(stale, req, now) {
-		res.outcome, res.entry, res.shareable, res.detail = StaleError, stale, true, "stale-if-error"
+		res.outcome, res.entry, res.shareable, res.detail = StaleError, stale, true, detailStaleIfError
 		res.fwdStatus = status
 		if res.fwdStatus == 0 {
 			res.fwdStatus = errorStatus(err)
