@@ -78,7 +78,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 		p.log.Debug("owner unavailable, serving locally", "peer", peer.Name(), "err", err)
 		return false
 	}
-	cs := cacheStatus{fwd: "miss", fwdStatus: resp.StatusCode(), detail: "peer"}
+	cs := cacheStatus{fwd: fwdMiss, fwdStatus: resp.StatusCode(), detail: detailPeer}
 	// Only a GET's answer carries the body a copy must hold: the answer to
 	// a HEAD has none (RFC 9110 §9.3.2).
 	if p.hot != nil && st.req.Range == nil && ctx.Request.Header.IsGet() {

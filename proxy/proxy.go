@@ -231,12 +231,12 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	if h.IsConnect() || h.IsTrace() {
 		// CONNECT tunnels and TRACE echoes have no place behind a cache
 		// (and CONNECT's authority-form target names no resource).
-		p.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", "method")
+		p.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed", fwdMethod)
 		return
 	}
 	host, problem := requestAuthority(h, ctx.URI().Host())
 	if problem != "" {
-		p.writeError(ctx, fasthttp.StatusBadRequest, problem, "bypass")
+		p.writeError(ctx, fasthttp.StatusBadRequest, problem, fwdBypass)
 		return
 	}
 	st.host = host
@@ -277,7 +277,7 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		if e := p.hotHit(st, now); e != nil {
 			s := storedResponse(e, now)
 			p.m.requests[Hit].Inc()
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "hot"})
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailHot})
 			return
 		}
 		if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
@@ -286,13 +286,13 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	e, fwd := p.lookup(st, h, now)
 	if e != nil && e.Has(cache.Pass) {
-		p.fetchAndServe(ctx, st, nil, "bypass", "pass")
+		p.fetchAndServe(ctx, st, nil, fwdBypass, detailPass)
 		return
 	}
 	if e != nil && st.req.Authorization && !e.Has(cache.Shared) {
 		// RFC 9111 §3.5: credentials are answered from the cache only by
 		// responses that said they may be shared.
-		e, fwd = nil, "request"
+		e, fwd = nil, fwdRequest
 	}
 	if e != nil {
 		s := storedResponse(e, now)
@@ -303,28 +303,28 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 			return
 		case httpcache.ServeStale:
 			p.m.requests[StaleHit].Inc()
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "max-stale"})
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailMaxStale})
 			return
 		case httpcache.ServeStaleRevalidate:
 			p.m.requests[StaleHit].Inc()
 			p.revalidateAsync(ctx, st, e)
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: "stale-while-revalidate"})
+			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailStaleWhileRevalidate})
 			return
 		}
 		if st.req.CC.OnlyIfCached {
-			p.writeError(ctx, fasthttp.StatusGatewayTimeout, "stored response is stale (only-if-cached)", "")
+			p.writeError(ctx, fasthttp.StatusGatewayTimeout, "stored response is stale (only-if-cached)", fwdNone)
 			return
 		}
-		fwd = "stale"
+		fwd = fwdStale
 		if st.req.CC.NoCache {
-			fwd = "request"
+			fwd = fwdRequest
 		}
 		p.fill(ctx, st, e, fwd)
 		return
 	}
 	if st.req.CC.OnlyIfCached {
 		// RFC 9111 §5.2.1.7.
-		p.writeError(ctx, fasthttp.StatusGatewayTimeout, "not in cache (only-if-cached)", "")
+		p.writeError(ctx, fasthttp.StatusGatewayTimeout, "not in cache (only-if-cached)", fwdNone)
 		return
 	}
 	if len(st.req.Range) > 0 {
@@ -334,7 +334,7 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	if st.req.Authorization {
 		// Each user's own fetch: never wait on, or share, another's.
-		p.fetchAndServe(ctx, st, nil, fwd, "")
+		p.fetchAndServe(ctx, st, nil, fwd, detailNone)
 		return
 	}
 	p.fill(ctx, st, nil, fwd)
@@ -356,24 +356,24 @@ var strSlash = []byte("/")
 
 // lookup finds the stored response for the request, resolving Vary
 // markers. It returns nil and the Cache-Status fwd reason on a miss.
-func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*cache.Entry, string) {
+func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*cache.Entry, fwdReason) {
 	e, ok := p.store.Get(st.key)
 	if !ok {
-		return nil, "uri-miss"
+		return nil, fwdURIMiss
 	}
 	if e.Has(cache.Pass) && e.Expires != 0 && e.Expires < now {
-		return nil, "uri-miss"
+		return nil, fwdURIMiss
 	}
 	if !e.Has(cache.VaryMarker) {
-		return e, ""
+		return e, fwdNone
 	}
 	st.marker = e
 	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h)
 	v, ok := p.store.Get(st.vkey)
 	if !ok {
-		return nil, "vary-miss"
+		return nil, fwdVaryMiss
 	}
-	return v, ""
+	return v, fwdNone
 }
 
 func storedResponse(e *cache.Entry, now int64) httpcache.StoredResponse {
@@ -396,9 +396,9 @@ type result struct {
 	stored    bool
 	outcome   Outcome
 	hit       bool // answered from a stored copy without the origin
-	fwd       string
+	fwd       fwdReason
 	fwdStatus int
-	detail    string
+	detail    detail
 	err       error
 	errStatus int
 	// stream is an origin response too large to store, relayed to the
@@ -412,7 +412,7 @@ type result struct {
 
 // fill fetches a miss or a stale entry's revalidation, collapsing
 // concurrent requests for the same key into one origin fetch.
-func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd string) {
+func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd fwdReason) {
 	fkey := st.key
 	if st.marker != nil {
 		fkey = st.vkey
@@ -448,7 +448,7 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry,
 		}
 		// The answer cannot be shared (uncacheable, another variant, the
 		// fetch failed or panicked): fetch our own, without queueing again.
-		p.fetchAndServe(ctx, st, stale, fwd, "")
+		p.fetchAndServe(ctx, st, stale, fwd, detailNone)
 		return
 	}
 	var res *result
@@ -458,11 +458,11 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry,
 			now := p.now()
 			s := storedResponse(e, now)
 			if httpcache.Reuse(&s, &st.req.CC) == httpcache.Serve {
-				res = &result{entry: e, shareable: true, stored: true, outcome: Takeover, hit: true, detail: "previous-owner"}
+				res = &result{entry: e, shareable: true, stored: true, outcome: Takeover, hit: true, detail: detailPreviousOwner}
 				p.serve(ctx, st, res, false)
 				return
 			}
-			stale, fwd = e, "stale" // revalidate the moved copy rather than refetch it
+			stale, fwd = e, fwdStale // revalidate the moved copy rather than refetch it
 		}
 	}
 	res = p.fetch(ctx, st, stale, fwd)
@@ -504,16 +504,16 @@ func (p *Proxy) sameVariant(st *reqState, e *cache.Entry, h *fasthttp.RequestHea
 	return bytes.Equal(st.vkey, e.Key())
 }
 
-func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd, detail string) {
+func (p *Proxy) fetchAndServe(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd fwdReason, d detail) {
 	res := p.fetch(ctx, st, stale, fwd)
-	if res.detail == "" {
-		res.detail = detail
+	if res.detail == detailNone {
+		res.detail = d
 	}
 	p.serve(ctx, st, res, false)
 }
 
 // fetch builds the origin request for ctx and runs it.
-func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd string) *result {
+func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd fwdReason) *result {
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	p.buildFill(out, ctx, st, stale)
@@ -575,7 +575,7 @@ func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, s
 // fetchWith sends a fill request to the origin and stores what may be
 // stored. It does not touch the client's request, so background
 // revalidation uses it too.
-func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, stale *cache.Entry, fwd string) *result {
+func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, stale *cache.Entry, fwd fwdReason) *result {
 	res := &result{fwd: fwd, outcome: Miss}
 	resp := fasthttp.AcquireResponse()
 	reqTime := p.now()
@@ -609,7 +609,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 			p.store.Delete(stale.Key())
 		}
 		p.setPass(key, respTime)
-		res.outcome, res.stream, res.prefix, res.detail = Pass, resp, body, "too-large"
+		res.outcome, res.stream, res.prefix, res.detail = Pass, resp, body, detailTooLarge
 		return res
 	}
 	storeKey := key
@@ -626,7 +626,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 	closeResponse(resp)
 	res.entry = e
 	if reason != httpcache.Stored {
-		res.outcome, res.detail = Pass, reason.String()
+		res.outcome, res.detail = Pass, notStored(reason)
 		if stale != nil {
 			p.store.Delete(stale.Key())
 		}
@@ -724,7 +724,7 @@ func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, 
 // transport failure err.
 func (p *Proxy) originFailed(res *result, err error, status int, stale *cache.Entry, req *httpcache.Request, now int64) *result {
 	if stale != nil && p.staleOnError(stale, req, now) {
-		res.outcome, res.entry, res.shareable, res.detail = StaleError, stale, true, "stale-if-error"
+		res.outcome, res.entry, res.shareable, res.detail = StaleError, stale, true, detailStaleIfError
 		res.fwdStatus = status
 		if res.fwdStatus == 0 {
 			res.fwdStatus = errorStatus(err)
@@ -831,7 +831,7 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *c
 			p.flights.finish(fkey, f, res)
 			fasthttp.ReleaseRequest(out)
 		}()
-		res = p.fetchWith(out, key, marker, &req, stale, "stale")
+		res = p.fetchWith(out, key, marker, &req, stale, fwdStale)
 		if res.stream != nil {
 			closeResponse(res.stream)
 			res.stream = nil
@@ -861,9 +861,9 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
 	p.addForwarding(out, ctx, st)
 	setBody(out, &ctx.Request)
-	fwd := "request"
+	fwd := fwdRequest
 	if unsafe {
-		fwd = "method"
+		fwd = fwdMethod
 	}
 	resp := fasthttp.AcquireResponse()
 	if err := p.origin.Fetch(context.Background(), out, resp); err != nil {

@@ -30,7 +30,7 @@ func (p *Proxy) PurgeCluster(ctx context.Context, cp cache.Purge) (int, error) {
 func (p *Proxy) purgeMethod(ctx *fasthttp.RequestCtx, st *reqState) {
 	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
 	if !p.purgeAllowed(ip.Unmap()) {
-		p.writeError(ctx, fasthttp.StatusForbidden, "PURGE is not allowed from "+ip.String(), "")
+		p.writeError(ctx, fasthttp.StatusForbidden, "PURGE is not allowed from "+ip.String(), fwdNone)
 		return
 	}
 	uri := ctx.URI()

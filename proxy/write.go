@@ -10,25 +10,113 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
+// fwdReason is the fwd parameter of this cache's Cache-Status member: why
+// the request went forward, to the origin or to the key's owner
+// (RFC 9211 §2.2). The zero value, fwdNone, leaves the parameter out: the
+// answer came from the cache, or is an error made here.
+type fwdReason uint8
+
+const (
+	fwdNone     fwdReason = iota
+	fwdBypass             // the URL holds a pass marker (recently unstorable), or the request is malformed
+	fwdMethod             // the method is never answered from the cache
+	fwdURIMiss            // nothing stored for the URL
+	fwdVaryMiss           // the URL is stored, but not the request's variant
+	fwdMiss               // sent to the key's owner, another member, without a lookup here
+	fwdRequest            // the request rules out a stored answer (no-cache, credentials, OPTIONS, a range not held)
+	fwdStale              // the stored answer is stale: revalidated
+	numFwdReasons
+)
+
+// fwdText spells each fwdReason as it goes in the header; appending a
+// string to the header buffer does not allocate.
+var fwdText = [numFwdReasons]string{
+	fwdBypass:   "bypass",
+	fwdMethod:   "method",
+	fwdURIMiss:  "uri-miss",
+	fwdVaryMiss: "vary-miss",
+	fwdMiss:     "miss",
+	fwdRequest:  "request",
+	fwdStale:    "stale",
+}
+
+// String returns the parameter's value, "" for fwdNone.
+func (r fwdReason) String() string {
+	if r < numFwdReasons {
+		return fwdText[r]
+	}
+	return "unknown"
+}
+
+// detail is the detail parameter of this cache's Cache-Status member
+// (RFC 9211 §2.8), whose values the RFC leaves to each cache. The zero
+// value, detailNone, leaves the parameter out. From detailNotStored on, a
+// detail carries the httpcache.Reason a response was not stored for (see
+// notStored), spelled by Reason.String alone.
+type detail uint8
+
+const (
+	detailNone                 detail = iota
+	detailHot                         // a hit on this node's copy of a key another member owns
+	detailMaxStale                    // a stale hit the request allowed with max-stale
+	detailStaleWhileRevalidate        // a stale hit while the entry revalidates (RFC 5861 §3)
+	detailStaleIfError                // a stale answer as the origin failed (RFC 5861 §4)
+	detailPass                        // the URL holds a pass marker: fetched without coalescing
+	detailTooLarge                    // over MaxObjectSize: streamed, never stored
+	detailPeer                        // answered by the key's owner
+	detailPreviousOwner               // the copy held by the key's previous owner
+	detailOriginTimeout               // the origin did not answer in time (504)
+	detailOriginError                 // the origin could not answer (502)
+	detailNotStored                   // + an httpcache.Reason; must stay last
+)
+
+// detailText spells each detail below detailNotStored as it goes in the
+// header; appending a string to the header buffer does not allocate.
+var detailText = [detailNotStored]string{
+	detailHot:                  "hot",
+	detailMaxStale:             "max-stale",
+	detailStaleWhileRevalidate: "stale-while-revalidate",
+	detailStaleIfError:         "stale-if-error",
+	detailPass:                 "pass",
+	detailTooLarge:             "too-large",
+	detailPeer:                 "peer",
+	detailPreviousOwner:        "previous-owner",
+	detailOriginTimeout:        "origin-timeout",
+	detailOriginError:          "origin-error",
+}
+
+// notStored is the detail of a response that was not stored for reason r
+// (never httpcache.Stored). Reason has a handful of values, so the sum
+// cannot wrap.
+func notStored(r httpcache.Reason) detail { return detailNotStored + detail(r) }
+
+// String returns the parameter's value, "" for detailNone.
+func (d detail) String() string {
+	if d >= detailNotStored {
+		return httpcache.Reason(d - detailNotStored).String()
+	}
+	return detailText[d]
+}
+
 // cacheStatus is this cache's member of the Cache-Status field (RFC 9211).
 type cacheStatus struct {
 	hit       bool
-	fwd       string // uri-miss, vary-miss, stale, request, method, bypass, miss
+	fwd       fwdReason
 	fwdStatus int
 	ttl       int64
 	hasTTL    bool
 	stored    bool
 	collapsed bool
-	detail    string
+	detail    detail
 }
 
 func (p *Proxy) appendCacheStatus(dst []byte, cs cacheStatus) []byte {
 	dst = append(dst, p.opt.Name...)
 	if cs.hit {
 		dst = append(dst, "; hit"...)
-	} else if cs.fwd != "" {
+	} else if cs.fwd != fwdNone {
 		dst = append(dst, "; fwd="...)
-		dst = append(dst, cs.fwd...)
+		dst = append(dst, cs.fwd.String()...)
 		if cs.fwdStatus != 0 {
 			dst = append(dst, "; fwd-status="...)
 			dst = strconv.AppendInt(dst, int64(cs.fwdStatus), 10)
@@ -44,9 +132,9 @@ func (p *Proxy) appendCacheStatus(dst []byte, cs cacheStatus) []byte {
 	if cs.collapsed {
 		dst = append(dst, "; collapsed"...)
 	}
-	if cs.detail != "" {
+	if cs.detail != detailNone {
 		dst = append(dst, "; detail="...)
-		dst = append(dst, cs.detail...)
+		dst = append(dst, cs.detail.String()...)
 	}
 	return dst
 }
@@ -179,21 +267,21 @@ func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *c
 }
 
 // writeError answers with a generated error response.
-func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg, fwd string) {
+func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg string, fwd fwdReason) {
 	resp := &ctx.Response
 	resp.Reset()
 	resp.SetStatusCode(status)
 	resp.Header.SetContentType("text/plain; charset=utf-8")
 	resp.Header.Set("Cache-Control", "no-store")
 	resp.SetBodyString(msg + "\n")
-	detail := ""
+	cs := cacheStatus{fwd: fwd}
 	switch status {
 	case fasthttp.StatusGatewayTimeout:
-		detail = "origin-timeout"
+		cs.detail = detailOriginTimeout
 	case fasthttp.StatusBadGateway:
-		detail = "origin-error"
+		cs.detail = detailOriginError
 	}
-	p.addCacheStatus(resp, cacheStatus{fwd: fwd, detail: detail})
+	p.addCacheStatus(resp, cs)
 }
 
 // relay writes an origin response that is not served from the cache. A
