@@ -144,7 +144,7 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		})
 		popt.Peers = clusterPeers{n.peers}
 		popt.Name = cacheName(cfg.NodeName)
-		if cfg.HotCacheSize > 0 {
+		if hasHotCache(cfg) {
 			n.hot = cache.NewLRU(cfg.HotCacheSize, cache.WithClock(n.clock.Now))
 			popt.Hot = n.hot
 		}
@@ -450,6 +450,10 @@ func (n *Node) PeerAddr() string {
 	}
 	return n.peerLn.Addr().String()
 }
+
+// hasHotCache reports whether a node built from cfg keeps hot copies: only
+// in a cluster, where other members own keys, and when given room.
+func hasHotCache(cfg config.Config) bool { return cfg.Gossip != "" && cfg.HotCacheSize > 0 }
 
 // Name is the node's name in the cluster and in Cache-Status.
 func (n *Node) Name() string { return n.cfg.NodeName }

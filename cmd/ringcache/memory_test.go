@@ -42,7 +42,7 @@ func TestProcessMemoryWithinBudget(t *testing.T) {
 
 	c := &fasthttp.Client{ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second, MaxConnsPerHost: 16}
 	defer c.CloseIdleConnections()
-	goal := int64(memGoalFactor*budget) + memGoalSlack
+	goal := node.MemoryGoal(budget)
 	for _, size := range []int{32 << 10, 1 << 20} {
 		fillNode(t, c, addr, size, 2*budget/size)
 		peak := vmHWM(t, srv.cmd.Process.Pid)

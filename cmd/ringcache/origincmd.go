@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ringcache/ringcache/node"
 	"io"
 	"log/slog"
 	"net"
+
+	"github.com/ringcache/ringcache/node"
 
 	"github.com/ringcache/ringcache/origin"
 	"github.com/spf13/pflag"

@@ -24,7 +24,7 @@ func serveCmd(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		return 2
 	}
 	log, level := node.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
-	applyMemoryLimit(cfg, log) // here, not in node.Start: the limit is the process's, and tests and the demo run several nodes in one
+	node.ApplyMemoryLimit(cfg, log) // here, not in node.Start: the limit is the process's, and tests and the demo run several nodes in one
 	n, err := node.Start(cfg, node.Options{Logger: log, LogLevel: level})
 	if err != nil {
 		fmt.Fprintf(stderr, "ringcache serve: %v\n", err)

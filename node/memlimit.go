@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"fmt"
@@ -26,11 +26,17 @@ const (
 	memLimitMargin = 24 << 20
 )
 
+// MemoryGoal is the resident memory a node holding budget bytes of cache
+// (cache_size, plus hot_cache_size in a cluster) stays within.
+func MemoryGoal(budget int64) int64 {
+	return int64(memGoalFactor*float64(budget)) + memGoalSlack
+}
+
 // memoryBudget is the bytes of cache a node built from cfg may hold: the
-// store, and the hot cache, which startNode builds only in cluster mode.
+// store, and the hot cache when it has one.
 func memoryBudget(cfg config.Config) int64 {
 	b := cfg.CacheSize
-	if cfg.Gossip != "" && cfg.HotCacheSize > 0 {
+	if hasHotCache(cfg) {
 		b += cfg.HotCacheSize
 	}
 	return b
@@ -46,11 +52,11 @@ func memoryLimit(budget int64) int64 {
 	return l &^ (1<<20 - 1) // whole MiB, down: it reads better in the log
 }
 
-// applyMemoryLimit sets the process's Go memory limit from cfg's budgets,
+// ApplyMemoryLimit sets the process's Go memory limit from cfg's budgets,
 // unless GOMEMLIMIT is set (to a size, or "off"): the operator's choice
 // wins. It logs the limit in force either way. The limit is the
 // process's: call it only where one process runs one node.
-func applyMemoryLimit(cfg config.Config, log *slog.Logger) {
+func ApplyMemoryLimit(cfg config.Config, log *slog.Logger) {
 	if v, ok := os.LookupEnv("GOMEMLIMIT"); ok && v != "" {
 		log.Info("memory limit", "limit", formatLimit(debug.SetMemoryLimit(-1)), "source", "GOMEMLIMIT")
 		return

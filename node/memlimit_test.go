@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -26,7 +26,7 @@ func TestMemoryLimit(t *testing.T) {
 			t.Errorf("memoryLimit(%s) = %s; want %s", config.FormatBytes(tc.budget), config.FormatBytes(got), config.FormatBytes(tc.want))
 		}
 		// The limit plus what it does not govern stays on the goal line.
-		if goal := int64(memGoalFactor*float64(tc.budget)) + memGoalSlack; got+memLimitMargin > goal {
+		if goal := MemoryGoal(tc.budget); got+memLimitMargin > goal {
 			t.Errorf("memoryLimit(%s) + margin = %d exceeds the goal %d", config.FormatBytes(tc.budget), got+memLimitMargin, goal)
 		}
 	}
@@ -65,9 +65,9 @@ func TestApplyMemoryLimit(t *testing.T) {
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	t.Setenv("GOMEMLIMIT", "")
-	applyMemoryLimit(cfg, log)
+	ApplyMemoryLimit(cfg, log)
 	if got := debug.SetMemoryLimit(-1); got != 120<<20 {
-		t.Fatalf("limit %d after applyMemoryLimit; want %d", got, 120<<20)
+		t.Fatalf("limit %d after ApplyMemoryLimit; want %d", got, 120<<20)
 	}
 	if !strings.Contains(logs.String(), `msg="memory limit" limit=120MiB source="1.25 × budget + 40MiB" budget=64MiB`) {
 		t.Fatalf("log: %s", logs.String())
@@ -76,7 +76,7 @@ func TestApplyMemoryLimit(t *testing.T) {
 	debug.SetMemoryLimit(math.MaxInt64) // as the runtime starts with GOMEMLIMIT=off
 	logs.Reset()
 	t.Setenv("GOMEMLIMIT", "off")
-	applyMemoryLimit(cfg, log)
+	ApplyMemoryLimit(cfg, log)
 	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
 		t.Fatalf("limit %d with GOMEMLIMIT=off; want none", got)
 	}
