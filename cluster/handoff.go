@@ -23,6 +23,17 @@ const (
 	HandoffInFlight = 4
 )
 
+// The sizes the peer protocol admits for a node that stores responses of
+// up to maxObject bytes: the object and 1 MiB for its key, header and
+// framing.
+
+// EntryLimit bounds one encoded entry: a lookup answer or a handoff frame.
+func EntryLimit(maxObject int64) int64 { return maxObject + 1<<20 }
+
+// BodyLimit bounds a request body on the peer listener: a handoff batch,
+// or one entry larger than a batch.
+func BodyLimit(maxObject int64) int64 { return max(HandoffBatchBytes, maxObject) + 1<<20 }
+
 // HandoffStats counts what a Handoff did with the entries it saw:
 // Entries + Failed + Skipped is the number of entries seen.
 type HandoffStats struct {

@@ -236,15 +236,9 @@ func (s *PeerSet) Update(old, next Ring) {
 	if prev == nil {
 		prev = old
 	}
-	if alone(prev, s.self) && !alone(next, s.self) && s.newRing != nil {
+	if len(Others(prev, s.self)) == 0 && len(Others(next, s.self)) > 0 && s.newRing != nil {
 		// This node just joined: before it came, the others owned its keys.
-		var others []Node
-		for _, n := range next.Members() {
-			if n.Name != s.self {
-				others = append(others, n)
-			}
-		}
-		if r, err := s.newRing(others); err == nil {
+		if r, err := s.newRing(Others(next, s.self)); err == nil {
 			prev = r
 		}
 	}
@@ -268,19 +262,6 @@ func (s *PeerSet) Update(old, next Ring) {
 			p.hc.CloseIdleConnections()
 		}
 	}
-}
-
-// alone reports whether r knows no member but self (or none at all).
-func alone(r Ring, self string) bool {
-	if r == nil {
-		return true
-	}
-	for _, n := range r.Members() {
-		if n.Name != self {
-			return false
-		}
-	}
-	return true
 }
 
 // Close closes the idle connections of every peer client and stops Update;

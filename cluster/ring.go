@@ -129,3 +129,19 @@ func sampleKey(dst []byte, i int) []byte {
 	dst = strconv.AppendInt(dst, int64(i), 10)
 	return append(dst, ".js"...)
 }
+
+// Others returns the members of r other than name: the ring the others
+// form without it, to build when it leaves (where its keys go) or has just
+// joined (where its keys were).
+func Others(r Ring, name string) []Node {
+	if r == nil {
+		return nil
+	}
+	var out []Node
+	for _, n := range r.Members() {
+		if n.Name != name {
+			out = append(out, n)
+		}
+	}
+	return out
+}

@@ -266,6 +266,28 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
+// Reload returns the configuration a running node moves to when next is
+// loaded while it runs cur: cur with every live setting (marked in the
+// settings table; --help says "reloads on SIGHUP") taken from next.
+// applied names the live settings that changed; restart names the other
+// settings that changed, which keep their running values until a restart.
+func Reload(cur, next Config) (merged Config, applied, restart []string) {
+	merged = cur
+	sm, sn := merged.settings(), next.settings()
+	for i := range sm {
+		if sm[i].val.String() == sn[i].val.String() {
+			continue
+		}
+		if sm[i].live {
+			sm[i].val.take(sn[i].val)
+			applied = append(applied, sm[i].name)
+		} else {
+			restart = append(restart, sm[i].name)
+		}
+	}
+	return merged, applied, restart
+}
+
 // Changed returns the names (YAML keys) of the settings whose values differ
 // between a and b, in table order: what a reload has to apply or report.
 func Changed(a, b Config) []string {

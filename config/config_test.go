@@ -238,3 +238,29 @@ func TestChanged(t *testing.T) {
 		t.Fatalf("Changed = %s, want cache_size,log_level,join (table order)", got)
 	}
 }
+
+// TestReload: live settings move to the new values and are named applied;
+// the others keep their running values and are named as needing a restart.
+func TestReload(t *testing.T) {
+	cur := Default()
+	next := Default()
+	next.DefaultTTL = 30 * time.Second       // live
+	next.PurgeAllow = []string{"10.0.0.0/8"} // live, a list
+	next.CacheSize = 1 << 30                 // needs a restart
+	merged, applied, restart := Reload(cur, next)
+	if got := strings.Join(applied, ","); got != "purge_allow,default_ttl" {
+		t.Errorf("applied %q", got)
+	}
+	if got := strings.Join(restart, ","); got != "cache_size" {
+		t.Errorf("restart %q", got)
+	}
+	if merged.DefaultTTL != 30*time.Second || strings.Join(merged.PurgeAllow, ",") != "10.0.0.0/8" {
+		t.Errorf("live settings not taken: %v %v", merged.DefaultTTL, merged.PurgeAllow)
+	}
+	if merged.CacheSize != cur.CacheSize {
+		t.Errorf("cache_size moved to %d while running", merged.CacheSize)
+	}
+	if _, applied, restart := Reload(merged, next); len(applied) != 0 || strings.Join(restart, ",") != "cache_size" {
+		t.Errorf("second reload: applied %v, restart %v", applied, restart)
+	}
+}

@@ -623,7 +623,11 @@ func Usage(w io.Writer) {
 		if s.val.String() != "" && s.val.Type() != "string" {
 			def = s.val.String() // unambiguous without quotes
 		}
-		fmt.Fprintf(tw, "  --%s %s\t%s (default %s, env %s)\n", s.flagName(), s.val.Type(), s.help, def, s.envName())
+		live := ""
+		if s.live {
+			live = "; reloads on SIGHUP"
+		}
+		fmt.Fprintf(tw, "  --%s %s\t%s (default %s, env %s%s)\n", s.flagName(), s.val.Type(), s.help, def, s.envName(), live)
 	}
 	fmt.Fprintf(tw, "  -h, --help\tshow this help\n")
 	_ = tw.Flush()

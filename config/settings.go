@@ -22,16 +22,16 @@ func (c *Config) settings() []setting {
 		{name: "listen", val: str(&c.Listen, required(anyAddr)), help: "proxy listen address (host:port)"},
 		{name: "origin", val: str(&c.Origin, originURL), required: true, help: "origin base URL, http:// or https://; required"},
 		{name: "admin", val: str(&c.Admin, optional(anyAddr)), help: `admin listen address for /healthz and /metrics; "" disables it`},
-		{name: "admin_token", val: str(&c.AdminToken, nil), secret: true, help: "bearer token for the admin write endpoints"},
-		{name: "admin_token_file", val: str(&c.AdminTokenFile, nil), help: "file holding admin_token, read and trimmed at startup"},
-		{name: "purge_allow", val: list(&c.PurgeAllow, cidr), help: "client networks (CIDR) allowed to send PURGE to the proxy listener"},
+		{name: "admin_token", live: true, val: str(&c.AdminToken, nil), secret: true, help: "bearer token for the admin write endpoints"},
+		{name: "admin_token_file", live: true, val: str(&c.AdminTokenFile, nil), help: "file holding admin_token, read and trimmed at startup"},
+		{name: "purge_allow", live: true, val: list(&c.PurgeAllow, cidr), help: "client networks (CIDR) allowed to send PURGE to the proxy listener"},
 		{name: "cache_size", val: size(&c.CacheSize, positive), help: "byte budget of the cache store"},
 		{name: "max_object_size", val: size(&c.MaxObjectSize, positive), help: "larger responses are streamed uncached (<= cache_size)"},
 		{name: "store", val: str(&c.Store, oneOf(StoreRistretto, StoreLRU)), help: "cache store: ristretto or lru"},
-		{name: "default_ttl", val: dur(&c.DefaultTTL, nonNegative), help: "freshness when a response gives no lifetime and allows no heuristic; 0 disables"},
-		{name: "max_heuristic_ttl", val: dur(&c.MaxHeuristicTTL, nonNegative), help: "cap on heuristic freshness (10% of Date - Last-Modified); 0 disables"},
+		{name: "default_ttl", live: true, val: dur(&c.DefaultTTL, nonNegative), help: "freshness when a response gives no lifetime and allows no heuristic; 0 disables"},
+		{name: "max_heuristic_ttl", live: true, val: dur(&c.MaxHeuristicTTL, nonNegative), help: "cap on heuristic freshness (10% of Date - Last-Modified); 0 disables"},
 		{name: "stale_keep", val: dur(&c.StaleKeep, nonNegative), help: "how long an expired entry is kept for revalidation and stale serving"},
-		{name: "strip_set_cookie", val: boolean(&c.StripSetCookie), help: "store responses with Set-Cookie minus that header (false: do not store them)"},
+		{name: "strip_set_cookie", live: true, val: boolean(&c.StripSetCookie), help: "store responses with Set-Cookie minus that header (false: do not store them)"},
 		{name: "ignore_query", val: list(&c.IgnoreQuery, nil), help: "query parameter names dropped from the cache key"},
 		{name: "sort_query", val: boolean(&c.SortQuery), help: "sort query parameters in the cache key"},
 		{name: "normalize_accept_encoding", val: boolean(&c.NormalizeAcceptEncoding), help: "key Vary: Accept-Encoding by the codings accepted (br, deflate, gzip, zstd), not by its spelling"},
@@ -48,7 +48,7 @@ func (c *Config) settings() []setting {
 		{name: "max_request_body", val: size(&c.MaxRequestBody, positive), help: "largest request body accepted from a client"},
 		{name: "max_conns", val: integer(&c.MaxConns, nonNegative), help: "most client connections served at once, per listener (beyond: 503); 0 means no cap"},
 		{name: "max_conns_per_ip", val: integer(&c.MaxConnsPerIP, nonNegative), help: "most connections from one client address on listen (beyond: 503); 0 means no cap"},
-		{name: "log_level", val: str(&c.LogLevel, oneOf("debug", "info", "warn", "error")), help: "debug, info, warn or error"},
+		{name: "log_level", live: true, val: str(&c.LogLevel, oneOf("debug", "info", "warn", "error")), help: "debug, info, warn or error"},
 		{name: "log_format", val: str(&c.LogFormat, oneOf(LogFormatText, LogFormatJSON)), help: "text or json"},
 		{name: "access_log", val: str(&c.AccessLog, nil), help: `access log: "" off, "-" stdout, or a file path`},
 		{name: "stats_full_urls", val: boolean(&c.StatsFullURLs), help: "show query strings in /stats top keys (they may carry tokens)"},
@@ -80,6 +80,7 @@ type setting struct {
 	val       value  // parse, format and check, bound to a Config field
 	required  bool   // "" is an error
 	secret    bool   // never echoed in errors or logs
+	live      bool   // a running node applies a change (SIGHUP); others need a restart
 	notInFile bool   // not accepted as a YAML key
 }
 
@@ -99,6 +100,7 @@ type value interface {
 	isList() bool
 	setItems([]string) error // lists only: one YAML sequence
 	validate() error
+	take(from value)         // copy the value of the same setting of another Config
 }
 
 // field is a value of Go type T with the text syntax of its kind.
@@ -135,6 +137,8 @@ func (f *field[T]) setItems(items []string) error {
 	*p = cleanItems(items)
 	return nil
 }
+
+func (f *field[T]) take(from value) { *f.p = *from.(*field[T]).p }
 
 func (f *field[T]) validate() error {
 	if f.check == nil {

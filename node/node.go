@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,13 +135,13 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		n.peers = cluster.NewPeerSet(cluster.PeerOptions{
 			Self: cfg.NodeName, Signer: signer, Timeout: cfg.PeerTimeout, Logger: log,
 			TLS:           n.peerTLS.Client,
-			MaxEntryBytes: cfg.MaxObjectSize + 1<<20,
+			MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize),
 			NewRing: func(nodes []cluster.Node) (cluster.Ring, error) {
 				return cluster.NewRing(cfg.Ring, nodes, cfg.RingVnodes)
 			},
 		})
 		popt.Peers = clusterPeers{n.peers}
-		popt.Name = cacheName(cfg.NodeName)
+		popt.Name = cfg.NodeName
 		if hasHotCache(cfg) {
 			n.hot = cache.NewLRU(cfg.HotCacheSize, cache.WithClock(n.clock.Now))
 			popt.Hot = n.hot
@@ -167,7 +165,7 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		handler = al.wrap(handler)
 	}
 	if n.peers != nil {
-		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{Logger: log, MaxEntryBytes: cfg.MaxObjectSize + 1<<20})
+		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{Logger: log, MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize)})
 		var peerLn net.Listener
 		if cfg.PeerListen != "" {
 			if peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
@@ -180,7 +178,7 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			clientLn, peerLn = sniff.Split(n.ln, sniff.Options{Timeout: cfg.ReadTimeout})
 		}
 		n.peerLn = tls.NewListener(peerLn, n.peerTLS.Server)
-		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, handoffBodyLimit(cfg)), true)
+		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
 	}
 	n.srv = n.newServer(handler, cfg.MaxRequestBody, false)
 	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -295,30 +293,6 @@ func reachable(addr, advertise, gossip string) string {
 		return net.JoinHostPort(ip, port)
 	}
 	return addr
-}
-
-// cacheName is this node's identifier in Cache-Status: the node name when
-// it is a valid token (RFC 8941 §3.3.4), else a quoted string, so the
-// members of a forwarded response say which node did what.
-func cacheName(name string) string {
-	token := name != "" && (isAlpha(name[0]) || name[0] == '*')
-	for i := 0; token && i < len(name); i++ {
-		c := name[i]
-		token = isAlpha(c) || ('0' <= c && c <= '9') || strings.IndexByte("!#$%&'*+-.^_`|~:/", c) >= 0
-	}
-	if token {
-		return name
-	}
-	return strconv.Quote(name)
-}
-
-func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
-
-// handoffBodyLimit admits handoff batches on listeners that peers use,
-// whatever max_request_body says for clients: a batch is about 1 MiB, or
-// one entry of up to max_object_size.
-func handoffBodyLimit(cfg config.Config) int64 {
-	return max(cluster.HandoffBatchBytes, cfg.MaxObjectSize) + 1<<20
 }
 
 // clusterPeers presents the cluster's peer set as the proxy's Peers: the
@@ -533,13 +507,7 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 // owning) its keys.
 func (n *Node) leave(ctx context.Context) {
 	self := n.members.Self()
-	var rest []cluster.Node
-	for _, m := range n.members.Ring().Members() {
-		if m.Name != self.Name {
-			rest = append(rest, m)
-		}
-	}
-	if len(rest) > 0 && n.cfg.HandoffMaxBytes > 0 {
+	if rest := cluster.Others(n.members.Ring(), self.Name); len(rest) > 0 && n.cfg.HandoffMaxBytes > 0 {
 		if next, err := cluster.NewRing(n.cfg.Ring, rest, n.cfg.RingVnodes); err != nil {
 			n.log.Error("handoff ring", "err", err)
 		} else {

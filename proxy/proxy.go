@@ -37,7 +37,8 @@ func (f FetcherFunc) Fetch(ctx context.Context, req *fasthttp.Request, resp *fas
 
 // Options configure a Proxy. Zero values take the defaults noted.
 type Options struct {
-	// Name identifies this cache in Cache-Status and Via. Default "ringcache".
+	// Name identifies this cache in Cache-Status and Via: a node's name,
+	// quoted unless it is a token. Default "ringcache".
 	Name string
 	Key  cache.KeyOptions
 	// Policy holds the caching choices the RFCs leave to the cache.
@@ -133,6 +134,7 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	if o.Name == "" {
 		o.Name = "ringcache"
 	}
+	o.Name = cacheName(o.Name)
 	if o.MaxObjectSize <= 0 {
 		o.MaxObjectSize = 8 << 20
 	}

@@ -44,3 +44,20 @@ func TestCacheStatusTokens(t *testing.T) {
 		add(notStored(r))
 	}
 }
+
+// TestCacheName: a cache's name is a token in Cache-Status when it can be
+// one, else a quoted string (RFC 9211 §2, RFC 8941 §3.3.4).
+func TestCacheName(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"node-a", "node-a"},
+		{"ringcache", "ringcache"},
+		{"*star", "*star"},
+		{"10.0.0.1:8080", `"10.0.0.1:8080"`}, // a token starts with a letter or *
+		{"pod name", `"pod name"`},
+		{"", `""`},
+	} {
+		if got := cacheName(tc.in); got != tc.want {
+			t.Errorf("cacheName(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/httpcache"
@@ -360,3 +361,20 @@ func (p *Proxy) readBody(resp *fasthttp.Response) (body []byte, tooLarge bool, e
 	}
 	return body, false, nil
 }
+
+// cacheName is a cache's identifier in Cache-Status: the name when it is
+// a valid token (RFC 8941 §3.3.4), else a quoted string, so the members of
+// a forwarded response say which node did what.
+func cacheName(name string) string {
+	token := name != "" && (isAlpha(name[0]) || name[0] == '*')
+	for i := 0; token && i < len(name); i++ {
+		c := name[i]
+		token = isAlpha(c) || ('0' <= c && c <= '9') || strings.IndexByte("!#$%&'*+-.^_`|~:/", c) >= 0
+	}
+	if token {
+		return name
+	}
+	return strconv.Quote(name)
+}
+
+func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
