@@ -100,7 +100,7 @@ type value interface {
 	isList() bool
 	setItems([]string) error // lists only: one YAML sequence
 	validate() error
-	take(from value)         // copy the value of the same setting of another Config
+	take(from value) // copy the value of the same setting of another Config
 }
 
 // field is a value of Go type T with the text syntax of its kind.
