@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ringcache/ringcache/internal/testutil"
 )
 
 func newTestRistretto(t *testing.T, maxBytes int64, opts ...Option) *Ristretto {
@@ -80,7 +82,7 @@ func TestRistrettoPolicyRejects(t *testing.T) {
 	// key is refused rather than counting.
 	var cold *Entry
 	attempt := 0
-	waitFor(t, 10*time.Second, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		for range 100 {
 			for _, k := range hot {
 				r.Get(k)
@@ -125,19 +127,19 @@ func TestRistrettoOwnClockSweeps(t *testing.T) {
 	// With WithClock the store keeps expiry itself: ristretto gets no TTL
 	// (its Get would read the wall clock on every hit) and the sweeper
 	// reclaims what expired by the injected clock.
-	clk := newFakeClock()
-	r := newTestRistretto(t, 1<<20, WithClock(clk.now))
+	clk := testutil.NewClock()
+	r := newTestRistretto(t, 1<<20, WithClock(clk.UnixNano))
 	e := testEntry("ttl", 10)
-	e.Expires = clk.after(time.Hour)
+	e.Expires = clk.UnixNano() + int64(time.Hour)
 	keep := testEntry("keep", 10)
-	keep.Expires = clk.after(3 * time.Hour)
+	keep.Expires = clk.UnixNano() + int64(3*time.Hour)
 	if !r.Set(e) || !r.Set(keep) {
 		t.Fatal("Set refused")
 	}
 	if ttl, ok := r.c.GetTTL(e.Key()); !ok || ttl != 0 {
 		t.Fatalf("ristretto TTL = %v, %v; want none", ttl, ok)
 	}
-	clk.advance(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	r.sweepExpired()
 	if st := r.Stats(); st.Items != 1 || st.Evictions != 1 {
 		t.Fatalf("after sweep: items %d evictions %d; want 1 and 1", st.Items, st.Evictions)
@@ -162,7 +164,7 @@ func TestRistrettoExpiresByItself(t *testing.T) {
 	if !r.Set(e) {
 		t.Fatal("Set refused")
 	}
-	waitFor(t, 30*time.Second, func() bool { return r.Stats().Items == 0 }, "expired entry still counted")
+	testutil.WaitFor(t, 30*time.Second, func() bool { return r.Stats().Items == 0 }, "expired entry still counted")
 	if st := r.Stats(); st.Evictions != 1 || st.Bytes != 0 {
 		t.Fatalf("Evictions %d Bytes %d; want 1, 0", st.Evictions, st.Bytes)
 	}

@@ -6,28 +6,16 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ringcache/ringcache/internal/testutil"
 
 	"go.uber.org/goleak"
 )
 
 // TestMain checks that Close stops every goroutine a store starts.
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// fakeClock is an injectable clock (unix nanoseconds).
-type fakeClock struct{ n atomic.Int64 }
-
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.n.Store(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
-	return c
-}
-
-func (c *fakeClock) now() int64                  { return c.n.Load() }
-func (c *fakeClock) advance(d time.Duration)     { c.n.Add(int64(d)) }
-func (c *fakeClock) after(d time.Duration) int64 { return c.n.Load() + int64(d) }
 
 // storeKind builds one implementation for the shared suite.
 type storeKind struct {
@@ -69,18 +57,6 @@ func testEntry(key string, n int) *Entry {
 	}, bytes.Repeat([]byte{'x'}, n), Stale{})
 	e.Status = 200
 	return e
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: %s", timeout, msg)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func mustGet(t *testing.T, s Store, key string, want *Entry) {
@@ -247,20 +223,20 @@ func TestTooLarge(t *testing.T) {
 
 func TestExpiry(t *testing.T) {
 	forEachKind(t, func(t *testing.T, k storeKind) {
-		clk := newFakeClock()
-		s := k.new(t, 1<<20, WithClock(clk.now))
+		clk := testutil.NewClock()
+		s := k.new(t, 1<<20, WithClock(clk.UnixNano))
 		e := testEntry("ttl", 10)
-		e.Expires = clk.after(10 * time.Second)
+		e.Expires = clk.UnixNano() + int64(10*time.Second)
 		forever := testEntry("forever", 10)
 		if !s.Set(e) || !s.Set(forever) {
 			t.Fatal("Set refused")
 		}
-		clk.advance(10*time.Second - 1)
+		clk.Advance(10*time.Second - 1)
 		mustGet(t, s, "ttl", e)
 		if got := rangeAll(t, s); len(got) != 2 {
 			t.Fatalf("Range before expiry saw %d entries; want 2", len(got))
 		}
-		clk.advance(1)
+		clk.Advance(1)
 		mustMiss(t, s, "ttl")
 		mustGet(t, s, "forever", forever)
 		if got := rangeAll(t, s); len(got) != 1 || got["forever"] == nil {
@@ -278,11 +254,11 @@ func TestExpiry(t *testing.T) {
 		}
 
 		// Already expired (or expiring now) at Set: refused.
-		for _, exp := range []int64{clk.now(), clk.now() - 1} {
+		for _, exp := range []int64{clk.UnixNano(), clk.UnixNano() - 1} {
 			late := testEntry("late", 10)
 			late.Expires = exp
 			if s.Set(late) {
-				t.Fatalf("Set accepted an entry expiring at %d, now %d", exp, clk.now())
+				t.Fatalf("Set accepted an entry expiring at %d, now %d", exp, clk.UnixNano())
 			}
 			mustMiss(t, s, "late")
 		}
@@ -346,10 +322,10 @@ func TestStatsCount(t *testing.T) {
 
 func TestGetDoesNotAllocate(t *testing.T) {
 	forEachKind(t, func(t *testing.T, k storeKind) {
-		clk := newFakeClock()
-		s := k.new(t, 1<<20, WithClock(clk.now))
+		clk := testutil.NewClock()
+		s := k.new(t, 1<<20, WithClock(clk.UnixNano))
 		e := testEntry("GET http://example.com/hit", 10)
-		e.Expires = clk.after(time.Hour) // the clock is read on this path
+		e.Expires = clk.UnixNano() + int64(time.Hour) // the clock is read on this path
 		if !s.Set(e) {
 			t.Fatal("Set refused")
 		}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
@@ -15,7 +17,7 @@ import (
 func announcedKeys(t *testing.T, peers *fakePeers, want int) []string {
 	t.Helper()
 	var keys []string
-	waitFor(t, func() bool {
+	testutil.WaitFor(t, 10*time.Second, func() bool {
 		keys = keys[:0]
 		for _, b := range peers.sent() {
 			for _, k := range b.Keys {
@@ -77,13 +79,13 @@ func TestInvalidationAnnounced(t *testing.T) {
 func TestAnnouncedKeysDropCopies(t *testing.T) {
 	release := make(chan struct{})
 	owner := &fakePeer{name: "owner", forward: ownerAnswer}
-	clk := newClock()
-	hot := cache.NewLRU(1<<20, cache.WithClock(clk.now))
+	clk := testutil.NewClock()
+	hot := cache.NewLRU(1<<20, cache.WithClock(clk.UnixNano))
 	defer hot.Close()
 	n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}, Hot: hot, HotTTL: 30 * time.Second}, nil)
 	key := []byte("example.com/popular")
 	announce := func() {
-		n.p.local.Purge(cache.Purge{Keys: [][]byte{key}, At: n.clk.now()})
+		n.p.local.Purge(cache.Purge{Keys: [][]byte{key}, At: n.clk.UnixNano()})
 	}
 
 	for range hotSample {
@@ -101,7 +103,7 @@ func TestAnnouncedKeysDropCopies(t *testing.T) {
 	}
 
 	// A sampled forward still on its way when the announcement arrives.
-	n.clk.advance(time.Second)
+	n.clk.Advance(time.Second)
 	owner.forward = func(req *fasthttp.Request, resp *fasthttp.Response) error {
 		<-release
 		return ownerAnswer(req, resp)
@@ -120,8 +122,8 @@ func TestAnnouncedKeysDropCopies(t *testing.T) {
 		}
 		done <- resp.StatusCode()
 	}()
-	waitFor(t, func() bool { return owner.forwards.Load() > before }, "the forward to start")
-	n.clk.advance(time.Millisecond)
+	testutil.WaitFor(t, 10*time.Second, func() bool { return owner.forwards.Load() > before }, "the forward to start")
+	n.clk.Advance(time.Millisecond)
 	announce()
 	close(release)
 	if code := <-done; code != 200 {

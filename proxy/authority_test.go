@@ -2,12 +2,13 @@ package proxy
 
 import (
 	"context"
-	"github.com/ringcache/ringcache/cache"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ringcache/ringcache/cache"
 
 	"github.com/ringcache/ringcache/origin"
 	"github.com/valyala/fasthttp"

@@ -1,10 +1,11 @@
 package proxy
 
 import (
-	"github.com/ringcache/ringcache/cache"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ringcache/ringcache/cache"
 
 	"github.com/valyala/fasthttp"
 )
@@ -20,7 +21,7 @@ func codingOrigin(n *node) (seen func() []string) {
 		mu.Lock()
 		got = append(got, ae)
 		mu.Unlock()
-		resp.Header.Set("Date", n.clk.httpDate())
+		resp.Header.Set("Date", httpDate(n.clk))
 		resp.Header.Set("Cache-Control", "max-age=60")
 		resp.Header.Set("Vary", "Accept-Encoding")
 		enc := "identity"

@@ -93,7 +93,7 @@ func FuzzAuthority(f *testing.F) {
 
 		// Invalidations by earlier inputs must not keep this fill from
 		// being stored: they are in the past.
-		n.clk.advance(time.Second)
+		n.clk.Advance(time.Second)
 
 		method, proto := fuzzMethods[flags&fuzzMethod], "HTTP/1.1"
 		if flags&fuzzHTTP10 != 0 {

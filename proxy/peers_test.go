@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
@@ -131,8 +133,8 @@ func TestForwardedRequestServedLocally(t *testing.T) {
 
 func TestHotCopies(t *testing.T) {
 	owner := &fakePeer{name: "owner", forward: ownerAnswer}
-	clk := newClock()
-	hot := cache.NewLRU(1<<20, cache.WithClock(clk.now))
+	clk := testutil.NewClock()
+	hot := cache.NewLRU(1<<20, cache.WithClock(clk.UnixNano))
 	defer hot.Close()
 	n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}, Hot: hot, HotTTL: 30 * time.Second}, nil)
 	// A popular key is sampled into the hot cache within hotSample forwards.
@@ -148,7 +150,7 @@ func TestHotCopies(t *testing.T) {
 		t.Fatal("a hot hit was forwarded")
 	}
 	// Never beyond HotTTL (and never beyond the response's freshness).
-	n.clk.advance(31 * time.Second)
+	n.clk.Advance(31 * time.Second)
 	n.get("/popular")
 	if owner.forwards.Load() != before+1 {
 		t.Fatal("an expired hot copy was served")
@@ -191,8 +193,8 @@ func TestHotCopyOnlyFromCompleteGet(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			owner := &fakePeer{name: "owner", forward: tc.answer}
-			clk := newClock()
-			hot := cache.NewLRU(1<<20, cache.WithClock(clk.now))
+			clk := testutil.NewClock()
+			hot := cache.NewLRU(1<<20, cache.WithClock(clk.UnixNano))
 			defer hot.Close()
 			n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}, Hot: hot}, nil)
 			for range 2 * hotSample {
@@ -213,14 +215,14 @@ func TestHotCopyOnlyFromCompleteGet(t *testing.T) {
 
 func TestTakeoverFromPreviousOwner(t *testing.T) {
 	// A key that moved here is taken from its previous owner, not the origin.
-	clkStart := t0
+	clkStart := testutil.Start.UnixNano()
 	e := cache.NewEntry([]byte("example.com/moved"),
 		[]cache.Field{{Key: []byte("Cache-Control"), Value: []byte("max-age=600")}}, []byte("kept"), cache.Stale{})
 	e.Status, e.ResponseTime, e.Lifetime, e.Expires = 200, clkStart, 600, clkStart+int64(time.Hour)
 	prev := &fakePeer{name: "prev", held: map[string]*cache.Entry{"example.com/moved": e}}
 	n := newNode(t, Options{Name: "me", Peers: &fakePeers{prev: prev}}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
-	n.clk.advance(10 * time.Second)
+	n.clk.Advance(10 * time.Second)
 	r := n.get("/moved")
 	wantStatus(t, r, 200, "me; hit; ttl=590; detail=previous-owner")
 	if string(r.Body()) != "kept" || n.origin.calls.Load() != 0 {
@@ -237,25 +239,25 @@ func TestAcceptLosesToInvalidation(t *testing.T) {
 		e.Status, e.ResponseTime, e.Lifetime, e.Expires = 200, at, 600, at+int64(time.Hour)
 		return e
 	}
-	old := entry(t0, "old")
-	n.clk.advance(time.Second)
+	old := entry(testutil.Start.UnixNano(), "old")
+	n.clk.Advance(time.Second)
 	n.do("POST", "/h") // invalidates example.com/h now
 	if n.p.local.Accept(old) {
 		t.Fatal("a copy fetched before the invalidation was accepted")
 	}
-	n.clk.advance(time.Second)
-	fresh := entry(n.clk.now(), "new")
+	n.clk.Advance(time.Second)
+	fresh := entry(n.clk.UnixNano(), "new")
 	if !n.p.local.Accept(fresh) {
 		t.Fatal("a copy fetched after the invalidation was refused")
 	}
-	if n.p.local.Accept(entry(n.clk.now()-1, "older")) {
+	if n.p.local.Accept(entry(n.clk.UnixNano()-1, "older")) {
 		t.Fatal("an older copy replaced a newer one")
 	}
 	if r := n.get("/h"); string(r.Body()) != "new" {
 		t.Fatalf("served %q", r.Body())
 	}
 	pass := cache.NewEntry([]byte("example.com/p"), nil, nil, cache.Stale{})
-	pass.Flags, pass.ResponseTime = cache.Pass, n.clk.now()
+	pass.Flags, pass.ResponseTime = cache.Pass, n.clk.UnixNano()
 	if n.p.local.Accept(pass) {
 		t.Fatal("a pass marker was accepted")
 	}
@@ -295,12 +297,12 @@ func TestPurgeKinds(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.purge.Kind()+" "+tc.purge.URL+tc.purge.Tag+tc.purge.Prefix, func(t *testing.T) {
-			n.clk.advance(time.Second)
+			n.clk.Advance(time.Second)
 			fill()
 			if got := n.p.local.Purge(tc.purge); got != tc.want {
 				t.Fatalf("purged %d, want %d", got, tc.want)
 			}
-			n.clk.advance(time.Second)
+			n.clk.Advance(time.Second)
 			for _, u := range tc.gone {
 				if cs := csOf(n.get(u)); strings.Contains(cs, "hit") {
 					t.Errorf("%s still served from cache: %q", u, cs)
@@ -335,7 +337,7 @@ func TestPurgeMethod(t *testing.T) {
 	if b := peers.sent(); len(b) != 1 || b[0].URL != "/p?x=1" || b[0].At == 0 {
 		t.Fatalf("broadcast %+v, want the URL to every member", b)
 	}
-	n.clk.advance(time.Second)
+	n.clk.Advance(time.Second)
 	if cs := csOf(n.get("/p?x=1")); !strings.Contains(cs, "uri-miss") {
 		t.Fatalf("after PURGE: %q", cs)
 	}
@@ -355,7 +357,7 @@ func TestPurgeBeatsFillInFlight(t *testing.T) {
 	done := make(chan *fasthttp.Response)
 	go func() { done <- n.get("/race") }()
 	<-started
-	n.clk.advance(time.Second)
+	n.clk.Advance(time.Second)
 	n.p.local.Purge(cache.Purge{Tag: "any"}) // unrelated: must not matter
 	n.p.local.Purge(cache.Purge{Host: "example.com", URL: "/race"})
 	close(release)

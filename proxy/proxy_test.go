@@ -15,20 +15,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/httpcache"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 )
 
-// t0 is the fake clock's start; whole seconds keep Age arithmetic exact.
-var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano()
-
-type clock struct{ ns atomic.Int64 }
-
-func (c *clock) now() int64              { return c.ns.Load() }
-func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
-func (c *clock) httpDate() string        { return string(fasthttp.AppendHTTPDate(nil, time.Unix(0, c.now()))) }
+// httpDate is c's time as an HTTP-date. The fake clock starts on a whole
+// second, which keeps Age arithmetic exact.
+func httpDate(c *testutil.Clock) string {
+	return string(fasthttp.AppendHTTPDate(nil, c.Now()))
+}
 
 // fakeOrigin is an in-process origin: handle decides each answer; calls
 // counts fetches; fail makes the transport fail.
@@ -77,29 +76,23 @@ type node struct {
 	p      *Proxy
 	st     cache.Store
 	origin *fakeOrigin
-	clk    *clock
+	clk    *testutil.Clock
 	client *fasthttp.Client
 	peer   *fasthttp.Client // to PeerHandler, as a member's connection
 	ln     *fasthttputil.InmemoryListener
 }
 
-func newClock() *clock {
-	clk := &clock{}
-	clk.ns.Store(t0)
-	return clk
-}
-
 func newNode(t testing.TB, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
 	t.Helper()
-	return newNodeAt(t, newClock(), o, handle)
+	return newNodeAt(t, testutil.NewClock(), o, handle)
 }
 
 // newNodeAt is newNode on a given fake clock.
-func newNodeAt(t testing.TB, clk *clock, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
+func newNodeAt(t testing.TB, clk *testutil.Clock, o Options, handle func(req *fasthttp.Request, resp *fasthttp.Response)) *node {
 	t.Helper()
-	st := cache.NewLRU(64<<20, cache.WithClock(clk.now))
+	st := cache.NewLRU(64<<20, cache.WithClock(clk.UnixNano))
 	org := &fakeOrigin{handle: handle}
-	o.Clock = clk.now
+	o.Clock = clk.UnixNano
 	p := New(o, st, org)
 	serveOn := func(h fasthttp.RequestHandler) (*fasthttp.Client, *fasthttputil.InmemoryListener) {
 		ln := fasthttputil.NewInmemoryListener()
@@ -180,12 +173,12 @@ func csOf(r *fasthttp.Response) string { return string(r.Header.Peek("Cache-Stat
 
 // answer returns an origin handler that sends status, the headers, and a
 // body naming the request count.
-func answer(clk *clock, status int, headers ...string) func(*fasthttp.Request, *fasthttp.Response) {
+func answer(clk *testutil.Clock, status int, headers ...string) func(*fasthttp.Request, *fasthttp.Response) {
 	var n atomic.Int64
 	return func(req *fasthttp.Request, resp *fasthttp.Response) {
 		resp.SetStatusCode(status)
 		if clk != nil {
-			resp.Header.Set("Date", clk.httpDate())
+			resp.Header.Set("Date", httpDate(clk))
 		}
 		for _, h := range headers {
 			k, v, _ := strings.Cut(h, ":")
@@ -214,7 +207,7 @@ func TestMissThenHit(t *testing.T) {
 	if string(r.Body()) != "body 1" || string(r.Header.Peek("Age")) != "0" {
 		t.Fatalf("miss: body %q age %q", r.Body(), r.Header.Peek("Age"))
 	}
-	n.clk.advance(23 * time.Second)
+	n.clk.Advance(23 * time.Second)
 	r = n.get("/a")
 	wantStatus(t, r, 200, "ringcache; hit; ttl=37")
 	if string(r.Body()) != "body 1" || string(r.Header.Peek("Age")) != "23" || string(r.Header.ContentType()) != "text/plain" {
@@ -224,7 +217,7 @@ func TestMissThenHit(t *testing.T) {
 		t.Fatalf("origin calls = %d, want 1", got)
 	}
 	// RFC 9111 §4.2: expired after 60s; without a validator it is refetched.
-	n.clk.advance(40 * time.Second)
+	n.clk.Advance(40 * time.Second)
 	r = n.get("/a")
 	wantStatus(t, r, 200, "ringcache; fwd=stale; fwd-status=200; ttl=60; stored")
 	if string(r.Body()) != "body 2" {
@@ -258,7 +251,7 @@ func TestRepeatedFieldsFromCache(t *testing.T) {
 	if got := string(r.Header.Peek("ETag")); got != `"v1"` {
 		t.Fatalf("ETag on a 304: %q", got)
 	}
-	n.clk.advance(70 * time.Second) // stale, inside the 30 s window: served at once
+	n.clk.Advance(70 * time.Second) // stale, inside the 30 s window: served at once
 	r = n.get("/r")
 	if r.StatusCode() != 200 || !strings.Contains(csOf(r), "hit") || string(r.Body()) != "body 1" {
 		t.Fatalf("stale-while-revalidate: status %d, Cache-Status %q, body %q", r.StatusCode(), csOf(r), r.Body())
@@ -270,7 +263,7 @@ func TestAgeFromUpstream(t *testing.T) {
 	n := newNode(t, Options{}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=100", "Age: 30"))
 	n.get("/a")
-	n.clk.advance(10 * time.Second)
+	n.clk.Advance(10 * time.Second)
 	r := n.get("/a")
 	wantStatus(t, r, 200, "ringcache; hit; ttl=60")
 	if got := string(r.Header.Peek("Age")); got != "40" {
@@ -368,7 +361,7 @@ func TestCoalescing(t *testing.T) {
 			bodies[i], statuses[i] = string(r.Body()), csOf(r)
 		}()
 	}
-	waitFor(t, func() bool { return n.p.m != nil && counterValue(n.p.m.coalesced) == clients-1 }, "all but one request waiting")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return n.p.m != nil && counterValue(n.p.m.coalesced) == clients-1 }, "all but one request waiting")
 	close(release)
 	wg.Wait()
 	if got := n.origin.calls.Load(); got != 1 {
@@ -414,7 +407,7 @@ func TestCoalescingUncacheable(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, func() bool { return counterValue(n.p.m.coalesced) == clients-1 }, "waiters")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return counterValue(n.p.m.coalesced) == clients-1 }, "waiters")
 	close(release)
 	wg.Wait()
 	if got := n.origin.calls.Load(); got != clients {
@@ -469,7 +462,7 @@ func TestVary(t *testing.T) {
 	// An unsafe method invalidates every variant (RFC 9111 §4.4), and they
 	// do not come back when the URL is cached again.
 	n.do("POST", "/v")
-	n.clk.advance(time.Second) // a fill that starts with the invalidation is not stored
+	n.clk.Advance(time.Second) // a fill that starts with the invalidation is not stored
 	n.get("/v", "Accept-Language: en")
 	r = n.get("/v", "Accept-Language: fr")
 	if !strings.Contains(csOf(r), "vary-miss") {
@@ -481,7 +474,7 @@ func TestRevalidation304(t *testing.T) {
 	n := newNode(t, Options{StaleKeep: time.Hour}, nil)
 	var version atomic.Int64
 	n.origin.set(func(req *fasthttp.Request, resp *fasthttp.Response) {
-		resp.Header.Set("Date", n.clk.httpDate())
+		resp.Header.Set("Date", httpDate(n.clk))
 		resp.Header.Set("ETag", `"v1"`)
 		resp.Header.Set("Cache-Control", "max-age=10")
 		resp.Header.Set("X-Version", strconv.FormatInt(version.Add(1), 10))
@@ -492,7 +485,7 @@ func TestRevalidation304(t *testing.T) {
 		resp.SetBodyString("payload")
 	})
 	n.get("/r")
-	n.clk.advance(15 * time.Second)
+	n.clk.Advance(15 * time.Second)
 	r := n.get("/r")
 	// RFC 9111 §4.3.4: the 304 freshens the stored response and updates its headers.
 	wantStatus(t, r, 200, "ringcache; fwd=stale; fwd-status=304; ttl=10; stored")
@@ -625,7 +618,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	n := newNode(t, Options{}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=10, stale-while-revalidate=30"))
 	n.get("/s")
-	n.clk.advance(15 * time.Second)
+	n.clk.Advance(15 * time.Second)
 	release := make(chan struct{})
 	next := answer(n.clk, 200, "Cache-Control: max-age=10, stale-while-revalidate=30")
 	n.origin.set(func(req *fasthttp.Request, resp *fasthttp.Response) {
@@ -649,7 +642,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 		t.Fatalf("after refresh: %q", r.Body())
 	}
 	// Past the window: validated in the foreground.
-	n.clk.advance(50 * time.Second)
+	n.clk.Advance(50 * time.Second)
 	r = n.get("/s")
 	if string(r.Body()) != "body 2" || !strings.Contains(csOf(r), "fwd=stale") {
 		t.Fatalf("past the window: %q %q", r.Body(), csOf(r))
@@ -660,7 +653,7 @@ func TestStaleIfError(t *testing.T) {
 	n := newNode(t, Options{}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=10, stale-if-error=60"))
 	n.get("/e")
-	n.clk.advance(20 * time.Second)
+	n.clk.Advance(20 * time.Second)
 
 	// Transport failure.
 	down := error(errors.New("connection refused"))
@@ -675,7 +668,7 @@ func TestStaleIfError(t *testing.T) {
 	n.origin.set(answer(n.clk, 503))
 	wantStatus(t, n.get("/e"), 200, "ringcache; fwd=stale; fwd-status=503; ttl=-10; detail=stale-if-error")
 	// Beyond the window the error goes through, and is not stored.
-	n.clk.advance(time.Minute)
+	n.clk.Advance(time.Minute)
 	r = n.get("/e")
 	if r.StatusCode() != 503 {
 		t.Fatalf("past stale-if-error: %d", r.StatusCode())
@@ -690,7 +683,7 @@ func TestMustRevalidateNeverStale(t *testing.T) {
 	n := newNode(t, Options{}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=10, must-revalidate, stale-if-error=60"))
 	n.get("/m")
-	n.clk.advance(20 * time.Second)
+	n.clk.Advance(20 * time.Second)
 	down := error(errors.New("refused"))
 	n.origin.fail.Store(&down)
 	// RFC 9111 §5.2.2.2: a cache that cannot validate answers with an error.
@@ -721,7 +714,7 @@ func TestRequestDirectives(t *testing.T) {
 		n.get(fmt.Sprintf("/q%d", i))
 	}
 	n.get("/q")
-	n.clk.advance(30 * time.Second)
+	n.clk.Advance(30 * time.Second)
 	cases := []struct {
 		name, header, want string
 	}{
@@ -739,7 +732,7 @@ func TestRequestDirectives(t *testing.T) {
 		})
 	}
 	// RFC 9111 §5.2.1.2 max-stale; §5.2.1.7 only-if-cached.
-	n.clk.advance(2 * time.Minute)
+	n.clk.Advance(2 * time.Minute)
 	if cs := csOf(n.get("/q", "Cache-Control: max-stale")); !strings.Contains(cs, "detail=max-stale") {
 		t.Fatalf("max-stale: %q", cs)
 	}
@@ -886,17 +879,6 @@ func TestBadRequests(t *testing.T) {
 	}
 	if n.origin.calls.Load() != 0 {
 		t.Errorf("malformed requests reached the origin %d times", n.origin.calls.Load())
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/valyala/fasthttp"
 )
 
@@ -33,10 +35,10 @@ func TestCoalescingSlowOrigin(t *testing.T) {
 			replies[i] = n.get("/slow")
 		}()
 	}
-	waitFor(t, func() bool { return counterValue(n.p.m.coalesced) == clients-1 }, "all but one request waiting")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return counterValue(n.p.m.coalesced) == clients-1 }, "all but one request waiting")
 	// Every waiter has outlasted the coalesce timeout while the origin
 	// still holds the fetches.
-	waitFor(t, func() bool { return counterValue(n.p.m.coalesceOverdue) == clients-1 }, "every waiter past the coalesce timeout")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return counterValue(n.p.m.coalesceOverdue) == clients-1 }, "every waiter past the coalesce timeout")
 	open()
 	wg.Wait()
 	if got := n.origin.calls.Load(); got < 1 || got > 2 {
