@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/internal/health"
 	"github.com/ringcache/ringcache/internal/streamconn"
 	"github.com/valyala/fasthttp"
 )
@@ -309,7 +310,7 @@ func (s *PeerSet) Owner(key []byte) (Peer, bool) {
 		return nil, false
 	}
 	p := st.peers[n.Name]
-	if p == nil || !p.health.available(s.now) {
+	if p == nil || !p.health.Available() {
 		return nil, false
 	}
 	return p, true
@@ -335,7 +336,7 @@ func (s *PeerSet) Previous(key []byte) (Peer, bool) {
 		return nil, false
 	}
 	p := st.peers[n.Name]
-	if p == nil || p.node.Addr != n.Addr || !p.health.available(s.now) {
+	if p == nil || p.node.Addr != n.Addr || !p.health.Available() {
 		return nil, false
 	}
 	return p, true
@@ -381,8 +382,7 @@ func (s *PeerSet) SendHandoff(ctx context.Context, node Node, body []byte) error
 
 func (s *PeerSet) newPeer(n Node) *peer {
 	timeout := s.timeout
-	p := &peer{set: s, node: n}
-	p.health.init(s.backoff, s.maxBackoff)
+	p := &peer{set: s, node: n, health: s.newHealth()}
 	p.hc = &fasthttp.HostClient{
 		Addr: n.Addr,
 		// Our own dialer: fasthttp's default one caches DNS in a process-wide
@@ -415,6 +415,14 @@ func (s *PeerSet) newPeer(n Node) *peer {
 	return p
 }
 
+// newHealth returns a peer's passive health: paused on its first failure
+// for FailBackoff, open to every request once the pause is over (Owner and
+// Previous are routing questions, asked without claiming a probe), the
+// pause doubling up to MaxFailBackoff after each failure that follows it.
+func (s *PeerSet) newHealth() *health.Monitor {
+	return health.New(health.Config{Threshold: 1, Pause: s.backoff, MaxPause: s.maxBackoff, Clock: s.now})
+}
+
 // retryIfErr lets fasthttp resend a request that failed before an answer
 // (typically on a keep-alive connection the peer had just closed) when
 // sending it twice is harmless: idempotent methods, as fasthttp's default
@@ -433,7 +441,7 @@ type peer struct {
 	set    *PeerSet
 	node   Node
 	hc     *fasthttp.HostClient
-	health health
+	health *health.Monitor
 }
 
 var _ Peer = (*peer)(nil)
@@ -551,14 +559,14 @@ func (p *peer) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 	if !hasDeadline && resp.BodyStream() != nil {
 		p.set.conns.Streaming(resp.LocalAddr(), p.set.timeout)
 	}
-	if !isPeerError(resp) && p.health.success() {
+	if !isPeerError(resp) && p.health.Success() {
 		p.set.log.Info("peer healthy again", "peer", p.node.Name)
 	}
 	return nil
 }
 
 func (p *peer) failed(err error) {
-	if d, first := p.health.failure(p.set.now); first {
+	if d, first := p.health.Failure(); first {
 		p.set.log.Warn("peer failed; serving its keys from the origin", "peer", p.node.Name, "pause", d, "err", err)
 	}
 }
@@ -591,62 +599,4 @@ func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("body exceeds %d bytes", limit)
 	}
 	return buf.Bytes(), nil
-}
-
-// health is passive health in the manner of Caddy's countFailure: a
-// failure pauses the peer for a backoff that doubles with each failure
-// after a pause and resets on success. A healthy peer costs one atomic load.
-type health struct {
-	downUntil atomic.Int64 // unix nanoseconds; 0 while healthy
-
-	mu         sync.Mutex
-	min, max   time.Duration
-	backoff    time.Duration // current pause; 0 while healthy
-	pausedTill int64
-}
-
-func (h *health) init(lo, hi time.Duration) { h.min, h.max = lo, hi }
-
-// available reports whether requests may go to the peer: always while
-// healthy, and again once the pause is over (a half-open probe: if it
-// fails, the pause doubles).
-func (h *health) available(now func() time.Time) bool {
-	d := h.downUntil.Load()
-	return d == 0 || now().UnixNano() >= d
-}
-
-// failure pauses the peer and reports the pause and whether the peer was
-// healthy before. Failures of requests that were in flight when the pause
-// began do not extend it: only a failure after the pause doubles it.
-func (h *health) failure(now func() time.Time) (time.Duration, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t := now().UnixNano()
-	first := h.backoff == 0
-	switch {
-	case first:
-		h.backoff = h.min
-	case t < h.pausedTill:
-		return h.backoff, false
-	default:
-		h.backoff = min(2*h.backoff, h.max)
-	}
-	h.pausedTill = t + int64(h.backoff)
-	h.downUntil.Store(h.pausedTill)
-	return h.backoff, first
-}
-
-// success clears any pause and reports whether there was one.
-func (h *health) success() bool {
-	if h.downUntil.Load() == 0 {
-		return false
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.backoff == 0 {
-		return false
-	}
-	h.backoff, h.pausedTill = 0, 0
-	h.downUntil.Store(0)
-	return true
 }
