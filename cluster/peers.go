@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/internal/health"
+	"github.com/ringcache/ringcache/internal/opt"
 	"github.com/ringcache/ringcache/internal/streamconn"
 	"github.com/valyala/fasthttp"
 )
@@ -157,25 +158,19 @@ func NewPeerSet(o PeerOptions) *PeerSet {
 		self:           o.Self,
 		signer:         o.Signer,
 		newRing:        o.NewRing,
-		timeout:        orDefault(o.Timeout, DefaultPeerTimeout),
-		maxConns:       o.MaxConns,
+		timeout:        opt.Or(o.Timeout, DefaultPeerTimeout),
+		maxConns:       opt.Or(o.MaxConns, DefaultPeerMaxConns),
 		tls:            o.TLS,
-		window:         orDefault(o.PreviousWindow, DefaultPreviousWindow),
-		backoff:        orDefault(o.FailBackoff, DefaultFailBackoff),
-		maxBackoff:     orDefault(o.MaxFailBackoff, DefaultMaxFailBackoff),
-		idle:           orDefault(o.IdleConnTimeout, DefaultPeerIdleTimeout),
-		maxEntry:       o.MaxEntryBytes,
+		window:         opt.Or(o.PreviousWindow, DefaultPreviousWindow),
+		backoff:        opt.Or(o.FailBackoff, DefaultFailBackoff),
+		maxBackoff:     opt.Or(o.MaxFailBackoff, DefaultMaxFailBackoff),
+		idle:           opt.Or(o.IdleConnTimeout, DefaultPeerIdleTimeout),
+		maxEntry:       opt.Or(o.MaxEntryBytes, DefaultMaxEntryBytes),
 		now:            o.Clock,
 		log:            o.Logger,
 		entryPath:      []byte(PathPrefix + "entry?key="),
 		handoffPath:    []byte(PathPrefix + "handoff"),
 		contentTypeBin: []byte("application/octet-stream"),
-	}
-	if s.maxConns <= 0 {
-		s.maxConns = DefaultPeerMaxConns
-	}
-	if s.maxEntry <= 0 {
-		s.maxEntry = DefaultMaxEntryBytes
 	}
 	s.maxBackoff = max(s.maxBackoff, s.backoff)
 	if s.now == nil {
@@ -186,13 +181,6 @@ func NewPeerSet(o PeerOptions) *PeerSet {
 	}
 	s.state.Store(&peerState{})
 	return s
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // RingSource is what Follow needs from a Membership.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/internal/health"
+	"github.com/ringcache/ringcache/internal/opt"
 	"github.com/ringcache/ringcache/internal/reqbody"
 	"github.com/ringcache/ringcache/internal/streamconn"
 	"github.com/valyala/fasthttp"
@@ -138,13 +139,15 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		return nil, err
 	}
 
+	// Negative durations and MaxConns were refused above, so opt.Or's "zero
+	// or negative means the default" is this type's "zero means the default".
 	c := &Client{
 		scheme:          []byte(u.Scheme),
 		host:            []byte(u.Host),
 		origin:          u.Scheme + "://" + u.Host,
 		preserveHost:    opts.PreserveHost,
-		connectTimeout:  orDefault(opts.ConnectTimeout, DefaultConnectTimeout),
-		responseTimeout: orDefault(opts.ResponseTimeout, DefaultResponseTimeout),
+		connectTimeout:  opt.Or(opts.ConnectTimeout, DefaultConnectTimeout),
+		responseTimeout: opt.Or(opts.ResponseTimeout, DefaultResponseTimeout),
 		observe:         opts.Observe,
 		log:             opts.Logger,
 	}
@@ -153,10 +156,10 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	c.errUnavailable = fmt.Errorf("origin %s: %w", c.origin, ErrUnavailable)
 	c.failThreshold = opts.FailThreshold
-	if c.failThreshold == 0 {
+	if c.failThreshold == 0 { // not opt.Or: negative disables the breaker
 		c.failThreshold = DefaultFailThreshold
 	}
-	cooldown := orDefault(opts.Cooldown, DefaultCooldown)
+	cooldown := opt.Or(opts.Cooldown, DefaultCooldown)
 	c.breaker = health.New(health.Config{
 		Threshold: c.failThreshold, // negative disables, as documented
 		Pause:     cooldown,
@@ -165,18 +168,14 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	})
 
 	isTLS := u.Scheme == "https"
-	maxConns := opts.MaxConns
-	if maxConns == 0 {
-		maxConns = DefaultMaxConns
-	}
 	c.hc = &fasthttp.HostClient{
 		Addr:                fasthttp.AddMissingPort(u.Host, isTLS),
 		IsTLS:               isTLS,
 		TLSConfig:           opts.TLSConfig,
 		DialTimeout:         c.dial,
-		MaxConns:            maxConns,
+		MaxConns:            opt.Or(opts.MaxConns, DefaultMaxConns),
 		MaxConnWaitTimeout:  c.responseTimeout,
-		MaxIdleConnDuration: orDefault(opts.IdleConnTimeout, DefaultIdleConnTimeout),
+		MaxIdleConnDuration: opt.Or(opts.IdleConnTimeout, DefaultIdleConnTimeout),
 		ReadBufferSize:      readBufferSize,
 		// The proxy forwards the client's User-Agent; never invent one.
 		NoDefaultUserAgentHeader: true,
@@ -186,13 +185,6 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		StreamResponseBody:     true,
 	}
 	return c, nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // Fetch sends req to the origin and fills resp. req must hold the path and
