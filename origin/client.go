@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"time"
 
 	"github.com/ringcache/ringcache/internal/health"
@@ -43,8 +42,8 @@ const (
 // ClientOptions configures a Client. Zero values mean the documented default.
 type ClientOptions struct {
 	// URL is the origin base: scheme (http or https) and host, optionally a
-	// port, e.g. "http://127.0.0.1:9000". A path, query or user info is an
-	// error: requests keep their own path and query.
+	// port, e.g. "http://127.0.0.1:9000". A path, query, fragment or user
+	// info is an error (see ParseURL): requests keep their own path and query.
 	URL string
 	// ConnectTimeout bounds dialling one TCP connection. Zero means 3s.
 	ConnectTimeout time.Duration
@@ -106,18 +105,12 @@ type Client struct {
 // NewClient checks opts and returns a Client; it does not connect.
 func NewClient(opts ClientOptions) (*Client, error) {
 	var errs []error
-	u, err := url.Parse(opts.URL)
+	u, err := ParseURL(opts.URL)
 	switch {
 	case opts.URL == "":
 		errs = append(errs, errors.New("origin url is required"))
 	case err != nil:
-		errs = append(errs, fmt.Errorf("origin url: %w", err))
-	case u.Scheme != "http" && u.Scheme != "https":
-		errs = append(errs, fmt.Errorf("origin url %q: scheme must be http or https", opts.URL))
-	case u.Host == "" || u.Hostname() == "":
-		errs = append(errs, fmt.Errorf("origin url %q: host is required", opts.URL))
-	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		errs = append(errs, fmt.Errorf("origin url %q: only scheme and host are allowed", opts.URL))
+		errs = append(errs, fmt.Errorf("origin url %q: %w", opts.URL, err))
 	}
 	for _, d := range []struct {
 		name string
