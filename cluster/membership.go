@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/serf/serf"
+	"github.com/ringcache/ringcache/internal/opt"
 )
 
 // PeerTag is the serf tag carrying a member's peer HTTP address. Members
@@ -221,15 +222,9 @@ func newMembership(o Options, logger *slog.Logger) *Membership {
 		self:     Node{Name: o.NodeName, Addr: o.PeerAddr},
 		kind:     o.RingKind,
 		vnodes:   o.VNodes,
-		coalesce: o.Coalesce,
-		quantum:  o.CoalesceMax,
+		coalesce: opt.Or(o.Coalesce, DefaultCoalesce),
+		quantum:  opt.Or(o.CoalesceMax, DefaultCoalesceMax),
 		stop:     make(chan struct{}),
-	}
-	if m.coalesce <= 0 {
-		m.coalesce = DefaultCoalesce
-	}
-	if m.quantum <= 0 {
-		m.quantum = DefaultCoalesceMax
 	}
 	m.quantum = max(m.quantum, m.coalesce)
 	return m

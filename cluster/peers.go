@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/internal/health"
+	"github.com/ringcache/ringcache/internal/opt"
 	"github.com/ringcache/ringcache/internal/streamconn"
 	"github.com/valyala/fasthttp"
 )
@@ -156,25 +158,19 @@ func NewPeerSet(o PeerOptions) *PeerSet {
 		self:           o.Self,
 		signer:         o.Signer,
 		newRing:        o.NewRing,
-		timeout:        orDefault(o.Timeout, DefaultPeerTimeout),
-		maxConns:       o.MaxConns,
+		timeout:        opt.Or(o.Timeout, DefaultPeerTimeout),
+		maxConns:       opt.Or(o.MaxConns, DefaultPeerMaxConns),
 		tls:            o.TLS,
-		window:         orDefault(o.PreviousWindow, DefaultPreviousWindow),
-		backoff:        orDefault(o.FailBackoff, DefaultFailBackoff),
-		maxBackoff:     orDefault(o.MaxFailBackoff, DefaultMaxFailBackoff),
-		idle:           orDefault(o.IdleConnTimeout, DefaultPeerIdleTimeout),
-		maxEntry:       o.MaxEntryBytes,
+		window:         opt.Or(o.PreviousWindow, DefaultPreviousWindow),
+		backoff:        opt.Or(o.FailBackoff, DefaultFailBackoff),
+		maxBackoff:     opt.Or(o.MaxFailBackoff, DefaultMaxFailBackoff),
+		idle:           opt.Or(o.IdleConnTimeout, DefaultPeerIdleTimeout),
+		maxEntry:       opt.Or(o.MaxEntryBytes, DefaultMaxEntryBytes),
 		now:            o.Clock,
 		log:            o.Logger,
 		entryPath:      []byte(PathPrefix + "entry?key="),
 		handoffPath:    []byte(PathPrefix + "handoff"),
 		contentTypeBin: []byte("application/octet-stream"),
-	}
-	if s.maxConns <= 0 {
-		s.maxConns = DefaultPeerMaxConns
-	}
-	if s.maxEntry <= 0 {
-		s.maxEntry = DefaultMaxEntryBytes
 	}
 	s.maxBackoff = max(s.maxBackoff, s.backoff)
 	if s.now == nil {
@@ -185,13 +181,6 @@ func NewPeerSet(o PeerOptions) *PeerSet {
 	}
 	s.state.Store(&peerState{})
 	return s
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
 }
 
 // RingSource is what Follow needs from a Membership.
@@ -290,7 +279,7 @@ func (s *PeerSet) Owner(key []byte) (Peer, bool) {
 		return nil, false
 	}
 	p := st.peers[n.Name]
-	if p == nil || !p.health.available(s.now) {
+	if p == nil || !p.health.Available() {
 		return nil, false
 	}
 	return p, true
@@ -316,7 +305,7 @@ func (s *PeerSet) Previous(key []byte) (Peer, bool) {
 		return nil, false
 	}
 	p := st.peers[n.Name]
-	if p == nil || p.node.Addr != n.Addr || !p.health.available(s.now) {
+	if p == nil || p.node.Addr != n.Addr || !p.health.Available() {
 		return nil, false
 	}
 	return p, true
@@ -362,8 +351,7 @@ func (s *PeerSet) SendHandoff(ctx context.Context, node Node, body []byte) error
 
 func (s *PeerSet) newPeer(n Node) *peer {
 	timeout := s.timeout
-	p := &peer{set: s, node: n}
-	p.health.init(s.backoff, s.maxBackoff)
+	p := &peer{set: s, node: n, health: s.newHealth()}
 	p.hc = &fasthttp.HostClient{
 		Addr: n.Addr,
 		// Our own dialer: fasthttp's default one caches DNS in a process-wide
@@ -396,6 +384,14 @@ func (s *PeerSet) newPeer(n Node) *peer {
 	return p
 }
 
+// newHealth returns a peer's passive health: paused on its first failure
+// for FailBackoff, open to every request once the pause is over (Owner and
+// Previous are routing questions, asked without claiming a probe), the
+// pause doubling up to MaxFailBackoff after each failure that follows it.
+func (s *PeerSet) newHealth() *health.Monitor {
+	return health.New(health.Config{Threshold: 1, Pause: s.backoff, MaxPause: s.maxBackoff, Clock: s.now})
+}
+
 // retryIfErr lets fasthttp resend a request that failed before an answer
 // (typically on a keep-alive connection the peer had just closed) when
 // sending it twice is harmless: idempotent methods, as fasthttp's default
@@ -414,7 +410,7 @@ type peer struct {
 	set    *PeerSet
 	node   Node
 	hc     *fasthttp.HostClient
-	health health
+	health *health.Monitor
 }
 
 var _ Peer = (*peer)(nil)
@@ -532,14 +528,14 @@ func (p *peer) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 	if !hasDeadline && resp.BodyStream() != nil {
 		p.set.conns.Streaming(resp.LocalAddr(), p.set.timeout)
 	}
-	if !isPeerError(resp) && p.health.success() {
+	if !isPeerError(resp) && p.health.Success() {
 		p.set.log.Info("peer healthy again", "peer", p.node.Name)
 	}
 	return nil
 }
 
 func (p *peer) failed(err error) {
-	if d, first := p.health.failure(p.set.now); first {
+	if d, first := p.health.Failure(); first {
 		p.set.log.Warn("peer failed; serving its keys from the origin", "peer", p.node.Name, "pause", d, "err", err)
 	}
 }
@@ -572,62 +568,4 @@ func readBody(resp *fasthttp.Response, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("body exceeds %d bytes", limit)
 	}
 	return buf.Bytes(), nil
-}
-
-// health is passive health in the manner of Caddy's countFailure: a
-// failure pauses the peer for a backoff that doubles with each failure
-// after a pause and resets on success. A healthy peer costs one atomic load.
-type health struct {
-	downUntil atomic.Int64 // unix nanoseconds; 0 while healthy
-
-	mu         sync.Mutex
-	min, max   time.Duration
-	backoff    time.Duration // current pause; 0 while healthy
-	pausedTill int64
-}
-
-func (h *health) init(lo, hi time.Duration) { h.min, h.max = lo, hi }
-
-// available reports whether requests may go to the peer: always while
-// healthy, and again once the pause is over (a half-open probe: if it
-// fails, the pause doubles).
-func (h *health) available(now func() time.Time) bool {
-	d := h.downUntil.Load()
-	return d == 0 || now().UnixNano() >= d
-}
-
-// failure pauses the peer and reports the pause and whether the peer was
-// healthy before. Failures of requests that were in flight when the pause
-// began do not extend it: only a failure after the pause doubles it.
-func (h *health) failure(now func() time.Time) (time.Duration, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t := now().UnixNano()
-	first := h.backoff == 0
-	switch {
-	case first:
-		h.backoff = h.min
-	case t < h.pausedTill:
-		return h.backoff, false
-	default:
-		h.backoff = min(2*h.backoff, h.max)
-	}
-	h.pausedTill = t + int64(h.backoff)
-	h.downUntil.Store(h.pausedTill)
-	return h.backoff, first
-}
-
-// success clears any pause and reports whether there was one.
-func (h *health) success() bool {
-	if h.downUntil.Load() == 0 {
-		return false
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.backoff == 0 {
-		return false
-	}
-	h.backoff, h.pausedTill = 0, 0
-	h.downUntil.Store(0)
-	return true
 }

@@ -629,39 +629,38 @@ func TestRetryIfErr(t *testing.T) {
 
 func TestHealthBackoff(t *testing.T) {
 	clock := newFakeClock()
-	var h health
-	h.init(time.Second, 10*time.Second)
-	if !h.available(clock.Now) {
+	h := mustPeerSet(t, "a", clock).newHealth() // defaults: 1s doubling up to 10s
+	if !h.Available() {
 		t.Fatal("a new peer is not available")
 	}
 	steps := []struct {
 		pause time.Duration // expected after this failure
 	}{{time.Second}, {2 * time.Second}, {4 * time.Second}, {8 * time.Second}, {10 * time.Second}, {10 * time.Second}}
 	for i, s := range steps {
-		d, first := h.failure(clock.Now)
+		d, first := h.Failure()
 		if d != s.pause || first != (i == 0) {
 			t.Fatalf("failure %d: pause %v first %v, want %v %v", i, d, first, s.pause, i == 0)
 		}
 		// A failure of a request that was in flight does not extend it.
-		if d2, _ := h.failure(clock.Now); d2 != s.pause {
+		if d2, _ := h.Failure(); d2 != s.pause {
 			t.Fatalf("failure %d during the pause changed it to %v", i, d2)
 		}
 		clock.Advance(s.pause - time.Millisecond)
-		if h.available(clock.Now) {
+		if h.Available() {
 			t.Fatalf("failure %d: available before the %v pause ended", i, s.pause)
 		}
 		clock.Advance(time.Millisecond)
-		if !h.available(clock.Now) {
+		if !h.Available() {
 			t.Fatalf("failure %d: not available after the %v pause", i, s.pause)
 		}
 	}
-	if !h.success() {
+	if !h.Success() {
 		t.Fatal("success after failures reported no recovery")
 	}
-	if h.success() {
+	if h.Success() {
 		t.Fatal("second success reported a recovery")
 	}
-	if d, first := h.failure(clock.Now); d != time.Second || !first {
+	if d, first := h.Failure(); d != time.Second || !first {
 		t.Fatalf("failure after success: pause %v first %v, want 1s, true", d, first)
 	}
 }

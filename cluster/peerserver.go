@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/internal/opt"
 	"github.com/valyala/fasthttp"
 )
 
@@ -66,10 +67,7 @@ type PeerServer struct {
 // NewPeerServer returns a PeerServer answering from local and admitting
 // requests auth accepts.
 func NewPeerServer(local Local, auth Authenticator, o PeerServerOptions) *PeerServer {
-	s := &PeerServer{local: local, auth: auth, maxEntry: o.MaxEntryBytes, log: o.Logger}
-	if s.maxEntry <= 0 {
-		s.maxEntry = DefaultMaxEntryBytes
-	}
+	s := &PeerServer{local: local, auth: auth, maxEntry: opt.Or(o.MaxEntryBytes, DefaultMaxEntryBytes), log: o.Logger}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

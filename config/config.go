@@ -37,7 +37,8 @@ type Config struct {
 	// Listen is the proxy listener, host:port.
 	Listen string
 	// Origin is the base URL requests are proxied to: http:// or https://,
-	// with a host and no query or fragment. Required.
+	// with a host and no path, query, fragment or user info (the rule is
+	// origin.ParseURL). Required.
 	Origin string
 	// Admin is the listener for /healthz and /metrics; "" disables it.
 	Admin string

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ringcache/ringcache/origin"
 )
 
 // settings is the one table every source reads: it binds each setting's
@@ -20,7 +21,7 @@ func (c *Config) settings() []setting {
 	return []setting{
 		{name: "config", val: str(&c.ConfigFile, nil), notInFile: true, help: "YAML config file to read settings from"},
 		{name: "listen", val: str(&c.Listen, required(anyAddr)), help: "proxy listen address (host:port)"},
-		{name: "origin", val: str(&c.Origin, originURL), required: true, help: "origin base URL, http:// or https://; required"},
+		{name: "origin", val: str(&c.Origin, originURL), required: true, help: "origin base URL: http:// or https:// and a host, no path or query; required"},
 		{name: "admin", val: str(&c.Admin, optional(anyAddr)), help: `admin listen address for /healthz and /metrics; "" disables it`},
 		{name: "admin_token", live: true, val: str(&c.AdminToken, nil), secret: true, help: "bearer token for the admin write endpoints"},
 		{name: "admin_token_file", live: true, val: str(&c.AdminTokenFile, nil), help: "file holding admin_token, read and trimmed at startup"},
@@ -345,34 +346,15 @@ func hostPort(dial bool) func(string) error {
 	}
 }
 
+// originURL is the origin client's own rule (origin.ParseURL), so that a URL
+// the client would refuse is reported here, naming the setting and its
+// source, and not as a failure to start the node.
 func originURL(s string) error {
 	if s == "" {
 		return nil // reported as "required" with the hint where to set it
 	}
-	u, err := url.Parse(s)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the whole URL
-		}
-		return fmt.Errorf("not a URL: %w", err)
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return errors.New("want an http:// or https:// URL")
-	case u.Host == "" || u.Hostname() == "":
-		return errors.New("missing host")
-	case u.RawQuery != "" || u.ForceQuery:
-		return errors.New("must not have a query")
-	case u.Fragment != "" || strings.Contains(s, "#"):
-		return errors.New("must not have a fragment")
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
-			return fmt.Errorf("port %q is not a number in 1..65535", p)
-		}
-	}
-	return nil
+	_, err := origin.ParseURL(s)
+	return err
 }
 
 func gossipKey(s string) error {

@@ -668,3 +668,38 @@ func TestShutdownRightAfterStart(t *testing.T) {
 		}
 	}
 }
+
+// TestStartFailsCleanly: a node that cannot start returns an error naming
+// what failed, panics nowhere and leaves nothing listening.
+func TestStartFailsCleanly(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for name, mutate := range map[string]func(*config.Config){
+		"listen in use": func(c *config.Config) { c.Listen = busy.Addr().String() },
+		"admin in use":  func(c *config.Config) { c.Admin = busy.Addr().String() },
+		"peer TLS file missing": func(c *config.Config) {
+			c.Gossip, c.PeerSecret = "127.0.0.1:0", "start-fails-cleanly-secret"
+			c.PeerTLSCert, c.PeerTLSKey, c.PeerTLSCA = "/nonexistent/cert.pem", "/nonexistent/key.pem", "/nonexistent/ca.pem"
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Origin, cfg.Listen, cfg.Admin = "http://127.0.0.1:1", "127.0.0.1:0", "127.0.0.1:0"
+			mutate(&cfg)
+			n, err := Start(cfg, Options{})
+			if err == nil {
+				_ = n.Shutdown(context.Background())
+				t.Fatal("Start succeeded")
+			}
+			for _, want := range []string{busy.Addr().String(), "/nonexistent/cert.pem"} {
+				if strings.Contains(err.Error(), want) {
+					return
+				}
+			}
+			t.Fatalf("error %q names neither the address nor the file", err)
+		})
+	}
+}

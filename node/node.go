@@ -89,11 +89,12 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	}
 	n = &Node{cfg: cfg, log: log, logLevel: o.LogLevel, reg: prometheus.NewRegistry(), done: make(chan struct{})}
 	n.adminToken.Store(&cfg.AdminToken)
-	defer func() {
+	// Not n: every error return sets the named result to nil first.
+	defer func(started *Node) {
 		if err != nil {
-			n.closeAll()
+			started.closeAll()
 		}
-	}()
+	}(n)
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// One coarse clock for the stores and the proxy: time.Now is slow on VMs.

@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/health"
+	"github.com/ringcache/ringcache/internal/opt"
 	"github.com/ringcache/ringcache/internal/reqbody"
 	"github.com/ringcache/ringcache/internal/streamconn"
 	"github.com/valyala/fasthttp"
@@ -43,8 +42,8 @@ const (
 // ClientOptions configures a Client. Zero values mean the documented default.
 type ClientOptions struct {
 	// URL is the origin base: scheme (http or https) and host, optionally a
-	// port, e.g. "http://127.0.0.1:9000". A path, query or user info is an
-	// error: requests keep their own path and query.
+	// port, e.g. "http://127.0.0.1:9000". A path, query, fragment or user
+	// info is an error (see ParseURL): requests keep their own path and query.
 	URL string
 	// ConnectTimeout bounds dialling one TCP connection. Zero means 3s.
 	ConnectTimeout time.Duration
@@ -96,7 +95,8 @@ type Client struct {
 	responseTimeout time.Duration
 	observe         func(time.Duration, error)
 	log             *slog.Logger
-	breaker         breaker
+	failThreshold   int              // for the log line
+	breaker         *health.Monitor  // the circuit: fixed cooldown, one probe per cooldown
 	conns           streamconn.Table // relaxes deadlines of streamed bodies
 	// errUnavailable is built once so that failing fast allocates nothing.
 	errUnavailable error
@@ -105,18 +105,12 @@ type Client struct {
 // NewClient checks opts and returns a Client; it does not connect.
 func NewClient(opts ClientOptions) (*Client, error) {
 	var errs []error
-	u, err := url.Parse(opts.URL)
+	u, err := ParseURL(opts.URL)
 	switch {
 	case opts.URL == "":
 		errs = append(errs, errors.New("origin url is required"))
 	case err != nil:
-		errs = append(errs, fmt.Errorf("origin url: %w", err))
-	case u.Scheme != "http" && u.Scheme != "https":
-		errs = append(errs, fmt.Errorf("origin url %q: scheme must be http or https", opts.URL))
-	case u.Host == "" || u.Hostname() == "":
-		errs = append(errs, fmt.Errorf("origin url %q: host is required", opts.URL))
-	case (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
-		errs = append(errs, fmt.Errorf("origin url %q: only scheme and host are allowed", opts.URL))
+		errs = append(errs, fmt.Errorf("origin url %q: %w", opts.URL, err))
 	}
 	for _, d := range []struct {
 		name string
@@ -138,13 +132,15 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		return nil, err
 	}
 
+	// Negative durations and MaxConns were refused above, so opt.Or's "zero
+	// or negative means the default" is this type's "zero means the default".
 	c := &Client{
 		scheme:          []byte(u.Scheme),
 		host:            []byte(u.Host),
 		origin:          u.Scheme + "://" + u.Host,
 		preserveHost:    opts.PreserveHost,
-		connectTimeout:  orDefault(opts.ConnectTimeout, DefaultConnectTimeout),
-		responseTimeout: orDefault(opts.ResponseTimeout, DefaultResponseTimeout),
+		connectTimeout:  opt.Or(opts.ConnectTimeout, DefaultConnectTimeout),
+		responseTimeout: opt.Or(opts.ResponseTimeout, DefaultResponseTimeout),
 		observe:         opts.Observe,
 		log:             opts.Logger,
 	}
@@ -152,31 +148,27 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.errUnavailable = fmt.Errorf("origin %s: %w", c.origin, ErrUnavailable)
-	c.breaker = breaker{
-		threshold: opts.FailThreshold,
-		cooldown:  orDefault(opts.Cooldown, DefaultCooldown),
-		now:       opts.Clock,
+	c.failThreshold = opts.FailThreshold
+	if c.failThreshold == 0 { // not opt.Or: negative disables the breaker
+		c.failThreshold = DefaultFailThreshold
 	}
-	if c.breaker.threshold == 0 {
-		c.breaker.threshold = DefaultFailThreshold
-	}
-	if c.breaker.now == nil {
-		c.breaker.now = time.Now
-	}
+	cooldown := opt.Or(opts.Cooldown, DefaultCooldown)
+	c.breaker = health.New(health.Config{
+		Threshold: c.failThreshold, // negative disables, as documented
+		Pause:     cooldown,
+		MaxPause:  cooldown, // the cooldown never grows
+		Clock:     opts.Clock,
+	})
 
 	isTLS := u.Scheme == "https"
-	maxConns := opts.MaxConns
-	if maxConns == 0 {
-		maxConns = DefaultMaxConns
-	}
 	c.hc = &fasthttp.HostClient{
 		Addr:                fasthttp.AddMissingPort(u.Host, isTLS),
 		IsTLS:               isTLS,
 		TLSConfig:           opts.TLSConfig,
 		DialTimeout:         c.dial,
-		MaxConns:            maxConns,
+		MaxConns:            opt.Or(opts.MaxConns, DefaultMaxConns),
 		MaxConnWaitTimeout:  c.responseTimeout,
-		MaxIdleConnDuration: orDefault(opts.IdleConnTimeout, DefaultIdleConnTimeout),
+		MaxIdleConnDuration: opt.Or(opts.IdleConnTimeout, DefaultIdleConnTimeout),
 		ReadBufferSize:      readBufferSize,
 		// The proxy forwards the client's User-Agent; never invent one.
 		NoDefaultUserAgentHeader: true,
@@ -186,13 +178,6 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		StreamResponseBody:     true,
 	}
 	return c, nil
-}
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d == 0 {
-		return def
-	}
-	return d
 }
 
 // Fetch sends req to the origin and fills resp. req must hold the path and
@@ -227,7 +212,7 @@ func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 		// does not hear about it.
 		return fmt.Errorf("fetch %s from origin %s: %w: %w", req.URI().RequestURI(), c.origin, ErrTimeout, context.DeadlineExceeded)
 	}
-	if !c.breaker.allow() {
+	if !c.breaker.Allow() {
 		return c.errUnavailable
 	}
 
@@ -262,7 +247,7 @@ func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 	if err != nil {
 		err = c.failed(req, err)
 	} else {
-		if c.breaker.success() {
+		if c.breaker.Success() {
 			c.log.Info("origin circuit closed", "origin", c.origin)
 		}
 		if !hasDeadline && resp.BodyStream() != nil {
@@ -282,8 +267,8 @@ func (c *Client) failed(req *fasthttp.Request, err error) error {
 		// while it streamed: says nothing about the origin's health.
 		return fmt.Errorf("fetch %s from origin %s: %w", req.URI().RequestURI(), c.origin, err)
 	}
-	if c.breaker.failure() {
-		c.log.Warn("origin circuit open", "origin", c.origin, "failures", c.breaker.threshold, "err", err)
+	if _, opened := c.breaker.Failure(); opened {
+		c.log.Warn("origin circuit open", "origin", c.origin, "failures", c.failThreshold, "err", err)
 	}
 	if isTimeout(err) {
 		return fmt.Errorf("fetch %s from origin %s: %w: %w", req.URI().RequestURI(), c.origin, ErrTimeout, err)
@@ -301,7 +286,7 @@ func isTimeout(err error) bool {
 }
 
 // Healthy reports whether the circuit is closed.
-func (c *Client) Healthy() bool { return !c.breaker.open.Load() }
+func (c *Client) Healthy() bool { return c.breaker.Healthy() }
 
 // Close closes idle connections. Connections in use close when their
 // response is done; the Client stays usable.
@@ -321,65 +306,4 @@ func (c *Client) dial(addr string, timeout time.Duration) (net.Conn, error) {
 		return nil, err
 	}
 	return c.conns.Track(conn), nil
-}
-
-// breaker is a consecutive-failure circuit breaker. open and fails are read
-// without the lock so that a healthy origin costs two atomic loads.
-type breaker struct {
-	threshold int // <0 disables
-	cooldown  time.Duration
-	now       func() time.Time
-
-	open  atomic.Bool
-	fails atomic.Int64
-
-	mu        sync.Mutex // serializes state changes
-	nextProbe time.Time  // while open: when the next probe may go
-}
-
-// allow reports whether a request may go to the origin: always while
-// closed; while open, one probe per cooldown.
-func (b *breaker) allow() bool {
-	if !b.open.Load() {
-		return true
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if !b.open.Load() {
-		return true
-	}
-	now := b.now()
-	if now.Before(b.nextProbe) {
-		return false
-	}
-	b.nextProbe = now.Add(b.cooldown)
-	return true
-}
-
-// success resets the failure count and reports whether it closed the circuit.
-func (b *breaker) success() bool {
-	if b.threshold < 0 || (b.fails.Load() == 0 && !b.open.Load()) {
-		return false
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.fails.Store(0)
-	return b.open.Swap(false)
-}
-
-// failure counts a transport failure and reports whether it opened the
-// circuit. A failed probe needs nothing: allow already pushed nextProbe.
-func (b *breaker) failure() bool {
-	if b.threshold < 0 {
-		return false
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := b.fails.Add(1)
-	if b.open.Load() || n < int64(b.threshold) {
-		return false
-	}
-	b.nextProbe = b.now().Add(b.cooldown)
-	b.open.Store(true)
-	return true
 }

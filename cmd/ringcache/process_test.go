@@ -47,6 +47,11 @@ func TestCLIErrors(t *testing.T) {
 			code: 2, stderr: []string{yamlFile, "store", "arc"}, safeListen: true},
 		{name: "bad cache size in env", args: []string{"serve", "--origin", "http://127.0.0.1:1"}, env: []string{"RINGCACHE_CACHE_SIZE=bogus"},
 			code: 2, stderr: []string{"RINGCACHE_CACHE_SIZE", "bogus"}, safeListen: true},
+		// URLs the origin client refuses are configuration errors, named as such.
+		{name: "origin with user info", args: []string{"serve", "--origin", "http://user@example.com"},
+			code: 2, stderr: []string{`invalid origin "http://user@example.com" (flag --origin): must not have user info`}, safeListen: true},
+		{name: "origin with a path in env", args: []string{"serve"}, env: []string{"RINGCACHE_ORIGIN=http://example.com/app"},
+			code: 2, stderr: []string{`invalid origin "http://example.com/app" (env RINGCACHE_ORIGIN): must not have a path`}, safeListen: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
