@@ -379,14 +379,18 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 		Metrics:         m,
 		Logger:          log,
 	}
-	// In the configuration 0 means "off"; in proxy.Options it means "default".
-	if o.StaleKeep == 0 {
-		o.StaleKeep = -1
-	}
-	if o.PassTTL == 0 {
-		o.PassTTL = -1
-	}
+	o.StaleKeep, o.PassTTL = offWhenZero(o.StaleKeep), offWhenZero(o.PassTTL)
 	return o
+}
+
+// offWhenZero carries a duration whose 0 means "off" in the configuration
+// into options where 0 means "the default" and a negative value "off" (the
+// convention of every Options struct here, so a zero struct is usable).
+func offWhenZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // Stats is a snapshot of a node's counters.
