@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/valyala/fasthttp"
 )
 
@@ -51,7 +53,7 @@ func signedRequest(s *Signer, method, uri, body string) *fasthttp.Request {
 }
 
 func TestSignVerify(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewClock()
 	signer := mustSigner(t, "node-a", testSecret, SignerClock(clock.Now))
 	verifier := mustSigner(t, "node-b", testSecret, SignerClock(clock.Now))
 	other := mustSigner(t, "node-a", []byte("a-different-secret-16+"), SignerClock(clock.Now))
@@ -201,7 +203,7 @@ func TestSignedMessageUnambiguous(t *testing.T) {
 
 // Signing again replaces the stamp rather than adding a second one.
 func TestSignReplaces(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewClock()
 	s := mustSigner(t, "node-a", testSecret, SignerClock(clock.Now))
 	h := signedRequest(s, "GET", "/x", "")
 	clock.Advance(time.Hour)

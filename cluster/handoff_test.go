@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/ringcache/ringcache/cache"
 )
 
@@ -62,7 +64,7 @@ func checkAccounting(t *testing.T, s HandoffStats, total int) {
 // A leaving node of a 3-ring hands every entry to its owner on the ring
 // without it, over the network.
 func TestHandoffMovesEntries(t *testing.T) {
-	nodes, _ := startTestCluster(t, newFakeClock(), "a", "b", "c")
+	nodes, _ := startTestCluster(t, testutil.NewClock(), "a", "b", "c")
 	leaving := nodes[2]
 	st, moving, pass := handoffFixture(t, 300, 8<<10) // ~3 MiB: several batches per owner
 	next := newTestRing(t, nodes[0].node(), nodes[1].node())

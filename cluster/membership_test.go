@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/hashicorp/serf/serf"
 	"github.com/ringcache/ringcache/cluster/clustertest"
 	"go.uber.org/goleak"
@@ -22,19 +24,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // Generous: the machine is small and shared, and -race slows gossip.
 const converge = 10 * time.Second
-
-// waitFor polls cond until it holds or timeout passes, then fails with
-// msg(), which should describe what was last seen.
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool, msg func() string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: %s", timeout, msg())
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not a wait for an event
-	}
-}
 
 // fastTimers makes joins, leaves and failures show up in well under a
 // second on loopback.
@@ -93,7 +82,7 @@ func ringNames(r Ring) []string {
 // waitRings waits until every node's ring holds exactly want.
 func waitRings(t *testing.T, nodes []*Membership, want ...string) {
 	t.Helper()
-	waitFor(t, converge, func() bool {
+	testutil.Eventually(t, converge, func() bool {
 		for _, m := range nodes {
 			if !slices.Equal(ringNames(m.Ring()), want) {
 				return false
@@ -216,7 +205,7 @@ func TestGracefulLeave(t *testing.T) {
 		t.Fatalf("Leave: %v", err)
 	}
 	waitRings(t, []*Membership{a, b}, "node-a", "node-b")
-	waitFor(t, converge, func() bool { return statusOf(a, "node-c") == "left" && statusOf(b, "node-c") == "left" },
+	testutil.Eventually(t, converge, func() bool { return statusOf(a, "node-c") == "left" && statusOf(b, "node-c") == "left" },
 		func() string {
 			return fmt.Sprintf("node-c is %s at node-a and %s at node-b, want left", statusOf(a, "node-c"), statusOf(b, "node-c"))
 		})
@@ -249,7 +238,7 @@ func TestCrashDetected(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	waitRings(t, []*Membership{a, b}, "node-a", "node-b")
-	waitFor(t, converge, func() bool { return statusOf(a, "node-c") == "failed" && statusOf(b, "node-c") == "failed" },
+	testutil.Eventually(t, converge, func() bool { return statusOf(a, "node-c") == "failed" && statusOf(b, "node-c") == "failed" },
 		func() string {
 			return fmt.Sprintf("node-c is %s at node-a and %s at node-b, want failed", statusOf(a, "node-c"), statusOf(b, "node-c"))
 		})
@@ -280,7 +269,7 @@ func TestGossipKey(t *testing.T) {
 		o.GossipKey = tc.key
 		x := startNode(t, o)
 		// Several rejected rounds, not a sleep: each is a real attempt.
-		waitFor(t, converge, func() bool { return x.Stats().JoinFailures >= 2 },
+		testutil.Eventually(t, converge, func() bool { return x.Stats().JoinFailures >= 2 },
 			func() string { return fmt.Sprintf("%s stats %+v, want failed joins", tc.name, x.Stats()) })
 		if s := x.Stats(); s.Joined {
 			t.Fatalf("%s joined with key %q: %+v", tc.name, tc.key, s)
@@ -355,7 +344,7 @@ func freeAddr(t *testing.T) string {
 func TestJoinRetriedUntilSeedStarts(t *testing.T) {
 	seed := freeAddr(t)
 	b := startNode(t, testOptions(t, "node-b", seed))
-	waitFor(t, converge, func() bool { return b.Stats().JoinFailures >= 1 },
+	testutil.Eventually(t, converge, func() bool { return b.Stats().JoinFailures >= 1 },
 		func() string { return fmt.Sprintf("node-b stats %+v, want a failed join", b.Stats()) })
 
 	oa := testOptions(t, "node-a")
@@ -390,13 +379,8 @@ func TestJoinReachingOnlySelfKeepsTrying(t *testing.T) {
 	oa := testOptions(t, "node-a", net.JoinHostPort("localhost", port))
 	oa.BindAddr = seed
 	a := startNode(t, oa)
-	deadline := time.Now().Add(20 * time.Second)
-	for a.Stats().JoinAttempts < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("join not retried: %+v", a.Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 20*time.Second, func() bool { return a.Stats().JoinAttempts >= 2 },
+		func() string { return fmt.Sprintf("a join retried: %+v", a.Stats()) })
 	if s := a.Stats(); s.Joined {
 		t.Fatalf("joining only itself counted as joined: %+v", s)
 	}
@@ -477,10 +461,10 @@ func TestContextCancelShutsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, converge, func() bool { return m.Stats().JoinFailures >= 1 },
+	testutil.Eventually(t, converge, func() bool { return m.Stats().JoinFailures >= 1 },
 		func() string { return fmt.Sprintf("stats %+v", m.Stats()) })
 	cancel()
-	waitFor(t, converge, func() bool {
+	testutil.Eventually(t, converge, func() bool {
 		select {
 		case <-m.stop:
 			return true
@@ -588,7 +572,7 @@ func TestLoopCoalescesAndFilters(t *testing.T) {
 		m.events <- joinEvent(fmt.Sprintf("n%d", i))
 	}
 	m.events <- serf.UserEvent{Name: "ignored"}
-	waitFor(t, converge, func() bool { return len(m.Ring().Members()) == 3 },
+	testutil.Eventually(t, converge, func() bool { return len(m.Ring().Members()) == 3 },
 		func() string { return fmt.Sprintf("ring %v", m.Ring().Members()) })
 
 	want := []Node{{"node-a", "127.0.0.1:8001"}, {"node-b", "127.0.0.1:8002"}, {"node-c", "127.0.0.1:8003"}}
@@ -644,7 +628,7 @@ func TestLoopListeners(t *testing.T) {
 
 	// An event that changes nothing swaps nothing and calls no listener.
 	m.events <- serf.MemberEvent{Type: serf.EventMemberUpdate, Members: []serf.Member{{Name: "node-b"}}}
-	waitFor(t, converge, func() bool { return m.Stats().RingUnchanged >= 1 },
+	testutil.Eventually(t, converge, func() bool { return m.Stats().RingUnchanged >= 1 },
 		func() string { return fmt.Sprintf("stats %+v", m.Stats()) })
 	if err := m.Shutdown(); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
@@ -37,41 +39,6 @@ var testTLS = sync.OnceValue(func() *PeerTLS {
 
 // Generous: the machine is small and shared, and -race slows everything.
 const peerTestTimeout = 10 * time.Second
-
-// fakeClock is a settable time source.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// eventually polls cond until it holds, failing with msg() after
-// peerTestTimeout.
-func eventually(t *testing.T, cond func() bool, msg func() string) {
-	t.Helper()
-	deadline := time.Now().Add(peerTestTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v: %s", peerTestTimeout, msg())
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval, not a wait for an event
-	}
-}
 
 // peerTestLogger sends warnings and errors to the test log.
 func peerTestLogger(t *testing.T) *slog.Logger {
@@ -94,7 +61,7 @@ func mustSigner(t testing.TB, name string, secret []byte, opts ...SignerOption) 
 	return s
 }
 
-func mustPeerSet(t testing.TB, name string, clock *fakeClock) *PeerSet {
+func mustPeerSet(t testing.TB, name string, clock *testutil.Clock) *PeerSet {
 	t.Helper()
 	return NewPeerSet(PeerOptions{
 		Self:    name,
@@ -213,7 +180,7 @@ type testNode struct {
 	forwarded               int
 }
 
-func startTestNode(t *testing.T, name string, clock *fakeClock) *testNode {
+func startTestNode(t *testing.T, name string, clock *testutil.Clock) *testNode {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -315,7 +282,7 @@ func (n *testNode) stop(t *testing.T) {
 
 // startTestCluster starts the named nodes and gives each the ring of all of
 // them. Cleanup closes the clients, then the servers.
-func startTestCluster(t *testing.T, clock *fakeClock, names ...string) ([]*testNode, Ring) {
+func startTestCluster(t *testing.T, clock *testutil.Clock, names ...string) ([]*testNode, Ring) {
 	t.Helper()
 	before := goleak.IgnoreCurrent()
 	nodes := make([]*testNode, len(names))
@@ -333,7 +300,7 @@ func startTestCluster(t *testing.T, clock *fakeClock, names ...string) ([]*testN
 		// Wait for fasthttp's reapers and workers to notice: a later test
 		// checking for leaks (membership's) must not see ours.
 		var leak error
-		eventually(t, func() bool { leak = goleak.Find(before); return leak == nil },
+		testutil.Eventually(t, peerTestTimeout, func() bool { leak = goleak.Find(before); return leak == nil },
 			func() string { return leak.Error() })
 	})
 	return nodes, r
@@ -413,7 +380,7 @@ func nodesABC() (a, b, c Node) {
 }
 
 func TestOwner(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewClock()
 	ps := mustPeerSet(t, "a", clock)
 	a, b, c := nodesABC()
 	r := newTestRing(t, a, b, c)
@@ -447,7 +414,7 @@ func TestOwner(t *testing.T) {
 // Clients survive updates that keep the member's address and are replaced
 // when it changes; a paused peer stays paused across an update.
 func TestUpdateReusesClients(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewClock()
 	ps := mustPeerSet(t, "a", clock)
 	a, b, c := nodesABC()
 	r1 := newTestRing(t, a, b)
@@ -472,7 +439,7 @@ func TestUpdateReusesClients(t *testing.T) {
 }
 
 func TestPrevious(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewClock()
 	ps := mustPeerSet(t, "a", clock)
 	a, b, c := nodesABC()
 	d := Node{Name: "d", Addr: "127.0.0.1:1004"}
@@ -575,7 +542,7 @@ func TestFollow(t *testing.T) {
 	ab, abc := newTestRing(t, a, b), newTestRing(t, a, b, c)
 	kc := keyOwnedBy(t, abc, "c")
 
-	ps := mustPeerSet(t, "a", newFakeClock())
+	ps := mustPeerSet(t, "a", testutil.NewClock())
 	src := &fakeSource{ring: ab}
 	ps.Follow(src)
 	if _, ok := ps.Owner(keyOwnedBy(t, ab, "b")); !ok {
@@ -588,7 +555,7 @@ func TestFollow(t *testing.T) {
 
 	// A change lands between registration and reading the ring, and the
 	// ring read is the stale one: the change must stand.
-	ps = mustPeerSet(t, "a", newFakeClock())
+	ps = mustPeerSet(t, "a", testutil.NewClock())
 	src = &fakeSource{ring: ab}
 	src.onChange = func() { src.listener(ab, abc) }
 	ps.Follow(src)
@@ -604,7 +571,7 @@ func TestFollow(t *testing.T) {
 }
 
 func TestRetryIfErr(t *testing.T) {
-	ps := mustPeerSet(t, "a", newFakeClock())
+	ps := mustPeerSet(t, "a", testutil.NewClock())
 	tests := []struct {
 		method, uri string
 		retry       bool
@@ -628,7 +595,7 @@ func TestRetryIfErr(t *testing.T) {
 }
 
 func TestHealthBackoff(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewClock()
 	h := mustPeerSet(t, "a", clock).newHealth() // defaults: 1s doubling up to 10s
 	if !h.Available() {
 		t.Fatal("a new peer is not available")
@@ -667,7 +634,7 @@ func TestHealthBackoff(t *testing.T) {
 
 // Owner is on every request's path: it must cost nothing beyond the ring.
 func TestPeerSetOwnerAllocs(t *testing.T) {
-	ps := mustPeerSet(t, "a", newFakeClock())
+	ps := mustPeerSet(t, "a", testutil.NewClock())
 	a, b, c := nodesABC()
 	r := newTestRing(t, a, b, c)
 	ps.Update(nil, r)
@@ -681,7 +648,7 @@ func BenchmarkPeerSetOwner(b *testing.B) {
 	for _, kind := range []string{KindRendezvous, KindHashRing} {
 		for _, size := range []int{3, 32} {
 			b.Run(fmt.Sprintf("%s/%d", kind, size), func(b *testing.B) {
-				ps := mustPeerSet(b, "node-00", newFakeClock())
+				ps := mustPeerSet(b, "node-00", testutil.NewClock())
 				nodes := make([]Node, size)
 				for i := range nodes {
 					nodes[i] = Node{Name: fmt.Sprintf("node-%02d", i), Addr: fmt.Sprintf("127.0.0.1:%d", 9000+i)}
@@ -710,7 +677,7 @@ func BenchmarkPeerSetOwner(b *testing.B) {
 // --- over the network ---
 
 func TestForward(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewClock()
 	nodes, r := startTestCluster(t, clock, "a", "b", "c")
 	a, b := nodes[0], nodes[1]
 	key := keyOwnedBy(t, r, "b")
@@ -753,7 +720,7 @@ const (
 // Without a ctx deadline, Timeout bounds the wait for the headers only: a
 // body streamed for longer than Timeout, with progress, arrives whole.
 func TestForwardSlowBody(t *testing.T) {
-	_, r := startTestCluster(t, newFakeClock(), "a", "b")
+	_, r := startTestCluster(t, testutil.NewClock(), "a", "b")
 	ps := NewPeerSet(PeerOptions{
 		Signer:          mustSigner(t, "a", testSecret),
 		TLS:             testTLS().Client,
@@ -792,7 +759,7 @@ func TestForwardSlowBody(t *testing.T) {
 
 // A 5xx the owner relays from the origin is an answer, not a peer failure.
 func TestForwardOrigin5xxIsAnswer(t *testing.T) {
-	nodes, r := startTestCluster(t, newFakeClock(), "a", "b")
+	nodes, r := startTestCluster(t, testutil.NewClock(), "a", "b")
 	key := keyOwnedBy(t, r, "b")
 	p, _ := nodes[0].peers.Owner(key)
 	status, _, err := forward(t, p, "client.example", "/origin-down")
@@ -807,7 +774,7 @@ func TestForwardOrigin5xxIsAnswer(t *testing.T) {
 // A peer that refuses (HeaderError) is skipped for a backoff, then tried
 // again; a success clears the backoff.
 func TestForwardPeerRefusal(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewClock()
 	nodes, r := startTestCluster(t, clock, "a", "b")
 	a, b := nodes[0], nodes[1]
 	key := keyOwnedBy(t, r, "b")
@@ -844,7 +811,7 @@ func TestForwardPeerRefusal(t *testing.T) {
 // A stopped peer fails at the transport; Owner skips it after one failure
 // and retries it after the backoff, doubling the backoff while it fails.
 func TestPassiveHealthStoppedPeer(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewClock()
 	nodes, r := startTestCluster(t, clock, "a", "b")
 	a, b := nodes[0], nodes[1]
 	key := keyOwnedBy(t, r, "b")
@@ -886,7 +853,7 @@ func TestPassiveHealthStoppedPeer(t *testing.T) {
 }
 
 func TestLookup(t *testing.T) {
-	nodes, r := startTestCluster(t, newFakeClock(), "a", "b")
+	nodes, r := startTestCluster(t, testutil.NewClock(), "a", "b")
 	a, b := nodes[0], nodes[1]
 	primary := string(keyOwnedBy(t, r, "b"))
 	entries := []*cache.Entry{
@@ -925,7 +892,7 @@ func TestLookup(t *testing.T) {
 
 // Lookup refuses an answer larger than MaxEntryBytes instead of reading it.
 func TestLookupTooLarge(t *testing.T) {
-	nodes, r := startTestCluster(t, newFakeClock(), "a", "b")
+	nodes, r := startTestCluster(t, testutil.NewClock(), "a", "b")
 	key := keyOwnedBy(t, r, "b")
 	nodes[1].local.st.Set(testEntry(string(key), 64<<10, 0))
 	nodes[0].peers.maxEntry = 1 << 10 // before any request: no race
@@ -938,7 +905,7 @@ func TestLookupTooLarge(t *testing.T) {
 // Requests without valid credentials get 401 from both the peer endpoints
 // and the forwarded-request path, whatever else they carry.
 func TestUnauthorized(t *testing.T) {
-	nodes, r := startTestCluster(t, newFakeClock(), "a", "b")
+	nodes, r := startTestCluster(t, testutil.NewClock(), "a", "b")
 	b := nodes[1]
 	key := keyOwnedBy(t, r, "b")
 	b.local.st.Set(testEntry(string(key), 10, 0))
@@ -1008,7 +975,7 @@ func TestUnauthorized(t *testing.T) {
 // After everything is closed no goroutine of the clients or servers is
 // left (fasthttp's reapers wake up within their short test intervals).
 func TestPeerGoroutinesLeft(t *testing.T) {
-	clock := newFakeClock()
+	clock := testutil.NewClock()
 	before := goleak.IgnoreCurrent()
 	var nodes []*testNode
 	for _, name := range []string{"a", "b", "c"} {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/ringcache/ringcache/cache"
 	"github.com/valyala/fasthttp"
 )
@@ -161,7 +163,7 @@ func TestPeerServerRouting(t *testing.T) {
 // Malformed frames sent over the network are counted by the receiver, and
 // the good ones around them still land.
 func TestHandoffMalformedOverNetwork(t *testing.T) {
-	nodes, _ := startTestCluster(t, newFakeClock(), "a", "b")
+	nodes, _ := startTestCluster(t, testutil.NewClock(), "a", "b")
 	a, b := nodes[0], nodes[1]
 	body := bytes.Join([][]byte{
 		frame(testEntry("k1", 10, 0)),

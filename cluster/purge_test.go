@@ -2,15 +2,17 @@ package cluster
 
 import (
 	"context"
-	"github.com/ringcache/ringcache/cache"
 	"strings"
 	"testing"
+
+	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/internal/testutil"
 
 	"github.com/valyala/fasthttp"
 )
 
 func TestBroadcastPurge(t *testing.T) {
-	nodes, _ := startTestCluster(t, newFakeClock(), "a", "b", "c")
+	nodes, _ := startTestCluster(t, testutil.NewClock(), "a", "b", "c")
 	for _, n := range nodes[1:] {
 		for _, k := range []string{"h/x", "h/y"} {
 			n.local.st.Set(testEntry(k, 10, 0))
@@ -40,7 +42,7 @@ func TestBroadcastPurge(t *testing.T) {
 }
 
 func TestPurgeEndpointRefusals(t *testing.T) {
-	nodes, _ := startTestCluster(t, newFakeClock(), "a", "b")
+	nodes, _ := startTestCluster(t, testutil.NewClock(), "a", "b")
 	b := nodes[1]
 	hc := memberClient(b.addr)
 	defer hc.CloseIdleConnections()

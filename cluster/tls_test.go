@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/valyala/fasthttp"
 
 	"github.com/ringcache/ringcache/cluster/clustertest"
@@ -212,7 +214,7 @@ func TestForwardToImpostor(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var seen atomic.Int64
 			imp := startImpostor(t, tc.tls, &seen)
-			ps := mustPeerSet(t, "a", newFakeClock())
+			ps := mustPeerSet(t, "a", testutil.NewClock())
 			defer ps.Close()
 			r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: imp})
 			ps.Update(nil, r)
@@ -242,9 +244,9 @@ func TestForwardToImpostor(t *testing.T) {
 // a user's cookie on the way, the owner's answer on the way back — cannot
 // be read by someone capturing it.
 func TestPeerTrafficEncrypted(t *testing.T) {
-	nodes, r := startTestCluster(t, newFakeClock(), "a", "b")
+	nodes, r := startTestCluster(t, testutil.NewClock(), "a", "b")
 	relay, wire := startRecordingRelay(t, nodes[1].addr)
-	ps := mustPeerSet(t, "a", newFakeClock())
+	ps := mustPeerSet(t, "a", testutil.NewClock())
 	defer ps.Close()
 	viaRelay := newTestRing(t, nodes[0].node(), Node{Name: "b", Addr: relay})
 	ps.Update(nil, viaRelay)

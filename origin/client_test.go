@@ -11,31 +11,14 @@ import (
 	"io"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/valyala/fasthttp"
 )
-
-// fakeClock is a settable clock for the circuit breaker.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 func newClient(t testing.TB, opts ClientOptions) *Client {
 	t.Helper()
@@ -308,7 +291,7 @@ func (timeoutErr) Temporary() bool { return true }
 
 func TestClientCircuitBreaker(t *testing.T) {
 	s, ln := startServer(t)
-	clock := &fakeClock{t: testNow}
+	clock := testutil.NewClock()
 	var roundTrips atomic.Int64
 	c := newClient(t, ClientOptions{
 		URL:           "http://" + ln.Addr().String(),
@@ -464,7 +447,7 @@ func TestClientStreamedBody(t *testing.T) {
 	}
 	// Every stream was given back: the connection pool is idle, and the
 	// client still works.
-	waitFor(t, 10*time.Second, func() bool { return c.hc.ConnsCount() == c.hc.IdleConnsCount() }, "connections to be released")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return c.hc.ConnsCount() == c.hc.IdleConnsCount() }, "connections to be released")
 	if r := mustFetch(t, c, "/after"); string(r.Body()) != "origin /after v=1\n" {
 		t.Errorf("after streams: %q", r.Body())
 	}
@@ -598,7 +581,7 @@ func TestClientClose(t *testing.T) {
 		t.Fatalf("%d connections, want 1", c.hc.ConnsCount())
 	}
 	c.Close()
-	waitFor(t, 10*time.Second, func() bool { return c.hc.ConnsCount() == 0 }, "idle connections to close")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return c.hc.ConnsCount() == 0 }, "idle connections to close")
 	tracked := c.conns.Len()
 	if tracked != 0 {
 		t.Errorf("%d closed connections still tracked", tracked)

@@ -25,20 +25,8 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// testClock is the pinned time the demo origin runs at in tests.
+// testNow is the pinned time the demo origin runs at in tests.
 var testNow = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, msg)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // flakyListener closes accepted connections while broken, which the client
 // sees as a transport failure, and counts accepts.

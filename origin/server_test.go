@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/valyala/fasthttp"
 )
 
@@ -469,7 +471,7 @@ func TestServerShutdownReleasesDelayed(t *testing.T) {
 		}
 		got <- resp.StatusCode()
 	}()
-	waitFor(t, 10*time.Second, func() bool { return s.Requests() == 1 }, "the delayed request to arrive")
+	testutil.WaitFor(t, 10*time.Second, func() bool { return s.Requests() == 1 }, "the delayed request to arrive")
 
 	done := make(chan error, 1)
 	go func() { done <- s.Shutdown() }()
