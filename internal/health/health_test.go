@@ -6,27 +6,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ringcache/ringcache/internal/testutil"
 )
-
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // step is one call on a Monitor, or the clock moving, and what it must say.
 type step struct {
@@ -101,7 +83,7 @@ func TestSequences(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := newClock()
+			c := testutil.NewClock()
 			tt.cfg.Clock = c.Now
 			m := New(tt.cfg)
 			var elapsed time.Duration
@@ -166,7 +148,7 @@ func TestNewChecksPauses(t *testing.T) {
 
 // Many requests asking at once when a pause ends: exactly one probes.
 func TestAllowOneProbeUnderContention(t *testing.T) {
-	c := newClock()
+	c := testutil.NewClock()
 	m := New(Config{Threshold: 1, Pause: time.Second, MaxPause: time.Second, Clock: c.Now})
 	m.Failure()
 	c.Advance(time.Second)
