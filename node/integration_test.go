@@ -19,15 +19,15 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/internal/testutil"
+	"github.com/ringcache/ringcache/origin/demo"
 
 	"github.com/ringcache/ringcache/config"
-	"github.com/ringcache/ringcache/origin"
 	"github.com/valyala/fasthttp"
 )
 
 // testOrigin is a demo origin serving on a loopback listener.
 type testOrigin struct {
-	srv  *origin.Server
+	srv  *demo.Server
 	addr string
 	done chan struct{}
 }
@@ -38,7 +38,7 @@ func startTestOrigin(t testing.TB, addr string) *testOrigin {
 	if err != nil {
 		t.Fatalf("origin listen %s: %v", addr, err)
 	}
-	o := &testOrigin{srv: origin.NewServer(origin.ServerOptions{}), addr: ln.Addr().String(), done: make(chan struct{})}
+	o := &testOrigin{srv: demo.New(demo.Options{}), addr: ln.Addr().String(), done: make(chan struct{})}
 	go func() {
 		defer close(o.done)
 		_ = o.srv.Serve(ln)

@@ -1,3 +1,7 @@
+// Package origin talks to the origin server behind the cache: Client
+// fetches from it with connection reuse, timeouts and a passive circuit
+// breaker; ParseURL is the one rule for the origin's base URL. The demo
+// origin (origin/demo) lives apart from the client.
 package origin
 
 import (

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/internal/testutil"
+	"github.com/ringcache/ringcache/origin/demo"
 
 	"github.com/valyala/fasthttp"
 )
@@ -409,7 +410,7 @@ func TestClientStreamedBody(t *testing.T) {
 	c := newClient(t, ClientOptions{URL: "http://" + ln.Addr().String()})
 	const size = 2 << 20
 	for _, uri := range []string{"/big?size=2097152", "/big?size=2097152&chunked=1"} {
-		want := repeat("origin "+uri+" v=1\n", size)
+		want := testutil.Repeat("origin "+uri+" v=1\n", size)
 		t.Run(uri+" Body", func(t *testing.T) {
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
@@ -555,7 +556,7 @@ func TestClientTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewServer(ServerOptions{})
+	s := demo.New(demo.Options{})
 	go func() { _ = s.Serve(tls.NewListener(raw, &tls.Config{Certificates: []tls.Certificate{cert}})) }()
 	t.Cleanup(func() { _ = s.Shutdown() })
 
@@ -564,7 +565,7 @@ func TestClientTLS(t *testing.T) {
 	const uri = "/tls?size=1048576"
 	for range 2 { // the second reuses the TLS connection
 		resp := mustFetch(t, c, uri)
-		if !bytes.Equal(resp.Body(), repeat("origin "+uri+" v=1\n", 1<<20)) {
+		if !bytes.Equal(resp.Body(), testutil.Repeat("origin "+uri+" v=1\n", 1<<20)) {
 			t.Fatal("TLS body differs")
 		}
 	}

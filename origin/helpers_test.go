@@ -1,14 +1,13 @@
 package origin
 
 import (
-	"bytes"
 	"errors"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
+	"github.com/ringcache/ringcache/origin/demo"
 	"go.uber.org/goleak"
 )
 
@@ -52,14 +51,14 @@ func (l *flakyListener) Accept() (net.Conn, error) {
 
 // startServer runs a demo origin on a fresh 127.0.0.1 port with the pinned
 // clock and shuts it down when the test ends.
-func startServer(t testing.TB) (*Server, *flakyListener) {
+func startServer(t testing.TB) (*demo.Server, *flakyListener) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	fl := &flakyListener{Listener: ln}
-	s := NewServer(ServerOptions{Clock: func() time.Time { return testNow }})
+	s := demo.New(demo.Options{Clock: func() time.Time { return testNow }})
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(fl) }()
 	t.Cleanup(func() {
@@ -76,66 +75,6 @@ func startServer(t testing.TB) (*Server, *flakyListener) {
 		}
 	})
 	return s, fl
-}
-
-// httpClient is a plain buffering fasthttp client for looking at the demo
-// origin from outside.
-type httpClient struct {
-	t  testing.TB
-	hc *fasthttp.HostClient
-}
-
-func newHTTPClient(t testing.TB, addr string) *httpClient {
-	hc := &fasthttp.HostClient{Addr: addr, DisablePathNormalizing: true}
-	t.Cleanup(hc.CloseIdleConnections)
-	return &httpClient{t: t, hc: hc}
-}
-
-type result struct {
-	status int
-	header *fasthttp.ResponseHeader
-	body   []byte
-}
-
-func (r result) get(name string) string { return string(r.header.Peek(name)) }
-
-// do sends method uri with headers given as name, value pairs.
-func (c *httpClient) do(method, uri string, headers ...string) result {
-	c.t.Helper()
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.Header.SetMethod(method)
-	req.SetRequestURI("http://" + c.hc.Addr + uri)
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	if err := c.hc.DoTimeout(req, resp, 20*time.Second); err != nil {
-		c.t.Fatalf("%s %s: %v", method, uri, err)
-	}
-	h := new(fasthttp.ResponseHeader)
-	resp.Header.CopyTo(h)
-	return result{status: resp.StatusCode(), header: h, body: bytes.Clone(resp.Body())}
-}
-
-func (c *httpClient) get(uri string, headers ...string) result {
-	c.t.Helper()
-	return c.do(fasthttp.MethodGet, uri, headers...)
-}
-
-func (c *httpClient) post(uri string) result {
-	c.t.Helper()
-	return c.do(fasthttp.MethodPost, uri)
-}
-
-// repeat is the body the demo origin sends for pattern and size.
-func repeat(pattern string, size int) []byte {
-	out := make([]byte, 0, size)
-	for len(out) < size {
-		out = append(out, pattern[:min(len(pattern), size-len(out))]...)
-	}
-	return out
 }
 
 // freeAddr returns a 127.0.0.1 address nothing listens on.

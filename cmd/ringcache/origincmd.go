@@ -9,8 +9,8 @@ import (
 	"net"
 
 	"github.com/ringcache/ringcache/node"
+	"github.com/ringcache/ringcache/origin/demo"
 
-	"github.com/ringcache/ringcache/origin"
 	"github.com/spf13/pflag"
 )
 
@@ -45,8 +45,8 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 }
 
 // startOrigin serves the demo origin on ln; done closes when it stops.
-func startOrigin(ln net.Listener, log *slog.Logger) (*origin.Server, <-chan struct{}) {
-	srv := origin.NewServer(origin.ServerOptions{Logger: log})
+func startOrigin(ln net.Listener, log *slog.Logger) (*demo.Server, <-chan struct{}) {
+	srv := demo.New(demo.Options{Logger: log})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

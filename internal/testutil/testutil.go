@@ -158,3 +158,13 @@ func ExpectCacheStatus(t testing.TB, what string, r Reply, parts ...string) {
 		}
 	}
 }
+
+// Repeat is pattern repeated and cut to size bytes: how the demo origin
+// builds its bodies.
+func Repeat(pattern string, size int) []byte {
+	out := make([]byte, 0, size)
+	for len(out) < size {
+		out = append(out, pattern[:min(len(pattern), size-len(out))]...)
+	}
+	return out
+}

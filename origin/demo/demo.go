@@ -1,8 +1,9 @@
-// Package origin talks to the origin server behind the cache: Client fetches
-// from it with connection reuse, timeouts and a passive circuit breaker, and
-// Server is a small deterministic demo origin for the quick start, tests and
-// benchmarks, whose responses are shaped by query parameters.
-package origin
+// Package demo is a small deterministic origin server for the quick start,
+// tests and benchmarks (`ringcache origin`): every response is shaped by
+// query parameters (Cache-Control, size, delay, status, validators, Vary,
+// cookies, tags), and control endpoints count requests, reset, force
+// failures and change every representation.
+package demo
 
 import (
 	"bufio"
@@ -33,8 +34,8 @@ const (
 	streamChunk = 32 << 10
 )
 
-// ServerOptions configures a demo origin. The zero value is usable.
-type ServerOptions struct {
+// Options configures a demo origin. The zero value is usable.
+type Options struct {
 	// Logger receives request errors and control actions. Nil discards.
 	Logger *slog.Logger
 	// Clock gives the time used for Date, Expires and Last-Modified, so tests
@@ -126,9 +127,9 @@ type Stats struct {
 	ByURI map[string]int64 `json:"by_uri"`
 }
 
-// NewServer returns a demo origin; call Serve to accept connections or use
+// New returns a demo origin; call Serve to accept connections or use
 // Handler directly.
-func NewServer(opts ServerOptions) *Server {
+func New(opts Options) *Server {
 	s := &Server{
 		log:   opts.Logger,
 		now:   opts.Clock,

@@ -1,4 +1,4 @@
-package origin
+package demo
 
 import (
 	"bufio"
@@ -52,7 +52,7 @@ func TestServerParams(t *testing.T) {
 		},
 		{name: "size zero", uri: "/s?size=0", status: 200, want: map[string]string{"Content-Length": "0"}, body: ""},
 		{name: "size truncates", uri: "/s?size=10", status: 200, body: line("/s?size=10")[:10]},
-		{name: "size repeats", uri: "/s?size=1000", status: 200, want: map[string]string{"Content-Length": "1000"}, body: string(repeat(line("/s?size=1000"), 1000))},
+		{name: "size repeats", uri: "/s?size=1000", status: 200, want: map[string]string{"Content-Length": "1000"}, body: string(testutil.Repeat(line("/s?size=1000"), 1000))},
 		{name: "status", uri: "/st?status=404", status: 404, body: line("/st?status=404")},
 		{name: "status 500", uri: "/st?status=500&cc=no-store", status: 500, want: map[string]string{"Cache-Control": "no-store"}},
 		{name: "redirect", uri: "/st?status=302", status: 302},
@@ -147,7 +147,7 @@ func TestServerBodyDeterminism(t *testing.T) {
 	if bytes.Equal(a1, b) {
 		t.Error("different paths gave the same body")
 	}
-	if want := repeat("origin /x?size=100000 v=1\n", size); !bytes.Equal(a1, want) {
+	if want := testutil.Repeat("origin /x?size=100000 v=1\n", size); !bytes.Equal(a1, want) {
 		t.Error("body is not the repeated request line")
 	}
 
@@ -276,7 +276,7 @@ func TestServerChunked(t *testing.T) {
 	if err := resp.ReadBody(br, 0); err != nil {
 		t.Fatal(err)
 	}
-	if want := repeat("origin "+uri+" v=1\n", 100000); !bytes.Equal(resp.Body(), want) {
+	if want := testutil.Repeat("origin "+uri+" v=1\n", 100000); !bytes.Equal(resp.Body(), want) {
 		t.Errorf("chunked body of %d bytes differs from the expected %d", len(resp.Body()), len(want))
 	}
 
@@ -450,7 +450,7 @@ func TestServerBump(t *testing.T) {
 }
 
 func TestServerShutdownReleasesDelayed(t *testing.T) {
-	s := NewServer(ServerOptions{})
+	s := New(Options{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -511,7 +511,7 @@ func BenchmarkServer(b *testing.B) {
 		{"size16k", "/bench/a?size=16384", ""},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			s := NewServer(ServerOptions{})
+			s := New(Options{})
 			b.ReportAllocs()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
