@@ -329,9 +329,9 @@ func memberClient(addr string) *fasthttp.HostClient {
 	}
 }
 
-// forward sends a client-like GET for uri with Host host through p and
-// returns status and body.
-func forward(t *testing.T, p Peer, host, uri string) (int, string, error) {
+// forward sends a client-like GET for uri with Host host and the header
+// name, value pairs hdr through p and returns status and body.
+func forward(t *testing.T, p Peer, host, uri string, hdr ...string) (int, string, error) {
 	t.Helper()
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
@@ -339,6 +339,9 @@ func forward(t *testing.T, p Peer, host, uri string) (int, string, error) {
 	defer fasthttp.ReleaseResponse(resp)
 	req.Header.SetRequestURI(uri)
 	req.Header.SetHost(host)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), peerTestTimeout)
 	defer cancel()
 	if err := p.Forward(ctx, req, resp); err != nil {

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"io"
 	"net"
@@ -15,8 +14,6 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/internal/testutil"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/ringcache/ringcache/cluster/clustertest"
 )
@@ -222,16 +219,8 @@ func TestForwardToImpostor(t *testing.T) {
 			if !ok {
 				t.Fatal("no owner")
 			}
-			req := fasthttp.AcquireRequest()
-			resp := fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			req.Header.SetRequestURI("/account")
-			req.Header.SetHost("site.example")
-			req.Header.Set("Cookie", "session=users-secret")
-			err := p.Forward(context.Background(), req, resp)
-			if err == nil {
-				t.Fatalf("Forward to an impostor succeeded: %d %q", resp.StatusCode(), resp.Body())
+			if status, body, err := forward(t, p, "site.example", "/account", "Cookie", "session=users-secret"); err == nil {
+				t.Fatalf("Forward to an impostor succeeded: %d %q", status, body)
 			}
 			if n := seen.Load(); n != 0 {
 				t.Fatalf("the impostor received %d request(s)", n)
@@ -254,18 +243,12 @@ func TestPeerTrafficEncrypted(t *testing.T) {
 	if !ok {
 		t.Fatal("no owner")
 	}
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.Header.SetRequestURI("/page")
-	req.Header.SetHost("site.example")
-	req.Header.Set("Cookie", "session=users-secret")
-	if err := p.Forward(context.Background(), req, resp); err != nil {
+	_, body, err := forward(t, p, "site.example", "/page", "Cookie", "session=users-secret")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if got := string(resp.Body()); got != "served by b" {
-		t.Fatalf("body %q", got)
+	if body != "served by b" {
+		t.Fatalf("body %q", body)
 	}
 	ps.Close()
 	captured := wire()

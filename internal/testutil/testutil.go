@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/goleak"
 )
 
 // PollInterval is how often Eventually and WaitFor look again.
@@ -167,4 +168,17 @@ func Repeat(pattern string, size int) []byte {
 		out = append(out, pattern[:min(len(pattern), size-len(out))]...)
 	}
 	return out
+}
+
+// FasthttpHousekeeping lists fasthttp's own background loops, for
+// goleak.VerifyTestMain: its housekeeping loops sleep up to 10s before
+// noticing there is nothing left to clean, and its Date ticker is
+// process-wide, started once by any server.
+func FasthttpHousekeeping() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+	}
 }

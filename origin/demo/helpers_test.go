@@ -6,22 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
+
 	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// fasthttp's housekeeping loops sleep up to 10s before noticing
-		// there is nothing left to clean; connections and handlers would
-		// still show up.
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
-		// Process-wide Date ticker, started once by any fasthttp server.
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
-	)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, testutil.FasthttpHousekeeping()...) }
 
 // testNow is the pinned time the demo origin runs at in tests.
 var testNow = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
