@@ -183,8 +183,12 @@ func startApp(t *testing.T, args []string) string {
 		cancel()
 		t.Fatalf("ringcache %s: %v", strings.Join(args, " "), err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	exited := make(chan struct{}) // closed once waitErr is set
+	go func() {
+		waitErr = cmd.Wait()
+		close(exited)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-exited // bounded by WaitDelay
@@ -192,8 +196,8 @@ func startApp(t *testing.T, args []string) string {
 	select {
 	case addr := <-log.found:
 		return addr
-	case err := <-exited:
-		t.Fatalf("ringcache %s exited before serving (%v): %s", strings.Join(args, " "), err, log)
+	case <-exited:
+		t.Fatalf("ringcache %s exited before serving (%v): %s", strings.Join(args, " "), waitErr, log)
 	case <-time.After(startTimeout):
 		t.Fatalf("ringcache %s reported no address within %s: %s", strings.Join(args, " "), startTimeout, log)
 	}
