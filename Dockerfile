@@ -4,7 +4,7 @@
 #   docker run --rm -p 8080:8080 -e RINGCACHE_ORIGIN=http://origin.example:9000 ringcache
 #
 # examples/ shows a three-node cluster with Docker Compose and a Kubernetes
-# sidecar. cmd/ringcache/docker_test.go checks this file and builds the
+# sidecar. examples/dockerfile_test.go checks this file and builds the
 # binary with this file's own go build command, so keep that on one RUN line.
 
 # --- build: the Go release go.mod asks for ---
