@@ -16,9 +16,9 @@ demo: build
 
 # Everything CI runs: formatting, vet, all tests with the race detector, then
 # again without it the tests the race detector makes meaningless (they skip
-# themselves there): allocation pins (every *Allocs test) and ristretto's
-# admission policy.
-RACE_SKIPPED ?= Allocs|RistrettoPolicyRejects
+# themselves there): allocation pins (every *Allocs test), heap sizes, and
+# ristretto's admission policy.
+RACE_SKIPPED ?= Allocs|AllocSizeHeap|RistrettoPolicyRejects
 
 test: vet
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

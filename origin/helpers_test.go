@@ -50,21 +50,7 @@ func startServer(t testing.TB) (*demo.Server, *flakyListener) {
 	}
 	fl := &flakyListener{Listener: ln}
 	s := demo.New(demo.Options{Clock: func() time.Time { return testNow }})
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(fl) }()
-	t.Cleanup(func() {
-		if err := s.Shutdown(); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		select {
-		case err := <-served:
-			if err != nil {
-				t.Errorf("serve returned %v after shutdown, want nil", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("serve did not return after shutdown")
-		}
-	})
+	testutil.Serve(t, fl, s.Serve, s.Shutdown)
 	return s, fl
 }
 

@@ -182,3 +182,25 @@ func FasthttpHousekeeping() []goleak.Option {
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 	}
 }
+
+// Serve runs serve(ln) until the test ends, then calls shutdown and checks
+// that serve returns nil within 20 s: for servers whose Shutdown makes
+// Serve return (the demo origin's).
+func Serve(t testing.TB, ln net.Listener, serve func(net.Listener) error, shutdown func() error) {
+	t.Helper()
+	served := make(chan error, 1)
+	go func() { served <- serve(ln) }()
+	t.Cleanup(func() {
+		if err := shutdown(); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		select {
+		case err := <-served:
+			if err != nil {
+				t.Errorf("serve returned %v after shutdown, want nil", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("serve did not return after shutdown")
+		}
+	})
+}
