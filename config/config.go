@@ -13,15 +13,19 @@ import (
 	"log/slog"
 	"os"
 	"time"
+
+	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/cluster"
 )
 
-// Values of the enumerated settings.
+// Values of the enumerated settings. Store and ring kinds are the names
+// their packages build them by.
 const (
-	StoreRistretto = "ristretto" // store: admission-controlled, concurrent
-	StoreLRU       = "lru"       // store: plain least-recently-used
+	StoreRistretto = cache.KindRistretto // store: admission-controlled, concurrent
+	StoreLRU       = cache.KindLRU       // store: plain least-recently-used
 
-	RingHashring   = "hashring"   // ring: consistent hashing with virtual nodes
-	RingRendezvous = "rendezvous" // ring: highest-random-weight hashing
+	RingHashring   = cluster.KindHashRing   // ring: consistent hashing with virtual nodes
+	RingRendezvous = cluster.KindRendezvous // ring: highest-random-weight hashing
 
 	LogFormatText = "text"
 	LogFormatJSON = "json"
