@@ -637,13 +637,16 @@ func TestHealthBackoff(t *testing.T) {
 
 // Owner is on every request's path: it must cost nothing beyond the ring.
 func TestPeerSetOwnerAllocs(t *testing.T) {
-	ps := mustPeerSet(t, "a", testutil.NewClock())
-	a, b, c := nodesABC()
-	r := newTestRing(t, a, b, c)
-	ps.Update(nil, r)
-	kb, ka := keyOwnedBy(t, r, "b"), keyOwnedBy(t, r, "a")
-	if got := testing.AllocsPerRun(200, func() { ps.Owner(kb); ps.Owner(ka); ps.Previous(kb) }); got != 0 {
-		t.Errorf("Owner+Previous on a rendezvous ring allocate %.1f times, want 0", got)
+	for _, kind := range ringKinds {
+		ps := mustPeerSet(t, "a", testutil.NewClock())
+		a, b, c := nodesABC()
+		r := mustRing(t, kind, []Node{a, b, c})
+		ps.Update(nil, r)
+		kb, ka := keyOwnedBy(t, r, "b"), keyOwnedBy(t, r, "a")
+		if got := testing.AllocsPerRun(200, func() { ps.Owner(kb); ps.Owner(ka); ps.Previous(kb) }); got != 0 {
+			t.Errorf("Owner+Previous on a %s ring allocate %.1f times, want 0", kind, got)
+		}
+		ps.Close()
 	}
 }
 

@@ -55,6 +55,9 @@ func NewRing(kind string, nodes []Node, vnodes int) (Ring, error) {
 	if vnodes < 0 || vnodes > maxVNodes {
 		return nil, fmt.Errorf("ring vnodes must be in 1..%d (got %d)", maxVNodes, vnodes)
 	}
+	if len(nodes) > maxRingNodes {
+		return nil, fmt.Errorf("a ring holds at most %d nodes (got %d)", maxRingNodes, len(nodes))
+	}
 	sorted, err := sortedNodes(nodes)
 	if err != nil {
 		return nil, err

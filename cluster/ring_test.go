@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/serialx/hashring"
 )
 
 var ringKinds = []string{KindHashRing, KindRendezvous}
@@ -293,5 +296,43 @@ func BenchmarkNewRing(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestHashRingMatchesLibrary: the hashring kind places keys exactly as
+// serialx/hashring does with the same points (weights of vnodes, xxhash),
+// though it looks them up without the library's string API.
+func TestHashRingMatchesLibrary(t *testing.T) {
+	for _, size := range []int{2, 3, 7} {
+		nodes := testNodes(nodeNames(size)...)
+		weights := map[string]int{}
+		for _, n := range nodes {
+			weights[n.Name] = DefaultVNodes
+		}
+		lib := hashring.NewWithHashAndWeights(weights, func(b []byte) hashring.HashKey { return libPoint(xxhash.Sum64(b)) })
+		ours := mustRing(t, KindHashRing, nodes)
+		for _, key := range urlKeys(10000) {
+			want, _ := lib.GetNode(string(key))
+			if got, _ := ours.Owner(key); got.Name != want {
+				t.Fatalf("%d nodes, key %q: owner %s, the library says %s", size, key, got.Name, want)
+			}
+		}
+	}
+}
+
+type libPoint uint64
+
+func (p libPoint) Less(other hashring.HashKey) bool { return p < other.(libPoint) }
+
+// TestRingOwnerAllocs: a lookup on either ring kind allocates nothing,
+// so a forwarded hit does not either.
+func TestRingOwnerAllocs(t *testing.T) {
+	keys := urlKeys(64)
+	for _, kind := range ringKinds {
+		r := mustRing(t, kind, testNodes(nodeNames(5)...))
+		i := 0
+		if got := testing.AllocsPerRun(500, func() { r.Owner(keys[i&63]); i++ }); got != 0 {
+			t.Errorf("%s: Owner allocates %.1f times, want 0", kind, got)
+		}
 	}
 }
