@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
+	"unsafe"
 )
 
 // entryVersion is the first byte of an encoded Entry. A node that reads
@@ -52,14 +54,28 @@ func (e *Entry) AppendBinary(dst []byte) []byte {
 // allocations. Malformed input yields an error wrapping ErrVersion or
 // ErrMalformed.
 func DecodeEntry(b []byte) (*Entry, error) {
+	e := new(Entry)
+	if err := DecodeEntryInto(e, b); err != nil {
+		return nil, err
+	}
+	e.data = strings.Clone(e.data)
+	return e, nil
+}
+
+// DecodeEntryInto decodes an entry encoded by AppendBinary into e without
+// copying or allocating: e borrows b, and is valid only while b is neither
+// changed nor reused. For an entry read off the wire and answered at once
+// (a hit forwarded from its owner); keep one with DecodeEntry. On error e
+// is left unusable.
+func DecodeEntryInto(e *Entry, b []byte) error {
 	if len(b) == 0 {
-		return nil, fmt.Errorf("decode entry: %w: empty input", ErrMalformed)
+		return fmt.Errorf("decode entry: %w: empty input", ErrMalformed)
 	}
 	if b[0] != entryVersion {
-		return nil, fmt.Errorf("decode entry: %w %d (this node reads %d)", ErrVersion, b[0], entryVersion)
+		return fmt.Errorf("decode entry: %w %d (this node reads %d)", ErrVersion, b[0], entryVersion)
 	}
 	d := decoder{b: b, off: 1}
-	e := &Entry{
+	*e = Entry{
 		Status:       uint16(d.uint(math.MaxUint16, "status")),
 		Flags:        Flags(d.uint(math.MaxUint16, "flags")),
 		ResponseTime: d.int(math.MinInt64, math.MaxInt64, "response time"),
@@ -70,21 +86,21 @@ func DecodeEntry(b []byte) (*Entry, error) {
 	e.keyLen = uint32(d.uint(math.MaxUint32, "key length"))
 	body := d.uint(uint64(len(b)), "body length")
 	if d.err != nil {
-		return nil, d.err
+		return d.err
 	}
 	arr := d.b[d.off:]
 	if uint64(e.keyLen)+body > uint64(len(arr)) {
-		return nil, fmt.Errorf("decode entry: %w: key and body lengths %d+%d exceed the %d bytes left", ErrMalformed, e.keyLen, body, len(arr))
+		return fmt.Errorf("decode entry: %w: key and body lengths %d+%d exceed the %d bytes left", ErrMalformed, e.keyLen, body, len(arr))
 	}
 	d.off += int(e.keyLen)
 	d.int(math.MinInt32, math.MaxInt32, "stale-while-revalidate")
 	d.int(math.MinInt32, math.MaxInt32, "stale-if-error")
 	d.fields(len(b) - int(body))
 	if d.err != nil {
-		return nil, d.err
+		return d.err
 	}
-	e.data = string(arr)
-	return e, nil
+	e.data = unsafe.String(unsafe.SliceData(arr), len(arr))
+	return nil
 }
 
 // fields checks the field block at off: its length, which must take it to

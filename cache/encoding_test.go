@@ -250,3 +250,33 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeEntryIntoBorrows: decoding into a given Entry allocates
+// nothing and shares the input; DecodeEntry's copy does not.
+func TestDecodeEntryIntoBorrows(t *testing.T) {
+	orig := NewEntry([]byte("example.com/x"), []Field{{Key: []byte("Content-Type"), Value: []byte("text/plain")}}, []byte("hello"), Stale{})
+	orig.Status, orig.ResponseTime, orig.Expires = 200, 1e18, 2e18
+	wire := orig.AppendBinary(nil)
+	var e Entry
+	if n := testing.AllocsPerRun(100, func() {
+		if err := DecodeEntryInto(&e, wire); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("DecodeEntryInto allocates %.1f times", n)
+	}
+	if string(e.Body()) != "hello" || string(e.Key()) != "example.com/x" || e.Status != 200 || string(e.Get("content-type")) != "text/plain" {
+		t.Fatalf("decoded %q %q %d", e.Key(), e.Body(), e.Status)
+	}
+	kept, err := DecodeEntry(wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(wire[len(wire)-5:], "XXXXX") // the body, last in the encoding
+	if string(e.Body()) != "XXXXX" {
+		t.Fatalf("DecodeEntryInto's entry does not borrow the input: %q", e.Body())
+	}
+	if string(kept.Body()) != "hello" {
+		t.Fatalf("DecodeEntry's entry shares the input: %q", kept.Body())
+	}
+}
