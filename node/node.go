@@ -176,7 +176,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		} else {
 			// One port for both: a TLS handshake is a peer's, plain HTTP a
 			// client's (client TLS is not served on listen).
-			clientLn, peerLn = sniff.Split(n.ln, sniff.Options{Timeout: cfg.ReadTimeout})
+			sides := sniff.Split(n.ln, 2, sniff.FirstByte, sniff.Options{Timeout: cfg.ReadTimeout})
+			clientLn, peerLn = sides[0], sides[1]
 		}
 		n.peerLn = tls.NewListener(peerLn, n.peerTLS.Server)
 		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
