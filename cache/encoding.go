@@ -49,6 +49,52 @@ func (e *Entry) AppendBinary(dst []byte) []byte {
 	return append(dst, e.data...)
 }
 
+// EncodedSize is the length of e's encoding by AppendBinary.
+func (e *Entry) EncodedSize() int {
+	n := 1 + uvarintLen(uint64(e.Status)) + uvarintLen(uint64(e.Flags)) +
+		varint64Len(e.ResponseTime) + varint64Len(e.Expires) +
+		varint64Len(int64(e.InitialAge)) + varint64Len(int64(e.Lifetime)) +
+		uvarintLen(uint64(e.keyLen)) + uvarintLen(uint64(len(e.Body())))
+	if e.data == "" {
+		return n + 3
+	}
+	return n + len(e.data)
+}
+
+func varint64Len(v int64) int { return uvarintLen(uint64(v)<<1 ^ uint64(v>>63)) } // zigzag, as AppendVarint
+
+// Fetched is an entry read off the wire for one answer: Entry borrows Buf,
+// which is reused from one fetch to the next, so a forwarded hit decodes
+// without allocating. Keep an entry beyond the answer with Entry.Clone.
+type Fetched struct {
+	Entry Entry
+	Buf   []byte
+	// Max is the largest encoding to take; a larger entry is not fetched
+	// (the request is forwarded instead, and streamed).
+	Max int
+}
+
+// Clone returns a copy of e that shares nothing with it: for keeping an
+// entry that borrows a buffer.
+func (e *Entry) Clone() *Entry {
+	c := *e
+	c.data = strings.Clone(e.data)
+	return &c
+}
+
+// Rebase moves e's times by skew nanoseconds: an entry from another member,
+// stamped on its clock, read on this one (skew = here minus there). A Vary
+// marker's ResponseTime is a generation that names its variants, not a
+// time, so it stays.
+func (e *Entry) Rebase(skew int64) {
+	if !e.Has(VaryMarker) {
+		e.ResponseTime += skew
+	}
+	if e.Expires != 0 {
+		e.Expires += skew
+	}
+}
+
 // DecodeEntry decodes an entry encoded by AppendBinary. The entry does not
 // share memory with b: its array is a fresh copy, so decoding costs two
 // allocations. Malformed input yields an error wrapping ErrVersion or

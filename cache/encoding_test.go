@@ -280,3 +280,33 @@ func TestDecodeEntryIntoBorrows(t *testing.T) {
 		t.Fatalf("DecodeEntry's entry shares the input: %q", kept.Body())
 	}
 }
+
+func TestEncodedSize(t *testing.T) {
+	for _, e := range []*Entry{
+		{},
+		NewEntry([]byte("k"), nil, nil, Stale{}),
+		NewEntry([]byte("example.com/x"), []Field{{Key: []byte("A"), Value: []byte("b")}}, make([]byte, 70000), Stale{WhileRevalidate: 30}),
+	} {
+		e.Status, e.ResponseTime, e.Expires, e.InitialAge, e.Lifetime = 200, -1e18, 1<<62, -5, 1<<30
+		if got, want := e.EncodedSize(), len(e.AppendBinary(nil)); got != want {
+			t.Errorf("EncodedSize = %d, encoding is %d bytes", got, want)
+		}
+	}
+}
+
+// TestRebase: times move to this node's clock, a Vary marker's generation
+// does not.
+func TestRebase(t *testing.T) {
+	e := NewEntry([]byte("k"), nil, nil, Stale{})
+	e.ResponseTime, e.Expires = 1000, 5000
+	e.Rebase(-10)
+	if e.ResponseTime != 990 || e.Expires != 4990 {
+		t.Fatalf("response %d expires %d", e.ResponseTime, e.Expires)
+	}
+	m := NewEntry([]byte("k"), nil, []byte("accept"), Stale{})
+	m.Flags, m.ResponseTime, m.Expires = VaryMarker, 77, 0
+	m.Rebase(100)
+	if m.ResponseTime != 77 || m.Expires != 0 {
+		t.Fatalf("marker generation %d expires %d", m.ResponseTime, m.Expires)
+	}
+}

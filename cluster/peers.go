@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -117,7 +116,6 @@ type PeerSet struct {
 	maxEntry       int64
 	now            func() time.Time
 	log            *slog.Logger
-	entryPath      []byte // PathPrefix + "entry?key="
 	handoffPath    []byte // PathPrefix + "handoff"
 	contentTypeBin []byte
 
@@ -168,7 +166,6 @@ func NewPeerSet(o PeerOptions) *PeerSet {
 		maxEntry:       opt.Or(o.MaxEntryBytes, DefaultMaxEntryBytes),
 		now:            o.Clock,
 		log:            o.Logger,
-		entryPath:      []byte(PathPrefix + "entry?key="),
 		handoffPath:    []byte(PathPrefix + "handoff"),
 		contentTypeBin: []byte("application/octet-stream"),
 	}
@@ -248,7 +245,7 @@ func (s *PeerSet) Update(old, next Ring) {
 	s.state.Store(st)
 	for name, p := range cur.peers {
 		if st.peers[name] != p {
-			p.hc.CloseIdleConnections()
+			p.release()
 		}
 	}
 }
@@ -261,7 +258,7 @@ func (s *PeerSet) Close() {
 	defer s.mu.Unlock()
 	s.closed = true
 	for _, p := range s.state.Load().peers {
-		p.hc.CloseIdleConnections()
+		p.release()
 	}
 }
 
@@ -324,7 +321,7 @@ func (s *PeerSet) SendHandoff(ctx context.Context, node Node, body []byte) error
 	if p == nil || p.node.Addr != node.Addr {
 		// Not a member of our ring (yet): a one-off client.
 		p = s.newPeer(node)
-		defer p.hc.CloseIdleConnections()
+		defer p.release()
 	}
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
@@ -351,7 +348,7 @@ func (s *PeerSet) SendHandoff(ctx context.Context, node Node, body []byte) error
 
 func (s *PeerSet) newPeer(n Node) *peer {
 	timeout := s.timeout
-	p := &peer{set: s, node: n, health: s.newHealth()}
+	p := &peer{set: s, node: n, health: s.newHealth(), frames: newFramesClient(n.Addr, s.tls, s.timeout, s.maxEntry)}
 	p.hc = &fasthttp.HostClient{
 		Addr: n.Addr,
 		// Our own dialer: fasthttp's default one caches DNS in a process-wide
@@ -409,11 +406,40 @@ func (s *PeerSet) retryIfErr(req *fasthttp.Request, _ int, _ error) (resetTimeou
 type peer struct {
 	set    *PeerSet
 	node   Node
-	hc     *fasthttp.HostClient
+	hc     *fasthttp.HostClient // forwarded requests, handoffs, purges
+	frames *framesClient        // lookups
 	health *health.Monitor
 }
 
 var _ Peer = (*peer)(nil)
+
+// release closes the peer's idle connections and its lookup connection;
+// requests in flight on the HTTP client finish.
+func (p *peer) release() {
+	p.hc.CloseIdleConnections()
+	p.frames.close()
+}
+
+// Get looks key up on the peer over the lookup exchange (FramesALPN). When
+// the peer holds an entry whose encoding is at most f.Max bytes, it is
+// decoded into f.Entry, borrowing f.Buf, with its times moved to this
+// node's clock, and Get reports true; a missing or larger entry reports
+// false and nil. It allocates nothing once f.Buf has grown. A transport
+// error or timeout pauses the peer (passive health).
+func (p *peer) Get(ctx context.Context, key []byte, f *cache.Fetched) (bool, error) {
+	res, ownerNow, err := p.frames.get(ctx, key, int64(f.Max), &f.Entry, &f.Buf)
+	if err != nil {
+		if !errors.Is(err, errFramesDown) && ctx.Err() == nil {
+			p.failed(err)
+		}
+		return false, fmt.Errorf("lookup on peer %s: %w", p.node.Name, err)
+	}
+	if res != LookupFound {
+		return false, nil
+	}
+	f.Entry.Rebase(p.set.now().UnixNano() - ownerNow)
+	return true, nil
+}
 
 func (p *peer) Name() string { return p.node.Name }
 
@@ -468,41 +494,6 @@ var errPeerRefused = errors.New("peer could not serve the request")
 func isPeerError(resp *fasthttp.Response) bool {
 	v := resp.Header.Peek(HeaderError)
 	return len(v) == 1 && v[0] == '1'
-}
-
-// Lookup fetches the entry stored under key on the peer; nil, nil when the
-// peer has none.
-func (p *peer) Lookup(ctx context.Context, key []byte) (*cache.Entry, error) {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	buf := make([]byte, 0, len(p.set.entryPath)+base64.RawURLEncoding.EncodedLen(len(key)))
-	buf = append(buf, p.set.entryPath...)
-	buf = base64.RawURLEncoding.AppendEncode(buf, key)
-	req.Header.SetRequestURIBytes(buf)
-	req.Header.SetHost(p.node.Addr)
-	if err := p.do(ctx, req, resp); err != nil {
-		return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
-	}
-	switch sc := resp.StatusCode(); sc {
-	case fasthttp.StatusOK:
-		body, err := readBody(resp, p.set.maxEntry)
-		if err != nil {
-			return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
-		}
-		e, err := cache.DecodeEntry(body)
-		if err != nil {
-			return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
-		}
-		return e, nil
-	case fasthttp.StatusNotFound:
-		_, _ = readBody(resp, maxReplyBytes) // drain, so the connection is reused
-		return nil, nil
-	default:
-		_ = resp.CloseBodyStream()
-		return nil, fmt.Errorf("lookup %q on peer %s: unexpected status %d", key, p.node.Name, sc)
-	}
 }
 
 // do signs req and sends it within ctx's deadline (or Timeout), counting

@@ -2,22 +2,18 @@ package cluster
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/binary"
 	"log/slog"
 	"strconv"
-	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/internal/opt"
 	"github.com/valyala/fasthttp"
 )
 
-// maxKeyParam bounds the base64url key of an entry lookup.
-const maxKeyParam = 64 << 10
-
-// Authenticator checks a peer request's credentials; Peers and *Signer
+// Authenticator checks a peer request's credentials; PeerSet and *Signer
 // implement it.
 type Authenticator interface {
 	Authenticate(req *fasthttp.Request) (from string, ok bool)
@@ -41,15 +37,23 @@ type PeerServerOptions struct {
 	// bounded by the fasthttp server's MaxRequestBodySize. Default
 	// DefaultMaxEntryBytes.
 	MaxEntryBytes int64
+	// Timeout bounds the rest of a lookup frame once its first bytes came:
+	// a half-written frame ends the connection. Default DefaultPeerTimeout.
+	Timeout time.Duration
+	// Clock is this node's time in unix nanoseconds, sent with each lookup
+	// answer so the asker can read entries on its own clock. Default
+	// time.Now.
+	Clock func() int64
 	// Logger receives dropped frames and refused requests. Nil discards.
 	Logger *slog.Logger
 }
 
-// PeerServer serves the peer endpoints under PathPrefix to authenticated
+// PeerServer serves members: lookups over the lookup exchange
+// (ServeFrames), and the HTTP endpoints under PathPrefix to authenticated
 // members only:
 //
-//	GET  PathPrefix+"entry?key=<base64url key>"  200 + encoded entry, or 404
-//	POST PathPrefix+"handoff"                    frames: uvarint length + encoded entry
+//	POST PathPrefix+"handoff"  frames: uvarint length + encoded entry
+//	POST PathPrefix+"purge"    a cache.Purge as JSON
 //
 // A handoff is answered {"accepted":N,"rejected":M,"malformed":K}. Bad
 // frames are counted and skipped (or, when the framing itself is lost, end
@@ -58,8 +62,9 @@ type PeerServer struct {
 	local    Local
 	auth     Authenticator
 	maxEntry int64
+	timeout  time.Duration
+	now      func() int64
 	log      *slog.Logger
-	bufs     sync.Pool // *[]byte for encoding lookup answers
 
 	unauthorized, refused, lookups, hits, accepted, rejected, malformed atomic.Uint64
 }
@@ -67,11 +72,14 @@ type PeerServer struct {
 // NewPeerServer returns a PeerServer answering from local and admitting
 // requests auth accepts.
 func NewPeerServer(local Local, auth Authenticator, o PeerServerOptions) *PeerServer {
-	s := &PeerServer{local: local, auth: auth, maxEntry: opt.Or(o.MaxEntryBytes, DefaultMaxEntryBytes), log: o.Logger}
+	s := &PeerServer{local: local, auth: auth, maxEntry: opt.Or(o.MaxEntryBytes, DefaultMaxEntryBytes),
+		timeout: opt.Or(o.Timeout, DefaultPeerTimeout), now: o.Clock, log: o.Logger}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.bufs.New = func() any { return new([]byte) }
+	if s.now == nil {
+		s.now = func() int64 { return time.Now().UnixNano() }
+	}
 	return s
 }
 
@@ -108,12 +116,6 @@ func (s *PeerServer) Handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	switch string(path[len(PathPrefix):]) {
-	case "entry":
-		if !ctx.IsGet() {
-			methodNotAllowed(ctx, fasthttp.MethodGet)
-			return
-		}
-		s.lookup(ctx)
 	case "handoff":
 		if !ctx.IsPost() {
 			methodNotAllowed(ctx, fasthttp.MethodPost)
@@ -143,32 +145,6 @@ func plainError(ctx *fasthttp.RequestCtx, status int, msg string) {
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("text/plain; charset=utf-8")
 	ctx.SetBodyString(msg)
-}
-
-func (s *PeerServer) lookup(ctx *fasthttp.RequestCtx) {
-	k := bytes.TrimRight(ctx.QueryArgs().Peek("key"), "=") // tolerate padding
-	if len(k) == 0 || len(k) > maxKeyParam {
-		plainError(ctx, fasthttp.StatusBadRequest, "key must be 1.."+strconv.Itoa(maxKeyParam)+" bytes of base64url")
-		return
-	}
-	key := make([]byte, base64.RawURLEncoding.DecodedLen(len(k)))
-	n, err := base64.RawURLEncoding.Decode(key, k)
-	if err != nil {
-		plainError(ctx, fasthttp.StatusBadRequest, "key is not base64url")
-		return
-	}
-	s.lookups.Add(1)
-	e, ok := s.local.Get(key[:n])
-	if !ok {
-		ctx.SetStatusCode(fasthttp.StatusNotFound)
-		return
-	}
-	s.hits.Add(1)
-	bp := s.bufs.Get().(*[]byte)
-	*bp = e.AppendBinary((*bp)[:0])
-	ctx.SetContentType("application/octet-stream")
-	ctx.SetBody(*bp) // copies into the response's pooled buffer
-	s.bufs.Put(bp)
 }
 
 func (s *PeerServer) handoff(ctx *fasthttp.RequestCtx, from string) {

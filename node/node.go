@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -59,7 +58,9 @@ type Node struct {
 	peers      *cluster.PeerSet
 	peerTLS    *cluster.PeerTLS // nil without peer TLS
 	peerSrv    *fasthttp.Server
-	peerLn     net.Listener
+	peerLn     net.Listener  // the peer listener's HTTP side
+	framesLn   net.Listener  // its lookup side
+	framesDone chan struct{} // closed when ServeFrames returns
 	peerServer *cluster.PeerServer
 	// handoffSent counts entries this node handed to others on leaving.
 	handoffSent prometheus.Counter
@@ -166,7 +167,9 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		handler = al.wrap(handler)
 	}
 	if n.peers != nil {
-		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{Logger: log, MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize)})
+		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{
+			Logger: log, MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize), Timeout: cfg.PeerTimeout, Clock: n.clock.Now,
+		})
 		var peerLn net.Listener
 		if cfg.PeerListen != "" {
 			if peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
@@ -179,7 +182,11 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			sides := sniff.Split(n.ln, 2, sniff.FirstByte, sniff.Options{Timeout: cfg.ReadTimeout})
 			clientLn, peerLn = sides[0], sides[1]
 		}
-		n.peerLn = tls.NewListener(peerLn, n.peerTLS.Server)
+		// Members' two protocols share the peer listener: the handshake's
+		// agreed protocol routes a connection to the lookup exchange or to
+		// the HTTP server.
+		sides := sniff.Split(peerLn, 2, sniff.ALPN(n.peerTLS.Server, cluster.FramesALPN), sniff.Options{Timeout: cfg.ReadTimeout})
+		n.framesLn, n.peerLn = sides[0], sides[1]
 		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
 	}
 	n.srv = n.newServer(handler, cfg.MaxRequestBody, false)
@@ -211,6 +218,13 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 				log.Error("admin listener stopped", "err", err)
 			}
 		})
+	}
+	if n.framesLn != nil {
+		n.framesDone = make(chan struct{})
+		go func() {
+			defer close(n.framesDone)
+			n.peerServer.ServeFrames(n.framesLn)
+		}()
 	}
 	if n.peerSrv != nil {
 		serve(n.peerSrv, n.peerLn, func(err error) {
@@ -498,6 +512,10 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 	if n.peerSrv != nil {
 		_ = n.peerSrv.ShutdownWithContext(ctx)
 	}
+	if n.framesLn != nil {
+		_ = n.framesLn.Close()
+		<-n.framesDone
+	}
 	n.closeAll()
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("drain: %w", err)
@@ -540,7 +558,7 @@ func (n *Node) closeAll() {
 		n.proxy.Close()
 	}
 	if !n.started {
-		for _, ln := range []net.Listener{n.ln, n.peerLn, n.adminLn} {
+		for _, ln := range []net.Listener{n.ln, n.peerLn, n.framesLn, n.adminLn} {
 			if ln != nil {
 				_ = ln.Close()
 			}

@@ -39,9 +39,83 @@ type Peer interface {
 	// slow, refused): the caller falls back to the origin. As with the
 	// origin, resp's body may be a stream the caller must read or close.
 	Forward(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
-	// Lookup returns the entry stored under the exact store key on the
-	// peer, or nil when it has none.
-	Lookup(ctx context.Context, key []byte) (*cache.Entry, error)
+	// Get looks up the entry stored under the exact store key on the peer.
+	// When the peer holds one no larger than f.Max encoded bytes, it is
+	// decoded into f.Entry, borrowing f.Buf, on this node's clock, and Get
+	// reports true; nothing usable reports false and nil. An error means
+	// the peer could not answer.
+	Get(ctx context.Context, key []byte, f *cache.Fetched) (bool, error)
+}
+
+// What peerHit did.
+const (
+	peerServed = iota // answered from the owner's entry
+	peerAsk           // the owner has nothing this node may serve: forward the request
+	peerFailed        // the owner did not answer: serve the request here
+)
+
+// lookupMax is the largest entry a forwarded hit takes from its owner (an
+// encoding, so headers included); larger ones are forwarded and streamed,
+// so a member never holds more than this per request in flight.
+const lookupMax = 1 << 20
+
+// peerHit asks the key's owner for its entry and, when it is one this
+// node may serve for this request as it stands — fresh, shared as the
+// request needs — answers from it here, through the local hit path, as the
+// owner would have. Anything the owner must decide (a miss, a stale or
+// revalidating entry, a pass marker, a larger object) is forwarded instead,
+// so misses still coalesce at the owner. A Vary marker costs a second
+// lookup, for the variant.
+func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, peer Peer, now int64) int {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		return peerAsk
+	}
+	f := &st.fetched
+	f.Max = lookupMax
+	sent := now
+	found, err := peer.Get(context.Background(), st.key, f)
+	if err != nil {
+		p.m.peerFallbacks.Inc()
+		p.log.Debug("owner unavailable, serving locally", "peer", peer.Name(), "err", err)
+		return peerFailed
+	}
+	if found && f.Entry.Has(cache.VaryMarker) {
+		st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, &f.Entry, &ctx.Request.Header)
+		if found, err = peer.Get(context.Background(), st.vkey, f); err != nil {
+			p.m.peerFallbacks.Inc()
+			return peerFailed
+		}
+	}
+	if !found {
+		return peerAsk
+	}
+	e := &f.Entry
+	if e.Has(cache.VaryMarker) || (st.req.Authorization && !e.Has(cache.Shared)) {
+		return peerAsk // a marker's variant keyed as a marker (a race with a change of Vary); credentials
+	}
+	s := storedResponse(e, now)
+	if httpcache.Reuse(&s, &st.req.CC) != httpcache.Serve {
+		return peerAsk // stale or revalidating: the owner decides, and refreshes once
+	}
+	p.keepHotCopy(st, e, &s, sent)
+	p.m.requests[Forwarded].Inc()
+	p.writeEntryFrom(ctx, &st.req, e, now, peer.Name(), s.TTL())
+	return peerServed
+}
+
+// keepHotCopy keeps a sample of the entries forwarded hits fetched, as
+// keepHot does for forwarded answers: for no longer than HotTTL nor its
+// freshness, and not when an invalidation came since the lookup left.
+func (p *Proxy) keepHotCopy(st *reqState, e *cache.Entry, s *httpcache.StoredResponse, sent int64) {
+	if p.hot == nil || p.hotTick.Add(1)%hotSample != 0 || e.Status != fasthttp.StatusOK || len(e.Get("vary")) > 0 {
+		return
+	}
+	if e.Has(cache.NoCache) || p.local.Stale(e, sent) {
+		return
+	}
+	c := e.Clone()
+	c.Expires = p.now() + min(s.TTL()*1e9, int64(p.opt.HotTTL))
+	p.hot.Set(c)
 }
 
 // forward hands a request for a key owned by another member to that member
@@ -165,9 +239,8 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *cache.Entry {
 	if !ok {
 		return nil
 	}
-	ctx := context.Background()
-	e, err := prev.Lookup(ctx, st.key)
-	if err != nil || e == nil || !p.local.Accept(e) {
+	e := p.fetchFrom(prev, st.key, st)
+	if e == nil || !p.local.Accept(e) {
 		return nil
 	}
 	if !e.Has(cache.VaryMarker) {
@@ -175,9 +248,20 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *cache.Entry {
 	}
 	st.marker = e
 	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h)
-	v, err := prev.Lookup(ctx, st.vkey)
-	if err != nil || v == nil || !p.local.Accept(v) {
+	v := p.fetchFrom(prev, st.vkey, st)
+	if v == nil || !p.local.Accept(v) {
 		return nil
 	}
 	return v
+}
+
+// fetchFrom returns a copy of the entry peer stores under key, to keep, or
+// nil. The entry may be as large as any this node stores.
+func (p *Proxy) fetchFrom(peer Peer, key []byte, st *reqState) *cache.Entry {
+	f := &st.fetched
+	f.Max = 0 // the peer's limit: every storable entry
+	if found, err := peer.Get(context.Background(), key, f); err != nil || !found {
+		return nil
+	}
+	return f.Entry.Clone()
 }

@@ -127,6 +127,9 @@ type reqState struct {
 	req       httpcache.Request
 	marker    *cache.Entry // the URL's Vary marker, if any
 	forwarded bool         // sent by an authenticated peer: never forward again
+	// fetched holds entries looked up at other members; its buffer is
+	// reused from request to request.
+	fetched cache.Fetched
 }
 
 // New returns a Proxy answering from st and filling from origin.
@@ -259,6 +262,10 @@ var methodPurge = []byte("PURGE")
 func (p *Proxy) putState(st *reqState) {
 	st.host, st.marker, st.forwarded = nil, nil, false
 	st.req.CC.Reset()
+	st.fetched.Entry = cache.Entry{}
+	if cap(st.fetched.Buf) > 64<<10 {
+		st.fetched.Buf = nil // a large entry's buffer: let it go
+	}
 	if cap(st.key) > 64<<10 || cap(st.vkey) > 64<<10 {
 		return // do not pool buffers grown by a freak request
 	}
@@ -282,8 +289,15 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailHot})
 			return
 		}
-		if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
-			return
+		if peer, ok := p.opt.Peers.Owner(st.key); ok {
+			switch p.peerHit(ctx, st, peer, now) {
+			case peerServed:
+				return
+			case peerAsk:
+				if p.forward(ctx, st, peer) {
+					return
+				}
+			}
 		}
 	}
 	e, fwd := p.lookup(st, h, now)

@@ -153,6 +153,31 @@ var (
 // single byte range, else the full response. It does not allocate on the
 // common paths: the body is shared, not copied.
 func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, now int64, cs cacheStatus) {
+	p.answerEntry(ctx, req, e, now, cs, nil)
+}
+
+// writeEntryFrom answers from an entry the key's owner holds, borrowed for
+// this answer, exactly as the owner's answer relayed here would read: the
+// owner's Via hop and Cache-Status member ("owner; hit; ttl=N") before
+// this node's ("fwd=miss; fwd-status=<status>; detail=peer"). The body is
+// copied: the entry's buffer is reused after the handler returns.
+func (p *Proxy) writeEntryFrom(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, now int64, owner string, ttl int64) {
+	var scratch [128]byte
+	name := appendCacheName(scratch[:0], owner)
+	via := append(append(scratch[len(name):len(name)], "1.1 "...), name...)
+	member := append(append(via[len(via):len(via)], name...), "; hit; ttl="...)
+	member = strconv.AppendInt(member, ttl, 10)
+	p.answerEntry(ctx, req, e, now, cacheStatus{fwd: fwdMiss, detail: detailPeer}, &ownerHop{via: via, status: member})
+}
+
+// ownerHop is what the key's owner adds to an answer it makes: its Via
+// entry and its Cache-Status member.
+type ownerHop struct{ via, status []byte }
+
+// answerEntry is writeEntry, with the owner's hop when the entry came from
+// another member (then fwd-status is the status written, as the owner's
+// would have been).
+func (p *Proxy) answerEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, now int64, cs cacheStatus, hop *ownerHop) {
 	resp := &ctx.Response
 	status := int(e.Status)
 	cond := httpcache.CondNone
@@ -180,16 +205,43 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *
 				setField(&resp.Header, &f)
 			}
 		}
-		p.setListField(resp, strVia, upstreamVia, p.via)
+		if hop != nil {
+			p.setVia(resp, upstreamVia, hop.via)
+		} else {
+			p.setListField(resp, strVia, upstreamVia, p.via)
+		}
 		body := e.Body()
 		if status == fasthttp.StatusOK && len(req.Range) > 0 {
 			body = p.byteRange(ctx, req, e, body)
 		}
-		resp.SetBodyRaw(body)
+		if hop != nil {
+			resp.SetBody(body)
+		} else {
+			resp.SetBodyRaw(body)
+		}
 	}
 	var age [20]byte
 	resp.Header.SetCanonical(strAge, strconv.AppendInt(age[:0], max(0, int64(e.InitialAge)+max(0, now-e.ResponseTime)/1e9), 10))
+	if hop != nil {
+		if cond != httpcache.CondNone {
+			// The owner's 304 or 412 carries no Via; relayed, it got ours.
+			resp.Header.SetCanonical(strVia, p.via)
+		}
+		resp.Header.SetCanonical(strCacheStatus, hop.status)
+		cs.fwdStatus = resp.StatusCode()
+	}
 	p.addCacheStatus(resp, cs)
+}
+
+// setVia sets Via to the stored hops, the owner's, then this node's.
+func (p *Proxy) setVia(resp *fasthttp.Response, upstream, owner []byte) {
+	var scratch [256]byte
+	v := scratch[:0]
+	if len(upstream) > 0 {
+		v = append(append(v, upstream...), ", "...)
+	}
+	v = append(append(append(v, owner...), ", "...), p.via...)
+	resp.Header.SetCanonical(strVia, v)
 }
 
 // setListField sets a list-valued field (Via) to upstream + ", " + ours.
@@ -366,15 +418,20 @@ func (p *Proxy) readBody(resp *fasthttp.Response) (body []byte, tooLarge bool, e
 // a valid token (RFC 8941 §3.3.4), else a quoted string, so the members of
 // a forwarded response say which node did what.
 func cacheName(name string) string {
+	return string(appendCacheName(nil, name))
+}
+
+// appendCacheName appends cacheName(name) to dst.
+func appendCacheName(dst []byte, name string) []byte {
 	token := name != "" && (isAlpha(name[0]) || name[0] == '*')
 	for i := 0; token && i < len(name); i++ {
 		c := name[i]
 		token = isAlpha(c) || ('0' <= c && c <= '9') || strings.IndexByte("!#$%&'*+-.^_`|~:/", c) >= 0
 	}
 	if token {
-		return name
+		return append(dst, name...)
 	}
-	return strconv.Quote(name)
+	return strconv.AppendQuote(dst, name)
 }
 
 func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
