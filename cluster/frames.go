@@ -128,7 +128,7 @@ func (s *PeerServer) serveFramesConn(c net.Conn) {
 	var (
 		head [requestHead]byte
 		key  []byte
-		out  []byte // the encoded entry of the current answer
+		out  = make([]byte, responseHead, framesBuffer) // the answer: its head, then the entry
 	)
 	deadline := false // a read deadline is set: clear it once the frame is in
 	for {
@@ -156,7 +156,7 @@ func (s *PeerServer) serveFramesConn(c net.Conn) {
 		keyLen := int64(n) - (requestHead - 4)
 		if op != opGet || keyLen <= 0 || keyLen > maxKeyBytes {
 			s.malformed.Add(1)
-			s.answer(bw, id, statusBad, nil)
+			s.answer(bw, id, statusBad, out[:responseHead])
 			_ = bw.Flush()
 			return // the framing may be lost: end the connection
 		}
@@ -174,31 +174,34 @@ func (s *PeerServer) serveFramesConn(c net.Conn) {
 		}
 		s.lookups.Add(1)
 		e, ok := s.local.Get(key)
+		status := byte(statusFound)
 		switch {
 		case !ok:
-			s.answer(bw, id, statusMissing, nil)
+			status = statusMissing
 		case int64(e.EncodedSize()) > maxEntry:
-			s.answer(bw, id, statusTooLarge, nil)
+			status = statusTooLarge
 		default:
 			s.hits.Add(1)
-			out = e.AppendBinary(out[:0])
-			s.answer(bw, id, statusFound, out)
-			if cap(out) > framesBuffer {
-				out = nil // do not keep a freak entry's buffer
-			}
+			out = e.AppendBinary(out[:responseHead])
+		}
+		if status != statusFound {
+			out = out[:responseHead]
+		}
+		s.answer(bw, id, status, out)
+		if cap(out) > framesBuffer {
+			out = make([]byte, responseHead, framesBuffer) // do not keep a freak entry's buffer
 		}
 	}
 }
 
-// answer writes one response frame.
-func (s *PeerServer) answer(bw *bufio.Writer, id uint32, status byte, entry []byte) {
-	var head [responseHead]byte
-	binary.BigEndian.PutUint32(head[0:4], uint32(responseHead-4+len(entry)))
-	binary.BigEndian.PutUint32(head[4:8], id)
-	head[8] = status
-	binary.BigEndian.PutUint64(head[9:17], uint64(s.now()))
-	_, _ = bw.Write(head[:])
-	_, _ = bw.Write(entry)
+// answer writes one response frame: frame holds room for the head, then
+// the entry if any.
+func (s *PeerServer) answer(bw *bufio.Writer, id uint32, status byte, frame []byte) {
+	binary.BigEndian.PutUint32(frame[0:4], uint32(len(frame)-4))
+	binary.BigEndian.PutUint32(frame[4:8], id)
+	frame[8] = status
+	binary.BigEndian.PutUint64(frame[9:17], uint64(s.now()))
+	_, _ = bw.Write(frame)
 }
 
 // grow returns b resized to n, reallocating only when it is too small.
@@ -307,7 +310,13 @@ func dialFrames(addr string, cfg *tls.Config, timeout time.Duration) (*framesCon
 		_ = tc.Close()
 		return nil, fmt.Errorf("dial lookups at %s: the peer does not speak %s (it agreed on %q)", addr, FramesALPN, p)
 	}
-	c := &framesConn{c: tc, bw: bufio.NewWriterSize(tc, framesBuffer), closed: make(chan struct{}), free: make(chan uint32, framesSlots)}
+	return newFramesConn(tc, timeout), nil
+}
+
+// newFramesConn starts the asker's end of the exchange on c, whose peer is
+// authenticated.
+func newFramesConn(nc net.Conn, timeout time.Duration) *framesConn {
+	c := &framesConn{c: nc, bw: bufio.NewWriterSize(nc, framesBuffer), closed: make(chan struct{}), free: make(chan uint32, framesSlots)}
 	c.slots = make([]slot, framesSlots)
 	for i := range c.slots {
 		c.slots[i].done = make(chan struct{}, 1)
@@ -315,8 +324,8 @@ func dialFrames(addr string, cfg *tls.Config, timeout time.Duration) (*framesCon
 		c.slots[i].timer.Stop()
 		c.free <- uint32(i)
 	}
-	go c.read(bufio.NewReaderSize(tc, framesBuffer), timeout)
-	return c, nil
+	go c.read(bufio.NewReaderSize(nc, framesBuffer), timeout)
+	return c
 }
 
 // framesConn is one connection with up to framesSlots lookups in flight.
@@ -346,6 +355,7 @@ const (
 // bounds the wait. Both are made once per connection, so a call
 // allocates nothing.
 type slot struct {
+	head     [requestHead]byte // the request's head: here, not on a stack it would escape from
 	state    atomic.Int32
 	buf      *[]byte // the caller's, for the answer's entry
 	status   byte
@@ -378,7 +388,7 @@ func (c *framesConn) call(ctx context.Context, key []byte, maxEntry int64, buf *
 	s.buf, s.err = buf, nil
 	s.state.Store(slotWaiting)
 
-	var head [requestHead]byte
+	head := s.head[:]
 	binary.BigEndian.PutUint32(head[0:4], uint32(requestHead-4+len(key)))
 	binary.BigEndian.PutUint32(head[4:8], idx)
 	head[8] = opGet
@@ -387,7 +397,7 @@ func (c *framesConn) call(ctx context.Context, key []byte, maxEntry int64, buf *
 	// flushes what all wrote.
 	c.writers.Add(1)
 	c.wmu.Lock()
-	_, err := c.bw.Write(head[:])
+	_, err := c.bw.Write(head)
 	if err == nil {
 		_, err = c.bw.Write(key)
 	}

@@ -152,3 +152,37 @@ func TestGetStalledPeer(t *testing.T) {
 		})
 	}
 }
+
+// TestGetAllocs: the exchange allocates nothing on either side (both run
+// in this process, and AllocsPerRun counts them all). It runs on a pipe:
+// over TLS, Go's crypto/tls allocates one small reader per record it reads
+// (atLeastReader in readFromUntil), so one per read call on each side —
+// under load a read carries many frames.
+func TestGetAllocs(t *testing.T) {
+	if peerRaceEnabled {
+		t.Skip("the race detector makes sync.Pool drop items")
+	}
+	local := newStoreLocal()
+	key := []byte("example.com/allocs")
+	local.st.Set(testEntry(string(key), 1024, 0))
+	s := NewPeerServer(local, mustSigner(t, "b", testSecret), PeerServerOptions{})
+	asker, owner := net.Pipe()
+	served := make(chan struct{})
+	go func() { defer close(served); s.serveFramesConn(owner) }()
+	c := newFramesConn(asker, peerTestTimeout)
+	defer func() { c.fail(errFramesClosed); <-served }()
+	var f cache.Fetched
+	get := func() {
+		status, _, err := c.call(context.Background(), key, 1<<20, &f.Buf, peerTestTimeout)
+		if err != nil || status != statusFound {
+			t.Fatalf("call = %d, %v", status, err)
+		}
+		if err := cache.DecodeEntryInto(&f.Entry, f.Buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get() // grow the buffers
+	if n := testing.AllocsPerRun(200, get); n != 0 {
+		t.Fatalf("a lookup allocates %.1f times, want 0", n)
+	}
+}
