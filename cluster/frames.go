@@ -225,6 +225,7 @@ type framesClient struct {
 	mu       sync.Mutex
 	conn     *framesConn
 	downTill time.Time // no dial before: the last one failed
+	closed   bool      // the peer left, or its set was closed: no more dials
 }
 
 func newFramesClient(addr string, peerTLS *tls.Config, timeout time.Duration, maxEntry int64) *framesClient {
@@ -274,6 +275,9 @@ func (f *framesClient) connect() (*framesConn, error) {
 		return c, nil
 	}
 	f.conn = nil
+	if f.closed {
+		return nil, errFramesClosed
+	}
 	if time.Now().Before(f.downTill) {
 		return nil, errFramesDown
 	}
@@ -286,11 +290,11 @@ func (f *framesClient) connect() (*framesConn, error) {
 	return c, nil
 }
 
-// close closes the connection, if any; calls in flight fail.
+// close closes the connection, if any, for good; calls in flight fail.
 func (f *framesClient) close() {
 	f.mu.Lock()
 	c := f.conn
-	f.conn = nil
+	f.conn, f.closed = nil, true
 	f.mu.Unlock()
 	if c != nil {
 		c.fail(errFramesClosed)

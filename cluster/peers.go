@@ -240,7 +240,11 @@ func (s *PeerSet) Update(old, next Ring) {
 			st.peers[n.Name] = p
 			continue
 		}
-		st.peers[n.Name] = s.newPeer(n)
+		p := s.newPeer(n)
+		st.peers[n.Name] = p
+		// Open the lookup connection now, off the request path: the first
+		// request for the member's keys should not wait for a handshake.
+		go p.frames.connect()
 	}
 	s.state.Store(st)
 	for name, p := range cur.peers {
@@ -429,7 +433,7 @@ func (p *peer) release() {
 func (p *peer) Get(ctx context.Context, key []byte, f *cache.Fetched) (bool, error) {
 	res, ownerNow, err := p.frames.get(ctx, key, int64(f.Max), &f.Entry, &f.Buf)
 	if err != nil {
-		if !errors.Is(err, errFramesDown) && ctx.Err() == nil {
+		if !errors.Is(err, errFramesDown) && !errors.Is(err, errFramesClosed) && ctx.Err() == nil {
 			p.failed(err)
 		}
 		return false, fmt.Errorf("lookup on peer %s: %w", p.node.Name, err)
