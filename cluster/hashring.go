@@ -70,8 +70,13 @@ func (r *hashRing) Owner(key []byte) (Node, bool) {
 	case 1:
 		return r.nodes[0], true
 	}
+	return r.nodes[r.owner[r.search(key)]], true
+}
+
+// search returns the index of key's point: the first strictly above its
+// hash, as the library searches, wrapping around.
+func (r *hashRing) search(key []byte) int {
 	h := xxhash.Sum64(key)
-	// The first point strictly above h, as the library searches.
 	lo, hi := 0, len(r.points)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
@@ -82,9 +87,39 @@ func (r *hashRing) Owner(key []byte) (Node, bool) {
 		}
 	}
 	if lo == len(r.points) {
-		lo = 0 // wrap around
+		lo = 0
 	}
-	return r.nodes[r.owner[lo]], true
+	return lo
+}
+
+// Owners walks the ring clockwise from key's point, taking each member the
+// first time it is met: the members that would own the key as those before
+// them left, in that order.
+func (r *hashRing) Owners(dst []Node, key []byte, n int) []Node {
+	n = min(n, len(r.nodes))
+	if n <= 0 {
+		return dst
+	}
+	start := len(dst)
+	for i, at := 0, r.search(key); i < len(r.points) && len(dst)-start < n; i, at = i+1, at+1 {
+		if at == len(r.points) {
+			at = 0
+		}
+		m := r.nodes[r.owner[at]]
+		if !contains(dst[start:], m.Name) {
+			dst = append(dst, m)
+		}
+	}
+	return dst
+}
+
+func contains(nodes []Node, name string) bool {
+	for _, n := range nodes {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *hashRing) Members() []Node { return r.nodes }

@@ -336,3 +336,35 @@ func TestRingOwnerAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestRingOwners: the preference list starts with the owner, holds
+// distinct members, and its second member is exactly who owns the key once
+// the owner leaves (so a replica kept there is the next owner's copy).
+func TestRingOwners(t *testing.T) {
+	names := nodeNames(5)
+	for _, kind := range ringKinds {
+		r := mustRing(t, kind, testNodes(names...))
+		var buf []Node
+		for _, key := range urlKeys(2000) {
+			buf = r.Owners(buf[:0], key, 3)
+			owner, _ := r.Owner(key)
+			if len(buf) != 3 || buf[0] != owner {
+				t.Fatalf("%s: Owners(%q) = %v, owner %v", kind, key, buf, owner)
+			}
+			if buf[1].Name == buf[0].Name || buf[2].Name == buf[0].Name || buf[2].Name == buf[1].Name {
+				t.Fatalf("%s: Owners(%q) repeats a member: %v", kind, key, buf)
+			}
+			without := mustRing(t, kind, Others(r, owner.Name))
+			if next, _ := without.Owner(key); next != buf[1] {
+				t.Fatalf("%s: after %s leaves, %q goes to %s, not the first replica %s", kind, owner.Name, key, next.Name, buf[1].Name)
+			}
+		}
+		if got := r.Owners(nil, urlKeys(1)[0], 9); len(got) != 5 {
+			t.Fatalf("%s: Owners beyond the ring's size = %d members, want 5", kind, len(got))
+		}
+		dst, key := make([]Node, 0, 3), urlKeys(1)[0]
+		if n := testing.AllocsPerRun(200, func() { dst = r.Owners(dst[:0], key, 3) }); n != 0 {
+			t.Fatalf("%s: Owners allocates %.1f times", kind, n)
+		}
+	}
+}
