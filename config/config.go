@@ -181,6 +181,13 @@ type Config struct {
 	// PeerTimeout bounds a request forwarded to the owning peer before the
 	// node falls back to the origin. Must be > 0.
 	PeerTimeout time.Duration
+	// Replicas is how many members hold each entry, its owner included
+	// (1 to 3): with 2, a member's crash loses none of its entries, and the
+	// cluster holds half as many distinct entries in the same memory.
+	Replicas int
+	// RebalanceRate paces pushing entries to their new holders after a
+	// membership change, in bytes per second. Must be > 0.
+	RebalanceRate int64
 	// HotCacheSize is the byte budget for local copies of popular keys owned
 	// by other nodes. 0 disables the hot cache.
 	HotCacheSize int64
@@ -231,6 +238,8 @@ func Default() Config {
 		RingVnodes:      160,
 		PeerTimeout:     2 * time.Second,
 		HotCacheSize:    16 << 20,
+		Replicas:        2,
+		RebalanceRate:   64 << 20,
 		HandoffTimeout:  10 * time.Second,
 		HandoffMaxBytes: 1 << 30,
 

@@ -67,6 +67,8 @@ func (c *Config) settings() []setting {
 		{name: "ring", val: str(&c.Ring, oneOf(RingHashring, RingRendezvous)), help: "key placement: hashring or rendezvous"},
 		{name: "ring_vnodes", val: integer(&c.RingVnodes, positive), help: "virtual nodes per member on the ring"},
 		{name: "peer_timeout", val: dur(&c.PeerTimeout, positive), help: "deadline for a forwarded request before falling back to the origin"},
+		{name: "replicas", val: integer(&c.Replicas, between(1, 3)), help: "members holding each entry, its owner included: 2 or 3 keep a crashed member's entries served, at that cost in capacity"},
+		{name: "rebalance_rate", val: size(&c.RebalanceRate, positive), help: "bytes per second of entries pushed to their new holders after a membership change"},
 		{name: "hot_cache_size", val: size(&c.HotCacheSize, nonNegative), help: "bytes for local copies of popular keys owned by peers; 0 disables"},
 		{name: "handoff_timeout", val: dur(&c.HandoffTimeout, positive), help: "deadline for handing entries to new owners at shutdown"},
 		{name: "handoff_max_bytes", val: size(&c.HandoffMaxBytes, nonNegative), help: "most bytes handed to new owners at shutdown; 0 disables handoff"},
@@ -249,6 +251,15 @@ func positive[T int | int64 | time.Duration](v T) error {
 		return errors.New("must be greater than 0")
 	}
 	return nil
+}
+
+func between(lo, hi int) func(int) error {
+	return func(v int) error {
+		if v < lo || v > hi {
+			return fmt.Errorf("must be from %d to %d", lo, hi)
+		}
+		return nil
+	}
 }
 
 func nonNegative[T int | int64 | time.Duration](v T) error {

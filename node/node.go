@@ -138,6 +138,9 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			Self: cfg.NodeName, Signer: signer, Timeout: cfg.PeerTimeout, Logger: log,
 			TLS:           n.peerTLS.Client,
 			MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize),
+			Replicas:      cfg.Replicas,
+			Store:         n.store,
+			RebalanceRate: cfg.RebalanceRate,
 			NewRing: func(nodes []cluster.Node) (cluster.Ring, error) {
 				return cluster.NewRing(cfg.Ring, nodes, cfg.RingVnodes)
 			},
@@ -325,6 +328,16 @@ func (c clusterPeers) Owner(key []byte) (proxy.Peer, bool) {
 	return nil, false
 }
 
+// Lookup converts the answering member to the proxy's Peer; a nil
+// *cluster.Peer must not become a non-nil interface.
+func (c clusterPeers) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (proxy.Peer, bool, error) {
+	p, ok, err := c.PeerSet.Lookup(ctx, key, f)
+	if p == nil {
+		return nil, ok, err
+	}
+	return p, ok, err
+}
+
 func (c clusterPeers) Previous(key []byte) (proxy.Peer, bool) {
 	if p, ok := c.PeerSet.Previous(key); ok {
 		return p, true
@@ -415,6 +428,9 @@ type Stats struct {
 	Hot   cache.Stats // zero without a hot cache
 	// OpenConnections counts the client connections open now.
 	OpenConnections int
+	// Replicas counts the copies this node sent to other members (zero
+	// for a single node).
+	Replicas cluster.ReplicaStats
 }
 
 // Stats returns the node's counters now.
@@ -422,6 +438,9 @@ func (n *Node) Stats() Stats {
 	s := Stats{Proxy: n.proxy.Snapshot(), Store: n.store.Stats(), OpenConnections: int(n.srv.GetOpenConnectionsCount())}
 	if n.hot != nil {
 		s.Hot = n.hot.Stats()
+	}
+	if n.peers != nil {
+		s.Replicas = n.peers.ReplicaStats()
 	}
 	return s
 }

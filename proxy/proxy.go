@@ -262,7 +262,7 @@ var methodPurge = []byte("PURGE")
 func (p *Proxy) putState(st *reqState) {
 	st.host, st.marker, st.forwarded = nil, nil, false
 	st.req.CC.Reset()
-	st.fetched.Entry = cache.Entry{}
+	st.fetched.Release()
 	if cap(st.fetched.Buf) > 64<<10 {
 		st.fetched.Buf = nil // a large entry's buffer: let it go
 	}
@@ -289,12 +289,14 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailHot})
 			return
 		}
-		if peer, ok := p.opt.Peers.Owner(st.key); ok {
-			switch p.peerHit(ctx, st, peer, now) {
+		if _, ok := p.opt.Peers.Owner(st.key); ok {
+			switch p.peerHit(ctx, st, now) {
 			case peerServed:
 				return
 			case peerAsk:
-				if p.forward(ctx, st, peer) {
+				// The member that should fill it now: the owner, or, if the
+				// lookup found the owner slow, the next holder.
+				if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
 					return
 				}
 			}
@@ -657,12 +659,24 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 		// it to those who asked, but do not keep it.
 		return res
 	}
-	res.stored = p.store.Set(e)
+	res.stored = p.keep(e)
 	if newMarker != nil && res.stored {
 		newMarker.Expires = max(newMarker.Expires, e.Expires)
-		p.store.Set(newMarker)
+		p.keep(newMarker)
 	}
 	return res
+}
+
+// keep stores a response (or a Vary marker) this node fetched and, in a
+// cluster, has the other members holding its key copy it.
+func (p *Proxy) keep(e *cache.Entry) bool {
+	if !p.store.Set(e) {
+		return false
+	}
+	if p.opt.Peers != nil {
+		p.opt.Peers.Stored(e)
+	}
+	return true
 }
 
 // variant returns the store key for a response with Vary, and the marker
@@ -728,7 +742,7 @@ func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, 
 	e := p.newEntry(stale.Key(), &merged.Header, stale.Body(), &r, reqTime, respTime)
 	res.outcome, res.entry, res.shareable = Revalidated, e, true
 	if httpcache.Storable(true, req, &r, *p.policy.Load()) == httpcache.Stored {
-		res.stored = p.store.Set(e)
+		res.stored = p.keep(e)
 	} else {
 		p.store.Delete(stale.Key())
 	}
