@@ -139,7 +139,7 @@ func compare(pop *Population, before, after *Placement, r int, gone []bool) Move
 	n := len(before.member)
 	sum := newTally(n)
 	var mu sync.Mutex
-	parallel(pop.Len(), func(lo, hi int) {
+	parallel(pop.Len(), 1024, func(lo, hi int) {
 		t := newTally(n)
 		for i := lo; i < hi; i++ {
 			t.key(pop.Size(i), before.holders(i, r), after.holders(i, r), gone, after.member)

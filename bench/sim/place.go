@@ -61,7 +61,7 @@ func place(r cluster.Ring, pop *Population, u *universe, depth int) *Placement {
 	for _, n := range r.Members() {
 		p.member[u.ids[n.Name]] = true
 	}
-	parallel(pop.Len(), func(lo, hi int) {
+	parallel(pop.Len(), 1024, func(lo, hi int) {
 		buf := make([]cluster.Node, 0, depth)
 		for i := lo; i < hi; i++ {
 			buf = r.Owners(buf[:0], pop.Key(i), depth)
@@ -89,9 +89,10 @@ func (p *Placement) holders(i, n int) []uint16 {
 	return l
 }
 
-// parallel runs fn over [0, n) split into one contiguous range per CPU.
-func parallel(n int, fn func(lo, hi int)) {
-	workers := min(runtime.GOMAXPROCS(0), max(1, n/1024))
+// parallel runs fn over [0, n) split into one contiguous range per CPU,
+// each at least grain long.
+func parallel(n, grain int, fn func(lo, hi int)) {
+	workers := min(runtime.GOMAXPROCS(0), max(1, n/grain))
 	var wg sync.WaitGroup
 	for w := range workers {
 		lo, hi := n*w/workers, n*(w+1)/workers

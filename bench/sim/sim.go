@@ -16,6 +16,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ringcache/ringcache/cluster"
@@ -283,24 +284,23 @@ func simulate(c Config, pop *Population, cv float64, n int) (*Cluster, error) {
 		cl.Spread = append(cl.Spread, spread(pop, pFull, r, n, cv))
 		leave := compare(pop, pFull, pLeave, r, nobody)
 		crash := compare(pop, pFull, pLeave, r, goneX)
-		rolling, rollingBack, leaveX := rollingRestart(pop, pFull, r, members, false, x)
-		killed, killedBack, crashX := rollingRestart(pop, pFull, r, members, true, x)
+		rolling, killed := rollingRestart(pop, pFull, r, members, x)
 		// The rolling restart reads the ring without each member off the
 		// full ring's preference lists (cluster.Ring.Owners' contract);
 		// the ring rebuilt without x must agree.
-		if leaveX != leave {
-			return nil, fmt.Errorf("R=%d: %s leaving: the full ring's preference lists say %+v, the rebuilt ring %+v", r, names[x], leaveX, leave)
+		if rolling.checked != leave {
+			return nil, fmt.Errorf("R=%d: %s leaving: the full ring's preference lists say %+v, the rebuilt ring %+v", r, names[x], rolling.checked, leave)
 		}
-		if crashX != crash {
-			return nil, fmt.Errorf("R=%d: %s crashing: the full ring's preference lists say %+v, the rebuilt ring %+v", r, names[x], crashX, crash)
+		if killed.checked != crash {
+			return nil, fmt.Errorf("R=%d: %s crashing: the full ring's preference lists say %+v, the rebuilt ring %+v", r, names[x], killed.checked, crash)
 		}
 		cl.Events = append(cl.Events,
 			Event{Name: EventJoin, R: r, Movement: compare(pop, pFull, pJoin, r, nobody)},
 			Event{Name: EventLeave, R: r, Movement: leave},
 			Event{Name: EventCrash, R: r, Movement: crash},
 			Event{Name: EventTwoCrashes, R: r, Movement: compare(pop, pFull, pTwo, r, goneXY)},
-			Event{Name: EventRolling, R: r, Movement: rolling, Returns: rollingBack},
-			Event{Name: EventRollingKill, R: r, Movement: killed, Returns: killedBack},
+			Event{Name: EventRolling, R: r, Movement: rolling.total, Returns: rolling.returns},
+			Event{Name: EventRollingKill, R: r, Movement: killed.total, Returns: killed.returns},
 		)
 		cl.Pairs = append(cl.Pairs, pairs(pop, pFull, r, n))
 	}
@@ -314,20 +314,51 @@ func vnodes(c Config) int {
 	return c.VNodes
 }
 
-// rollingRestart restarts every member in turn: it leaves (handing its
-// keys off, or, if kill, losing them), the others copy what it held to the
-// members next in line, then it returns under the same name, empty, and
-// the keys it holds again are copied back to it. Each step waits for the
-// copies of the one before, so the steps' windows add up.
+// restart is a rolling restart: every member in turn leaves and returns.
+type restart struct {
+	total   Movement // the whole restart
+	returns Movement // the part of it spent on the returns
+	checked Movement // the leave step of the member asked for
+}
+
+// close ends member m's step: its leave, then its return.
+func (s *restart) close(leave, back *tally, check bool) {
+	var out, ret Movement
+	leave.step(&out)
+	back.step(&ret)
+	if check {
+		s.checked = out
+	}
+	s.total.add(out)
+	s.total.add(ret)
+	s.returns.add(ret)
+}
+
+func (s *restart) add(o restart) {
+	s.total.add(o.total)
+	s.returns.add(o.returns)
+	if o.checked.Steps > 0 {
+		s.checked = o.checked
+	}
+}
+
+// rollingRestart restarts every member in turn: it leaves, the others copy
+// what it held to the members next in line, then it returns under the same
+// name, empty, and the keys it holds again are copied back to it. Each step
+// waits for the copies of the one before, so the steps' windows add up.
+// graceful is the restart where each member leaves gracefully (it can hand
+// its keys off), killed the one where each stops as if it crashed. Both
+// return the leave step of member check alone.
 //
 // The ring without member m is not rebuilt: a key's first r owners on it
 // are its first r+1 owners on the full ring, m left out (the contract of
 // cluster.Ring.Owners), so full must be at least r+1 deep. Only keys m
-// holds change. It returns the whole restart, the part of it spent on the
-// returns, and the leave step of member check alone.
-func rollingRestart(pop *Population, full *Placement, r int, members []uint16, kill bool, check uint16) (total, returns, checked Movement) {
+// holds change. Steps start from the same state, so they are computed in
+// parallel.
+func rollingRestart(pop *Population, full *Placement, r int, members []uint16, check uint16) (graceful, killed restart) {
 	n := len(full.member)
-	// byMember[m] lists the keys m holds: the only ones its restart moves.
+	// keys[counts[m]:counts[m+1]] lists the keys m holds: the only ones
+	// its restart moves.
 	counts := make([]int, n+1)
 	for i := range pop.Len() {
 		for _, h := range full.holders(i, r) {
@@ -346,45 +377,36 @@ func rollingRestart(pop *Population, full *Placement, r int, members []uint16, k
 		}
 	}
 
-	staying := slices.Clone(full.member)
-	all := slices.Clone(full.member)
-	nobody := make([]bool, n)
-	gone := make([]bool, n)
-	away := make([]uint16, 0, r)
-	leave, back := newTally(n), newTally(n)
-	var lost []bool
-	for _, m := range members {
-		staying[m] = false
-		if kill {
-			gone[m] = true
-		}
-		mine := keys[counts[m]:counts[m+1]]
-		lost = slices.Grow(lost[:0], len(mine))[:len(mine)]
-		for j, i := range mine {
-			away = withoutMember(away[:0], full.lists[int(i)*full.depth:(int(i)+1)*full.depth], m, r)
-			lost[j] = leave.key(pop.Size(int(i)), full.holders(int(i), r), away, gone, staying)
-		}
-		var step Movement
-		leave.step(&step)
-		if m == check {
-			checked = step
-		}
-		total.add(step)
-		for j, i := range mine {
-			away = withoutMember(away[:0], full.lists[int(i)*full.depth:(int(i)+1)*full.depth], m, r)
-			if lost[j] {
-				back.owner(pop.Size(int(i)), away, full.holders(int(i), r)) // nobody has it to give back
-				continue
+	var mu sync.Mutex
+	parallel(len(members), 1, func(lo, hi int) {
+		var g, k restart
+		staying, all := slices.Clone(full.member), full.member
+		nobody, gone := make([]bool, n), make([]bool, n)
+		away := make([]uint16, 0, r)
+		gLeave, gBack, kLeave, kBack := newTally(n), newTally(n), newTally(n), newTally(n)
+		for _, m := range members[lo:hi] {
+			staying[m], gone[m] = false, true
+			for _, i := range keys[counts[m]:counts[m+1]] {
+				size, old := pop.Size(int(i)), full.holders(int(i), r)
+				away = withoutMember(away[:0], full.lists[int(i)*full.depth:(int(i)+1)*full.depth], m, r)
+				gLeave.key(size, old, away, nobody, staying)
+				gBack.key(size, away, old, nobody, all)
+				if kLeave.key(size, old, away, gone, staying) {
+					kBack.owner(size, away, old) // nobody has it to give back
+				} else {
+					kBack.key(size, away, old, nobody, all)
+				}
 			}
-			back.key(pop.Size(int(i)), away, full.holders(int(i), r), nobody, all)
+			g.close(gLeave, gBack, m == check)
+			k.close(kLeave, kBack, m == check)
+			staying[m], gone[m] = true, false
 		}
-		var ret Movement
-		back.step(&ret)
-		returns.add(ret)
-		total.add(ret)
-		staying[m], gone[m] = true, false
-	}
-	return total, returns, checked
+		mu.Lock()
+		graceful.add(g)
+		killed.add(k)
+		mu.Unlock()
+	})
+	return graceful, killed
 }
 
 // withoutMember appends to dst the first r members of list other than m.

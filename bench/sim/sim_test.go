@@ -250,19 +250,26 @@ func TestRollingRestartMatchesRebuiltRings(t *testing.T) {
 		r    int
 		kill bool
 	}{{1, false}, {2, false}, {2, true}} {
-		total, returns, _ := rollingRestart(f.pop, full, tc.r, ids, tc.kill, 0)
-		wantTotal, wantReturns := f.rebuiltRollingRestart(tc.r, tc.kill)
-		if total != wantTotal || returns != wantReturns {
-			t.Errorf("R=%d kill=%v: rolling restart %+v (returns %+v), rebuilt rings %+v (returns %+v)", tc.r, tc.kill, total, returns, wantTotal, wantReturns)
+		graceful, killed := rollingRestart(f.pop, full, tc.r, ids, 3)
+		got := graceful
+		if tc.kill {
+			got = killed
 		}
-		if total.OwnerKeys != 2*int64(f.pop.Len()) || total.Steps != 2*len(ids) || total.LostKeys != 0 {
-			t.Errorf("R=%d kill=%v: %+v, want every key to change owner twice in %d steps and none lost", tc.r, tc.kill, total, 2*len(ids))
+		wantTotal, wantReturns := f.rebuiltRollingRestart(tc.r, tc.kill)
+		if got.total != wantTotal || got.returns != wantReturns {
+			t.Errorf("R=%d kill=%v: rolling restart %+v (returns %+v), rebuilt rings %+v (returns %+v)", tc.r, tc.kill, got.total, got.returns, wantTotal, wantReturns)
+		}
+		if got.total.OwnerKeys != 2*int64(f.pop.Len()) || got.total.Steps != 2*len(ids) || got.total.LostKeys != 0 {
+			t.Errorf("R=%d kill=%v: %+v, want every key to change owner twice in %d steps and none lost", tc.r, tc.kill, got.total, 2*len(ids))
+		}
+		if got.checked.Steps != 1 || got.checked.Busiest == 0 {
+			t.Errorf("R=%d kill=%v: web-d's leave step %+v", tc.r, tc.kill, got.checked)
 		}
 	}
 	// R=1 without a hand-off: every key is lost once, when its owner stops.
-	killed, _, _ := rollingRestart(f.pop, full, 1, ids, true, 0)
-	if killed.LostKeys != int64(f.pop.Len()) || killed.LostBytes != f.pop.Bytes() || killed.Copies != 0 || killed.OwnerKeys != 2*int64(f.pop.Len()) {
-		t.Errorf("R=1 without hand-off: %+v, want every key lost, none copied, each changing owner twice", killed)
+	_, killed := rollingRestart(f.pop, full, 1, ids, 0)
+	if k := killed.total; k.LostKeys != int64(f.pop.Len()) || k.LostBytes != f.pop.Bytes() || k.Copies != 0 || k.OwnerKeys != 2*int64(f.pop.Len()) {
+		t.Errorf("R=1 without hand-off: %+v, want every key lost, none copied, each changing owner twice", k)
 	}
 }
 
