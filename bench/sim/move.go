@@ -3,11 +3,13 @@ package sim
 import (
 	"slices"
 	"sync"
-	"time"
 )
 
 // Movement is what a membership change costs the data, with R copies of
-// every key on its first R owners (cluster.Ring.Owners).
+// every key on its first R owners (cluster.Ring.Owners). It counts items
+// of some weight: the keys of a population and their sizes in bytes, or
+// the arcs of the ring and their lengths, where only the weights (shares
+// of the hash space) mean something.
 type Movement struct {
 	// OwnerKeys and OwnerBytes count keys whose owner changed: requests
 	// for them go to another member.
@@ -24,18 +26,13 @@ type Movement struct {
 	// for a change made of steps that run one after another (a rolling
 	// restart), the sum over the steps. Busiest / rate is the shortest time
 	// the copies can take when every member sends and receives at most
-	// rate bytes per second (full duplex) and all work in parallel: the
-	// time some keys spend with fewer than R copies.
+	// rate bytes per second (full duplex) and all work in parallel (a
+	// schedule that splits transfers reaches it): the time some keys spend
+	// with fewer than R copies.
 	Busiest int64
 	// WorstStep is the largest Busiest of one step; Steps counts them.
 	WorstStep int64
 	Steps     int
-}
-
-// Window is the time the copies take at rate bytes per second per member
-// and direction (see Busiest).
-func (m Movement) Window(rate float64) time.Duration {
-	return time.Duration(float64(m.Busiest) / rate * float64(time.Second))
 }
 
 // add adds the counts of o to m, for steps run one after another.
@@ -132,17 +129,18 @@ func (t *tally) step(total *Movement) {
 	t.m = Movement{}
 }
 
-// compare accounts one change from placement before to after, with r
-// copies of each key. gone marks the members whose copies are gone; the
-// members of after stay. One step.
-func compare(pop *Population, before, after *Placement, r int, gone []bool) Movement {
+// compare accounts one change from placement before to after of items
+// weighing w (keys and their sizes, or arcs of the ring and their
+// lengths), with r copies of each. gone marks the members whose copies are
+// gone; the members of after stay. One step.
+func compare(w []int64, before, after *Placement, r int, gone []bool) Movement {
 	n := len(before.member)
 	sum := newTally(n)
 	var mu sync.Mutex
-	parallel(pop.Len(), 1024, func(lo, hi int) {
+	parallel(len(w), 1024, func(lo, hi int) {
 		t := newTally(n)
 		for i := lo; i < hi; i++ {
-			t.key(pop.Size(i), before.holders(i, r), after.holders(i, r), gone, after.member)
+			t.key(w[i], before.holders(i, r), after.holders(i, r), gone, after.member)
 		}
 		mu.Lock()
 		sum.merge(t) // sums of integers: the result does not depend on the order

@@ -34,14 +34,23 @@ func newUniverse(names []string) (*universe, error) {
 	return u, nil
 }
 
-// ring builds the default ring (kind "" and vnodes 0 are cluster's
-// defaults) over the members with the given ids.
-func (u *universe) ring(kind string, vnodes int, ids []uint16) (cluster.Ring, error) {
+// ring builds the default ring (vnodes 0: cluster's default) over the
+// members with the given ids.
+func (u *universe) ring(vnodes int, ids []uint16) (cluster.Ring, error) {
 	nodes := make([]cluster.Node, len(ids))
 	for i, id := range ids {
 		nodes[i] = cluster.Node{Name: u.names[id]}
 	}
-	return cluster.NewRing(kind, nodes, vnodes)
+	return cluster.NewRing(cluster.KindHashRing, nodes, vnodes)
+}
+
+// set returns a set of members by id, as a slice indexed by id.
+func (u *universe) set(ids ...uint16) []bool {
+	s := make([]bool, len(u.names))
+	for _, id := range ids {
+		s[id] = true
+	}
+	return s
 }
 
 // Placement is every key's preference list on one ring, to a fixed depth:

@@ -8,6 +8,12 @@
 // copies and bytes must move to restore R copies and how long that takes
 // at a per-member rate, and what is lost. There is no network: only the
 // ring and arithmetic.
+//
+// Every change is computed twice: on the key population, through
+// Ring.Owners (counts of keys and bytes), and on the ring's arcs (layout),
+// which stand for infinitely many keys: exact shares, and the copy loads
+// of members holding far more keys than a sample can give each of 1,000
+// members, from which the copy times come.
 package sim
 
 import (
@@ -34,18 +40,16 @@ type Config struct {
 	// Replicas lists the copy counts R compared: a key lives on its
 	// first R owners. R=1 is ringcache today.
 	Replicas []int
-	// Kind and VNodes are passed to cluster.NewRing ("" and 0: the
-	// default ring, serialx/hashring's layout with 160 points per member).
-	Kind   string
+	// VNodes is the number of points per member of the ring, the default
+	// hashring (0: cluster.DefaultVNodes, 160).
 	VNodes int
 	// Rate is what one member sends, and what one receives, per second
 	// while copying keys, in bytes: a limit so that re-replication does
 	// not starve requests.
 	Rate float64
 	// MemberStore is the bytes each member holds (copies included) in the
-	// scaled times: the simulated population spreads a fixed number of
-	// bytes over the cluster, so its own times shrink as the cluster
-	// grows; copy times grow linearly with what each member holds.
+	// copy times: a cluster of members that hold that much each, not the
+	// population, whose fixed bytes thin out as the cluster grows.
 	MemberStore int64
 	// Seed fixes the keys, their sizes, the member names and the members
 	// picked for single events.
@@ -54,7 +58,7 @@ type Config struct {
 
 // DefaultConfig returns the report's configuration: 3, 10, 100 and 1,000
 // members, 1,000,000 keys of DefaultSizes, R = 1 and 2, the default ring,
-// 50 MB/s per member, 8 GiB per member for the scaled times.
+// 50 MB/s per member, members holding 8 GiB each for the copy times.
 func DefaultConfig() Config {
 	return Config{
 		Members:     []int{3, 10, 100, 1000},
@@ -74,12 +78,15 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("members: at least one cluster size"))
 	}
 	for _, n := range c.Members {
-		if n < 3 || n > 10000 {
-			errs = append(errs, fmt.Errorf("members: a cluster size must be in 3..10000 (got %d): two crashes need two members besides a third", n))
+		if n < 3 || n > 4096 {
+			errs = append(errs, fmt.Errorf("members: a cluster size must be in 3..4096 (got %d): two crashes need two members besides a third", n))
 		}
 	}
-	if c.Keys <= 0 {
-		errs = append(errs, fmt.Errorf("keys must be > 0 (got %d)", c.Keys))
+	if c.VNodes < 0 || c.VNodes > 1024 {
+		errs = append(errs, fmt.Errorf("vnodes must be in 0..1024 (got %d)", c.VNodes))
+	}
+	if c.Keys <= 0 || c.Keys > math.MaxInt32 {
+		errs = append(errs, fmt.Errorf("keys must be in 1..%d (got %d)", math.MaxInt32, c.Keys))
 	}
 	if err := c.Sizes.validate(); err != nil {
 		errs = append(errs, err)
@@ -116,7 +123,7 @@ type Result struct {
 // Cluster is the simulation of one cluster size.
 type Cluster struct {
 	Members int
-	Points  int           // ring points (members × vnodes for a hashring)
+	Points  int           // ring points: members × vnodes
 	Build   time.Duration // cluster.NewRing for all members
 	Place   time.Duration // preference lists of every key on the full ring
 	// Spread is, per R, how evenly keys and bytes spread over members.
@@ -133,15 +140,18 @@ type Cluster struct {
 // Spread is how evenly one R's copies spread over the members.
 type Spread struct {
 	R int
-	// Keys and Bytes are per-member counts of what each member holds.
+	// Keys and Bytes are per-member counts of the population's keys and
+	// bytes each member holds.
 	Keys, Bytes Stat
 	// KeysFloor and BytesFloor are the relative standard deviations a
 	// perfectly even ring would still show on this population, from
 	// sampling alone: 1/√(keys per member), and for bytes
 	// √((1+cv²)/(keys per member)) with cv the sizes' coefficient of
-	// variation. A spread near its floor says the ring is as even as the
-	// sample can tell.
+	// variation.
 	KeysFloor, BytesFloor float64
+	// Ring is the share of the hash space each member holds: the spread
+	// of infinitely many keys, free of sampling.
+	Ring Stat
 }
 
 // Stat summarises a per-member quantity.
@@ -155,9 +165,14 @@ type Stat struct {
 type Event struct {
 	Name string
 	R    int
+	// Movement counts the population's keys and bytes.
 	Movement
-	// Returns is, for a rolling restart, the part of Movement spent on
-	// the members' returns: refilling each with what it holds again.
+	// Ring is the same change on the ring's arcs: its counts are shares of
+	// the hash space in arcUnits, and its Busiest gives the copy time of
+	// members holding Config.MemberStore each (Result.CopyTime).
+	Ring Movement
+	// Returns is, for a rolling restart, the part of Ring spent on the
+	// members' returns: refilling each with what it holds again.
 	Returns Movement
 }
 
@@ -175,11 +190,24 @@ const (
 type Pairs struct {
 	R int
 	// MeanKeys is the mean over all pairs of the fraction of keys lost;
-	// WorstKeys and WorstBytes the largest fractions of keys and of bytes
-	// any pair loses (not necessarily the same pair).
+	// WorstKeys and WorstBytes the largest fractions of the population's
+	// keys and of its bytes any pair loses (not necessarily one pair).
 	MeanKeys, WorstKeys, WorstBytes float64
-	// Losing is the fraction of pairs whose crash loses any key.
+	// Losing is the fraction of pairs whose crash loses a key of the
+	// population.
 	Losing float64
+	// RingWorst and RingLosing are the same on the ring's arcs: the
+	// largest share of the hash space a pair loses, and the fraction of
+	// pairs that lose any (with infinitely many keys).
+	RingWorst, RingLosing float64
+}
+
+// CopyTime is the time ring copy load busiest (a Movement's Busiest on
+// the ring's arcs) takes at Config.Rate when each of the n members holds
+// Config.MemberStore with r copies of every key.
+func (res *Result) CopyTime(n, r int, busiest int64) time.Duration {
+	bytes := float64(busiest) * arcUnit * float64(res.Config.MemberStore) * float64(n) / float64(min(r, n))
+	return time.Duration(bytes / res.Config.Rate * float64(time.Second))
 }
 
 // Run simulates every cluster size of c.
@@ -235,25 +263,28 @@ func simulate(c Config, pop *Population, cv float64, n int) (*Cluster, error) {
 	if y >= x {
 		y++
 	}
-	cl := &Cluster{Members: n, Leaver: names[x], Joiner: names[joiner], Pair: [2]string{names[x], names[y]}}
+	cl := &Cluster{Members: n, Points: n * vnodes(c), Leaver: names[x], Joiner: names[joiner], Pair: [2]string{names[x], names[y]}}
 
 	t0 := time.Now()
-	full, err := u.ring(c.Kind, c.VNodes, members)
+	full, err := u.ring(c.VNodes, members)
 	if err != nil {
 		return nil, err
 	}
 	cl.Build = time.Since(t0)
-	cl.Points = n * vnodes(c)
-	if c.Kind == cluster.KindRendezvous {
-		cl.Points = n
-	}
 	maxR := slices.Max(c.Replicas)
 	// One deeper than the largest R: the rolling restart reads where a key
 	// goes while one of its holders is away from the full ring's list.
 	t0 = time.Now()
-	pFull := place(full, pop, u, maxR+1)
+	keysFull := place(full, pop, u, maxR+1)
 	cl.Place = time.Since(t0)
 
+	// The rings after the single events, as the population and as arcs.
+	lay := newLayout(u, vnodes(c))
+	arcs := lay.weights()
+	arcsFull := lay.place(u.set(members...), maxR+1)
+	if err := lay.check(pop, keysFull, arcsFull); err != nil {
+		return nil, err
+	}
 	others := func(skip ...uint16) []uint16 {
 		var out []uint16
 		for _, m := range members {
@@ -263,46 +294,66 @@ func simulate(c Config, pop *Population, cv float64, n int) (*Cluster, error) {
 		}
 		return out
 	}
-	var pJoin, pLeave, pTwo *Placement
+	type placed struct{ keys, arcs *Placement }
+	var join, leave, two placed
 	for _, s := range []struct {
 		ids []uint16
-		p   **Placement
-	}{{all, &pJoin}, {others(x), &pLeave}, {others(x, y), &pTwo}} {
-		r, err := u.ring(c.Kind, c.VNodes, s.ids)
+		p   *placed
+	}{{all, &join}, {others(x), &leave}, {others(x, y), &two}} {
+		r, err := u.ring(c.VNodes, s.ids)
 		if err != nil {
 			return nil, err
 		}
-		*s.p = place(r, pop, u, maxR)
+		s.p.keys, s.p.arcs = place(r, pop, u, maxR), lay.place(u.set(s.ids...), maxR)
+		if err := lay.check(pop, s.p.keys, s.p.arcs); err != nil {
+			return nil, err
+		}
 	}
 
-	nobody := make([]bool, len(names))
-	goneX := slices.Clone(nobody)
-	goneX[x] = true
-	goneXY := slices.Clone(goneX)
-	goneXY[y] = true
+	nobody, goneX, goneXY := u.set(), u.set(x), u.set(x, y)
 	for _, r := range c.Replicas {
-		cl.Spread = append(cl.Spread, spread(pop, pFull, r, n, cv))
-		leave := compare(pop, pFull, pLeave, r, nobody)
-		crash := compare(pop, pFull, pLeave, r, goneX)
-		rolling, killed := rollingRestart(pop, pFull, r, members, x)
-		// The rolling restart reads the ring without each member off the
-		// full ring's preference lists (cluster.Ring.Owners' contract);
-		// the ring rebuilt without x must agree.
-		if rolling.checked != leave {
-			return nil, fmt.Errorf("R=%d: %s leaving: the full ring's preference lists say %+v, the rebuilt ring %+v", r, names[x], rolling.checked, leave)
+		keys, bytes := spread(pop.sizes, keysFull, r)
+		_, ringShare := spread(arcs, arcsFull, r)
+		perMember := float64(pop.Len()) * float64(min(r, n)) / float64(n)
+		cl.Spread = append(cl.Spread, Spread{R: r, Keys: keys, Bytes: bytes, Ring: ringShare,
+			KeysFloor: 1 / math.Sqrt(perMember), BytesFloor: math.Sqrt((1 + cv*cv) / perMember)})
+
+		ev := make([]Event, 0, 6)
+		for _, v := range []struct {
+			w           []int64
+			full        *Placement
+			join, leave *Placement
+			two         *Placement
+			ring        bool
+		}{{pop.sizes, keysFull, join.keys, leave.keys, two.keys, false}, {arcs, arcsFull, join.arcs, leave.arcs, two.arcs, true}} {
+			leaveM := compare(v.w, v.full, v.leave, r, nobody)
+			crashM := compare(v.w, v.full, v.leave, r, goneX)
+			rolling, killed := rollingRestart(v.w, v.full, r, members, x)
+			// The rolling restart reads the ring without each member off
+			// the full ring's preference lists (Ring.Owners' contract);
+			// the ring rebuilt without x must agree.
+			if rolling.checked != leaveM || killed.checked != crashM {
+				return nil, fmt.Errorf("R=%d: %s leaving (crashing): the full ring's preference lists say %+v (%+v), the rebuilt ring %+v (%+v)",
+					r, names[x], rolling.checked, killed.checked, leaveM, crashM)
+			}
+			moves := []Movement{compare(v.w, v.full, v.join, r, nobody), leaveM, crashM, compare(v.w, v.full, v.two, r, goneXY), rolling.total, killed.total}
+			if !v.ring {
+				for i, name := range []string{EventJoin, EventLeave, EventCrash, EventTwoCrashes, EventRolling, EventRollingKill} {
+					ev = append(ev, Event{Name: name, R: r, Movement: moves[i]})
+				}
+				continue
+			}
+			for i := range ev {
+				ev[i].Ring = moves[i]
+			}
+			ev[4].Returns, ev[5].Returns = rolling.returns, killed.returns
 		}
-		if killed.checked != crash {
-			return nil, fmt.Errorf("R=%d: %s crashing: the full ring's preference lists say %+v, the rebuilt ring %+v", r, names[x], killed.checked, crash)
-		}
-		cl.Events = append(cl.Events,
-			Event{Name: EventJoin, R: r, Movement: compare(pop, pFull, pJoin, r, nobody)},
-			Event{Name: EventLeave, R: r, Movement: leave},
-			Event{Name: EventCrash, R: r, Movement: crash},
-			Event{Name: EventTwoCrashes, R: r, Movement: compare(pop, pFull, pTwo, r, goneXY)},
-			Event{Name: EventRolling, R: r, Movement: rolling.total, Returns: rolling.returns},
-			Event{Name: EventRollingKill, R: r, Movement: killed.total, Returns: killed.returns},
-		)
-		cl.Pairs = append(cl.Pairs, pairs(pop, pFull, r, n))
+		cl.Events = append(cl.Events, ev...)
+
+		p := pairs(pop.sizes, keysFull, r, n)
+		ringPairs := pairs(arcs, arcsFull, r, n)
+		p.RingWorst, p.RingLosing = ringPairs.WorstBytes, ringPairs.Losing
+		cl.Pairs = append(cl.Pairs, p)
 	}
 	return cl, nil
 }
@@ -350,17 +401,18 @@ func (s *restart) add(o restart) {
 // its keys off), killed the one where each stops as if it crashed. Both
 // return the leave step of member check alone.
 //
-// The ring without member m is not rebuilt: a key's first r owners on it
+// w weighs each item (a key, or an arc of the ring) placed in full. The
+// ring without member m is not rebuilt: a key's first r owners on it
 // are its first r+1 owners on the full ring, m left out (the contract of
 // cluster.Ring.Owners), so full must be at least r+1 deep. Only keys m
 // holds change. Steps start from the same state, so they are computed in
 // parallel.
-func rollingRestart(pop *Population, full *Placement, r int, members []uint16, check uint16) (graceful, killed restart) {
+func rollingRestart(w []int64, full *Placement, r int, members []uint16, check uint16) (graceful, killed restart) {
 	n := len(full.member)
 	// keys[counts[m]:counts[m+1]] lists the keys m holds: the only ones
 	// its restart moves.
 	counts := make([]int, n+1)
-	for i := range pop.Len() {
+	for i := range w {
 		for _, h := range full.holders(i, r) {
 			counts[h+1]++
 		}
@@ -370,7 +422,7 @@ func rollingRestart(pop *Population, full *Placement, r int, members []uint16, c
 	}
 	keys := make([]int32, counts[n])
 	next := slices.Clone(counts[:n])
-	for i := range pop.Len() {
+	for i := range w {
 		for _, h := range full.holders(i, r) {
 			keys[next[h]] = int32(i)
 			next[h]++
@@ -387,7 +439,7 @@ func rollingRestart(pop *Population, full *Placement, r int, members []uint16, c
 		for _, m := range members[lo:hi] {
 			staying[m], gone[m] = false, true
 			for _, i := range keys[counts[m]:counts[m+1]] {
-				size, old := pop.Size(int(i)), full.holders(int(i), r)
+				size, old := w[i], full.holders(int(i), r)
 				away = withoutMember(away[:0], full.lists[int(i)*full.depth:(int(i)+1)*full.depth], m, r)
 				gLeave.key(size, old, away, nobody, staying)
 				gBack.key(size, away, old, nobody, all)
@@ -422,28 +474,23 @@ func withoutMember(dst, list []uint16, m uint16, r int) []uint16 {
 	return dst
 }
 
-// spread summarises what each of the n members holds with r copies; cv is
-// the coefficient of variation of the population's sizes.
-func spread(pop *Population, full *Placement, r, n int, cv float64) Spread {
-	keys, bytes := make([]float64, len(full.member)), make([]float64, len(full.member))
-	for i := range pop.Len() {
+// spread summarises the items (weights w) each member of full holds with
+// r copies: by count and by weight.
+func spread(w []int64, full *Placement, r int) (count, weight Stat) {
+	counts, weights := make([]float64, len(full.member)), make([]float64, len(full.member))
+	for i, wi := range w {
 		for _, h := range full.holders(i, r) {
-			keys[h]++
-			bytes[h] += float64(pop.Size(i))
+			counts[h]++
+			weights[h] += float64(wi)
 		}
 	}
-	var ks, bs []float64
+	var cs, ws []float64
 	for id, in := range full.member {
 		if in {
-			ks, bs = append(ks, keys[id]), append(bs, bytes[id])
+			cs, ws = append(cs, counts[id]), append(ws, weights[id])
 		}
 	}
-	perMember := float64(pop.Len()) * float64(min(r, n)) / float64(n)
-	return Spread{
-		R: r, Keys: stat(ks), Bytes: stat(bs),
-		KeysFloor:  1 / math.Sqrt(perMember),
-		BytesFloor: math.Sqrt((1 + cv*cv) / perMember),
-	}
+	return stat(cs), stat(ws)
 }
 
 func sq(x float64) float64 { return x * x }
@@ -461,44 +508,49 @@ func stat(v []float64) Stat {
 	return Stat{Mean: mean, Min: slices.Min(v) / mean, Max: slices.Max(v) / mean, StdDev: math.Sqrt(ss/float64(len(v))) / mean}
 }
 
-// pairs computes what every pair of the n members crashing at once loses
-// with r copies: with r=1 both members' keys; with r=2 the keys held by
-// exactly that pair; with r>2 nothing.
-func pairs(pop *Population, full *Placement, r, n int) Pairs {
+// pairs computes what every pair of the n members of full crashing at
+// once loses with r copies of the items (weights w): with r=1 both
+// members' items; with r=2 the items held by exactly that pair; with r>2
+// nothing.
+func pairs(w []int64, full *Placement, r, n int) Pairs {
 	out := Pairs{R: r}
 	npairs := float64(n) * float64(n-1) / 2
-	keys, bytes := float64(pop.Len()), float64(pop.Bytes())
+	var total float64
+	for _, wi := range w {
+		total += float64(wi)
+	}
+	items := float64(len(w))
 	switch r {
 	case 1:
 		k, b := make([]float64, len(full.member)), make([]float64, len(full.member))
-		for i := range pop.Len() {
+		for i, wi := range w {
 			h := full.holders(i, 1)[0]
 			k[h]++
-			b[h] += float64(pop.Size(i))
+			b[h] += float64(wi)
 		}
 		slices.Sort(k)
 		slices.Sort(b)
 		// Each member is in n-1 pairs: the mean is 2/n of the keys.
 		out.MeanKeys = 2 / float64(n)
-		out.WorstKeys = (k[len(k)-1] + k[len(k)-2]) / keys
-		out.WorstBytes = (b[len(b)-1] + b[len(b)-2]) / bytes
+		out.WorstKeys = (k[len(k)-1] + k[len(k)-2]) / items
+		out.WorstBytes = (b[len(b)-1] + b[len(b)-2]) / total
 		out.Losing = 1
 	case 2:
-		type loss struct{ keys, bytes int64 }
+		type loss struct{ items, weight int64 }
 		byPair := make(map[uint32]loss)
-		for i := range pop.Len() {
+		for i, wi := range w {
 			h := full.holders(i, 2)
-			a, b := min(h[0], h[1]), max(h[0], h[1])
-			l := byPair[uint32(a)<<16|uint32(b)]
-			l.keys++
-			l.bytes += pop.Size(i)
-			byPair[uint32(a)<<16|uint32(b)] = l
+			pair := uint32(min(h[0], h[1]))<<16 | uint32(max(h[0], h[1]))
+			l := byPair[pair]
+			l.items++
+			l.weight += wi
+			byPair[pair] = l
 		}
 		// Every key is held by exactly one pair: the mean is 1/C(n,2).
 		out.MeanKeys = 1 / npairs
 		for _, l := range byPair {
-			out.WorstKeys = max(out.WorstKeys, float64(l.keys)/keys)
-			out.WorstBytes = max(out.WorstBytes, float64(l.bytes)/bytes)
+			out.WorstKeys = max(out.WorstKeys, float64(l.items)/items)
+			out.WorstBytes = max(out.WorstBytes, float64(l.weight)/total)
 		}
 		out.Losing = float64(len(byPair)) / npairs
 	}

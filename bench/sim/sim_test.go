@@ -35,7 +35,7 @@ func newFixture(t *testing.T, keys int, names ...string) *fixture {
 
 func (f *fixture) ring(ids ...uint16) cluster.Ring {
 	f.t.Helper()
-	r, err := f.u.ring("", 0, ids)
+	r, err := f.u.ring(0, ids)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestTwoMembers(t *testing.T) {
 	}
 	goneA := f.bools(0)
 
-	crash2 := compare(f.pop, full, after, 2, goneA)
+	crash2 := compare(f.pop.sizes, full, after, 2, goneA)
 	if crash2.LostKeys != 0 || crash2.Copies != 0 || crash2.Busiest != 0 {
 		t.Errorf("R=2 crash: %+v, want nothing lost or copied", crash2)
 	}
@@ -143,17 +143,14 @@ func TestTwoMembers(t *testing.T) {
 		t.Errorf("R=2 crash: %d keys (%d bytes) change owner, want web-a's %d (%d)", crash2.OwnerKeys, crash2.OwnerBytes, aKeys, aBytes)
 	}
 
-	crash1 := compare(f.pop, full, after, 1, goneA)
+	crash1 := compare(f.pop.sizes, full, after, 1, goneA)
 	if crash1.LostKeys != aKeys || crash1.LostBytes != aBytes || crash1.Copies != 0 {
 		t.Errorf("R=1 crash: %+v, want web-a's %d keys (%d bytes) lost, no copies", crash1, aKeys, aBytes)
 	}
 
-	leave1 := compare(f.pop, full, after, 1, f.bools())
+	leave1 := compare(f.pop.sizes, full, after, 1, f.bools())
 	if leave1.LostKeys != 0 || leave1.Copies != aKeys || leave1.CopyBytes != aBytes || leave1.Busiest != aBytes {
 		t.Errorf("R=1 graceful leave: %+v, want web-a's %d keys (%d bytes) copied, all sent by web-a", leave1, aKeys, aBytes)
-	}
-	if w := leave1.Window(float64(aBytes)); w != time.Second {
-		t.Errorf("R=1 graceful leave at web-a's bytes per second takes %v, want 1s", w)
 	}
 }
 
@@ -173,16 +170,16 @@ func TestTwoCrashes(t *testing.T) {
 		}
 	}
 	gone := f.bools(0, 1)
-	m2 := compare(f.pop, full, after, 2, gone)
+	m2 := compare(f.pop.sizes, full, after, 2, gone)
 	if m2.LostKeys != pairKeys || m2.LostBytes != pairBytes || m2.Copies != 0 {
 		t.Errorf("R=2: %+v, want %d keys (%d bytes) lost and no copies", m2, pairKeys, pairBytes)
 	}
 	abKeys, abBytes := f.owned(abc, "web-a", "web-b")
-	m1 := compare(f.pop, full, after, 1, gone)
+	m1 := compare(f.pop.sizes, full, after, 1, gone)
 	if m1.LostKeys != abKeys || m1.LostBytes != abBytes {
 		t.Errorf("R=1: %+v, want %d keys (%d bytes) lost", m1, abKeys, abBytes)
 	}
-	p := pairs(f.pop, full, 2, 3)
+	p := pairs(f.pop.sizes, full, 2, 3)
 	if math.Abs(p.MeanKeys-1.0/3) > 1e-12 || p.Losing != 1 {
 		t.Errorf("pairs: %+v, want a mean loss of 1/3 and every pair losing", p)
 	}
@@ -204,7 +201,7 @@ func TestJoin(t *testing.T) {
 			heldBytes += f.pop.Size(i)
 		}
 	}
-	m := compare(f.pop, pb, pa, 2, f.bools())
+	m := compare(f.pop.sizes, pb, pa, 2, f.bools())
 	if m.OwnerKeys != dKeys || m.OwnerBytes != dBytes {
 		t.Errorf("%d keys (%d bytes) change owner, want web-d's %d (%d)", m.OwnerKeys, m.OwnerBytes, dKeys, dBytes)
 	}
@@ -234,8 +231,8 @@ func (f *fixture) rebuiltRollingRestart(r int, kill bool) (total, returns Moveme
 		if kill {
 			gone = f.bools(m)
 		}
-		total.add(compare(f.pop, full, away, r, gone))
-		back := compare(f.pop, away, full, r, f.bools())
+		total.add(compare(f.pop.sizes, full, away, r, gone))
+		back := compare(f.pop.sizes, away, full, r, f.bools())
 		total.add(back)
 		returns.add(back)
 	}
@@ -250,7 +247,7 @@ func TestRollingRestartMatchesRebuiltRings(t *testing.T) {
 		r    int
 		kill bool
 	}{{1, false}, {2, false}, {2, true}} {
-		graceful, killed := rollingRestart(f.pop, full, tc.r, ids, 3)
+		graceful, killed := rollingRestart(f.pop.sizes, full, tc.r, ids, 3)
 		got := graceful
 		if tc.kill {
 			got = killed
@@ -267,7 +264,7 @@ func TestRollingRestartMatchesRebuiltRings(t *testing.T) {
 		}
 	}
 	// R=1 without a hand-off: every key is lost once, when its owner stops.
-	_, killed := rollingRestart(f.pop, full, 1, ids, 0)
+	_, killed := rollingRestart(f.pop.sizes, full, 1, ids, 0)
 	if k := killed.total; k.LostKeys != int64(f.pop.Len()) || k.LostBytes != f.pop.Bytes() || k.Copies != 0 || k.OwnerKeys != 2*int64(f.pop.Len()) {
 		t.Errorf("R=1 without hand-off: %+v, want every key lost, none copied, each changing owner twice", k)
 	}
@@ -289,7 +286,7 @@ func TestPairsMatchesCrashes(t *testing.T) {
 						rest = append(rest, id)
 					}
 				}
-				m := compare(f.pop, full, place(f.ring(rest...), f.pop, f.u, 2), r, f.bools(x, y))
+				m := compare(f.pop.sizes, full, place(f.ring(rest...), f.pop, f.u, 2), r, f.bools(x, y))
 				frac := float64(m.LostKeys) / float64(f.pop.Len())
 				sum += frac
 				worst = max(worst, frac)
@@ -299,7 +296,7 @@ func TestPairsMatchesCrashes(t *testing.T) {
 				}
 			}
 		}
-		got := pairs(f.pop, full, r, len(ids))
+		got := pairs(f.pop.sizes, full, r, len(ids))
 		want := Pairs{R: r, MeanKeys: sum / 15, WorstKeys: worst, WorstBytes: worstBytes, Losing: float64(losing) / 15}
 		if math.Abs(got.MeanKeys-want.MeanKeys) > 1e-12 || got.WorstKeys != want.WorstKeys || got.WorstBytes != want.WorstBytes || got.Losing != want.Losing {
 			t.Errorf("R=%d: pairs %+v, crashing each pair %+v", r, got, want)
@@ -356,6 +353,25 @@ func TestRunIsDeterministicAndConsistent(t *testing.T) {
 		for _, s := range cl.Spread {
 			if s.Keys.Min > 1 || s.Keys.Max < 1 || s.Keys.StdDev <= 0 {
 				t.Errorf("%d members: spread %+v", cl.Members, s)
+			}
+			// The ring's shares are what the keys show, less sampling.
+			if tol := 3*s.KeysFloor + 0.005; math.Abs(s.Ring.StdDev-s.Keys.StdDev) > tol || math.Abs(s.Ring.Max-s.Keys.Max) > 2*tol {
+				t.Errorf("%d members, R=%d: ring shares %+v, keys %+v", cl.Members, s.R, s.Ring, s.Keys)
+			}
+		}
+		// So are the shares of keys that move.
+		for _, e := range cl.Events {
+			for _, m := range []struct {
+				name       string
+				keys, ring float64
+			}{
+				{"changing owner", float64(e.OwnerKeys) / float64(keys), float64(e.Ring.OwnerBytes) * arcUnit},
+				{"copies", float64(e.Copies) / float64(keys), float64(e.Ring.CopyBytes) * arcUnit},
+				{"lost", float64(e.LostKeys) / float64(keys), float64(e.Ring.LostBytes) * arcUnit},
+			} {
+				if math.Abs(m.keys-m.ring) > 0.02*max(1, m.ring) {
+					t.Errorf("%d members, R=%d, %s: %.4f of the keys %s, %.4f of the ring", cl.Members, e.R, e.Name, m.keys, m.name, m.ring)
+				}
 			}
 		}
 	}
@@ -438,5 +454,72 @@ func TestFormats(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("got %q, want %q", tc.got, tc.want)
 		}
+	}
+}
+
+// The simulation's copy of the ring's layout places every key where
+// Ring.Owners does, on the full ring and on rings of fewer members.
+func TestLayoutMatchesRing(t *testing.T) {
+	f := newFixture(t, 50000, Names(12, 1)...)
+	lay := newLayout(f.u, cluster.DefaultVNodes)
+	var sum int64
+	for _, w := range lay.weights() {
+		sum += w
+	}
+	if full := int64(1) << 48; sum > full || sum < full-int64(len(lay.points)) {
+		t.Errorf("arc weights sum to %d, want 2^48 less at most one unit per arc", sum)
+	}
+	for _, ids := range [][]uint16{{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {1, 3, 5}} {
+		keys := place(f.ring(ids...), f.pop, f.u, 3)
+		arcs := lay.place(f.u.set(ids...), 3)
+		if err := lay.check(f.pop, keys, arcs); err != nil {
+			t.Errorf("%d members: %v", len(ids), err)
+		}
+	}
+	// A layout that is not the ring's is caught.
+	other := newLayout(f.u, cluster.DefaultVNodes-1)
+	if err := other.check(f.pop, place(f.ring(0, 1, 2), f.pop, f.u, 1), other.place(f.u.set(0, 1, 2), 1)); err == nil {
+		t.Error("a layout with 159 points per member passed the check")
+	}
+}
+
+// The ring's arcs and a large population agree on the shares that move,
+// and the arcs' copy time is the leaver's share of the store at the rate.
+func TestRingAgreesWithPopulation(t *testing.T) {
+	f := newFixture(t, 200000, Names(11, 2)...)
+	ids := []uint16{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+	lay := newLayout(f.u, cluster.DefaultVNodes)
+	arcs := lay.weights()
+	full := f.u.set(ids...)
+	joined := f.u.set(append(ids, 10)...)
+	keysFull, keysJoin := place(f.ring(ids...), f.pop, f.u, 2), place(f.ring(append(ids, 10)...), f.pop, f.u, 2)
+	arcsFull, arcsJoin := lay.place(full, 2), lay.place(joined, 2)
+	for _, r := range []int{1, 2} {
+		k := compare(f.pop.sizes, keysFull, keysJoin, r, f.u.set())
+		a := compare(arcs, arcsFull, arcsJoin, r, f.u.set())
+		kShare, aShare := float64(k.OwnerKeys)/float64(f.pop.Len()), float64(a.OwnerBytes)*arcUnit
+		if math.Abs(kShare-aShare) > 0.005 {
+			t.Errorf("R=%d join: %.4f of the keys change owner, %.4f of the ring", r, kShare, aShare)
+		}
+		kCopies, aCopies := float64(k.Copies)/float64(f.pop.Len()), float64(a.CopyBytes)*arcUnit
+		if math.Abs(kCopies-aCopies) > 0.01 {
+			t.Errorf("R=%d join: %.4f copies per key, %.4f on the ring", r, kCopies, aCopies)
+		}
+	}
+	// R=1, web-0 leaves: it sends its whole share; with members holding
+	// MemberStore each, that takes its share × n × MemberStore / rate.
+	leave := compare(arcs, arcsFull, lay.place(f.u.set(ids[1:]...), 1), 1, f.u.set())
+	_, share := spread(arcs, arcsFull, 1)
+	res := &Result{Config: DefaultConfig()}
+	want := float64(res.Config.MemberStore) / res.Config.Rate // a mean member's store at the rate, in seconds
+	got := res.CopyTime(10, 1, leave.Busiest).Seconds()
+	var first float64
+	for i, w := range arcs {
+		if arcsFull.holders(i, 1)[0] == 0 {
+			first += float64(w)
+		}
+	}
+	if rel := first / share.Mean; math.Abs(got/(want*rel)-1) > 1e-9 {
+		t.Errorf("R=1 leave takes %.3f s, want %.3f s (web-0 holds %.3f of a mean member)", got, want*rel, rel)
 	}
 }
