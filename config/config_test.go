@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -31,9 +32,19 @@ func writeFile(t *testing.T, name, content string) string {
 	return p
 }
 
+// load is Load for tests that expect no warnings: a warning fails them
+// as an error would.
+func load(args, env []string, out io.Writer) (Config, error) {
+	c, warnings, err := Load(args, env, out)
+	if err == nil && len(warnings) > 0 {
+		err = fmt.Errorf("warnings: %s", strings.Join(warnings, "; "))
+	}
+	return c, err
+}
+
 func mustLoad(t *testing.T, args, env []string) Config {
 	t.Helper()
-	c, err := Load(args, env, nil)
+	c, err := load(args, env, nil)
 	if err != nil {
 		t.Fatalf("Load(%q, %q): %v", args, env, err)
 	}
@@ -43,7 +54,7 @@ func mustLoad(t *testing.T, args, env []string) Config {
 // loadErr loads and returns the error text, failing the test if there is none.
 func loadErr(t *testing.T, args, env []string) string {
 	t.Helper()
-	_, err := Load(args, env, nil)
+	_, err := load(args, env, nil)
 	if err == nil {
 		t.Fatalf("Load(%q, %q) succeeded; want an error", args, env)
 	}
@@ -217,7 +228,7 @@ func TestExampleYAML(t *testing.T) {
 }
 
 func TestHelpWithoutWriter(t *testing.T) {
-	_, err := Load([]string{"--help"}, nil, nil) // nil out must not panic
+	_, err := load([]string{"--help"}, nil, nil) // nil out must not panic
 	if !errors.Is(err, ErrHelp) {
 		t.Fatalf("Load(--help) = %v; want ErrHelp", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/config"
 	"github.com/valyala/fasthttp"
 )
 
@@ -276,6 +278,17 @@ func healthServer(t *testing.T, status int) string {
 }
 
 // --- small helpers -----------------------------------------------------------
+
+// loadConfig is config.Load for an example's settings, which must not
+// draw warnings (an unknown RINGCACHE_* variable is one, and most likely a
+// misspelt setting): a warning is returned as an error.
+func loadConfig(args, env []string, out io.Writer) (config.Config, error) {
+	cfg, warnings, err := config.Load(args, env, out)
+	if err == nil && len(warnings) > 0 {
+		err = fmt.Errorf("warnings: %s", strings.Join(warnings, "; "))
+	}
+	return cfg, err
+}
 
 func portOf(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
