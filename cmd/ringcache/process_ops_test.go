@@ -1,10 +1,16 @@
 package main
 
-// What an operator meets first, with the real binary: the environment a
-// Kubernetes pod gives it.
+// What an operator meets first, with the real binary: startup failures
+// (exit status 1, one line naming the setting and the address, no panic,
+// nothing left running) and the environment a Kubernetes pod gives it.
 
 import (
+	"context"
+	"errors"
+	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -22,6 +28,117 @@ func cleanEnv(extra ...string) []string {
 		}
 	}
 	return append(env, extra...)
+}
+
+// runToExit runs the binary with args and env until it exits (within
+// procWait) and returns its exit status and output.
+func runToExit(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), procWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, buildBinary(t), args...)
+	cmd.Env = env
+	cmd.WaitDelay = time.Second
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("ringcache %s still running after %s: %s", strings.Join(args, " "), procWait, out)
+	case errors.As(err, &exit):
+		return exit.ExitCode(), string(out)
+	case err != nil:
+		t.Fatalf("ringcache %s: %v", strings.Join(args, " "), err)
+	}
+	return 0, string(out)
+}
+
+// holdAddr takes a loopback address over TCP and UDP (gossip binds both)
+// until the test ends.
+func holdAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	pc, err := net.ListenPacket("udp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return ln.Addr().String()
+}
+
+// holdAfterFree takes a loopback address as holdAddr does, one whose port
+// follows a free one, and returns both.
+func holdAfterFree(t *testing.T) (free, busy string) {
+	t.Helper()
+	for range 20 {
+		busy := holdAddr(t)
+		free := shiftPort(busy, -1)
+		ln, err := net.Listen("tcp", free)
+		if err != nil {
+			continue
+		}
+		pc, err := net.ListenPacket("udp", free)
+		ln.Close()
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		return free, busy
+	}
+	t.Fatal("found no free port below a held one in 20 tries")
+	return "", ""
+}
+
+func TestProcessStartupFailures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	busy := holdAddr(t)
+	beforeBusy, busy2 := holdAfterFree(t)
+	missing := filepath.Join(t.TempDir(), "peer.pem")
+	const secret = "process-test-secret-0123456789"
+	serve := []string{"serve", "--origin", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"}
+	cluster := append(serve[1:len(serve):len(serve)], "--gossip", "127.0.0.1:0", "--peer-secret", secret)
+	cluster = append([]string{"serve"}, cluster...)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"listen", append(serve, "--listen", busy), "ringcache serve: listen " + busy + ": address already in use"},
+		{"admin", append(serve, "--admin", busy), "ringcache serve: admin " + busy + ": address already in use"},
+		{"peer_listen", append(cluster, "--peer-listen", busy), "ringcache serve: peer_listen " + busy + ": address already in use"},
+		{"gossip", append(cluster, "--gossip", busy), "ringcache serve: gossip " + busy + ": address already in use"},
+		{"peer TLS files", append(cluster, "--peer-tls-cert", missing, "--peer-tls-key", missing, "--peer-tls-ca", missing),
+			"ringcache serve: peer_tls_cert " + missing + ": no such file or directory"},
+		{"access log", append(serve, "--access-log", filepath.Dir(missing)),
+			"ringcache serve: access_log " + filepath.Dir(missing) + ": is a directory"},
+		{"demo origin", []string{"demo", "--origin-listen", busy, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--gossip", "127.0.0.1:0"},
+			"ringcache demo: origin-listen " + busy + ": address already in use"},
+		{"demo node", []string{"demo", "--origin-listen", "127.0.0.1:0", "--listen", busy, "--admin", "127.0.0.1:0", "--gossip", "127.0.0.1:0"},
+			"ringcache demo: node-a: listen " + busy + ": address already in use"},
+		// The second node fails after the first started: the first is
+		// stopped on the way out.
+		{"demo second node", []string{"demo", "--nodes", "2", "--origin-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--gossip", beforeBusy},
+			"ringcache demo: node-b: gossip " + busy2 + ": address already in use"},
+		{"origin", []string{"origin", "--listen", busy}, "ringcache origin: listen " + busy + ": address already in use"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := runToExit(t, cleanEnv(), tc.args...)
+			if code != 1 {
+				t.Errorf("exit status %d, want 1", code)
+			}
+			if !strings.Contains(out, tc.want+"\n") {
+				t.Errorf("output lacks %q:\n%s", tc.want, out)
+			}
+			if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+				t.Errorf("output shows a panic:\n%s", out)
+			}
+		})
+	}
 }
 
 // A pod in a namespace with Services named ringcache and ringcache-peers
