@@ -65,6 +65,9 @@ type Node struct {
 	// handoffSent counts entries this node handed to others on leaving.
 	handoffSent prometheus.Counter
 	cancel      context.CancelFunc
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Options are what a node takes beyond its configuration. The zero value
@@ -486,7 +489,14 @@ func (n *Node) Close(ctx context.Context) error {
 	return n.stop(ctx, false)
 }
 
+// stop stops the node once; later calls (Shutdown after Close, a test's
+// cleanup after the test's own Shutdown) return the first one's result.
 func (n *Node) stop(ctx context.Context, graceful bool) error {
+	n.stopOnce.Do(func() { n.stopErr = n.stopNow(ctx, graceful) })
+	return n.stopErr
+}
+
+func (n *Node) stopNow(ctx context.Context, graceful bool) error {
 	n.serving.Store(false)
 	if n.members != nil {
 		if graceful {
