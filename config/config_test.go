@@ -80,7 +80,7 @@ func TestDefault(t *testing.T) {
 		"CoalesceTimeout": 10 * time.Second, "OriginConnectTimeout": 3 * time.Second,
 		"OriginTimeout": 30 * time.Second, "OriginMaxConns": 1024, "PreserveHost": false,
 		"ReadTimeout": 30 * time.Second, "WriteTimeout": 30 * time.Second, "IdleTimeout": 60 * time.Second,
-		"MaxRequestBody": int64(16 << 20), "LogLevel": "info", "LogFormat": "text", "AccessLog": "",
+		"MaxRequestBody": int64(16 << 20), "LogLevel": "info", "LogFormat": "text", "AccessLog": "", "AccessLogFormat": "",
 		"Gossip": "", "Ring": "hashring", "RingVnodes": 160, "PeerTimeout": 2 * time.Second,
 		"HotCacheSize": int64(16 << 20), "HandoffTimeout": 10 * time.Second,
 		"HandoffMaxBytes": int64(1 << 30), "ShutdownTimeout": 30 * time.Second,

@@ -248,6 +248,7 @@ func TestValueErrors(t *testing.T) {
 		{"ring", "chord", "want hashring or rendezvous", nil},
 		{"log_level", "verbose", "want debug, info, warn or error", nil},
 		{"log_format", "xml", "want text or json", nil},
+		{"access_log_format", "text", "want combined or json", nil},
 		{"default_ttl", "-1s", "must not be negative", nil},
 		{"max_heuristic_ttl", "-1h", "must not be negative", nil},
 		{"stale_keep", "5", "want a duration such as 1.5s", nil},

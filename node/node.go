@@ -161,15 +161,14 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	}
 	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
 	clientLn := n.ln
-	handler := n.gate.Handler(n.proxy.Handler)
+	var access *accessLogger
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
 		if err != nil {
 			return nil, err
 		}
-		al := newAccessLogger(w, file)
-		n.access = al
-		handler = al.wrap(handler)
+		access = newAccessLogger(w, file, accessLogFormat(cfg))
+		n.access = access
 	}
 	if n.peers != nil {
 		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{Logger: log, MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize)})
@@ -187,7 +186,11 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		n.peerLn = tls.NewListener(peerLn, n.peerTLS.Server)
 		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
 	}
-	n.srv = n.newServer(handler, cfg.MaxRequestBody, false)
+	n.srv = n.newServer(n.gate.Handler(n.proxy.Handler), cfg.MaxRequestBody, false)
+	if access != nil {
+		// Outermost, so that requests refused for their bodies are logged.
+		n.srv.Handler = access.wrap(n.srv.Handler)
+	}
 	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringcache_peer_refused_total",
 		Help: "Requests claiming to come from a member that were refused: on the client listener, or without a member's credentials.",
