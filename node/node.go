@@ -120,6 +120,7 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
+	n.registerNodeMetrics()
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
 	if cfg.Gossip != "" {

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +17,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ringcache/ringcache/internal/testutil"
+	"github.com/valyala/fasthttp"
 )
 
 // cleanEnv is the test's environment without RINGCACHE_* variables, plus
@@ -187,4 +191,47 @@ func TestProcessKubernetesServiceVariables(t *testing.T) {
 	case <-time.After(procWait):
 		t.Fatal("serve did not exit after SIGTERM")
 	}
+}
+
+// `ringcache version` and `--version` name the build, and the node's
+// ringcache_build_info says the same.
+func TestProcessVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	code, out := runToExit(t, cleanEnv(), "version")
+	versionRE := regexp.MustCompile(`^ringcache (\S+) \((go\S+) \w+/\w+, revision ([^,)]+)(, modified)?\)\n$`)
+	m := versionRE.FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("ringcache version: exit %d, output %q", code, out)
+	}
+	if code, out2 := runToExit(t, cleanEnv(), "--version"); code != 0 || out2 != out {
+		t.Errorf("ringcache --version: exit %d, %q; want %q", code, out2, out)
+	}
+
+	listenRE := regexp.MustCompile(`listen=(127\.0\.0\.1:\d+)`)
+	srv := startChildEnv(t, buildBinary(t), cleanEnv(), "serve", "--origin", "http://127.0.0.1:1", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0")
+	waitMatch(t, srv.stderr, listenRE, "the node to start")
+	admin := waitMatch(t, srv.stderr, regexp.MustCompile(`admin=(127\.0\.0\.1:\d+)`), "the admin address")
+	c := &fasthttp.Client{}
+	defer c.CloseIdleConnections()
+	r, err := testutil.Do(c, "GET", "http://"+admin+"/metrics", nil)
+	if err != nil || r.Status != 200 {
+		t.Fatalf("GET /metrics: %v %d", err, r.Status)
+	}
+	series := fmt.Sprintf(`ringcache_build_info{goversion=%q,revision=%q,version=%q}`, m[2], m[3], m[1])
+	if v, ok := testutil.MetricValue(r.Body, series); !ok || v != 1 {
+		t.Errorf("/metrics lacks %s 1:\n%s", series, grepLines(r.Body, "ringcache_build_info"))
+	}
+}
+
+// grepLines returns the lines of b holding s.
+func grepLines(b []byte, s string) string {
+	var out []string
+	for line := range strings.Lines(string(b)) {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
 }
