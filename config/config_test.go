@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -273,5 +274,37 @@ func TestReload(t *testing.T) {
 	}
 	if _, applied, restart := Reload(merged, next); len(applied) != 0 || strings.Join(restart, ",") != "cache_size" {
 		t.Errorf("second reload: applied %v, restart %v", applied, restart)
+	}
+}
+
+// TestREADMETable: the README's configuration table is one table (a blank
+// line would end it, and Markdown would show the rows after it as text)
+// with a row for every setting but config, which the text above it names.
+func TestREADMETable(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	start := slices.Index(lines, "| setting | default | meaning |")
+	if start < 0 {
+		t.Fatal("README.md has no configuration table")
+	}
+	documented := map[string]bool{}
+	end := start + 2 // past the delimiter row
+	for ; end < len(lines) && strings.HasPrefix(lines[end], "| "); end++ {
+		names, _, _ := strings.Cut(strings.TrimPrefix(lines[end], "| "), " |")
+		for _, n := range strings.Split(names, ", ") {
+			documented[strings.Trim(n, "`")] = true
+		}
+	}
+	if rest := strings.Join(lines[end:], "\n"); strings.Contains(rest, "\n| `") && strings.Index(rest, "\n| `") < strings.Index(rest, "\n## ") {
+		t.Errorf("README.md: setting rows after the configuration table ends at line %d (a blank line splits it?)", end+1)
+	}
+	var c Config
+	for _, s := range c.settings() {
+		if s.name != "config" && !documented[s.name] {
+			t.Errorf("README.md's configuration table has no row for %s", s.name)
+		}
 	}
 }
