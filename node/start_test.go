@@ -16,35 +16,6 @@ import (
 	"go.uber.org/goleak"
 )
 
-// freeAddr returns a loopback address nothing listens on (for now).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// busyAddr returns a loopback address held, over TCP and UDP (gossip
-// takes both), until the test ends.
-func busyAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	pc, err := net.ListenPacket("udp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	return ln.Addr().String()
-}
-
 func TestStartErrorsLeaveNothing(t *testing.T) {
 	o := startTestOrigin(t, "127.0.0.1:0")
 	missing := filepath.Join(t.TempDir(), "missing.pem")
@@ -72,17 +43,17 @@ func TestStartErrorsLeaveNothing(t *testing.T) {
 			"gossip BUSY: address already in use"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			busy := busyAddr(t)
+			busy := testutil.HoldAddr(t)
 			cfg := config.Default()
 			cfg.Origin = "http://" + o.addr
 			cfg.CacheSize = 16 << 20
 			cfg.PeerSecret = "start-test-secret-0123456789"
 			cfg.AccessLog = filepath.Join(t.TempDir(), "access.log") // its flusher must stop too
 			// Fixed free ports rather than :0, to check they are free again.
-			cfg.Listen, cfg.Admin = freeAddr(t), freeAddr(t)
+			cfg.Listen, cfg.Admin = testutil.FreeAddr(t), testutil.FreeAddr(t)
 			tc.mutate(&cfg, busy)
 			if cfg.PeerListen == "127.0.0.1:0" {
-				cfg.PeerListen = freeAddr(t)
+				cfg.PeerListen = testutil.FreeAddr(t)
 			}
 			if err := cfg.Validate(); err != nil {
 				t.Fatalf("test config: %v", err)

@@ -56,29 +56,12 @@ func runToExit(t *testing.T, env []string, args ...string) (int, string) {
 	return 0, string(out)
 }
 
-// holdAddr takes a loopback address over TCP and UDP (gossip binds both)
-// until the test ends.
-func holdAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	pc, err := net.ListenPacket("udp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	return ln.Addr().String()
-}
-
-// holdAfterFree takes a loopback address as holdAddr does, one whose port
+// holdAfterFree takes a loopback address as testutil.HoldAddr does, one whose port
 // follows a free one, and returns both.
 func holdAfterFree(t *testing.T) (free, busy string) {
 	t.Helper()
 	for range 20 {
-		busy := holdAddr(t)
+		busy := testutil.HoldAddr(t)
 		free := shiftPort(busy, -1)
 		ln, err := net.Listen("tcp", free)
 		if err != nil {
@@ -100,7 +83,7 @@ func TestProcessStartupFailures(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	busy := holdAddr(t)
+	busy := testutil.HoldAddr(t)
 	beforeBusy, busy2 := holdAfterFree(t)
 	missing := filepath.Join(t.TempDir(), "peer.pem")
 	const secret = "process-test-secret-0123456789"
