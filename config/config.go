@@ -29,6 +29,9 @@ const (
 
 	LogFormatText = "text"
 	LogFormatJSON = "json"
+
+	AccessLogCombined = "combined" // access_log_format: combined log format, Cache-Status and duration
+	AccessLogJSON     = "json"     // access_log_format: one JSON object per line
 )
 
 // Config is every setting of `ringcache serve`. Sizes are bytes; a zero
@@ -141,6 +144,11 @@ type Config struct {
 	LogFormat string
 	// AccessLog is "" for no access log, "-" for stdout, or a file path.
 	AccessLog string
+	// AccessLogFormat is AccessLogCombined or AccessLogJSON; "" follows
+	// LogFormat (json gives JSON lines, text the combined format), so
+	// one setting makes every line a JSON object and another keeps the
+	// combined format for tools that read it beside JSON logs.
+	AccessLogFormat string
 	// StatsFullURLs shows top keys with their query strings on the admin
 	// /stats endpoint; by default only host and path are shown, since
 	// queries may carry tokens.

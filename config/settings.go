@@ -52,6 +52,7 @@ func (c *Config) settings() []setting {
 		{name: "log_level", live: true, val: str(&c.LogLevel, oneOf("debug", "info", "warn", "error")), help: "debug, info, warn or error"},
 		{name: "log_format", val: str(&c.LogFormat, oneOf(LogFormatText, LogFormatJSON)), help: "text or json"},
 		{name: "access_log", val: str(&c.AccessLog, nil), help: `access log: "" off, "-" stdout, or a file path`},
+		{name: "access_log_format", val: str(&c.AccessLogFormat, optional(oneOf(AccessLogCombined, AccessLogJSON))), help: `access log lines: combined or json; "" follows log_format`},
 		{name: "stats_full_urls", val: boolean(&c.StatsFullURLs), help: "show query strings in /stats top keys (they may carry tokens)"},
 		{name: "node_name", val: str(&c.NodeName, notEmpty), help: "unique cluster member name; defaults to the host name"},
 		{name: "gossip", val: str(&c.Gossip, optional(anyAddr)), help: `serf bind address (host:port); "" runs a single node`},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -65,6 +66,9 @@ type Node struct {
 	// handoffSent counts entries this node handed to others on leaving.
 	handoffSent prometheus.Counter
 	cancel      context.CancelFunc
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Options are what a node takes beyond its configuration. The zero value
@@ -117,13 +121,16 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
+	n.registerNodeMetrics()
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
 	if cfg.Gossip != "" {
 		// Peer traffic is always mutual TLS: from the operator's CA when
 		// given, else from a key derived from the peer secret.
 		if cfg.PeerTLSCert != "" {
-			n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA)
+			if err = peerTLSFiles(cfg); err == nil {
+				n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA)
+			}
 		} else if n.peerTLS, err = cluster.SecretPeerTLS([]byte(cfg.PeerSecret)); err != nil {
 			err = fmt.Errorf("peer_secret: %w", err)
 		}
@@ -154,20 +161,19 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	}
 	n.proxy = proxy.New(popt, n.store, n.origin)
 
-	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	if n.ln, err = Listen("listen", cfg.Listen); err != nil {
+		return nil, err
 	}
 	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
 	clientLn := n.ln
-	handler := n.gate.Handler(n.proxy.Handler)
+	var access *accessLogger
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
 		if err != nil {
 			return nil, err
 		}
-		al := newAccessLogger(w, file)
-		n.access = al
-		handler = al.wrap(handler)
+		access = newAccessLogger(w, file, accessLogFormat(cfg))
+		n.access = access
 	}
 	if n.peers != nil {
 		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{
@@ -175,8 +181,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		})
 		var peerLn net.Listener
 		if cfg.PeerListen != "" {
-			if peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
-				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
+			if peerLn, err = Listen("peer_listen", cfg.PeerListen); err != nil {
+				return nil, err
 			}
 			peerLn = n.guard(peerLn, 0) // beneath TLS: write deadlines act on the socket
 		} else {
@@ -192,7 +198,11 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		n.framesLn, n.peerLn = sides[0], sides[1]
 		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
 	}
-	n.srv = n.newServer(handler, cfg.MaxRequestBody, false)
+	n.srv = n.newServer(n.gate.Handler(n.proxy.Handler), cfg.MaxRequestBody, false)
+	if access != nil {
+		// Outermost, so that requests refused for their bodies are logged.
+		n.srv.Handler = access.wrap(n.srv.Handler)
+	}
 	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringcache_peer_refused_total",
 		Help: "Requests claiming to come from a member that were refused: on the client listener, or without a member's credentials.",
@@ -204,8 +214,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		return float64(refused)
 	}))
 	if cfg.Admin != "" {
-		if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
-			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
+		if n.adminLn, err = Listen("admin", cfg.Admin); err != nil {
+			return nil, err
 		}
 		n.admin = &fasthttp.Server{Handler: n.AdminHandler(), Logger: fasthttpLogger{log}, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	}
@@ -281,7 +291,7 @@ func (n *Node) joinCluster(tune func(*cluster.Options)) error {
 	n.cancel = cancel
 	m, err := cluster.Start(ctx, copt)
 	if err != nil {
-		return fmt.Errorf("gossip: %w", err)
+		return bindError("gossip", cfg.Gossip, err)
 	}
 	n.members = m
 	n.peers.Follow(m)
@@ -517,7 +527,14 @@ func (n *Node) Close(ctx context.Context) error {
 	return n.stop(ctx, false)
 }
 
+// stop stops the node once; later calls (Shutdown after Close, a test's
+// cleanup after the test's own Shutdown) return the first one's result.
 func (n *Node) stop(ctx context.Context, graceful bool) error {
+	n.stopOnce.Do(func() { n.stopErr = n.stopNow(ctx, graceful) })
+	return n.stopErr
+}
+
+func (n *Node) stopNow(ctx context.Context, graceful bool) error {
 	n.serving.Store(false)
 	if n.members != nil {
 		if graceful {
@@ -606,6 +623,59 @@ func (n *Node) closeAll() {
 	}
 }
 
+// Listen opens the TCP listener of the setting named (listen, admin, ...)
+// on addr. Its error names both, with the reason alone: "listen
+// 127.0.0.1:8080: address already in use", not Go's "listen tcp
+// 127.0.0.1:8080: bind: address already in use". The reason stays wrapped
+// (errors.Is(err, syscall.EADDRINUSE)).
+func Listen(setting, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, bindError(setting, addr, err)
+	}
+	return ln, nil
+}
+
+// bindError is Listen's error, also for the gossip address, which serf
+// binds.
+func bindError(setting, addr string, err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+		var sys *os.SyscallError
+		if errors.As(err, &sys) {
+			err = sys.Err
+		}
+	}
+	return fmt.Errorf("%s %s: %w", setting, addr, err)
+}
+
+// fileError is a file named by a setting that could not be opened, named
+// as bindError names addresses: "access_log /var/log: is a directory".
+func fileError(setting string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s %s: %w", setting, pe.Path, pe.Err)
+	}
+	return fmt.Errorf("%s: %w", setting, err)
+}
+
+// peerTLSFiles checks that the peer TLS files can be read, so that a
+// missing one is named by its setting; what is in them is the cluster's to
+// judge.
+func peerTLSFiles(cfg config.Config) error {
+	for _, f := range [...]struct{ setting, path string }{
+		{"peer_tls_cert", cfg.PeerTLSCert}, {"peer_tls_key", cfg.PeerTLSKey}, {"peer_tls_ca", cfg.PeerTLSCA},
+	} {
+		file, err := os.Open(f.path)
+		if err != nil {
+			return fileError(f.setting, err)
+		}
+		file.Close()
+	}
+	return nil
+}
+
 // badRequest answers requests fasthttp could not parse: a clear 4xx, never
 // a crash or a dropped connection without a word.
 func badRequest(ctx *fasthttp.RequestCtx, err error) {
@@ -647,7 +717,7 @@ func openAccessLog(path string) (io.Writer, io.Closer, error) {
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, nil, fmt.Errorf("access_log: %w", err)
+		return nil, nil, fileError("access_log", err)
 	}
 	return f, f, nil
 }

@@ -169,7 +169,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 			return false
 		}
 		if e != nil {
-			p.m.requests[Forwarded].Inc()
+			p.count(st, Forwarded)
 			// The copy dropped the owner's Cache-Status member; this
 			// answer still went through the owner, so it keeps it.
 			if len(upstream) > 0 {
@@ -179,7 +179,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 			return true
 		}
 	}
-	p.m.requests[Forwarded].Inc()
+	p.count(st, Forwarded)
 	p.relay(ctx, resp, nil, cs)
 	return true
 }

@@ -130,6 +130,9 @@ type reqState struct {
 	// fetched holds entries looked up at other members; its buffer is
 	// reused from request to request.
 	fetched cache.Fetched
+	// outcome is how the request was answered, once counted is set.
+	outcome Outcome
+	counted bool
 }
 
 // New returns a Proxy answering from st and filling from origin.
@@ -228,6 +231,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 			ctx.Error("internal error\n", fasthttp.StatusInternalServerError)
 		}
 	}()
+	start := time.Now()
 	st := p.states.Get().(*reqState)
 	defer p.putState(st)
 
@@ -255,12 +259,22 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	default:
 		p.pass(ctx, st, true)
 	}
+	if st.counted {
+		p.m.durations[st.outcome].Observe(time.Since(start).Seconds())
+	}
 }
 
 var methodPurge = []byte("PURGE")
 
+// count records how a request was answered: ringcache_requests_total now,
+// its duration when the handler returns.
+func (p *Proxy) count(st *reqState, o Outcome) {
+	p.m.requests[o].Inc()
+	st.outcome, st.counted = o, true
+}
+
 func (p *Proxy) putState(st *reqState) {
-	st.host, st.marker, st.forwarded = nil, nil, false
+	st.host, st.marker, st.forwarded, st.counted = nil, nil, false, false
 	st.req.CC.Reset()
 	st.fetched.Release()
 	if cap(st.fetched.Buf) > 64<<10 {
@@ -285,7 +299,7 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	if p.opt.Peers != nil && !st.forwarded {
 		if e := p.hotHit(st, now); e != nil {
 			s := storedResponse(e, now)
-			p.m.requests[Hit].Inc()
+			p.count(st, Hit)
 			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailHot})
 			return
 		}
@@ -316,15 +330,15 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		s := storedResponse(e, now)
 		switch httpcache.Reuse(&s, &st.req.CC) {
 		case httpcache.Serve:
-			p.m.requests[Hit].Inc()
+			p.count(st, Hit)
 			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true})
 			return
 		case httpcache.ServeStale:
-			p.m.requests[StaleHit].Inc()
+			p.count(st, StaleHit)
 			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailMaxStale})
 			return
 		case httpcache.ServeStaleRevalidate:
-			p.m.requests[StaleHit].Inc()
+			p.count(st, StaleHit)
 			p.revalidateAsync(ctx, st, e)
 			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailStaleWhileRevalidate})
 			return
@@ -797,7 +811,7 @@ func (p *Proxy) staleOnError(e *cache.Entry, req *httpcache.Request, now int64) 
 
 // serve writes a fetch result to the client.
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx, st *reqState, res *result, collapsed bool) {
-	p.m.requests[res.outcome].Inc()
+	p.count(st, res.outcome)
 	cs := cacheStatus{hit: res.hit, fwd: res.fwd, fwdStatus: res.fwdStatus, stored: res.stored && !res.hit, collapsed: collapsed, detail: res.detail}
 	switch {
 	case res.stream != nil:
@@ -898,7 +912,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	resp := fasthttp.AcquireResponse()
 	if err := p.origin.Fetch(context.Background(), out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
-		p.m.requests[Error].Inc()
+		p.count(st, Error)
 		if reqbody.FromClient(err) {
 			// The client's body broke off or ran past the limit: its fault,
 			// and the origin never got a complete request.
@@ -914,7 +928,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	if unsafe && status >= 200 && status < 400 {
 		p.invalidate(ctx, st, &resp.Header)
 	}
-	p.m.requests[Pass].Inc()
+	p.count(st, Pass)
 	p.relay(ctx, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status})
 }
 

@@ -363,18 +363,6 @@ func (p *Proxy) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, prefix 
 	out.SetBodyStream(&streamCloser{Reader: r, resp: resp}, size)
 }
 
-// streamCloser releases the origin response once fasthttp has written its
-// body to the client.
-type streamCloser struct {
-	io.Reader
-	resp *fasthttp.Response
-}
-
-func (s *streamCloser) Close() error {
-	closeResponse(s.resp)
-	return nil
-}
-
 // closeResponse returns the origin connection (closing a half-read body
 // stream) and releases the response.
 func closeResponse(resp *fasthttp.Response) {
