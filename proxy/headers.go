@@ -39,9 +39,8 @@ func conditionalOrRange(key []byte) bool {
 		httpcache.FieldIs(key, "range")
 }
 
-// forwarding reports client-sent forwarding fields. They are replaced, not
-// trusted: a client could otherwise make the origin build a response for a
-// host of its choosing, and that response would be cached for everyone.
+// forwarding reports the forwarding fields: Forwarded and X-Forwarded-*.
+// A client's are replaced, a trusted proxy's extended (see addForwarding).
 func forwarding(key []byte) bool {
 	return httpcache.FieldIs(key, "forwarded") ||
 		(len(key) > 12 && httpcache.FieldIs(key[:12], "x-forwarded-"))
@@ -139,12 +138,12 @@ func clamp32(n int64) int32 {
 
 // copyRequestHeaders copies the end-to-end fields of in to out, leaving out
 // hop-by-hop fields, the peer protocol's fields, forwarding fields unless
-// the request came from a trusted peer, and, for a cache fill,
-// preconditions.
-func copyRequestHeaders(out, in *fasthttp.RequestHeader, fill, trusted bool) {
+// the request came from a peer (addForwarding decides what a client's
+// become), and, for a cache fill, preconditions.
+func copyRequestHeaders(out, in *fasthttp.RequestHeader, fill, fromPeer bool) {
 	connection := in.Peek("Connection")
 	for k, v := range in.All() {
-		if hopByHop(k, connection) || (forwarding(k) && !trusted) || peerField(k) ||
+		if hopByHop(k, connection) || (forwarding(k) && !fromPeer) || peerField(k) ||
 			httpcache.FieldIs(k, "host") || httpcache.FieldIs(k, "content-length") ||
 			(fill && conditionalOrRange(k)) {
 			continue

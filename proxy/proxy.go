@@ -76,6 +76,18 @@ type Options struct {
 	// (Varnish/Squid style, purging the URL cluster-wide). Default:
 	// loopback only. Others get 403.
 	PurgeAllow []netip.Prefix
+	// TrustedProxies lists the networks of the proxies in front of this
+	// node (an ingress, a load balancer). From a connection whose address
+	// is in one, X-Forwarded-For gets that address appended and
+	// X-Forwarded-Proto, -Host and the other forwarding fields are kept;
+	// anyone else's are replaced by what this node saw (see addForwarding).
+	// Default: none is trusted.
+	TrustedProxies []netip.Prefix
+	// Forwarded also sends RFC 7239's Forwarded field (for, host, proto):
+	// a trusted proxy's gets this hop's element appended, anyone else's is
+	// replaced by it. Off, a trusted proxy's Forwarded is passed on as it
+	// is and anyone else's dropped.
+	Forwarded bool
 	// StatsFullURLs shows top keys with their query strings in Snapshot;
 	// by default only host and path, as queries may carry credentials.
 	StatsFullURLs bool
@@ -549,28 +561,6 @@ func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *r
 		if lm := stale.Get("last-modified"); len(lm) > 0 {
 			out.Header.SetBytesV("If-Modified-Since", lm)
 		}
-	}
-}
-
-// addForwarding adds Via (RFC 9110 §7.6.3) and X-Forwarded-For/Host/Proto,
-// replacing whatever the client sent.
-// A request forwarded by an authenticated peer keeps the peer's forwarding
-// fields: they already describe the real client.
-func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *reqState) {
-	if via := ctx.Request.Header.Peek("Via"); len(via) > 0 {
-		out.Header.SetBytesV("Via", append(append(append([]byte(nil), via...), ", "...), p.via...))
-	} else {
-		out.Header.SetBytesV("Via", p.via)
-	}
-	if st.forwarded {
-		return // a peer already set them from the client's connection
-	}
-	out.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
-	out.Header.SetBytesV("X-Forwarded-Host", p.keys.Host(st.host))
-	if ctx.IsTLS() {
-		out.Header.Set("X-Forwarded-Proto", "https")
-	} else {
-		out.Header.Set("X-Forwarded-Proto", "http")
 	}
 }
 
