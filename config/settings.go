@@ -43,6 +43,8 @@ func (c *Config) settings() []setting {
 		{name: "origin_timeout", val: dur(&c.OriginTimeout, positive), help: "deadline for the origin's response headers"},
 		{name: "origin_max_conns", val: integer(&c.OriginMaxConns, positive), help: "maximum connections to the origin"},
 		{name: "preserve_host", val: boolean(&c.PreserveHost), help: "send the client's Host header to the origin"},
+		{name: "trusted_proxies", val: list(&c.TrustedProxies, cidr), help: "networks (CIDR) of proxies in front of the node whose X-Forwarded-* fields are kept and extended; others' are replaced"},
+		{name: "forwarded_header", val: boolean(&c.ForwardedHeader), help: "also send the origin an RFC 7239 Forwarded field"},
 		{name: "read_timeout", val: dur(&c.ReadTimeout, positive), help: "client connection read timeout"},
 		{name: "write_timeout", val: dur(&c.WriteTimeout, positive), help: "client connection write timeout"},
 		{name: "idle_timeout", val: dur(&c.IdleTimeout, positive), help: "client keep-alive idle timeout"},

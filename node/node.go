@@ -353,7 +353,8 @@ func policy(cfg config.Config) httpcache.Policy {
 	}
 }
 
-// prefixes parses purge_allow (validated by config).
+// prefixes parses a list of networks config validated (purge_allow,
+// trusted_proxies).
 func prefixes(cidrs []string) []netip.Prefix {
 	out := []netip.Prefix{}
 	for _, c := range cidrs {
@@ -370,6 +371,8 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 		Key:             cache.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost, Codings: cfg.NormalizeAcceptEncoding},
 		Policy:          policy(cfg),
 		PurgeAllow:      prefixes(cfg.PurgeAllow),
+		TrustedProxies:  prefixes(cfg.TrustedProxies),
+		Forwarded:       cfg.ForwardedHeader,
 		MaxObjectSize:   cfg.MaxObjectSize,
 		StaleKeep:       cfg.StaleKeep,
 		PassTTL:         cfg.PassTTL,
