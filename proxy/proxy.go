@@ -88,6 +88,16 @@ type Options struct {
 	// replaced by it. Off, a trusted proxy's Forwarded is passed on as it
 	// is and anyone else's dropped.
 	Forwarded bool
+	// Tunnels dials the origin for requests that switch protocols (an
+	// HTTP/1.1 request with Upgrade and Connection: upgrade, as a
+	// WebSocket handshake is): they are tunnelled to the origin after its
+	// 101, never cached, coalesced or forwarded to the key's owner. Nil:
+	// Upgrade is dropped as any hop-by-hop field and the request served as
+	// any other.
+	Tunnels Dialer
+	// TunnelIdleTimeout ends a tunnel after this long without a byte
+	// either way. Default 5m.
+	TunnelIdleTimeout time.Duration
 	// StatsFullURLs shows top keys with their query strings in Snapshot;
 	// by default only host and path, as queries may carry credentials.
 	StatsFullURLs bool
@@ -123,6 +133,7 @@ type Proxy struct {
 	states     sync.Pool    // *reqState
 	bg         sync.WaitGroup
 	announced  announcer
+	tunnels    tunnelSet
 	clock      *Clock // owned, when Options.Clock was nil
 	closeOnce  sync.Once
 }
@@ -164,6 +175,9 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	}
 	if o.PurgeAllow == nil {
 		o.PurgeAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	if o.TunnelIdleTimeout <= 0 {
+		o.TunnelIdleTimeout = 5 * time.Minute
 	}
 	if o.HotTTL <= 0 {
 		o.HotTTL = 10 * time.Second
@@ -207,9 +221,10 @@ func (p *Proxy) SetPolicy(pol httpcache.Policy) { p.policy.Store(&pol) }
 // SetPurgeAllow replaces the networks allowed to send PURGE.
 func (p *Proxy) SetPurgeAllow(nets []netip.Prefix) { p.purgeAllow.Store(&nets) }
 
-// Close waits for background revalidations to finish. It may be called
-// more than once.
+// Close ends the open tunnels and waits for them and for background
+// revalidations to finish. It may be called more than once.
 func (p *Proxy) Close() {
+	p.tunnels.close()
 	p.bg.Wait()
 	p.closeOnce.Do(func() {
 		if p.clock != nil {
@@ -255,6 +270,8 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	}
 	st.host = host
 	switch {
+	case p.opt.Tunnels != nil && !fromPeer && upgradeRequested(h):
+		p.tunnel(ctx, st)
 	case h.IsGet(), h.IsHead():
 		p.serveCacheable(ctx, st)
 	case bytes.Equal(h.Method(), methodPurge):
