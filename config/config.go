@@ -122,6 +122,10 @@ type Config struct {
 	// (for, host, proto), extending a trusted proxy's and replacing anyone
 	// else's; off, a trusted proxy's is passed on and anyone else's dropped.
 	ForwardedHeader bool
+	// TunnelIdleTimeout closes a tunnel (a connection switched to another
+	// protocol, such as a WebSocket, relayed to the origin) after this long
+	// without a byte either way. Must be > 0.
+	TunnelIdleTimeout time.Duration
 
 	// ReadTimeout, WriteTimeout and IdleTimeout bound client connections
 	// (IdleTimeout between keep-alive requests). Each must be > 0.
@@ -226,6 +230,7 @@ func Default() Config {
 		OriginConnectTimeout: 3 * time.Second,
 		OriginTimeout:        30 * time.Second,
 		OriginMaxConns:       1024,
+		TunnelIdleTimeout:    5 * time.Minute,
 
 		ReadTimeout:    30 * time.Second,
 		WriteTimeout:   30 * time.Second,

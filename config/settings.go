@@ -45,6 +45,7 @@ func (c *Config) settings() []setting {
 		{name: "preserve_host", val: boolean(&c.PreserveHost), help: "send the client's Host header to the origin"},
 		{name: "trusted_proxies", val: list(&c.TrustedProxies, cidr), help: "networks (CIDR) of proxies in front of the node whose X-Forwarded-* fields are kept and extended; others' are replaced"},
 		{name: "forwarded_header", val: boolean(&c.ForwardedHeader), help: "also send the origin an RFC 7239 Forwarded field"},
+		{name: "tunnel_idle_timeout", val: dur(&c.TunnelIdleTimeout, positive), help: "close a WebSocket (or other Upgrade) tunnel to the origin after this long without a byte either way"},
 		{name: "read_timeout", val: dur(&c.ReadTimeout, positive), help: "client connection read timeout"},
 		{name: "write_timeout", val: dur(&c.WriteTimeout, positive), help: "client connection write timeout"},
 		{name: "idle_timeout", val: dur(&c.IdleTimeout, positive), help: "client keep-alive idle timeout"},

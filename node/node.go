@@ -118,6 +118,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	}
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
+	// The origin client dials the tunnels of Upgrade (WebSocket) requests.
+	popt.Tunnels, popt.TunnelIdleTimeout = n.origin, cfg.TunnelIdleTimeout
 	if cfg.Gossip != "" {
 		// Peer traffic is always mutual TLS: from the operator's CA when
 		// given, else from a key derived from the peer secret.
