@@ -224,12 +224,21 @@ func (t *tunnel) run(c net.Conn) {
 func (t *tunnel) copy(dst net.Conn, r io.Reader, src net.Conn) error {
 	buf := make([]byte, 32<<10)
 	for {
+		// A deadline is moved, then stop is checked: stop sets its own
+		// deadline in the past after it has marked the tunnel, so either
+		// this sees the mark or the read or write sees that deadline.
 		_ = src.SetReadDeadline(time.Now().Add(t.idle))
+		if t.stopped() {
+			return net.ErrClosed
+		}
 		n, err := r.Read(buf)
 		if n > 0 {
 			now := time.Now()
 			t.last.Store(now.UnixNano())
 			_ = dst.SetWriteDeadline(now.Add(t.idle))
+			if t.stopped() {
+				return net.ErrClosed
+			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return werr
 			}
