@@ -114,6 +114,21 @@ type Config struct {
 	// PreserveHost sends the client's Host header to the origin instead of
 	// the origin URL's host.
 	PreserveHost bool
+	// TrustedProxies lists the networks (CIDR) of the proxies in front of
+	// the node, such as an ingress or a load balancer. A request whose
+	// connection comes from one keeps its X-Forwarded-Proto and
+	// X-Forwarded-Host (and Forwarded), and its X-Forwarded-For gets the
+	// connecting address appended; everyone else's are replaced by what the
+	// node saw. None of them is part of the cache key. Default: none.
+	TrustedProxies []string
+	// ForwardedHeader also sends the origin RFC 7239's Forwarded field
+	// (for, host, proto), extending a trusted proxy's and replacing anyone
+	// else's; off, a trusted proxy's is passed on and anyone else's dropped.
+	ForwardedHeader bool
+	// TunnelIdleTimeout closes a tunnel (a connection switched to another
+	// protocol, such as a WebSocket, relayed to the origin) after this long
+	// without a byte either way. Must be > 0.
+	TunnelIdleTimeout time.Duration
 
 	// ReadTimeout, WriteTimeout and IdleTimeout bound client connections
 	// (IdleTimeout between keep-alive requests). Each must be > 0.
@@ -230,6 +245,7 @@ func Default() Config {
 		OriginConnectTimeout: 3 * time.Second,
 		OriginTimeout:        30 * time.Second,
 		OriginMaxConns:       1024,
+		TunnelIdleTimeout:    5 * time.Minute,
 
 		ReadTimeout:    30 * time.Second,
 		WriteTimeout:   30 * time.Second,

@@ -124,6 +124,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	n.registerNodeMetrics()
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
+	// The origin client dials the tunnels of Upgrade (WebSocket) requests.
+	popt.Tunnels, popt.TunnelIdleTimeout = n.origin, cfg.TunnelIdleTimeout
 	if cfg.Gossip != "" {
 		// Peer traffic is always mutual TLS: from the operator's CA when
 		// given, else from a key derived from the peer secret.
@@ -391,7 +393,8 @@ func policy(cfg config.Config) httpcache.Policy {
 	}
 }
 
-// prefixes parses purge_allow (validated by config).
+// prefixes parses a list of networks config validated (purge_allow,
+// trusted_proxies).
 func prefixes(cidrs []string) []netip.Prefix {
 	out := []netip.Prefix{}
 	for _, c := range cidrs {
@@ -408,6 +411,8 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 		Key:             cache.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost, Codings: cfg.NormalizeAcceptEncoding},
 		Policy:          policy(cfg),
 		PurgeAllow:      prefixes(cfg.PurgeAllow),
+		TrustedProxies:  prefixes(cfg.TrustedProxies),
+		Forwarded:       cfg.ForwardedHeader,
 		MaxObjectSize:   cfg.MaxObjectSize,
 		StaleKeep:       cfg.StaleKeep,
 		PassTTL:         cfg.PassTTL,

@@ -54,6 +54,10 @@ type Metrics struct {
 	purges          *prometheus.CounterVec
 	purgedEntries   prometheus.Counter
 	announcements   *prometheus.CounterVec
+	// tunnels counts the connections switched to another protocol
+	// (Upgrade, e.g. WebSocket), tunnelsOpen those open now.
+	tunnels     prometheus.Counter
+	tunnelsOpen prometheus.Gauge
 }
 
 // NewMetrics creates the proxy's instruments on reg (nil: unregistered).
@@ -116,8 +120,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "ringcache_invalidation_announcements_total",
 		Help: "Keys invalidated here by unsafe requests and announced to the other members, by result (sent, failed, dropped).",
 	}, []string{"result"})
+	m.tunnels = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ringcache_tunnels_total",
+		Help: "Client connections switched to another protocol (Upgrade, e.g. WebSocket) and tunnelled to the origin after its 101.",
+	})
+	m.tunnelsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ringcache_tunnels_open",
+		Help: "Tunnels to the origin (Upgrade, e.g. WebSocket) open now.",
+	})
 	if reg != nil {
-		reg.MustRegister(requests, durations, m.coalesced, m.coalesceOverdue, m.coalesceHedged, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.purges, m.purgedEntries, m.announcements)
+		reg.MustRegister(requests, durations, m.coalesced, m.coalesceOverdue, m.coalesceHedged, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.purges, m.purgedEntries, m.announcements,
+			m.tunnels, m.tunnelsOpen)
 	}
 	return m
 }

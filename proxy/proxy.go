@@ -76,6 +76,28 @@ type Options struct {
 	// (Varnish/Squid style, purging the URL cluster-wide). Default:
 	// loopback only. Others get 403.
 	PurgeAllow []netip.Prefix
+	// TrustedProxies lists the networks of the proxies in front of this
+	// node (an ingress, a load balancer). From a connection whose address
+	// is in one, X-Forwarded-For gets that address appended and
+	// X-Forwarded-Proto, -Host and the other forwarding fields are kept;
+	// anyone else's are replaced by what this node saw (see addForwarding).
+	// Default: none is trusted.
+	TrustedProxies []netip.Prefix
+	// Forwarded also sends RFC 7239's Forwarded field (for, host, proto):
+	// a trusted proxy's gets this hop's element appended, anyone else's is
+	// replaced by it. Off, a trusted proxy's Forwarded is passed on as it
+	// is and anyone else's dropped.
+	Forwarded bool
+	// Tunnels dials the origin for requests that switch protocols (an
+	// HTTP/1.1 request with Upgrade and Connection: upgrade, as a
+	// WebSocket handshake is): they are tunnelled to the origin after its
+	// 101, never cached, coalesced or forwarded to the key's owner. Nil:
+	// Upgrade is dropped as any hop-by-hop field and the request served as
+	// any other.
+	Tunnels Dialer
+	// TunnelIdleTimeout ends a tunnel after this long without a byte
+	// either way. Default 5m.
+	TunnelIdleTimeout time.Duration
 	// StatsFullURLs shows top keys with their query strings in Snapshot;
 	// by default only host and path, as queries may carry credentials.
 	StatsFullURLs bool
@@ -111,6 +133,7 @@ type Proxy struct {
 	states     sync.Pool    // *reqState
 	bg         sync.WaitGroup
 	announced  announcer
+	tunnels    tunnelSet
 	clock      *Clock // owned, when Options.Clock was nil
 	closeOnce  sync.Once
 }
@@ -159,6 +182,9 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	if o.PurgeAllow == nil {
 		o.PurgeAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 	}
+	if o.TunnelIdleTimeout <= 0 {
+		o.TunnelIdleTimeout = 5 * time.Minute
+	}
 	if o.HotTTL <= 0 {
 		o.HotTTL = 10 * time.Second
 	}
@@ -201,9 +227,10 @@ func (p *Proxy) SetPolicy(pol httpcache.Policy) { p.policy.Store(&pol) }
 // SetPurgeAllow replaces the networks allowed to send PURGE.
 func (p *Proxy) SetPurgeAllow(nets []netip.Prefix) { p.purgeAllow.Store(&nets) }
 
-// Close waits for background revalidations to finish. It may be called
-// more than once.
+// Close ends the open tunnels and waits for them and for background
+// revalidations to finish. It may be called more than once.
 func (p *Proxy) Close() {
+	p.tunnels.close()
 	p.bg.Wait()
 	p.closeOnce.Do(func() {
 		if p.clock != nil {
@@ -250,6 +277,8 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	}
 	st.host = host
 	switch {
+	case p.opt.Tunnels != nil && !fromPeer && upgradeRequested(h):
+		p.tunnel(ctx, st)
 	case h.IsGet(), h.IsHead():
 		p.serveCacheable(ctx, st)
 	case bytes.Equal(h.Method(), methodPurge):
@@ -579,28 +608,6 @@ func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *r
 		if lm := stale.Get("last-modified"); len(lm) > 0 {
 			out.Header.SetBytesV("If-Modified-Since", lm)
 		}
-	}
-}
-
-// addForwarding adds Via (RFC 9110 §7.6.3) and X-Forwarded-For/Host/Proto,
-// replacing whatever the client sent.
-// A request forwarded by an authenticated peer keeps the peer's forwarding
-// fields: they already describe the real client.
-func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *reqState) {
-	if via := ctx.Request.Header.Peek("Via"); len(via) > 0 {
-		out.Header.SetBytesV("Via", append(append(append([]byte(nil), via...), ", "...), p.via...))
-	} else {
-		out.Header.SetBytesV("Via", p.via)
-	}
-	if st.forwarded {
-		return // a peer already set them from the client's connection
-	}
-	out.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
-	out.Header.SetBytesV("X-Forwarded-Host", p.keys.Host(st.host))
-	if ctx.IsTLS() {
-		out.Header.Set("X-Forwarded-Proto", "https")
-	} else {
-		out.Header.Set("X-Forwarded-Proto", "http")
 	}
 }
 
