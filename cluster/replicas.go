@@ -244,12 +244,20 @@ type ReplicaStats struct {
 	// Rebalanced counts entries queued by rebalances after membership
 	// changes (they are in Queued too).
 	Rebalanced uint64
+	// Rebalancing is true while a rebalance is queueing entries.
+	Rebalancing bool
+	// Members is the size of the ring the copies follow.
+	Members int
 }
 
 // ReplicaStats returns the counters summed over members.
 func (s *PeerSet) ReplicaStats() ReplicaStats {
-	r := ReplicaStats{Rebalanced: s.rebalanced.Load()}
-	for _, p := range s.state.Load().peers {
+	st := s.state.Load()
+	r := ReplicaStats{Rebalanced: s.rebalanced.Load(), Rebalancing: s.rebalancing.Load() > 0}
+	if st.cur != nil {
+		r.Members = len(st.cur.Members())
+	}
+	for _, p := range st.peers {
 		c := &p.copies
 		r.Queued += c.queued.Load()
 		r.Sent += c.sent.Load()
