@@ -269,6 +269,31 @@ func (s *PeerSet) ReplicaStats() ReplicaStats {
 	return r
 }
 
+// Flush waits until the copies queued so far were sent (delivered or
+// failed) or ctx ends, and reports whether they were. A member leaving
+// gracefully flushes: with replicas, the copies are its handoff.
+func (s *PeerSet) Flush(ctx context.Context) bool {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pending := false
+		for _, p := range s.state.Load().peers {
+			c := &p.copies
+			c.mu.Lock()
+			pending = pending || c.bytes > 0
+			c.mu.Unlock()
+		}
+		if !pending {
+			return true
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // copier sends one member the entries it should hold: a queue bounded in
 // bytes, drained by one goroutine in batches of up to HandoffBatchBytes,
 // one batch in flight.
