@@ -1,85 +1,18 @@
 package clustertest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"os"
-	"path/filepath"
 	"testing"
-	"time"
+
+	"github.com/ringcache/ringcache/internal/testutil"
 )
 
 // CertFiles are the PEM files of one member's peer TLS.
-type CertFiles struct{ Cert, Key, CA string }
+type CertFiles = testutil.CertFiles
 
 // Certs writes a fresh CA and, for each name, a certificate it signs (usable
 // as server and client, valid for an hour) into dir, and returns the files
-// per name.
+// per name (see testutil.Certs).
 func Certs(t testing.TB, dir string, names ...string) map[string]CertFiles {
 	t.Helper()
-	caKey, caDER := newCert(t, "ringcache test CA", nil, nil)
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(dir, "ca.pem")
-	writePEM(t, caFile, "CERTIFICATE", caDER)
-	files := make(map[string]CertFiles, len(names))
-	for _, name := range names {
-		key, der := newCert(t, name, caCert, caKey)
-		f := CertFiles{Cert: filepath.Join(dir, name+".pem"), Key: filepath.Join(dir, name+"-key.pem"), CA: caFile}
-		writePEM(t, f.Cert, "CERTIFICATE", der)
-		kb, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(t, f.Key, "EC PRIVATE KEY", kb)
-		files[name] = f
-	}
-	return files
-}
-
-// newCert makes a key and a certificate for name, self-signed (a CA) when
-// parent is nil.
-func newCert(t testing.TB, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*ecdsa.PrivateKey, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	if parent == nil {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-		tmpl.ExtKeyUsage = nil
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, der
-}
-
-func writePEM(t testing.TB, path, kind string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	return testutil.Certs(t, dir, names...)
 }
