@@ -1,7 +1,12 @@
-// Package origin talks to the origin server behind the cache: Client
-// fetches from it with connection reuse, timeouts and a passive circuit
-// breaker; ParseURL is the one rule for the origin's base URL. The demo
-// origin (origin/demo) lives apart from the client.
+// Package origin talks to the origin servers behind the cache: Client
+// fetches from one server with connection reuse, timeouts and a passive
+// circuit breaker; Pool spreads requests over several servers of one site
+// (round robin or least connections, each server with its own breaker and
+// an optional active health check); Router picks a pool by the request's
+// host (virtual hosts) and serves the others from a default pool. ParseURL
+// is the one rule for a server's URL, HostPattern the one for a virtual
+// host, and TLSFiles turns CA, server name and client certificate settings
+// into a TLS configuration. The demo origin (origin/demo) lives apart.
 package origin
 
 import (
@@ -11,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringcache/ringcache/internal/health"
@@ -79,7 +85,8 @@ type ClientOptions struct {
 	// runs on the Fetch goroutine and must be quick.
 	Observe func(d time.Duration, err error)
 	// TLSConfig is used for an https URL. Nil means system roots and the
-	// URL's host as server name.
+	// URL's host as server name. HTTP/1.1 is the only protocol offered
+	// (ALPN), whatever its NextProtos say: the client speaks nothing else.
 	TLSConfig *tls.Config
 	// Clock is the time source of the circuit breaker. Nil means time.Now.
 	Clock func() time.Time
@@ -103,7 +110,8 @@ type Client struct {
 	breaker         *health.Monitor  // the circuit: fixed cooldown, one probe per cooldown
 	conns           streamconn.Table // relaxes deadlines of streamed bodies
 	addr            string           // host:port dialled
-	tunnelTLS       *tls.Config      // for Dial to an https origin; nil for http
+	tls             *tls.Config      // for an https origin, handshakes in connect; nil for http
+	sent            atomic.Uint64    // round trips attempted (the breaker let them through)
 	// errUnavailable is built once so that failing fast allocates nothing.
 	errUnavailable error
 }
@@ -169,12 +177,12 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	isTLS := u.Scheme == "https"
 	c.addr = fasthttp.AddMissingPort(u.Host, isTLS)
 	if isTLS {
-		c.tunnelTLS = tunnelTLS(opts.TLSConfig, u.Hostname())
+		c.tls = clientTLS(opts.TLSConfig, u.Hostname())
 	}
 	c.hc = &fasthttp.HostClient{
-		Addr:                c.addr,
-		IsTLS:               isTLS,
-		TLSConfig:           opts.TLSConfig,
+		Addr:  c.addr,
+		IsTLS: isTLS,
+		// dial hands fasthttp connections whose TLS handshake is done.
 		DialTimeout:         c.dial,
 		MaxConns:            opt.Or(opts.MaxConns, DefaultMaxConns),
 		MaxConnWaitTimeout:  c.responseTimeout,
@@ -208,7 +216,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 // request still waits for its deadline.
 //
 // Errors: ErrTimeout on a timeout, ErrUnavailable when the circuit is open,
-// otherwise the transport error; all wrapped, test with errors.Is.
+// otherwise the transport error; all wrapped, test with errors.Is. When no
+// connection could be made (connect or TLS handshake failed), the error
+// also satisfies NotSent: req never left, and may go to another server.
 func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
 	if err := ctx.Err(); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -227,6 +237,7 @@ func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 	}
 
 	c.target(req)
+	c.sent.Add(1)
 
 	start := time.Now()
 	var err error
@@ -304,22 +315,89 @@ func isTimeout(err error) bool {
 // Healthy reports whether the circuit is closed.
 func (c *Client) Healthy() bool { return c.breaker.Healthy() }
 
+// Available reports whether a request may go to the server: the circuit is
+// closed, or its cooldown is over and the next request probes it. It claims
+// nothing (Fetch does), so a pool may ask it of every server.
+func (c *Client) Available() bool { return c.breaker.Available() }
+
+// InFlight is the number of requests waiting for the server's response
+// headers (or for a free connection to it); a streamed body no longer
+// counts once its headers are in.
+func (c *Client) InFlight() int { return c.hc.PendingRequests() }
+
+// Sent is the number of round trips the client attempted: requests the
+// circuit let through, whatever their outcome.
+func (c *Client) Sent() uint64 { return c.sent.Load() }
+
+// URL is the server's base URL, scheme and host as configured.
+func (c *Client) URL() string { return c.origin }
+
 // Close closes idle connections. Connections in use close when their
 // response is done; the Client stays usable.
 func (c *Client) Close() {
 	c.hc.CloseIdleConnections()
 }
 
-// dial connects within ConnectTimeout, or the request's remaining time if
-// shorter (timeout 0 means the request set none), and tracks the connection
-// so that Fetch can relax its read deadline for a streamed body.
-func (c *Client) dial(addr string, timeout time.Duration) (net.Conn, error) {
+// dial is the HostClient's: it connects (TLS handshake included) within
+// ConnectTimeout, or the request's remaining time if shorter (timeout 0
+// means the request set none), and tracks the connection so that Fetch can
+// relax its read deadline for a streamed body.
+func (c *Client) dial(_ string, timeout time.Duration) (net.Conn, error) {
+	return c.dialWithin(timeout, true)
+}
+
+func (c *Client) dialWithin(timeout time.Duration, track bool) (net.Conn, error) {
 	if timeout <= 0 || timeout > c.connectTimeout {
 		timeout = c.connectTimeout
 	}
-	conn, err := fasthttp.DialTimeout(addr, timeout)
-	if err != nil {
-		return nil, err
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return c.connect(ctx, track)
+}
+
+// connect opens a connection to the server within ctx's deadline, which
+// must be set, and for an https origin completes the TLS handshake in that
+// time too, so that a server that accepts but never answers the handshake
+// costs ConnectTimeout, not the response timeout. track registers the
+// connection for streamed bodies. A failure is a *connectError: nothing
+// was sent on it.
+func (c *Client) connect(ctx context.Context, track bool) (net.Conn, error) {
+	deadline, _ := ctx.Deadline()
+	left := time.Until(deadline)
+	if left <= 0 {
+		return nil, &connectError{context.DeadlineExceeded} // DialTimeout takes 0 for none
 	}
-	return c.conns.Track(conn), nil
+	conn, err := fasthttp.DialTimeout(c.addr, left)
+	if err != nil {
+		return nil, &connectError{err}
+	}
+	if track {
+		conn = c.conns.Track(conn)
+	}
+	if c.tls == nil {
+		return conn, nil
+	}
+	// fasthttp takes a connection with a Handshake method as TLS already.
+	tc := tls.Client(conn, c.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = conn.Close()
+		return nil, &connectError{err}
+	}
+	return tc, nil
+}
+
+// connectError is a failure to connect to the server, TCP or TLS: the
+// request was not sent. Its text is the cause's.
+type connectError struct{ err error }
+
+func (e *connectError) Error() string { return e.err.Error() }
+func (e *connectError) Unwrap() error { return e.err }
+
+// NotSent reports whether err, from Fetch or Dial, means that the request
+// never reached the server: the circuit was open (ErrUnavailable) or no
+// connection could be made. Such a request may be sent to another server
+// whatever its method, as nothing of it, body included, was consumed.
+func NotSent(err error) bool {
+	var ce *connectError
+	return errors.Is(err, ErrUnavailable) || errors.As(err, &ce)
 }
