@@ -332,6 +332,51 @@ func (c *Client) Sent() uint64 { return c.sent.Load() }
 // URL is the server's base URL, scheme and host as configured.
 func (c *Client) URL() string { return c.origin }
 
+// checker returns a client for health checks of the server: its own, so
+// that a check never rides on a connection that real requests keep alive
+// (and finds out whether new connections can be made), and is not counted
+// in InFlight.
+func (c *Client) checker() *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr:                     c.addr,
+		IsTLS:                    c.tls != nil,
+		DialTimeout:              func(_ string, timeout time.Duration) (net.Conn, error) { return c.dialWithin(timeout, false) },
+		MaxConns:                 1,
+		ReadBufferSize:           readBufferSize,
+		NoDefaultUserAgentHeader: true,
+		DisablePathNormalizing:   true,
+	}
+}
+
+// check sends the health check h (defaults applied) to the server with hc
+// (from checker), past the circuit breaker and Observe, and closes the
+// connection afterwards. It returns why the server failed the check, or
+// nil.
+func (c *Client) check(hc *fasthttp.HostClient, h *HealthCheck) error {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI(h.Path)
+	u := req.URI()
+	u.SetSchemeBytes(c.scheme)
+	u.SetHostBytes(c.host)
+	if h.Host != "" {
+		req.Header.SetHost(h.Host)
+		req.UseHostHeader = true
+	}
+	req.Header.SetUserAgent(checkUserAgent)
+	req.SetConnectionClose()
+	if err := hc.DoTimeout(req, resp, h.Timeout); err != nil {
+		return err
+	}
+	if got := resp.StatusCode(); got != h.Status {
+		return fmt.Errorf("%s answered %d, want %d", h.Path, got, h.Status)
+	}
+	return nil
+}
+
+const checkUserAgent = "ringcache-health-check"
+
 // Close closes idle connections. Connections in use close when their
 // response is done; the Client stays usable.
 func (c *Client) Close() {
