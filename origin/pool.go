@@ -72,8 +72,10 @@ func (h HealthCheck) withDefaults() HealthCheck {
 
 func (h HealthCheck) validate() error {
 	var errs []error
-	if h.Path != "" && (h.Path[0] != '/' || !validTarget(h.Path)) {
-		errs = append(errs, fmt.Errorf("health check path %q: want a path starting with /, without spaces or a fragment", h.Path))
+	if h.Path != "" {
+		if err := CheckPath(h.Path); err != nil {
+			errs = append(errs, fmt.Errorf("health check path %q: %w", h.Path, err))
+		}
 	}
 	if h.Interval < 0 {
 		errs = append(errs, fmt.Errorf("health check interval must be >= 0 (got %s)", h.Interval))
@@ -89,18 +91,19 @@ func (h HealthCheck) validate() error {
 
 // CheckPath is the rule for a health check's path, for the configuration
 // to apply where it can name the setting: an origin-form target (RFC 9112
-// §3.2.1), a path starting with / and an optional query.
+// §3.2.1), a path starting with / and an optional query. The error gives
+// the reason only.
 func CheckPath(p string) error {
-	return HealthCheck{Path: p}.validate()
-}
-
-func validTarget(p string) bool {
-	for i := 0; i < len(p); i++ {
+	ok := len(p) > 0 && p[0] == '/'
+	for i := 0; ok && i < len(p); i++ {
 		if c := p[i]; c <= ' ' || c == '#' || c == 0x7f {
-			return false
+			ok = false
 		}
 	}
-	return true
+	if !ok {
+		return errors.New("want a path starting with /, without spaces or a fragment")
+	}
+	return nil
 }
 
 // PoolOptions configures one pool of a Router.
