@@ -6,6 +6,9 @@
 // the flag --cache-size. One table of setting descriptors (settings.go) drives
 // all three sources, the --help text and the messages of Validate, so adding a
 // setting is one field in Config, one value in Default and one table line.
+// The one exception is origins, a list of origin pools (origins.go): a YAML
+// structure, set in the file only, whose errors name each part by its key
+// path, as in origins[1].servers[0].
 package config
 
 import (
@@ -45,8 +48,22 @@ type Config struct {
 	Listen string
 	// Origin is the base URL requests are proxied to: http:// or https://,
 	// with a host and no path, query, fragment or user info (the rule is
-	// origin.ParseURL). Required.
+	// origin.ParseURL). It is the default pool, of one server: required
+	// unless Origins has a pool without hosts instead.
 	Origin string
+	// OriginTLSCA, OriginTLSServerName, OriginTLSCert and OriginTLSKey are
+	// the TLS settings of an https Origin (origin.TLSFiles): a PEM file of
+	// CA certificates verifying it instead of the system roots, the name
+	// verified in its certificate (and sent in SNI) instead of the URL's
+	// host, and a PEM client certificate and its key for origins that ask
+	// for one. Verification is never turned off. Pools in Origins have
+	// their own.
+	OriginTLSCA, OriginTLSServerName, OriginTLSCert, OriginTLSKey string
+	// Origins are origin pools, set in the config file only: several
+	// servers for one site (balanced, with a breaker each and an optional
+	// health check) and virtual hosts served by other servers than the
+	// default pool's. See OriginPool.
+	Origins []OriginPool
 	// Admin is the listener for /healthz and /metrics; "" disables it.
 	Admin string
 	// AdminToken is the bearer token the admin write endpoints require.
@@ -226,7 +243,7 @@ type Config struct {
 }
 
 // Default returns every setting at its default. Origin is empty, so the
-// result does not validate until an origin is set.
+// result does not validate until an origin (or a default pool) is set.
 func Default() Config {
 	return Config{
 		Listen:    "127.0.0.1:8080",

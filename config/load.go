@@ -119,6 +119,9 @@ type recorder struct {
 }
 
 func (r *recorder) Set(v string) error {
+	if r.s.fileOnly {
+		return fmt.Errorf("%s can be set in the config file only", r.s.name)
+	}
 	// Repeating a list flag adds items (--join a --join b); any other flag's
 	// last occurrence wins when applied in order.
 	if r.s.val.isList() {
@@ -144,6 +147,9 @@ func (l *loader) parseFlags(args []string) ([]pending, error) {
 	for i := range l.table {
 		s := &l.table[i]
 		f := fs.VarPF(&recorder{s: s, out: &out}, s.flagName(), "", s.help)
+		if s.fileOnly {
+			f.Hidden = true // Set refuses it, saying where it goes
+		}
 		if s.val.Type() == "bool" {
 			f.NoOptDefVal = "true" // --sort-query alone means true
 		}
@@ -186,6 +192,10 @@ func (l *loader) parseEnv(environ []string) []pending {
 			if !serviceLinkVar(k, v) {
 				unknown = append(unknown, k)
 			}
+			continue
+		}
+		if s.fileOnly {
+			l.warnings = append(l.warnings, fmt.Sprintf("environment variable %s ignored: %s can be set in the config file only", k, s.name))
 			continue
 		}
 		out = append(out, pending{s: s, raw: v, src: source{kind: fromEnv, key: k}})
@@ -273,6 +283,19 @@ func (l *loader) loadFile(path string) {
 			continue
 		}
 		src := source{kind: fromFile, file: path, line: v.Line}
+		if yv, ok := s.val.(yamlValue); ok {
+			r := &yamlReader{file: path, src: l.src, failed: l.failed}
+			yv.setYAML(r, v)
+			l.errs = append(l.errs, r.errs...)
+			if r.broken {
+				l.failed[name] = true
+				continue
+			}
+			// Values that did not parse are in l.failed by key path:
+			// validation checks the rest.
+			l.succeed(s, src)
+			continue
+		}
 		switch {
 		case v.Kind == yaml.ScalarNode:
 			raw := v.Value
@@ -438,14 +461,36 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 		if !ok(s.name) {
 			continue
 		}
-		if s.required && s.val.String() == "" {
-			errs = append(errs, fmt.Errorf("%s is required (flag --%s, env %s or %s: in the config file)",
-				s.name, s.flagName(), s.envName(), s.name))
-			failed[s.name] = true
-			continue
-		}
 		if err := s.val.validate(); err != nil {
 			bad(s.name, err)
+		}
+	}
+
+	if ok("origins") {
+		errs = append(errs, c.originErrors(src, failed)...)
+	}
+	if ok("origin", "origins") && c.Origin == "" && !c.hasDefaultPool() {
+		where := ""
+		if len(c.Origins) > 0 {
+			where = ", or a pool without hosts in origins to serve the hosts no pool lists"
+		}
+		errs = append(errs, fmt.Errorf("origin is required (flag --origin, env RINGCACHE_ORIGIN or origin: in the config file%s)", where))
+	}
+	originTLS := []string{"origin_tls_ca", "origin_tls_server_name", "origin_tls_cert", "origin_tls_key"}
+	for _, name := range originTLS {
+		if !ok(name, "origin") || byName[name].val.String() == "" {
+			continue
+		}
+		switch {
+		case c.Origin == "":
+			bad(name, errors.New("has no effect unless origin is set (pools in origins take tls: settings of their own)"))
+		case !strings.HasPrefix(c.Origin, "https://"):
+			bad(name, fmt.Errorf("has no effect with an http:// origin%s", src["origin"].short()))
+		}
+	}
+	for _, pair := range [][2]string{{"origin_tls_cert", "origin_tls_key"}, {"origin_tls_key", "origin_tls_cert"}} {
+		if ok(pair[0], pair[1]) && c.Origin != "" && byName[pair[0]].val.String() != "" && byName[pair[1]].val.String() == "" {
+			bad(pair[1], fmt.Errorf("is required with %s (a client certificate needs both)", pair[0]))
 		}
 	}
 
@@ -534,11 +579,12 @@ func (s source) short() string {
 // settingError is a bad value of one setting, e.g.
 // invalid cache_size "12XB" (flag --cache-size): unknown unit "XB".
 type settingError struct {
-	name   string
-	value  string
-	secret bool
-	src    source
-	err    error
+	name    string
+	value   string
+	secret  bool
+	noValue bool // a mapping or a list (origins[0].tls): no one value to quote
+	src     source
+	err     error
 }
 
 func (e *settingError) Error() string {
@@ -551,7 +597,7 @@ func (e *settingError) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString("invalid " + e.name)
-	if !e.secret {
+	if !e.secret && !e.noValue {
 		b.WriteString(" " + strconv.Quote(e.value))
 	}
 	if e.src.kind != fromFile {
@@ -631,8 +677,13 @@ func Usage(w io.Writer) {
 		"or as foo_bar: in the YAML file named by --config.\n"+
 		"Precedence: flag > environment > file > default.\n\nFlags:\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var fileOnly []*setting
 	for i := range table {
 		s := &table[i]
+		if s.fileOnly {
+			fileOnly = append(fileOnly, s)
+			continue
+		}
 		def := strconv.Quote(s.val.String())
 		if s.val.String() != "" && s.val.Type() != "string" {
 			def = s.val.String() // unambiguous without quotes
@@ -644,5 +695,11 @@ func Usage(w io.Writer) {
 		fmt.Fprintf(tw, "  --%s %s\t%s (default %s, env %s%s)\n", s.flagName(), s.val.Type(), s.help, def, s.envName(), live)
 	}
 	fmt.Fprintf(tw, "  -h, --help\tshow this help\n")
+	if len(fileOnly) > 0 {
+		fmt.Fprintf(tw, "\nIn the config file only:\n")
+		for _, s := range fileOnly {
+			fmt.Fprintf(tw, "  %s:\t%s\n", s.name, s.help)
+		}
+	}
 	_ = tw.Flush()
 }

@@ -641,6 +641,12 @@ func TestHelp(t *testing.T) {
 			def := Default()
 			defaults := def.settings()
 			for i, s := range c.settings() {
+				if s.fileOnly { // no flag: listed under "In the config file only"
+					if !strings.Contains(help, "\n  "+s.name+":") {
+						t.Errorf("help has no line for %s:", s.name)
+					}
+					continue
+				}
 				line := ""
 				for l := range strings.SplitSeq(help, "\n") {
 					if strings.HasPrefix(strings.TrimSpace(l), "--"+s.flagName()+" ") {

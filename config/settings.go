@@ -21,7 +21,12 @@ func (c *Config) settings() []setting {
 	return []setting{
 		{name: "config", val: str(&c.ConfigFile, nil), notInFile: true, help: "YAML config file to read settings from"},
 		{name: "listen", val: str(&c.Listen, required(anyAddr)), help: "proxy listen address (host:port)"},
-		{name: "origin", val: str(&c.Origin, originURL), required: true, help: "origin base URL: http:// or https:// and a host, no path or query; required"},
+		{name: "origin", val: str(&c.Origin, originURL), help: "origin base URL: http:// or https:// and a host, no path or query; required unless origins has a pool without hosts"},
+		{name: "origin_tls_ca", val: str(&c.OriginTLSCA, nil), help: "PEM CA certificates verifying an https origin instead of the system roots"},
+		{name: "origin_tls_server_name", val: str(&c.OriginTLSServerName, optional(serverName)), help: `name verified in the https origin's certificate (and sent in SNI); "" is the origin URL's host`},
+		{name: "origin_tls_cert", val: str(&c.OriginTLSCert, nil), help: "PEM client certificate shown to an https origin that asks for one (with origin_tls_key)"},
+		{name: "origin_tls_key", val: str(&c.OriginTLSKey, nil), help: "PEM private key of origin_tls_cert"},
+		{name: "origins", val: pools(&c.Origins), fileOnly: true, help: "origin pools: servers balanced per site, virtual hosts, health checks, TLS (see README, Origins)"},
 		{name: "admin", val: str(&c.Admin, optional(anyAddr)), help: `admin listen address for /healthz and /metrics; "" disables it`},
 		{name: "admin_token", live: true, val: str(&c.AdminToken, nil), secret: true, help: "bearer token for the admin write endpoints"},
 		{name: "admin_token_file", live: true, val: str(&c.AdminTokenFile, nil), help: "file holding admin_token, read and trimmed at startup"},
@@ -85,10 +90,10 @@ type setting struct {
 	name      string // YAML key; env and flag names derive from it
 	help      string // one line for --help
 	val       value  // parse, format and check, bound to a Config field
-	required  bool   // "" is an error
 	secret    bool   // never echoed in errors or logs
 	live      bool   // a running node applies a change (SIGHUP); others need a restart
 	notInFile bool   // not accepted as a YAML key
+	fileOnly  bool   // a YAML key only: no flag or environment variable
 }
 
 func (s *setting) flagName() string { return strings.ReplaceAll(s.name, "_", "-") }

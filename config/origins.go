@@ -1,0 +1,417 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/ringcache/ringcache/origin"
+	"go.yaml.in/yaml/v3"
+)
+
+// OriginPool is one entry of the origins setting: the servers of one site
+// and the virtual hosts they serve. It is set in the config file only:
+//
+//	origins:
+//	  - hosts: [www.example.org, "*.example.org"]
+//	    servers: [https://10.0.0.1:8443, https://10.0.0.2:8443]
+//	    balance: least_conns
+//	    health_check: {path: /healthz, interval: 5s, timeout: 2s, status: 200, host: www.example.org}
+//	    tls: {ca_file: /etc/ringcache/origin-ca.pem, server_name: www.example.org}
+//
+// Zero values mean the defaults of package origin.
+type OriginPool struct {
+	// Hosts are the virtual hosts the pool serves (origin.HostPattern):
+	// names, or wildcards such as *.example.org. A pool without hosts is
+	// the default pool, serving every host no pool lists; it replaces
+	// origin, which is then left unset.
+	Hosts []string
+	// Servers are the base URLs of the pool's servers, each as origin is
+	// written (origin.ParseURL); at least one.
+	Servers []string
+	// Balance is origin.RoundRobin or origin.LeastConns; "" is round robin.
+	Balance string
+	// HealthCheck is the optional active health check; a Path turns it on.
+	HealthCheck origin.HealthCheck
+	// TLS is the TLS of the pool's https servers.
+	TLS origin.TLSFiles
+}
+
+// hasDefaultPool reports whether a pool of origins serves the hosts no
+// other lists.
+func (c *Config) hasDefaultPool() bool {
+	for _, p := range c.Origins {
+		if len(p.Hosts) == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// pools is the origins setting's value: a list of OriginPool, read from
+// the config file's YAML only.
+func pools(p *[]OriginPool) value { return &poolsValue{p: p} }
+
+type poolsValue struct{ p *[]OriginPool }
+
+func (v *poolsValue) Set(string) error {
+	return errors.New("origins can be set in the config file only")
+}
+
+// String is what Reload and Changed compare, and what the log shows.
+func (v *poolsValue) String() string {
+	if len(*v.p) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%+v", *v.p)
+}
+
+func (v *poolsValue) Type() string                        { return "pools" }
+func (v *poolsValue) isList() bool                        { return false }
+func (v *poolsValue) setItems([]string) error             { return errors.New("not a list setting") }
+func (v *poolsValue) take(from value)                     { *v.p = *from.(*poolsValue).p }
+func (v *poolsValue) validate() error                     { return nil } // Config.originErrors names each key
+func (v *poolsValue) setYAML(r *yamlReader, n *yaml.Node) { *v.p = r.pools("origins", n) }
+
+// yamlValue is a setting made of more than a value or a list: read from its
+// YAML node, each part recorded under its key path (origins[1].servers[0])
+// so that errors can name it, its line and its value.
+type yamlValue interface {
+	setYAML(r *yamlReader, n *yaml.Node)
+}
+
+// yamlReader reads structured settings from the config file.
+type yamlReader struct {
+	file string
+	src  map[string]source // key path -> where it was set
+	// failed holds the key paths whose values did not parse, so that
+	// validation does not report them again.
+	failed map[string]bool
+	errs   []error
+	// broken: the structure itself is wrong (a list where a mapping
+	// belongs, an unknown key), so the value is not worth validating.
+	broken bool
+}
+
+func (r *yamlReader) failAt(n *yaml.Node, format string, args ...any) {
+	r.errs = append(r.errs, &fileError{file: r.file, line: n.Line, err: fmt.Errorf(format, args...)})
+	r.broken = true
+}
+
+func (r *yamlReader) record(path string, n *yaml.Node, raw string) source {
+	s := source{kind: fromFile, file: r.file, line: n.Line, raw: raw}
+	r.src[path] = s
+	return s
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	if n.Kind == yaml.AliasNode {
+		return n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
+
+// scalar reads a single value.
+func (r *yamlReader) scalar(path string, n *yaml.Node) (string, bool) {
+	n = deref(n)
+	if n.Kind != yaml.ScalarNode {
+		r.failAt(n, "invalid %s: want a single value, got %s", path, nodeKind(n))
+		return "", false
+	}
+	raw := n.Value
+	if isNull(n) {
+		raw = ""
+	}
+	r.record(path, n, raw)
+	return raw, true
+}
+
+// parsed reads a single value with parse, reporting a bad one as a
+// setting's value is reported.
+func parsed[T any](r *yamlReader, path string, n *yaml.Node, parse func(string) (T, error)) T {
+	var zero T
+	raw, ok := r.scalar(path, n)
+	if !ok || raw == "" {
+		return zero
+	}
+	v, err := parse(raw)
+	if err != nil {
+		r.errs = append(r.errs, &settingError{name: path, value: raw, src: r.src[path], err: err})
+		r.failed[path] = true
+		return zero
+	}
+	return v
+}
+
+// strings reads a list of values, or one value as a list of one.
+func (r *yamlReader) strings(path string, n *yaml.Node) []string {
+	n = deref(n)
+	switch {
+	case isNull(n):
+		return nil
+	case n.Kind == yaml.ScalarNode:
+		r.record(path+"[0]", n, n.Value)
+		r.record(path, n, n.Value)
+		return []string{n.Value}
+	case n.Kind != yaml.SequenceNode:
+		r.failAt(n, "invalid %s: want a list, got %s", path, nodeKind(n))
+		return nil
+	}
+	r.record(path, n, "")
+	out := make([]string, 0, len(n.Content))
+	for i, it := range n.Content {
+		if v, ok := r.scalar(fmt.Sprintf("%s[%d]", path, i), it); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// mapping calls set for each key of a mapping, refusing keys not in keys
+// (with a suggestion) and keys given twice.
+func (r *yamlReader) mapping(path string, n *yaml.Node, keys []string, set func(key string, v *yaml.Node)) {
+	n = deref(n)
+	if isNull(n) {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		r.failAt(n, "invalid %s: want a mapping (key: value), got %s", path, nodeKind(n))
+		return
+	}
+	r.record(path, n, "")
+	seen := make(map[string]int)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := deref(n.Content[i]), n.Content[i+1]
+		name := k.Value
+		switch first, dup := seen[name]; {
+		case k.Kind != yaml.ScalarNode:
+			r.failAt(k, "invalid %s: want a key name, got %s", path, nodeKind(k))
+		case dup:
+			r.failAt(k, "duplicate key %s.%s (first set on line %d)", path, name, first)
+		case !containsString(keys, name):
+			r.failAt(k, "unknown key %s.%s%s", path, name, suggest(name, keys))
+		default:
+			seen[name] = k.Line
+			set(name, v)
+		}
+	}
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// pools reads the origins list.
+func (r *yamlReader) pools(path string, n *yaml.Node) []OriginPool {
+	n = deref(n)
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		r.failAt(n, "invalid %s: want a list of origin pools, got %s", path, nodeKind(n))
+		return nil
+	}
+	out := make([]OriginPool, len(n.Content))
+	for i, pn := range n.Content {
+		at := fmt.Sprintf("%s[%d]", path, i)
+		p := &out[i]
+		r.mapping(at, pn, []string{"hosts", "servers", "balance", "health_check", "tls"}, func(key string, v *yaml.Node) {
+			switch key {
+			case "hosts":
+				p.Hosts = r.strings(at+".hosts", v)
+			case "servers":
+				p.Servers = r.strings(at+".servers", v)
+			case "balance":
+				p.Balance, _ = r.scalar(at+".balance", v)
+			case "health_check":
+				r.healthCheck(at+".health_check", v, &p.HealthCheck)
+			case "tls":
+				r.tls(at+".tls", v, &p.TLS)
+			}
+		})
+	}
+	return out
+}
+
+func (r *yamlReader) healthCheck(path string, n *yaml.Node, h *origin.HealthCheck) {
+	r.mapping(path, n, []string{"path", "interval", "timeout", "status", "host"}, func(key string, v *yaml.Node) {
+		at := path + "." + key
+		switch key {
+		case "path":
+			h.Path, _ = r.scalar(at, v)
+		case "interval":
+			h.Interval = parsed(r, at, v, parseDuration)
+		case "timeout":
+			h.Timeout = parsed(r, at, v, parseDuration)
+		case "status":
+			h.Status = parsed(r, at, v, func(s string) (int, error) {
+				n, err := strconv.Atoi(strings.TrimSpace(s))
+				if err != nil {
+					return 0, errors.New("want a status code such as 200")
+				}
+				return n, nil
+			})
+		case "host":
+			h.Host, _ = r.scalar(at, v)
+		}
+	})
+}
+
+func (r *yamlReader) tls(path string, n *yaml.Node, t *origin.TLSFiles) {
+	r.mapping(path, n, []string{"ca_file", "server_name", "cert_file", "key_file"}, func(key string, v *yaml.Node) {
+		s, _ := r.scalar(path+"."+key, v)
+		switch key {
+		case "ca_file":
+			t.CAFile = s
+		case "server_name":
+			t.ServerName = s
+		case "cert_file":
+			t.CertFile = s
+		case "key_file":
+			t.KeyFile = s
+		}
+	})
+}
+
+// originErrors checks origins, and origin against it: every problem, each
+// named by its key path (origins[1].servers[0]) with its value and, when
+// read from the file, its line. src holds where values came from (nil:
+// unknown); failed, the key paths already reported.
+func (c *Config) originErrors(src map[string]source, failed map[string]bool) []error {
+	var errs []error
+	bad := func(path, value string, err error) {
+		if failed[path] {
+			return
+		}
+		s := src[path]
+		if s.raw != "" {
+			value = s.raw
+		}
+		errs = append(errs, &settingError{name: path, value: value, src: s, err: err})
+	}
+	// A mapping or a list has no one value to quote.
+	badKey := func(path string, err error) {
+		errs = append(errs, &settingError{name: path, noValue: true, src: src[path], err: err})
+	}
+	hosts := make(map[string]string) // pattern -> the key path that listed it first
+	defaultPool := ""
+	for i, p := range c.Origins {
+		at := fmt.Sprintf("origins[%d]", i)
+		switch n := len(p.Servers); {
+		case n == 0:
+			badKey(at+".servers", errors.New("must list at least one server URL"))
+		case n > origin.MaxServers:
+			badKey(at+".servers", fmt.Errorf("lists %d servers, at most %d", n, origin.MaxServers))
+		}
+		https := false
+		servers := make(map[string]string)
+		for j, s := range p.Servers {
+			path := fmt.Sprintf("%s.servers[%d]", at, j)
+			if err := originURL(s); s == "" || err != nil {
+				if err == nil {
+					err = errors.New("must not be empty")
+				}
+				bad(path, s, err)
+				continue
+			}
+			if u, _ := origin.ParseURL(s); u.Scheme == "https" {
+				https = true
+			}
+			key := strings.TrimSuffix(strings.ToLower(s), "/")
+			if first, dup := servers[key]; dup {
+				bad(path, s, fmt.Errorf("listed twice in the pool (%s)", first))
+				continue
+			}
+			servers[key] = path
+		}
+		for j, h := range p.Hosts {
+			path := fmt.Sprintf("%s.hosts[%d]", at, j)
+			norm, err := origin.HostPattern(h)
+			if err != nil {
+				bad(path, h, err)
+				continue
+			}
+			if first, dup := hosts[norm]; dup {
+				bad(path, h, fmt.Errorf("also listed as %s: a host belongs to one pool", first))
+				continue
+			}
+			hosts[norm] = path
+		}
+		if len(p.Hosts) == 0 {
+			switch {
+			case defaultPool != "":
+				badKey(at+".hosts", fmt.Errorf("missing: %s is the default pool already (the one without hosts)", defaultPool))
+			case c.Origin != "":
+				badKey(at+".hosts", fmt.Errorf("missing, which makes this the default pool, but origin is set too%s: give the pool hosts, or leave origin unset", src["origin"].short()))
+			}
+			if defaultPool == "" {
+				defaultPool = at
+			}
+		}
+		if err := optional(oneOf(origin.RoundRobin, origin.LeastConns))(p.Balance); err != nil {
+			bad(at+".balance", p.Balance, err)
+		}
+
+		hc, hat := p.HealthCheck, at+".health_check"
+		if hc.Path == "" && hc != (origin.HealthCheck{}) {
+			badKey(hat+".path", errors.New("missing: the health check needs a path"))
+		}
+		if hc.Path != "" {
+			if err := origin.CheckPath(hc.Path); err != nil {
+				bad(hat+".path", hc.Path, err)
+			}
+		}
+		for _, d := range []struct {
+			key string
+			v   string
+			neg bool
+		}{{"interval", formatDuration(hc.Interval), hc.Interval < 0}, {"timeout", formatDuration(hc.Timeout), hc.Timeout < 0}} {
+			if d.neg {
+				bad(hat+"."+d.key, d.v, errors.New("must not be negative"))
+			}
+		}
+		if hc.Status != 0 && (hc.Status < 100 || hc.Status > 599) {
+			bad(hat+".status", strconv.Itoa(hc.Status), errors.New("must be an HTTP status, from 100 to 599"))
+		}
+		if err := optional(hostName)(hc.Host); err != nil {
+			bad(hat+".host", hc.Host, err)
+		}
+
+		tat := at + ".tls"
+		if !p.TLS.IsZero() && !https && len(p.Servers) > 0 {
+			badKey(tat, errors.New("has no effect: no server of the pool is https://"))
+		}
+		if err := optional(serverName)(p.TLS.ServerName); err != nil {
+			bad(tat+".server_name", p.TLS.ServerName, err)
+		}
+		if (p.TLS.CertFile == "") != (p.TLS.KeyFile == "") {
+			if p.TLS.CertFile == "" {
+				badKey(tat+".cert_file", errors.New("missing: key_file is set, and a client certificate needs both"))
+			} else {
+				badKey(tat+".key_file", errors.New("missing: cert_file is set, and a client certificate needs both"))
+			}
+		}
+	}
+	return errs
+}
+
+// serverName accepts a name to verify a server's certificate by: a host
+// name or an IP address, without a port.
+func serverName(s string) error {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return nil
+	}
+	if strings.ContainsAny(s, " \t\r\n/?#@:[]*") {
+		return errors.New("want a host name such as origin.internal (no port or scheme)")
+	}
+	return nil
+}
