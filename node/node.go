@@ -37,7 +37,7 @@ type Node struct {
 	clock     *proxy.Clock
 	store     cache.Store
 	hot       cache.Store
-	origin    *origin.Client
+	origins   *origin.Router
 	proxy     *proxy.Proxy
 	reg       *prometheus.Registry
 	srv       *fasthttp.Server
@@ -109,23 +109,14 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	}
 	proxy.RegisterStore(n.reg, n.store)
 	metrics := proxy.NewMetrics(n.reg)
-	n.origin, err = origin.NewClient(origin.ClientOptions{
-		URL:             cfg.Origin,
-		ConnectTimeout:  cfg.OriginConnectTimeout,
-		ResponseTimeout: cfg.OriginTimeout,
-		MaxConns:        cfg.OriginMaxConns,
-		PreserveHost:    cfg.PreserveHost,
-		Observe:         metrics.ObserveOrigin,
-		Logger:          log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("origin: %w", err)
+	if n.origins, err = newOrigins(cfg, metrics, log); err != nil {
+		return nil, err
 	}
 	n.registerNodeMetrics()
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
-	// The origin client dials the tunnels of Upgrade (WebSocket) requests.
-	popt.Tunnels, popt.TunnelIdleTimeout = n.origin, cfg.TunnelIdleTimeout
+	// The origins dial the tunnels of Upgrade (WebSocket) requests.
+	popt.Tunnels, popt.TunnelIdleTimeout = n.origins, cfg.TunnelIdleTimeout
 	if cfg.Gossip != "" {
 		// Peer traffic is always mutual TLS: from the operator's CA when
 		// given, else from a key derived from the peer secret.
@@ -161,7 +152,7 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			popt.Hot = n.hot
 		}
 	}
-	n.proxy = proxy.New(popt, n.store, n.origin)
+	n.proxy = proxy.New(popt, n.store, n.origins)
 
 	if n.ln, err = Listen("listen", cfg.Listen); err != nil {
 		return nil, err
@@ -256,7 +247,7 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			log.Error("proxy listener stopped", "err", err)
 		}
 	})
-	log.Info("ringcache serving", "listen", n.Addr(), "origin", cfg.Origin, "admin", n.AdminAddr(),
+	log.Info("ringcache serving", "listen", n.Addr(), "origin", cfg.Origin, "origin_pools", len(n.origins.Pools()), "admin", n.AdminAddr(),
 		"store", cfg.Store, "cache_size", config.FormatBytes(cfg.CacheSize), "gossip", n.GossipAddr())
 	return n, nil
 }
@@ -629,8 +620,8 @@ func (n *Node) closeAll() {
 	if n.admin != nil && n.started {
 		_ = n.admin.Shutdown()
 	}
-	if n.origin != nil {
-		n.origin.Close()
+	if n.origins != nil {
+		n.origins.Close()
 	}
 	if n.store != nil {
 		n.store.Close()

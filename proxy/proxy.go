@@ -20,9 +20,13 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Fetcher fills resp for req: the origin client and, in a cluster, the
-// owning peer both implement it. After a nil error resp's body may be a
-// stream (resp.IsBodyStream()); the caller reads or closes it.
+// Fetcher fills resp for req: the origin and, in a cluster, the owning
+// peer both implement it. req's Host header is the request's one authority,
+// the host its cache key names (key_host when set): an origin may pick its
+// server by it, as origin.Router picks a virtual host's pool, and whatever
+// it picks serves exactly the requests that share the key's host. After a
+// nil error resp's body may be a stream (resp.IsBodyStream()); the caller
+// reads or closes it.
 type Fetcher interface {
 	Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
 }

@@ -14,8 +14,9 @@ import (
 )
 
 // Dialer opens connections to the origin for requests that switch
-// protocols (RFC 9110 §7.8 Upgrade; WebSocket, RFC 6455). origin.Client
-// implements it.
+// protocols (RFC 9110 §7.8 Upgrade; WebSocket, RFC 6455). origin.Client and
+// origin.Router implement it. As for Fetcher, req's Host header is the
+// request's authority.
 type Dialer interface {
 	// Dial returns a new connection to the origin for req, and points req
 	// at the origin (URI, Host) as a Fetch would. The caller writes req on
