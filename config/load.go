@@ -484,7 +484,7 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 		switch {
 		case c.Origin == "":
 			bad(name, errors.New("has no effect unless origin is set (pools in origins take tls: settings of their own)"))
-		case !strings.HasPrefix(c.Origin, "https://"):
+		case !isHTTPS(c.Origin):
 			bad(name, fmt.Errorf("has no effect with an http:// origin%s", src["origin"].short()))
 		}
 	}

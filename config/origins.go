@@ -323,9 +323,7 @@ func (c *Config) originErrors(src map[string]source, failed map[string]bool) []e
 				bad(path, s, err)
 				continue
 			}
-			if u, _ := origin.ParseURL(s); u.Scheme == "https" {
-				https = true
-			}
+			https = https || isHTTPS(s)
 			key := strings.TrimSuffix(strings.ToLower(s), "/")
 			if first, dup := servers[key]; dup {
 				bad(path, s, fmt.Errorf("listed twice in the pool (%s)", first))
@@ -362,25 +360,14 @@ func (c *Config) originErrors(src map[string]source, failed map[string]bool) []e
 		}
 
 		hc, hat := p.HealthCheck, at+".health_check"
-		if hc.Path == "" && hc != (origin.HealthCheck{}) {
-			badKey(hat+".path", errors.New("missing: the health check needs a path"))
-		}
-		if hc.Path != "" {
-			if err := origin.CheckPath(hc.Path); err != nil {
-				bad(hat+".path", hc.Path, err)
+		for _, fe := range hc.Problems() {
+			value := map[string]string{"path": hc.Path, "interval": formatDuration(hc.Interval),
+				"timeout": formatDuration(hc.Timeout), "status": strconv.Itoa(hc.Status)}[fe.Field]
+			if fe.Field == "path" && hc.Path == "" {
+				badKey(hat+".path", fe.Err)
+				continue
 			}
-		}
-		for _, d := range []struct {
-			key string
-			v   string
-			neg bool
-		}{{"interval", formatDuration(hc.Interval), hc.Interval < 0}, {"timeout", formatDuration(hc.Timeout), hc.Timeout < 0}} {
-			if d.neg {
-				bad(hat+"."+d.key, d.v, errors.New("must not be negative"))
-			}
-		}
-		if hc.Status != 0 && (hc.Status < 100 || hc.Status > 599) {
-			bad(hat+".status", strconv.Itoa(hc.Status), errors.New("must be an HTTP status, from 100 to 599"))
+			bad(hat+"."+fe.Field, value, fe.Err)
 		}
 		if err := optional(hostName)(hc.Host); err != nil {
 			bad(hat+".host", hc.Host, err)
@@ -414,4 +401,10 @@ func serverName(s string) error {
 		return errors.New("want a host name such as origin.internal (no port or scheme)")
 	}
 	return nil
+}
+
+// isHTTPS reports whether s is a valid https:// origin URL.
+func isHTTPS(s string) bool {
+	u, err := origin.ParseURL(s)
+	return err == nil && u.Scheme == "https"
 }

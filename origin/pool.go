@@ -70,21 +70,46 @@ func (h HealthCheck) withDefaults() HealthCheck {
 	return h
 }
 
-func (h HealthCheck) validate() error {
-	var errs []error
-	if h.Path != "" {
-		if err := CheckPath(h.Path); err != nil {
-			errs = append(errs, fmt.Errorf("health check path %q: %w", h.Path, err))
+// FieldError is a problem with one field of a structure, named as the
+// configuration spells it (interval, status), so that the caller can name
+// its own setting.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Problems returns what is wrong with h, field by field (path, interval,
+// timeout, status), or nil: the one rule for a health check, which
+// NewRouter applies and the configuration reports key by key.
+func (h HealthCheck) Problems() []FieldError {
+	var out []FieldError
+	if h.Path == "" {
+		if h != (HealthCheck{}) {
+			out = append(out, FieldError{"path", errors.New("missing: the health check needs a path")})
 		}
+		return out
+	}
+	if err := CheckPath(h.Path); err != nil {
+		out = append(out, FieldError{"path", err})
 	}
 	if h.Interval < 0 {
-		errs = append(errs, fmt.Errorf("health check interval must be >= 0 (got %s)", h.Interval))
+		out = append(out, FieldError{"interval", errors.New("must not be negative")})
 	}
 	if h.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("health check timeout must be >= 0 (got %s)", h.Timeout))
+		out = append(out, FieldError{"timeout", errors.New("must not be negative")})
 	}
 	if h.Status != 0 && (h.Status < 100 || h.Status > 599) {
-		errs = append(errs, fmt.Errorf("health check status must be from 100 to 599 (got %d)", h.Status))
+		out = append(out, FieldError{"status", errors.New("must be an HTTP status, from 100 to 599")})
+	}
+	return out
+}
+
+func (h HealthCheck) validate() error {
+	var errs []error
+	for _, p := range h.Problems() {
+		errs = append(errs, fmt.Errorf("health check %w", p))
 	}
 	return errors.Join(errs...)
 }

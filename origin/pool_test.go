@@ -409,10 +409,11 @@ func TestPoolOptionsValidation(t *testing.T) {
 		{"too many", PoolOptions{Servers: many}, "65 servers, at most 64"},
 		{"bad url", PoolOptions{Servers: []string{"ftp://x"}}, `origin url "ftp://x": want an http:// or https:// URL`},
 		{"balance", PoolOptions{Servers: []string{ok}, Balance: "random"}, `balance "random": want round_robin or least_conns`},
-		{"check path", PoolOptions{Servers: []string{ok}, HealthCheck: HealthCheck{Path: "healthz"}}, "health check path"},
-		{"check path space", PoolOptions{Servers: []string{ok}, HealthCheck: HealthCheck{Path: "/a b"}}, "health check path"},
-		{"check status", PoolOptions{Servers: []string{ok}, HealthCheck: HealthCheck{Path: "/h", Status: 99}}, "health check status must be from 100 to 599"},
-		{"check interval", PoolOptions{Servers: []string{ok}, HealthCheck: HealthCheck{Path: "/h", Interval: -1}}, "health check interval must be >= 0"},
+		{"check path", PoolOptions{Servers: []string{ok}, HealthCheck: HealthCheck{Path: "healthz"}}, "health check path: want a path starting with /"},
+		{"check path space", PoolOptions{Servers: []string{ok}, HealthCheck: HealthCheck{Path: "/a b"}}, "health check path: want a path"},
+		{"check without path", PoolOptions{Servers: []string{ok}, HealthCheck: HealthCheck{Interval: 1}}, "health check path: missing"},
+		{"check status", PoolOptions{Servers: []string{ok}, HealthCheck: HealthCheck{Path: "/h", Status: 99}}, "health check status: must be an HTTP status, from 100 to 599"},
+		{"check interval", PoolOptions{Servers: []string{ok}, HealthCheck: HealthCheck{Path: "/h", Interval: -1}}, "health check interval: must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
