@@ -132,10 +132,11 @@ func TestOriginPoolHealthCheck(t *testing.T) {
 			HealthCheck: origin.HealthCheck{Path: "/__health", Interval: 20 * time.Millisecond, Timeout: time.Second},
 		}}
 	})
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		st := tn.originStatus(t)
-		return st[urlA].HealthCheck == "passing" && st[urlB].HealthCheck == "passing"
-	}, func() string { return fmt.Sprintf("both servers listed as passing: %+v", tn.originStatus(t)) })
+	testutil.Eventually(t, 10*time.Second, func() bool { return a.srv.Requests() >= 2 && b.srv.Requests() >= 2 },
+		func() string { return "two rounds of checks" })
+	if st := tn.originStatus(t); st[urlA].HealthCheck != "passing" || st[urlB].HealthCheck != "passing" {
+		t.Fatalf("/stats origins %+v, want both passing", st)
+	}
 
 	a.stop()
 	testutil.Eventually(t, 10*time.Second, func() bool { return tn.originStatus(t)[urlA].HealthCheck == "failing" },

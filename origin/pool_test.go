@@ -445,20 +445,5 @@ func BenchmarkPoolFetch(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer r.Close()
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-		defer fasthttp.ReleaseRequest(req)
-		defer fasthttp.ReleaseResponse(resp)
-		for pb.Next() {
-			req.SetRequestURI("/bench?cc=max-age=60")
-			req.Header.SetHost("Site.Example:8080")
-			if err := r.Fetch(context.Background(), req, resp); err != nil {
-				b.Error(err)
-				return
-			}
-			resp.Body()
-		}
-	})
+	benchFetch(b, r, "Site.Example:8080")
 }
