@@ -10,9 +10,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/internal/testutil"
+	"github.com/ringcache/ringcache/origin"
 	"go.uber.org/goleak"
 )
 
@@ -28,6 +30,17 @@ func TestStartErrorsLeaveNothing(t *testing.T) {
 	}{
 		{"listen", func(c *config.Config, busy string) { c.Listen = busy },
 			"listen BUSY: address already in use"},
+		{"listen, with origin health checks running", func(c *config.Config, busy string) {
+			c.Listen = busy
+			// Checks of an address nothing listens on: a server's
+			// workers, answering them, would outlive the test's Start.
+			c.Origins = []config.OriginPool{{Hosts: []string{"a.example"}, Servers: []string{"http://" + testutil.FreeAddr(t)},
+				HealthCheck: origin.HealthCheck{Path: "/health", Interval: time.Millisecond}}}
+		}, "listen BUSY: address already in use"},
+		{"origin TLS file", func(c *config.Config, _ string) {
+			c.Origins = []config.OriginPool{{Hosts: []string{"a.example"}, Servers: []string{"https://127.0.0.1:1"},
+				TLS: origin.TLSFiles{CAFile: missing}}}
+		}, "origins[0].tls.ca_file " + missing + ": no such file or directory"},
 		{"peer TLS files", func(c *config.Config, _ string) {
 			c.Gossip, c.PeerTLSCert, c.PeerTLSKey, c.PeerTLSCA = "127.0.0.1:0", missing, missing, missing
 		}, "peer_tls_cert " + missing + ": no such file or directory"},
