@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -192,22 +193,13 @@ func (r *yamlReader) mapping(path string, n *yaml.Node, keys []string, set func(
 			r.failAt(k, "invalid %s: want a key name, got %s", path, nodeKind(k))
 		case dup:
 			r.failAt(k, "duplicate key %s.%s (first set on line %d)", path, name, first)
-		case !containsString(keys, name):
+		case !slices.Contains(keys, name):
 			r.failAt(k, "unknown key %s.%s%s", path, name, suggest(name, keys))
 		default:
 			seen[name] = k.Line
 			set(name, v)
 		}
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // pools reads the origins list.
