@@ -510,8 +510,9 @@ type loadArgs struct {
 	warmup   time.Duration
 	requests int // > 0: a run of this many requests instead of dur
 	burst    bool
+	rate     float64 // > 0: requests/s on a schedule (see loadgen.Config.Rate)
 	uri      string
-	keys     string // fixed, zipf, uniform, unique, sweep
+	keys     string // fixed, zipf, uniform, unique, sweep, cycle
 	n        int
 	size     int
 	check    []string // header, substrings
@@ -535,6 +536,9 @@ func (e *env) load(ctx context.Context, a loadArgs) measured {
 	}
 	if a.requests > 0 {
 		args = append(args, "-requests", strconv.Itoa(a.requests))
+	}
+	if a.rate > 0 {
+		args = append(args, "-rate", strconv.FormatFloat(a.rate, 'f', 0, 64))
 	}
 	if len(a.check) > 0 {
 		args = append(args, "-check-header", a.check[0])
