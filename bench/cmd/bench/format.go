@@ -68,6 +68,19 @@ func fmtRange(sorted []float64) string {
 	return fmtInt(sorted[0]) + " – " + fmtInt(sorted[len(sorted)-1])
 }
 
+// median returns the middle of sorted values (the mean of the two middle
+// ones for an even count), 0 for none.
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	switch {
+	case n == 0:
+		return 0
+	case n%2 == 1:
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
 func fmtBytes(n int64) string {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:

@@ -45,6 +45,7 @@ type options struct {
 	zipfWarm, zipfRequests      int
 	churnKeys                   int
 	churnDur                    time.Duration
+	costKeys                    int
 	rssBudget                   int64
 	rssConns                    int
 	simKeys                     int
@@ -85,10 +86,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.zipfRequests, "zipf-requests", 200000, "requests of the Zipf measurement")
 	fs.IntVar(&o.churnKeys, "churn-keys", 10000, "warm keys of the membership-change scenario")
 	fs.DurationVar(&o.churnDur, "churn-d", 15*time.Second, "load per membership-change phase")
+	fs.IntVar(&o.costKeys, "cost-keys", 3000, "warm 1 KiB keys of the cluster-cost scenario")
 	rssBudget := fs.String("rss-budget", "64MiB", "cache budget of the memory-against-the-budget scenario (bytes, KiB, MiB)")
 	fs.IntVar(&o.rssConns, "rss-conns", 8, "connections filling the node in the memory-against-the-budget scenario")
 	fs.IntVar(&o.simKeys, "sim-keys", 1_000_000, "keys of the ring churn simulation")
-	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss,sim", "scenarios to run")
+	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss,sim,cost", "scenarios to run")
 	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "ringcache nodes' --log-level (their logs stay in the scratch dir; see -keep-tmp)")
 	fs.DurationVar(&o.noiseBudget, "noise-budget", 2*time.Minute, "time the run may spend waiting out, and repeating runs disturbed by, other processes' CPU use")
 	fs.BoolVar(&o.install, "install", true, "apt-get install nginx, varnish and wrk when missing")
@@ -324,6 +326,9 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 	}
 	if want["sim"] && ctx.Err() == nil {
 		e.churnSim(ctx, r)
+	}
+	if want["cost"] && ctx.Err() == nil {
+		e.clusterCost(ctx, r)
 	}
 	hw.loadEnd = loadavg()
 	hw.noise = fmt.Sprintf("%d timed runs were repeated because other processes used more than %.0f%% of the CPUs during them, %d kept although disturbed (budget spent), and %s was spent waiting for a quiet machine (budget %v)",
