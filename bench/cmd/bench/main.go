@@ -229,6 +229,7 @@ type hardware struct {
 	loadStart, loadEnd      string
 	noise                   string
 	versions                map[string]string // system name -> label with version
+	nginxVersion            string            // "nginx 1.22.1"
 	software                string
 	started                 time.Time
 	took                    time.Duration
@@ -278,13 +279,22 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 		if n != nil {
 			sys.ringcache = n.system
 		}
-		if sys.nginx, err = e.startNginx(ctx); err != nil {
-			r.problem("nginx: %v", err)
+		for i, c := range nginxConfigs() {
+			if i > 0 && !want["hit"] {
+				break // the other configurations run in the hit path only
+			}
+			s, err := e.startNginx(ctx, c)
+			if err != nil {
+				r.problem("%s: %v", c.name, err)
+			}
+			s.name = c.name
+			sys.nginx = append(sys.nginx, s)
+			hw.versions[c.name] = hw.nginxVersion + " " + c.label
 		}
 		if sys.varnish, err = e.startVarnish(ctx); err != nil {
 			r.problem("varnish: %v", err)
 		}
-		sys.ceiling.name, sys.ringcache.name, sys.nginx.name, sys.varnish.name = "ceiling", "ringcache", "nginx", "varnish"
+		sys.ceiling.name, sys.ringcache.name, sys.varnish.name = "ceiling", "ringcache", "varnish"
 	}
 	if want["hit"] && ctx.Err() == nil {
 		e.hitPath(ctx, r, sys, hw.versions)
@@ -298,7 +308,7 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 		herdSec = r.section("3. Thundering herd")
 		herdSec.printf("%d requests for one cold key (`/herd/<system>?size=1024&delay=200ms&cc=max-age=60`), every connection opened first and all requests sent at once; the origin takes 200 ms. nginx runs with `proxy_cache_lock on`; Varnish and ringcache coalesce by default. Target: 1 origin request.\n\n", o.herd)
 		if want["herd"] {
-			for _, s := range sys.caches() {
+			for _, s := range sys.compared() {
 				herdTab.Rows = append(herdTab.Rows, e.herd(ctx, r, s.name, hw.versions[s.name], []string{s.addr}))
 			}
 		}
@@ -361,7 +371,8 @@ func describe(o options) hardware {
 	}
 	hw.loadStart = loadavg()
 	ngx := strings.TrimPrefix(strings.TrimSpace(output("nginx", "-v")), "nginx version: nginx/")
-	hw.versions["nginx"] = "nginx " + ngx
+	hw.nginxVersion = "nginx " + ngx
+	hw.versions["nginx"] = hw.nginxVersion
 	vv := output("varnishd", "-V")
 	if i := strings.Index(vv, "varnish-"); i >= 0 {
 		f := strings.FieldsFunc(vv[i+len("varnish-"):], func(r rune) bool { return r == ' ' || r == ')' || r == '\n' })
@@ -378,7 +389,7 @@ func describe(o options) hardware {
 	if len(wrk) >= 2 {
 		wrkV = ", wrk " + wrk[1]
 	}
-	hw.software = fmt.Sprintf("%s, %s, %s, %s%s", rev, runtime.Version(), hw.versions["nginx"], hw.versions["varnish"], wrkV)
+	hw.software = fmt.Sprintf("%s, %s, %s, %s%s", rev, runtime.Version(), hw.nginxVersion, hw.versions["varnish"], wrkV)
 	return hw
 }
 
