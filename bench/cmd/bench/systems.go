@@ -472,6 +472,23 @@ func (e *env) startNginx(ctx context.Context, c nginxConfig) (system, error) {
 	return s, e.answers(ctx, p, listen, "/__ready?cc=no-store")
 }
 
+// varnishQuiet are the VSL records Varnish writes for every request.
+// VSL, its shared-memory log, is what varnishlog and varnishncsa read:
+// Varnish's access log. ringcache and nginx run without one, so Varnish
+// leaves these out (on a busy two-core machine they cost it about 6% of
+// its CPU time per 1 KiB hit and 9% per 64 KiB hit).
+var varnishQuiet = []string{
+	"Begin", "End", "Link", "ReqStart", "ReqMethod", "ReqURL", "ReqProtocol", "ReqHeader", "ReqUnset", "ReqAcct",
+	"RespProtocol", "RespStatus", "RespReason", "RespHeader", "RespUnset",
+	"BereqHeader", "BereqUnset", "BerespHeader", "BerespUnset",
+	"Timestamp", "VCL_call", "VCL_return", "VCL_use", "Hit",
+}
+
+// varnishMask is the vsl_mask parameter that leaves out varnishQuiet.
+func varnishMask() string {
+	return "-" + strings.Join(varnishQuiet, ",-")
+}
+
 func (e *env) startVarnish(ctx context.Context) (system, error) {
 	bin, err := exec.LookPath("varnishd")
 	if err != nil {
@@ -482,10 +499,12 @@ func (e *env) startVarnish(ctx context.Context) (system, error) {
 		return system{}, err
 	}
 	dir := filepath.Join(e.tmp, "varnish")
-	// One thread pool for one core; the builtin VCL is an ordinary shared
-	// cache honouring the origin's Cache-Control.
+	// One thread pool for one core (its 100 threads at least cover the
+	// connections); the builtin VCL is an ordinary shared cache honouring
+	// the origin's Cache-Control.
 	p, err := e.procs.start("varnish", e.opts.serverCPU, nil, bin,
-		"-F", "-a", listen, "-b", e.oAddr, "-s", "malloc,256m", "-n", dir, "-p", "thread_pools=1")
+		"-F", "-a", listen, "-b", e.oAddr, "-s", "malloc,256m", "-n", dir, "-p", "thread_pools=1",
+		"-p", "vsl_mask="+varnishMask())
 	if err != nil {
 		return system{}, err
 	}

@@ -58,3 +58,21 @@ func TestNginxConfigs(t *testing.T) {
 		t.Errorf("the miss path and the herd use the first configuration, which must be the tuned one named nginx: %+v", first)
 	}
 }
+
+func TestVarnishMask(t *testing.T) {
+	m := varnishMask()
+	if !strings.HasPrefix(m, "-Begin,-End,") || strings.Contains(m, ",,") || strings.Contains(m, " ") || strings.Count(m, "-") != len(varnishQuiet) {
+		t.Errorf("varnishMask() = %q", m)
+	}
+	varnishd, _ := exec.LookPath("varnishd")
+	if varnishd == "" {
+		if _, err := os.Stat("/usr/sbin/varnishd"); err != nil {
+			t.Skip("no varnishd to check the tags with")
+		}
+		varnishd = "/usr/sbin/varnishd"
+	}
+	// varnishd checks parameters before it compiles the VCL (-C) and exits.
+	if out, err := exec.Command(varnishd, "-C", "-b", "127.0.0.1:1", "-n", t.TempDir(), "-p", "vsl_mask="+m).CombinedOutput(); err != nil {
+		t.Errorf("varnishd refuses vsl_mask=%s: %v: %.300s", m, err, out)
+	}
+}
