@@ -135,3 +135,24 @@ func TestHitVerdicts(t *testing.T) {
 		t.Errorf("64 KiB slower than the peer: %v", v)
 	}
 }
+
+func TestPickP99(t *testing.T) {
+	run := func(p99 time.Duration) measured {
+		return measured{res: loadgen.Result{Requests: 1, RPS: 100, P99: p99}}
+	}
+	runs := []measured{run(3 * time.Millisecond), run(time.Millisecond), run(2 * time.Millisecond)}
+	if m, why := pickP99(runs); why != "" || m.res.P99 != 2*time.Millisecond {
+		t.Errorf("median p99 of 1, 2, 3 ms: got %v %q", m.res.P99, why)
+	}
+	if got := fmtP99s(runs); got != "1.00 ms – 3.00 ms" {
+		t.Errorf("fmtP99s = %q", got)
+	}
+	failed := run(time.Millisecond)
+	failed.res.CheckFailed = 1
+	if _, why := pickP99(append(runs, failed)); !strings.Contains(why, "FAILED") {
+		t.Errorf("a failed round must fail the cell, got %q", why)
+	}
+	if _, why := pickP99(nil); why == "" {
+		t.Error("no runs must not pass")
+	}
+}
