@@ -66,34 +66,51 @@ func colorOf(name string) string {
 	return "#b07aa1"
 }
 
-// pick returns the median run by throughput of runs, or why there is none:
-// one failed run fails the cell, since a run with errors measured nothing.
+// pick returns the median run by throughput of runs and their sorted
+// throughputs, or why there is none.
 func pick(runs []measured) (measured, []float64, string) {
-	if len(runs) == 0 {
-		return measured{}, nil, "not run"
+	if why := whyFailed(runs); why != "" {
+		return measured{}, nil, why
 	}
 	var rps []float64
 	for _, m := range runs {
-		if m.err != nil {
-			return measured{}, nil, m.err.Error()
-		}
-		if m.res.Failed() {
-			return measured{}, nil, "FAILED: " + m.res.FailureSummary()
-		}
 		rps = append(rps, m.res.RPS)
 	}
-	sorted := slices.Clone(runs)
-	slices.SortFunc(sorted, func(a, b measured) int {
-		switch {
-		case a.res.RPS < b.res.RPS:
-			return -1
-		case a.res.RPS > b.res.RPS:
-			return 1
-		}
-		return 0
-	})
 	slices.Sort(rps)
-	return sorted[(len(sorted)-1)/2], rps, ""
+	return medianBy(runs, func(m measured) float64 { return m.res.RPS }), rps, ""
+}
+
+// pickP99 returns the run with the median p99, or why there is none.
+func pickP99(runs []measured) (measured, string) {
+	if why := whyFailed(runs); why != "" {
+		return measured{}, why
+	}
+	return medianBy(runs, func(m measured) float64 { return float64(m.res.P99) }), ""
+}
+
+// whyFailed says why runs measured nothing, "" when they all succeeded:
+// one failed run fails the cell, since a run with errors measured nothing.
+func whyFailed(runs []measured) string {
+	if len(runs) == 0 {
+		return "not run"
+	}
+	for _, m := range runs {
+		if m.err != nil {
+			return m.err.Error()
+		}
+		if m.res.Failed() {
+			return "FAILED: " + m.res.FailureSummary()
+		}
+	}
+	return ""
+}
+
+// medianBy returns the run in the middle of runs ordered by key (the lower
+// middle for an even count).
+func medianBy(runs []measured, key func(measured) float64) measured {
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b measured) int { return cmp.Compare(key(a), key(b)) })
+	return sorted[(len(sorted)-1)/2]
 }
 
 func hitURI(name string, size int) string {
@@ -709,24 +726,6 @@ func (e *env) forwardedLatency(ctx context.Context, r *results, sec *section, lo
 	}
 	x := float64(fm.res.P99) / float64(lm.res.P99)
 	r.verdicts = append(r.verdicts, verdict(x <= fwdGoalP99, fmt.Sprintf("%s: %.2f× (%s vs %s)", what, x, fmtMs(fm.res.P99), fmtMs(lm.res.P99))))
-}
-
-// pickP99 returns the run with the median p99, or why there is none.
-func pickP99(runs []measured) (measured, string) {
-	if len(runs) == 0 {
-		return measured{}, "not run"
-	}
-	for _, m := range runs {
-		if m.err != nil {
-			return measured{}, m.err.Error()
-		}
-		if m.res.Failed() {
-			return measured{}, "FAILED: " + m.res.FailureSummary()
-		}
-	}
-	sorted := slices.Clone(runs)
-	slices.SortFunc(sorted, func(a, b measured) int { return cmp.Compare(a.res.P99, b.res.P99) })
-	return sorted[(len(sorted)-1)/2], ""
 }
 
 // fmtP99s writes the smallest and largest p99 of runs.
