@@ -112,3 +112,22 @@ func parseBytes(s string) (int64, error) {
 	}
 	return n * mult, nil
 }
+
+// parseCPUs reads "" (nil) or n CPU numbers separated by commas, "2,3,4".
+func parseCPUs(s string, n int) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	cpus := strings.Split(s, ",")
+	if len(cpus) != n {
+		return nil, fmt.Errorf("want %d CPU numbers separated by commas, got %q", n, s)
+	}
+	for i, c := range cpus {
+		c = strings.TrimSpace(c)
+		if v, err := strconv.Atoi(c); err != nil || v < 0 {
+			return nil, fmt.Errorf("%q is not a CPU number", c)
+		}
+		cpus[i] = c
+	}
+	return cpus, nil
+}

@@ -156,3 +156,17 @@ func TestPickP99(t *testing.T) {
 		t.Error("no runs must not pass")
 	}
 }
+
+func TestParseCPUs(t *testing.T) {
+	if got, err := parseCPUs("", 3); got != nil || err != nil {
+		t.Errorf(`parseCPUs("") = %v, %v; want nil, nil`, got, err)
+	}
+	if got, err := parseCPUs("2, 3,4", 3); err != nil || strings.Join(got, " ") != "2 3 4" {
+		t.Errorf(`parseCPUs("2, 3,4") = %q, %v`, got, err)
+	}
+	for _, bad := range []string{"2,3", "2,3,4,5", "a,b,c", "0-1,2,3", "1,,2", "-1,2,3"} {
+		if _, err := parseCPUs(bad, 3); err == nil {
+			t.Errorf("parseCPUs(%q) accepted", bad)
+		}
+	}
+}

@@ -46,6 +46,7 @@ type options struct {
 	churnKeys                   int
 	churnDur                    time.Duration
 	costKeys                    int
+	costCPUs                    []string // one CPU per node of the cost scenario's clusters; nil: -server-cpu
 	rssBudget                   int64
 	rssConns                    int
 	simKeys                     int
@@ -87,6 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.churnKeys, "churn-keys", 10000, "warm keys of the membership-change scenario")
 	fs.DurationVar(&o.churnDur, "churn-d", 15*time.Second, "load per membership-change phase")
 	fs.IntVar(&o.costKeys, "cost-keys", 3000, "warm 1 KiB keys of the cluster-cost scenario")
+	costCPUs := fs.String("cost-cpus", "", "a CPU for each node of the cluster-cost scenario's clusters, e.g. 2,3,4 (node 1 first; the single node takes node 1's); default: all on -server-cpu")
 	rssBudget := fs.String("rss-budget", "64MiB", "cache budget of the memory-against-the-budget scenario (bytes, KiB, MiB)")
 	fs.IntVar(&o.rssConns, "rss-conns", 8, "connections filling the node in the memory-against-the-budget scenario")
 	fs.IntVar(&o.simKeys, "sim-keys", 1_000_000, "keys of the ring churn simulation")
@@ -106,6 +108,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.rssBudget, err = parseBytes(*rssBudget); err != nil {
 		fmt.Fprintf(stderr, "bench: -rss-budget: %v\n", err)
+		return 2
+	}
+	if o.costCPUs, err = parseCPUs(*costCPUs, 3); err != nil {
+		fmt.Fprintf(stderr, "bench: -cost-cpus: %v\n", err)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -457,7 +457,7 @@ func (e *env) zipf(ctx context.Context, r *results) {
 		start func() ([]*rcNode, error)
 	}{
 		{"3-node cluster, 1/3 of the memory each", func() ([]*rcNode, error) {
-			return e.startCluster(ctx, []string{"z1", "z2", "z3"}, nodeOpts{cacheSize: fmt.Sprint(per), hotCache: "0", maxObject: "1MiB"})
+			return e.startCluster(ctx, []string{"z1", "z2", "z3"}, nodeOpts{cacheSize: fmt.Sprint(per), hotCache: "0", maxObject: "1MiB"}, nil)
 		}},
 		{"1 node, all of the memory", func() ([]*rcNode, error) {
 			n, err := e.startNode(ctx, nodeOpts{name: "zone", cacheSize: fmt.Sprint(total), maxObject: "1MiB"})
@@ -578,7 +578,7 @@ func (e *env) findOwned(ctx context.Context, a, b *rcNode, bName string) (string
 
 // cluster runs scenarios 3 (on a cluster), 5 and 6 on one 3-node cluster.
 func (e *env) cluster(ctx context.Context, r *results, herdRows *report.Table) {
-	nodes, err := e.startCluster(ctx, []string{"a", "b", "c"}, nodeOpts{cacheSize: "64MiB", hotCache: "0"})
+	nodes, err := e.startCluster(ctx, []string{"a", "b", "c"}, nodeOpts{cacheSize: "64MiB", hotCache: "0"}, nil)
 	defer func() { stopNodes(nodes) }()
 	if err != nil {
 		r.problem("cluster: %v", err)

@@ -193,6 +193,7 @@ type nodeOpts struct {
 	adminToken string // "" leaves admin writes and profiles refused
 	cluster    bool   // run gossip
 	join       string // gossip address of a member, "" for the first node
+	cpu        string // taskset CPU list; "" means -server-cpu
 }
 
 // rcNode is a running ringcache node.
@@ -232,7 +233,11 @@ func (e *env) startNode(ctx context.Context, o nodeOpts) (*rcNode, error) {
 			args = append(args, "--join", o.join)
 		}
 	}
-	p, err := e.procs.start("ringcache-"+o.name, e.opts.serverCPU, []string{"GOMAXPROCS=1"}, e.opts.ringcache, args...)
+	cpu := o.cpu
+	if cpu == "" {
+		cpu = e.opts.serverCPU
+	}
+	p, err := e.procs.start("ringcache-"+o.name, cpu, []string{"GOMAXPROCS=1"}, e.opts.ringcache, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -316,12 +321,16 @@ func (e *env) waitMembers(ctx context.Context, nodes []*rcNode, want []string) e
 }
 
 // startCluster starts nodes named names configured as base, each joining
-// the first, and waits until all see each other.
-func (e *env) startCluster(ctx context.Context, names []string, base nodeOpts) ([]*rcNode, error) {
+// the first, and waits until all see each other. Node i runs on cpus[i]
+// when there is one, else on base's CPU.
+func (e *env) startCluster(ctx context.Context, names []string, base nodeOpts, cpus []string) ([]*rcNode, error) {
 	var nodes []*rcNode
 	for i, name := range names {
 		o := base
 		o.name, o.cluster = name, true
+		if i < len(cpus) {
+			o.cpu = cpus[i]
+		}
 		if i > 0 {
 			o.join = nodes[0].gossip
 		}
