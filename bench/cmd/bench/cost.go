@@ -27,6 +27,7 @@ type costSetup struct {
 	what  string  // as the verdicts name a cluster: "hot cache off"
 	short string  // in URIs
 	goal  float64 // × one node's CPU per hit; 0 for the single node
+	start func() ([]*rcNode, error)
 	nodes []*rcNode
 	runs  []costRun
 	why   string // "" unless the setup failed
@@ -67,35 +68,34 @@ func (e *env) clusterCost(ctx context.Context, r *results) {
 	n := e.opts.costKeys
 	sec.printf("%s warm 1 KiB keys (`/cost/<setup>/{k}?size=1024&cc=max-age=3600`), each asked equally often (`-keys cycle`: keys 0 to %d in turn), all through the first node (the 3-node clusters' node 1, so two keys in three are owned by another member), %d connections, %v measured after a separate %v warm-up run, %d rounds interleaved. Every node runs with `GOMAXPROCS=1` and `--key-host`, %s; the keys are swept once through node 1 before the rounds (so each is stored at its owner), and the origin must see no request during them. Every answer is checked to be a hit (`Cache-Status` contains `; hit`: a local hit, a hot copy or a forwarded hit). CPU per hit is the user and system time of all the setup's nodes (`/proc/<pid>/stat`, the kernel's network work included) over the measured run, divided by its requests; \"× one node\" is the median over rounds of the cluster's CPU per hit ÷ the single node's in the same round. Goals (issue 11): ≤ %.1f× with the hot cache off, ≤ %.1f× with it on.\n\n",
 		fmtInt(float64(n)), n-1, e.opts.conns, e.opts.dur, e.opts.warmup, e.opts.rounds, e.costPinning(), costGoalCold, costGoalHot)
+	cpus := e.opts.costCPUs
 	setups := []*costSetup{
-		{label: "one node", short: "one"},
-		{label: "3-node cluster, hot cache off", what: "hot cache off", short: "cold", goal: costGoalCold},
-		{label: "3-node cluster, hot cache on (default size)", what: "hot cache on (default size)", short: "hot", goal: costGoalHot},
+		{label: "one node", short: "one", start: func() ([]*rcNode, error) {
+			o := nodeOpts{name: "one", cacheSize: "64MiB"}
+			if len(cpus) > 0 {
+				o.cpu = cpus[0]
+			}
+			n, err := e.startNode(ctx, o)
+			if n == nil {
+				return nil, err
+			}
+			return []*rcNode{n}, err
+		}},
+		{label: "3-node cluster, hot cache off", what: "hot cache off", short: "cold", goal: costGoalCold, start: func() ([]*rcNode, error) {
+			return e.startCluster(ctx, []string{"c1", "c2", "c3"}, nodeOpts{cacheSize: "64MiB", hotCache: "0"}, cpus)
+		}},
+		{label: "3-node cluster, hot cache on (default size)", what: "hot cache on (default size)", short: "hot", goal: costGoalHot, start: func() ([]*rcNode, error) {
+			return e.startCluster(ctx, []string{"h1", "h2", "h3"}, nodeOpts{cacheSize: "64MiB"}, cpus)
+		}},
 	}
 	defer func() {
 		for _, s := range setups {
 			stopNodes(s.nodes)
 		}
 	}()
-	var err error
 	for _, s := range setups {
-		cpus := e.opts.costCPUs
-		switch s.short {
-		case "one":
-			o := nodeOpts{name: "one", cacheSize: "64MiB"}
-			if len(cpus) > 0 {
-				o.cpu = cpus[0]
-			}
-			var n *rcNode
-			if n, err = e.startNode(ctx, o); n != nil {
-				s.nodes = []*rcNode{n}
-			}
-		case "cold":
-			s.nodes, err = e.startCluster(ctx, []string{"c1", "c2", "c3"}, nodeOpts{cacheSize: "64MiB", hotCache: "0"}, cpus)
-		case "hot":
-			s.nodes, err = e.startCluster(ctx, []string{"h1", "h2", "h3"}, nodeOpts{cacheSize: "64MiB"}, cpus)
-		}
-		if err == nil {
+		var err error
+		if s.nodes, err = s.start(); err == nil {
 			err = e.costWarm(ctx, s)
 		}
 		if err != nil {
