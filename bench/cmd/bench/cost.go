@@ -120,9 +120,13 @@ func (e *env) clusterCost(ctx context.Context, r *results) {
 	var rate float64
 	for _, s := range setups {
 		if ph := s.phases[0]; ph.why == "" && len(ph.runs) > 0 {
-			rps := medianRun(ph.runs).m.res.RPS
-			if rate == 0 || rps/2 < rate {
-				rate = math.Round(rps / 2)
+			var rps []float64
+			for _, run := range ph.runs {
+				rps = append(rps, run.m.res.RPS)
+			}
+			slices.Sort(rps)
+			if half := math.Round(median(rps) / 2); rate == 0 || half < rate {
+				rate = half
 			}
 		}
 	}
