@@ -74,8 +74,12 @@ var hitCheck = []string{"Cache-Status", "; hit"}
 func (e *env) clusterCost(ctx context.Context, r *results) {
 	sec := r.section("10. Cluster cost per hit")
 	n := e.opts.costKeys
-	sec.printf("%s warm 1 KiB keys (`/cost/<setup>/{k}?size=1024&cc=max-age=3600`), each asked equally often (`-keys cycle`: keys 0 to %d in turn), all through the first node (the 3-node clusters' node 1, so two keys in three are owned by another member), %d connections, %v measured after a separate %v warm-up run, %d rounds interleaved, first with each connection sending as soon as its last answer came (the load generator as fast as the setup goes), then at one scheduled rate for all (`-rate`, half the slowest setup's), since CPU per request grows as load falls (fewer requests per wake-up, a waiting client to wake for each answer). Every node runs with `GOMAXPROCS=1` and `--key-host`, %s; the keys are swept once through node 1 before the rounds (so each is stored at its owner), and the origin must see no request during them. Every answer is checked to be a hit (`Cache-Status` contains `; hit`: a local hit, a hot copy or a forwarded hit). CPU per hit is the user and system time of all the setup's nodes (`/proc/<pid>/stat`, the kernel's network work included) over the measured run, divided by its requests; \"× one node\" is the median over rounds of the cluster's CPU per hit ÷ the single node's in the same round. Goals (issue 11): ≤ %.1f× with the hot cache off, ≤ %.1f× with it on, judged on the first load (the issue's method), the second shown beside.\n\n",
-		fmtInt(float64(n)), n-1, e.opts.conns, e.opts.dur, e.opts.warmup, e.opts.rounds, e.costPinning(), costGoalCold, costGoalHot)
+	sec.printf("%s warm 1 KiB keys, each asked equally often, all through one node: one node alone, and 3-node clusters (other settings at their defaults) with the hot cache off and on, where two keys in three are owned by another member than node 1.\n\n", fmtInt(float64(n)))
+	sec.printf("- Keys: `/cost/<setup>/{k}?size=1024&cc=max-age=3600`, `-keys cycle` (0 to %d in turn), swept once through node 1 before the rounds so that each is stored at its owner. Every answer must be a hit (`Cache-Status` contains `; hit`: a local hit, a hot copy or a forwarded one), and the origin must see no request during the rounds.\n", n-1)
+	sec.printf("- Nodes: `GOMAXPROCS=1`, `--key-host`; %s.\n", e.costPinning())
+	sec.printf("- Load: %d connections, %v measured after a separate %v warm-up run, %d rounds with the setups interleaved; first as fast as each setup goes (the issue's method), then at one scheduled rate for all (`-rate`, half the slowest setup's), since CPU per request grows as load falls (fewer requests per wake-up, an idle client to wake for each answer).\n", e.opts.conns, e.opts.dur, e.opts.warmup, e.opts.rounds)
+	sec.printf("- CPU per hit: the user and system time of all the setup's nodes (`/proc/<pid>/stat`, the kernel's network work included) over the measured run, divided by its requests. \"× one node\": the median over rounds of the cluster's CPU per hit ÷ the single node's in the same round.\n")
+	sec.printf("- Goals (issue 11): ≤ %.1f× with the hot cache off, ≤ %.1f× with it on, judged on the first load.\n\n", costGoalCold, costGoalHot)
 	cpus := e.opts.costCPUs
 	setups := []*costSetup{
 		{label: "one node", short: "one", start: func() ([]*rcNode, error) {
@@ -165,7 +169,7 @@ func (e *env) costPinning() string {
 	if c := e.opts.costCPUs; len(c) > 0 {
 		return fmt.Sprintf("a cluster's nodes 1, 2 and 3 on CPUs %s, %s and %s, the single node on CPU %s (`-cost-cpus`)", c[0], c[1], c[2], c[0])
 	}
-	return fmt.Sprintf("all on the server core (CPU %s), so a forwarded hit also pays for switching between the nodes' processes; `-cost-cpus` gives each node a core of its own on a larger machine", e.opts.serverCPU)
+	return fmt.Sprintf("all on the server core (CPU %s), so a forwarded hit also pays for switching between the nodes' processes (`-cost-cpus` gives each node a core of its own on a larger machine)", e.opts.serverCPU)
 }
 
 // costWarm stores every key at its owner: one sweep through the first
