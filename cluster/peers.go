@@ -130,6 +130,7 @@ type PeerSet struct {
 	store          cache.Store
 	rebalanceRate  int64
 	rebalanced     atomic.Uint64      // entries queued by rebalances
+	rebalancing    atomic.Int32       // rebalances running
 	stopRebalance  context.CancelFunc // the running rebalance's; under mu
 	timers         sync.Pool          // *time.Timer, for hedged lookups
 	holderBufs     sync.Pool          // *[]Node of MaxReplicas capacity, for preference lists
@@ -296,7 +297,9 @@ func (s *PeerSet) rebalance(old, next Ring) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopRebalance = cancel
+	s.rebalancing.Add(1)
 	go func() {
+		defer s.rebalancing.Add(-1)
 		n := s.Rebalance(ctx, s.store, old, next, s.rebalanceRate)
 		s.rebalanced.Add(uint64(n))
 		if n > 0 {

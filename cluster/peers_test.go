@@ -1026,7 +1026,7 @@ func TestPeerGoroutinesLeft(t *testing.T) {
 	}
 	nodes[0].local.st.Set(testEntry("example.com/handoff", 10, 0))
 	next := newTestRing(t, ringNodes[1:]...)
-	if _, err := Handoff(context.Background(), nodes[0].local.st, next, "a", nodes[0].peers.SendHandoff, 1<<20); err != nil {
+	if _, err := Handoff(context.Background(), nodes[0].local.st, nil, next, 1, "a", nodes[0].peers.SendHandoff, 1<<20); err != nil {
 		t.Fatal(err)
 	}
 	stopTestCluster(t, nodes)

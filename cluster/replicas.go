@@ -244,12 +244,20 @@ type ReplicaStats struct {
 	// Rebalanced counts entries queued by rebalances after membership
 	// changes (they are in Queued too).
 	Rebalanced uint64
+	// Rebalancing is true while a rebalance is queueing entries.
+	Rebalancing bool
+	// Members is the size of the ring the copies follow.
+	Members int
 }
 
 // ReplicaStats returns the counters summed over members.
 func (s *PeerSet) ReplicaStats() ReplicaStats {
-	r := ReplicaStats{Rebalanced: s.rebalanced.Load()}
-	for _, p := range s.state.Load().peers {
+	st := s.state.Load()
+	r := ReplicaStats{Rebalanced: s.rebalanced.Load(), Rebalancing: s.rebalancing.Load() > 0}
+	if st.cur != nil {
+		r.Members = len(st.cur.Members())
+	}
+	for _, p := range st.peers {
 		c := &p.copies
 		r.Queued += c.queued.Load()
 		r.Sent += c.sent.Load()
@@ -259,6 +267,31 @@ func (s *PeerSet) ReplicaStats() ReplicaStats {
 		r.Lag = max(r.Lag, time.Duration(c.lag.Load()))
 	}
 	return r
+}
+
+// Flush waits until the copies queued so far were sent (delivered or
+// failed) or ctx ends, and reports whether they were. A member leaving
+// gracefully flushes: with replicas, the copies are its handoff.
+func (s *PeerSet) Flush(ctx context.Context) bool {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pending := false
+		for _, p := range s.state.Load().peers {
+			c := &p.copies
+			c.mu.Lock()
+			pending = pending || c.bytes > 0
+			c.mu.Unlock()
+		}
+		if !pending {
+			return true
+		}
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 // copier sends one member the entries it should hold: a queue bounded in

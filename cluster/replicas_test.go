@@ -292,3 +292,32 @@ func TestLookupSlowOwnerNotPaused(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling a property that must hold throughout
 	}
 }
+
+// TestFlush: Flush returns once queued copies were sent, and false when
+// its context ends first (a member that does not answer).
+func TestFlush(t *testing.T) {
+	nodes, r := startReplicatedCluster(t, testutil.NewClock(), 2, "a", "b")
+	fill(t, nodes, r, 50)
+	for _, n := range nodes {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if !n.peers.Flush(ctx) {
+			t.Fatalf("%s: Flush timed out", n.name)
+		}
+		cancel()
+		if s := n.peers.ReplicaStats(); s.Sent != s.Queued {
+			t.Fatalf("%s: Flush returned with %d of %d sent", n.name, s.Sent, s.Queued)
+		}
+	}
+
+	stalled := silentPeer(t, nil)
+	ps := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+		Timeout: 20 * time.Second, IdleConnTimeout: 50 * time.Millisecond, Clock: testutil.NewClock().Now, Replicas: 2})
+	defer ps.Close()
+	ps.Update(nil, newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: stalled}))
+	ps.Stored(testEntry("example.com/f", 10, 0))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if ps.Flush(ctx) {
+		t.Fatal("Flush reported a copy to a silent member sent")
+	}
+}

@@ -565,7 +565,9 @@ func (n *Node) stopNow(ctx context.Context, graceful bool) error {
 }
 
 // leave hands this node's entries to the members that will own them once
-// it is gone, then announces the departure. Handing off first matters
+// it is gone, then announces the departure. With replicas, the new owners
+// hold copies already: it sends the copies still queued and hands off only
+// what no holder has. Handing off first matters
 // under load: peers drop a leaving node from their rings within
 // milliseconds, and every request for its keys before the entries arrive
 // would go to the origin. Until the leave, this node keeps serving (and
@@ -577,10 +579,23 @@ func (n *Node) leave(ctx context.Context) {
 			n.log.Error("handoff ring", "err", err)
 		} else {
 			hctx, cancel := context.WithTimeout(ctx, n.cfg.HandoffTimeout)
-			st, err := cluster.Handoff(hctx, n.store, next, self.Name, n.peers.SendHandoff, n.cfg.HandoffMaxBytes)
+			// The copies stand in for the handoff only when every one was
+			// delivered: a drop, a failed batch or a rebalance cut short
+			// leaves holders without theirs, and then everything goes.
+			replicas := 1
+			if n.cfg.Replicas > 1 {
+				flushed := n.peers.Flush(hctx)
+				rs := n.peers.ReplicaStats()
+				if flushed && !rs.Rebalancing && rs.Dropped+rs.Failed == 0 {
+					replicas = n.cfg.Replicas
+				} else {
+					n.log.Warn("replica copies incomplete; handing off every entry", "flushed", flushed, "rebalancing", rs.Rebalancing, "dropped", rs.Dropped, "failed", rs.Failed)
+				}
+			}
+			st, err := cluster.Handoff(hctx, n.store, n.members.Ring(), next, replicas, self.Name, n.peers.SendHandoff, n.cfg.HandoffMaxBytes)
 			cancel()
 			n.handoffSent.Add(float64(st.Entries))
-			n.log.Info("handed off entries", "entries", st.Entries, "bytes", st.Bytes, "batches", st.Batches, "failed", st.Failed, "err", err)
+			n.log.Info("handed off entries", "entries", st.Entries, "bytes", st.Bytes, "batches", st.Batches, "failed", st.Failed, "replicated", st.Replicated, "err", err)
 		}
 	}
 	if err := n.members.Leave(); err != nil {
