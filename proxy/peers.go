@@ -84,7 +84,7 @@ func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, now int64) int {
 	sent := now
 	from, found, err := p.opt.Peers.Lookup(context.Background(), st.key, f)
 	if err == nil && found && f.Entry.Has(cache.VaryMarker) {
-		st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, &f.Entry, &ctx.Request.Header)
+		st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, &f.Entry, &ctx.Request.Header, nil)
 		from, found, err = p.opt.Peers.Lookup(context.Background(), st.vkey, f)
 	}
 	if err != nil {
@@ -253,7 +253,7 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *cache.Entry {
 		return e
 	}
 	st.marker = e
-	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h)
+	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h, nil)
 	v := p.fetchFrom(prev, st.vkey, st)
 	if v == nil || !p.local.Accept(v) {
 		return nil

@@ -429,7 +429,7 @@ func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*cac
 		return e, fwdNone
 	}
 	st.marker = e
-	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h)
+	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h, nil)
 	v, ok := p.store.Get(st.vkey)
 	if !ok {
 		return nil, fwdVaryMiss
@@ -561,7 +561,7 @@ func (p *Proxy) sameVariant(st *reqState, e *cache.Entry, h *fasthttp.RequestHea
 		}
 		st.marker = m
 	}
-	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, st.marker, h)
+	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, st.marker, h, nil)
 	return bytes.Equal(st.vkey, e.Key())
 }
 
@@ -714,7 +714,7 @@ func (p *Proxy) variant(key []byte, marker *cache.Entry, vary []byte, h *fasthtt
 	}
 	// Always re-set the marker: its expiry must cover its newest variant.
 	m := *marker
-	return p.keys.AppendVariant(nil, key, &m, h), &m
+	return p.keys.AppendVariant(nil, key, &m, h, nil), &m
 }
 
 // nextGen returns a marker generation: the time, made unique so that a
