@@ -145,11 +145,12 @@ func (k *Keys) Host(h []byte) []byte {
 func (k *Keys) Codings() bool { return k.codings }
 
 // AppendVariant appends the store key of the variant of primary that the
-// request h selects, given the URL's Vary marker and the fields an
-// operator's rule keys the request by (nil: none). A nil marker stands for
-// generation 0 and no Vary fields, which no stored marker has: the key a
-// rule-keyed request's fill is coalesced on before the URL has a marker.
-func (k *Keys) AppendVariant(dst, primary []byte, marker *Entry, h *fasthttp.RequestHeader, f *KeyFields) []byte {
+// request h selects, given the URL's Vary marker and the rule fields of
+// the request (KeyFields.AppendKey; nil: no rule keys it). A nil marker
+// stands for generation 0 and no Vary fields, which no stored marker has:
+// the key a rule-keyed request's fill is coalesced on before the URL has a
+// marker.
+func (k *Keys) AppendVariant(dst, primary []byte, marker *Entry, h *fasthttp.RequestHeader, ruleKey []byte) []byte {
 	dst = append(dst, primary...)
 	dst = append(dst, 0)
 	var g uint64
@@ -158,7 +159,7 @@ func (k *Keys) AppendVariant(dst, primary []byte, marker *Entry, h *fasthttp.Req
 		g, names = uint64(marker.ResponseTime), marker.Body()
 	}
 	dst = binary.BigEndian.AppendUint64(dst, g)
-	dst = f.appendKey(dst, h)
+	dst = append(dst, ruleKey...)
 	return httpcache.AppendVariantKey(dst, names, h, k.codings)
 }
 
@@ -181,9 +182,19 @@ type KeyFields struct {
 // Keyed reports whether f adds anything to the key; nil adds nothing.
 func (f *KeyFields) Keyed() bool { return f != nil && len(f.Headers)+len(f.Cookies) > 0 }
 
-// appendKey appends the rule fields of the key format to dst. It does not
-// allocate once h has parsed its cookies.
-func (f *KeyFields) appendKey(dst []byte, h *fasthttp.RequestHeader) []byte {
+// FieldSource is the request a key's rule fields are read from: a
+// *fasthttp.RequestHeader, or a view of one as the origin receives it.
+// Returned values are borrowed.
+type FieldSource interface {
+	PeekAll(name string) [][]byte
+	Cookie(name string) []byte
+}
+
+// AppendKey appends the rule fields of the key format for the request h
+// to dst: what AppendVariant takes as ruleKey. Nothing is appended when f
+// adds nothing to the key, and something always is when it does. It does
+// not allocate once h has parsed its cookies.
+func (f *KeyFields) AppendKey(dst []byte, h FieldSource) []byte {
 	if f == nil {
 		return dst
 	}

@@ -36,7 +36,8 @@ func TestAppendVariantRuleFields(t *testing.T) {
 	primary := []byte("example.com/p")
 	gen := "\x00\x00\x00\x00\x00\x00\x01\x00" // 256
 	key := func(m *Entry, f *KeyFields, lines ...string) string {
-		return string(k.AppendVariant(nil, primary, m, requestHeader(t, lines...), f))
+		h := requestHeader(t, lines...)
+		return string(k.AppendVariant(nil, primary, m, h, f.AppendKey(nil, h)))
 	}
 	t.Run("layout", func(t *testing.T) {
 		f := &KeyFields{Headers: []string{"x-tenant"}, Cookies: []string{"lang"}}
@@ -103,7 +104,7 @@ func TestAppendVariantRuleFields(t *testing.T) {
 		// in fields) would not confuse it either.
 		var h fasthttp.RequestHeader
 		h.SetCookie("a", "1c\x01b\x012")
-		if a, b := string(k.AppendVariant(nil, primary, nil, &h, cookies)), key(nil, cookies, "Cookie: a=1; b=2"); a == b {
+		if a, b := string(k.AppendVariant(nil, primary, nil, &h, cookies.AppendKey(nil, &h))), key(nil, cookies, "Cookie: a=1; b=2"); a == b {
 			t.Errorf("a cookie value holding the next cookie: share key %q", a)
 		}
 		// A rule field cannot pass for a Vary field: a request keyed by a
@@ -126,9 +127,10 @@ func TestKeyFieldsAllocs(t *testing.T) {
 	h := requestHeader(t, "X-Tenant: acme", "Cookie: lang=de; sid=1")
 	f := &KeyFields{Headers: []string{"x-tenant"}, Cookies: []string{"lang", "sid"}}
 	m := marker(1, "")
-	buf := make([]byte, 0, 256)
+	buf, rk := make([]byte, 0, 256), make([]byte, 0, 256)
 	if n := testing.AllocsPerRun(100, func() {
-		buf = k.AppendVariant(buf[:0], []byte("example.com/p"), m, h, f)
+		rk = f.AppendKey(rk[:0], h)
+		buf = k.AppendVariant(buf[:0], []byte("example.com/p"), m, h, rk)
 	}); n != 0 {
 		t.Errorf("AppendVariant with rule fields allocates %.1f times, want 0", n)
 	}
