@@ -392,6 +392,10 @@ func Compile(i int, s Spec) (*Rule, error) {
 			bad("key_headers", name, "the host is always part of the key")
 		case hopByHop(lower):
 			bad("key_headers", name, "a hop-by-hop field never reaches the origin (RFC 9110 §7.6.1)")
+		case lower == "x-forwarded-for" || lower == "forwarded":
+			bad("key_headers", name, "it names the client's address: every client would get an entry of its own")
+		case rewritten(lower):
+			bad("key_headers", name, "the node rewrites it before the origin sees it (Vary: Accept-Encoding, with normalize_accept_encoding, keys by the codings accepted)")
 		case !contains(key.Headers, lower):
 			key.Headers = append(key.Headers, lower)
 		}
@@ -457,6 +461,19 @@ func (r *Rule) setHost(h string) error {
 	}
 	r.host = []byte(name)
 	return nil
+}
+
+// rewritten lists the fields the request path replaces or drops on the
+// way to the origin (preconditions and ranges are answered by the cache,
+// Via and Accept-Encoding are rewritten, X-Ringcache-* is the peer
+// protocol's): a key on them would not be the value the origin answered.
+func rewritten(lower string) bool {
+	switch lower {
+	case "accept-encoding", "via", "content-length", "range", "if-range",
+		"if-match", "if-none-match", "if-modified-since", "if-unmodified-since":
+		return true
+	}
+	return strings.HasPrefix(lower, "x-ringcache-")
 }
 
 // hopByHop lists the fields a proxy never forwards (RFC 9110 §7.6.1).
