@@ -173,3 +173,18 @@ func TestReloadRules(t *testing.T) {
 		t.Errorf("rules left after removing them: %v", m.Rules)
 	}
 }
+
+// TestREADMERules: the README's rules example loads as it stands.
+func TestREADMERules(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile("(?s)```yaml\n(rules:\n.*?)```").FindSubmatch(data)
+	if m == nil {
+		t.Fatal("README.md has no rules example")
+	}
+	if c := loadRules(t, string(m[1])); c.Rules.Len() != 5 {
+		t.Errorf("README rules: %d loaded, want 5", c.Rules.Len())
+	}
+}
