@@ -501,3 +501,36 @@ func TestPeerHitKeyedRule(t *testing.T) {
 		t.Fatalf("a keyed request was answered with the URL's unkeyed entry")
 	}
 }
+
+// BenchmarkHitWithRules: a hit without rules, and with six that do not
+// match (every kind of condition evaluated), on the same request.
+func BenchmarkHitWithRules(b *testing.B) {
+	six := ruleSet(b,
+		rules.Spec{Host: "*.example.org", Bypass: true},
+		rules.Spec{PathPrefix: "/admin/", Bypass: true},
+		rules.Spec{PathRegex: `\.(css|js)$`, TTL: time.Hour},
+		rules.Spec{Header: "Authorization", Bypass: true},
+		rules.Spec{Cookie: "session", Bypass: true},
+		rules.Spec{PathPrefix: "/keyed", KeyCookies: []string{"lang"}},
+	)
+	for _, tc := range []struct {
+		name string
+		set  *rules.Set
+	}{{"none", nil}, {"six", six}} {
+		b.Run(tc.name, func(b *testing.B) {
+			st, clk := clockedStore(b, "ristretto", 256<<20)
+			p := hitProxy(b, st, 1<<10, clk)
+			p.SetRules(tc.set)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				ctx := newCtx("/obj")
+				ctx.Request.Header.Set("Cookie", "lang=de")
+				for pb.Next() {
+					ctx.Response.Reset()
+					p.Handler(ctx)
+				}
+			})
+		})
+	}
+}
