@@ -82,6 +82,10 @@ type Options struct {
 	// Membership, if set, adjusts the membership's options before it
 	// starts; tests shrink serf's timers with it.
 	Membership func(*cluster.Options)
+	// TLSCheckInterval is how often the TLS files (tls_cert, tls_key and
+	// the peer_tls_* files) are looked at for changes; 0 means
+	// tlsfiles.DefaultInterval (2s). Tests shorten it.
+	TLSCheckInterval time.Duration
 }
 
 // Start builds a node from cfg (already validated) and starts serving. On
@@ -130,8 +134,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		// Peer traffic is always mutual TLS: from the operator's CA when
 		// given, else from a key derived from the peer secret.
 		if cfg.PeerTLSCert != "" {
-			if err = peerTLSFiles(cfg); err == nil {
-				n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA)
+			if n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA); err == nil {
+				n.peerTLS.Watch(o.TLSCheckInterval, log)
 			}
 		} else if n.peerTLS, err = cluster.SecretPeerTLS([]byte(cfg.PeerSecret)); err != nil {
 			err = fmt.Errorf("peer_secret: %w", err)
@@ -623,6 +627,9 @@ func (n *Node) closeAll() {
 	if n.peers != nil {
 		n.peers.Close()
 	}
+	if n.peerTLS != nil {
+		n.peerTLS.Close()
+	}
 	if n.hot != nil {
 		n.hot.Close()
 	}
@@ -678,22 +685,6 @@ func fileError(setting string, err error) error {
 		return fmt.Errorf("%s %s: %w", setting, pe.Path, pe.Err)
 	}
 	return fmt.Errorf("%s: %w", setting, err)
-}
-
-// peerTLSFiles checks that the peer TLS files can be read, so that a
-// missing one is named by its setting; what is in them is the cluster's to
-// judge.
-func peerTLSFiles(cfg config.Config) error {
-	for _, f := range [...]struct{ setting, path string }{
-		{"peer_tls_cert", cfg.PeerTLSCert}, {"peer_tls_key", cfg.PeerTLSKey}, {"peer_tls_ca", cfg.PeerTLSCA},
-	} {
-		file, err := os.Open(f.path)
-		if err != nil {
-			return fileError(f.setting, err)
-		}
-		file.Close()
-	}
-	return nil
 }
 
 // badRequest answers requests fasthttp could not parse: a clear 4xx, never

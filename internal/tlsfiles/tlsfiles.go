@@ -129,18 +129,20 @@ func (r *Reloader[T]) look(force bool) (tried bool, err error) {
 	return true, err
 }
 
-// read returns the files' contents and a fingerprint of them; a file that
-// cannot be read counts by its error, so that a file that stays missing is
-// one state, reported once.
+// read returns the files' contents and a fingerprint of them, and the
+// error of the first file that cannot be read. Such a file counts by its
+// error, so that one that stays missing is one state, reported once.
 func (r *Reloader[T]) read() ([][]byte, [sha256.Size]byte, error) {
 	h := sha256.New()
 	data := make([][]byte, len(r.o.Files))
-	var errs []error
+	var first error
 	for i, f := range r.o.Files {
 		b, err := os.ReadFile(f.Path)
 		if err != nil {
 			err = f.readError(err)
-			errs = append(errs, err)
+			if first == nil {
+				first = err
+			}
 			b = []byte("\x00" + err.Error())
 		}
 		data[i] = b
@@ -149,7 +151,7 @@ func (r *Reloader[T]) read() ([][]byte, [sha256.Size]byte, error) {
 	}
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
-	return data, sum, errors.Join(errs...)
+	return data, sum, first
 }
 
 // Watch starts looking at the files every interval (DefaultInterval when
