@@ -43,6 +43,12 @@ type Config struct {
 
 	// Listen is the proxy listener, host:port.
 	Listen string
+	// TLSCert and TLSKey name PEM files: the certificate chain and private
+	// key the proxy listener shows clients. Set both and Listen serves
+	// HTTP/1.1 over TLS 1.2 or 1.3 only (plain HTTP is answered 400);
+	// leave both empty for plain HTTP. The files are reloaded when they
+	// change on disk.
+	TLSCert, TLSKey string
 	// Origin is the base URL requests are proxied to: http:// or https://,
 	// with a host and no path, query, fragment or user info (the rule is
 	// origin.ParseURL). Required.
