@@ -182,7 +182,7 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
-	clientLn := n.ln
+	clientLn, shared := n.ln, false // shared: members use listen too
 	var access *accessLogger
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
@@ -216,18 +216,18 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			// One port, TLS for everyone: the protocols a handshake
 			// offers tell a member from a client (sharedTLS).
 			sides := sniff.Split(n.ln, 3, sniff.RequireTLS(sniff.ALPN(sharedTLS(clientTLS, n.peerTLS), cluster.FramesALPN, cluster.PeerALPN), plainToTLS), sniffOpt)
-			n.framesLn, n.peerLn, clientLn = sides[0], sides[1], sides[2]
+			n.framesLn, n.peerLn, clientLn, shared = sides[0], sides[1], sides[2], true
 		default:
 			// One port for both: a TLS handshake is a peer's, plain HTTP a
 			// client's.
 			sides := sniff.Split(n.ln, 2, sniff.FirstByte, sniffOpt)
-			clientLn = sides[0]
+			clientLn, shared = sides[0], true
 			sides = sniff.Split(sides[1], 2, peerSides, sniffOpt)
 			n.framesLn, n.peerLn = sides[0], sides[1]
 		}
 		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
 	}
-	if clientTLS != nil && clientLn == n.ln {
+	if clientTLS != nil && !shared {
 		// Clients alone on listen, over TLS only.
 		clientLn = sniff.Split(n.ln, 1, sniff.RequireTLS(sniff.ALPN(clientTLS), plainToTLS), sniffOpt)[0]
 	}
