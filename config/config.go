@@ -200,8 +200,10 @@ type Config struct {
 	PeerSecretFile string
 	// PeerTLSCert, PeerTLSKey and PeerTLSCA name PEM files: this node's
 	// certificate chain and key, and the CA certificates that sign every
-	// member's. Set together (with PeerListen), they put peer traffic on
-	// mutual TLS; all empty leaves it plain HTTP.
+	// member's. Set together, peer TLS proves membership with the CA;
+	// all empty, with a key derived from PeerSecret (peer traffic is
+	// mutual TLS either way). The files are reloaded when they change on
+	// disk.
 	PeerTLSCert, PeerTLSKey, PeerTLSCA string
 	// Ring picks key placement: RingHashring or RingRendezvous.
 	Ring string
