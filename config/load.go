@@ -119,8 +119,8 @@ type recorder struct {
 }
 
 func (r *recorder) Set(v string) error {
-	if r.s.fileOnly {
-		return fmt.Errorf("%s can be set in the config file only", r.s.name)
+	if r.s.fileOnly() {
+		return errors.New(onlyInFile(r.s))
 	}
 	// Repeating a list flag adds items (--join a --join b); any other flag's
 	// last occurrence wins when applied in order.
@@ -147,7 +147,7 @@ func (l *loader) parseFlags(args []string) ([]pending, error) {
 	for i := range l.table {
 		s := &l.table[i]
 		f := fs.VarPF(&recorder{s: s, out: &out}, s.flagName(), "", s.help)
-		if s.fileOnly {
+		if s.fileOnly() {
 			f.Hidden = true // Set refuses it, saying where it goes
 		}
 		if s.val.Type() == "bool" {
@@ -178,7 +178,9 @@ func (l *loader) parseEnv(environ []string) []pending {
 	for i := range l.table {
 		s := &l.table[i]
 		byEnv[s.envName()] = s
-		names = append(names, s.envName())
+		if !s.fileOnly() {
+			names = append(names, s.envName())
+		}
 	}
 	var out []pending
 	var unknown []string
@@ -194,8 +196,8 @@ func (l *loader) parseEnv(environ []string) []pending {
 			}
 			continue
 		}
-		if s.fileOnly {
-			l.warnings = append(l.warnings, fmt.Sprintf("environment variable %s ignored: %s can be set in the config file only", k, s.name))
+		if s.fileOnly() {
+			l.warnings = append(l.warnings, fmt.Sprintf("environment variable %s ignored: %s", k, onlyInFile(s)))
 			continue
 		}
 		out = append(out, pending{s: s, raw: v, src: source{kind: fromEnv, key: k}})
@@ -488,11 +490,6 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 			bad(name, fmt.Errorf("has no effect with an http:// origin%s", src["origin"].short()))
 		}
 	}
-	for _, pair := range [][2]string{{"origin_tls_cert", "origin_tls_key"}, {"origin_tls_key", "origin_tls_cert"}} {
-		if ok(pair[0], pair[1]) && c.Origin != "" && byName[pair[0]].val.String() != "" && byName[pair[1]].val.String() == "" {
-			bad(pair[1], fmt.Errorf("is required with %s (a client certificate needs both)", pair[0]))
-		}
-	}
 
 	if ok("max_object_size", "cache_size") && c.MaxObjectSize > c.CacheSize {
 		bad("max_object_size", fmt.Errorf("must not exceed cache_size (%s)", FormatBytes(c.CacheSize)))
@@ -513,17 +510,29 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 			"`head -c32 /dev/urandom | base64` and pass it as --peer-secret, RINGCACHE_PEER_SECRET, "+
 			"peer_secret: in the config file, or in a file named by peer_secret_file", src["gossip"].short()))
 	}
-	if tls := []string{"peer_tls_cert", "peer_tls_key", "peer_tls_ca"}; c.Gossip != "" && ok(tls...) {
+	// Settings that only make sense together: all of a group, or none.
+	for _, g := range []struct {
+		names []string
+		what  string
+		on    bool
+	}{
+		{[]string{"tls_cert", "tls_key"}, "client TLS needs both", true},
+		{[]string{"peer_tls_cert", "peer_tls_key", "peer_tls_ca"}, "peer TLS needs all three", c.Gossip != ""},
+		{[]string{"origin_tls_cert", "origin_tls_key"}, "a client certificate needs both", c.Origin != ""},
+	} {
+		if !g.on || !ok(g.names...) {
+			continue
+		}
 		var set []string
-		for _, name := range tls {
+		for _, name := range g.names {
 			if byName[name].val.String() != "" {
 				set = append(set, name)
 			}
 		}
-		if len(set) > 0 && len(set) < len(tls) {
-			for _, name := range tls {
+		if len(set) > 0 && len(set) < len(g.names) {
+			for _, name := range g.names {
 				if byName[name].val.String() == "" {
-					bad(name, fmt.Errorf("is required with %s (peer TLS needs all three)", strings.Join(set, " and ")))
+					bad(name, fmt.Errorf("is required with %s (%s)", strings.Join(set, " and "), g.what))
 				}
 			}
 		}
@@ -668,7 +677,7 @@ func editDistance(a, b string) int {
 }
 
 // Usage writes the flag help: one line per setting with its kind, default
-// and environment variable.
+// and environment variable, then the settings of the config file only.
 func Usage(w io.Writer) {
 	c := Default()
 	table := c.settings()
@@ -680,7 +689,7 @@ func Usage(w io.Writer) {
 	var fileOnly []*setting
 	for i := range table {
 		s := &table[i]
-		if s.fileOnly {
+		if s.fileOnly() {
 			fileOnly = append(fileOnly, s)
 			continue
 		}
@@ -696,9 +705,13 @@ func Usage(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "  -h, --help\tshow this help\n")
 	if len(fileOnly) > 0 {
-		fmt.Fprintf(tw, "\nIn the config file only:\n")
+		fmt.Fprintf(tw, "\nIn the config file only (no flag or environment variable):\n")
 		for _, s := range fileOnly {
-			fmt.Fprintf(tw, "  %s:\t%s\n", s.name, s.help)
+			live := ""
+			if s.live {
+				live = " (reloads on SIGHUP)"
+			}
+			fmt.Fprintf(tw, "  %s:\t%s%s\n", s.name, s.help, live)
 		}
 	}
 	_ = tw.Flush()

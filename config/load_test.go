@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -376,6 +377,47 @@ func TestRequiredErrors(t *testing.T) {
 	}
 }
 
+// TestClientTLSPair: tls_cert and tls_key go together, from any source;
+// one alone is an error naming both. Whether the files exist is the
+// node's to find out when it starts (exit 1, not a configuration error).
+func TestClientTLSPair(t *testing.T) {
+	pair := map[string]string{"tls_cert": "/etc/tls/tls.crt", "tls_key": "/etc/tls/tls.key"}
+	for _, v := range sources() {
+		for _, one := range []string{"tls_cert", "tls_key"} {
+			other := map[string]string{"tls_cert": "tls_key", "tls_key": "tls_cert"}[one]
+			t.Run(v.name+"/only "+one, func(t *testing.T) {
+				_, err := v.load(t, one, pair[one], nil)
+				if err == nil {
+					t.Fatal("Load succeeded; want an error")
+				}
+				want := fmt.Sprintf(`invalid %s "": is required with %s (client TLS needs both)`, other, one)
+				if err.Error() != want {
+					t.Fatalf("error %q, want %q", err, want)
+				}
+			})
+		}
+		t.Run(v.name+"/both", func(t *testing.T) {
+			var extra []string
+			if v.name == "file" {
+				extra = []string{"--tls-key=" + pair["tls_key"]}
+			} else {
+				extra = []string{"--tls-key", pair["tls_key"]}
+			}
+			c, err := v.load(t, "tls_cert", pair["tls_cert"], extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.TLSCert != pair["tls_cert"] || c.TLSKey != pair["tls_key"] {
+				t.Fatalf("TLSCert %q, TLSKey %q", c.TLSCert, c.TLSKey)
+			}
+		})
+	}
+	c := mustLoad(t, []string{originFlag}, []string{"RINGCACHE_TLS_CERT=/a.crt", "RINGCACHE_TLS_KEY=/a.key"})
+	if c.TLSCert != "/a.crt" || c.TLSKey != "/a.key" {
+		t.Fatalf("from the environment: TLSCert %q, TLSKey %q", c.TLSCert, c.TLSKey)
+	}
+}
+
 func TestPeerSecretWithGossip(t *testing.T) {
 	secretFile := writeFile(t, "peer.secret", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0\n")
 	tests := []struct {
@@ -628,6 +670,38 @@ func TestNoSettingLooksLikeAServiceLink(t *testing.T) {
 	}
 }
 
+// TestFileOnlySettings: the settings read from their YAML node (rules,
+// origins) have no flag — one given is refused, saying where the setting
+// goes — and their variables are ignored with a warning that says so.
+func TestFileOnlySettings(t *testing.T) {
+	var c Config
+	var names []string
+	for _, s := range c.settings() {
+		if !s.fileOnly() {
+			continue
+		}
+		names = append(names, s.name)
+		where := s.name + " can be set only in the config file"
+		wantContains(t, loadErr(t, []string{originFlag, "--" + s.flagName() + "=x"}, nil),
+			`invalid argument "x" for "--`+s.flagName()+`" flag: `+where)
+		got, warnings, err := Load([]string{originFlag}, []string{s.envName() + "=x"}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", s.envName(), err)
+		}
+		if want := "environment variable " + s.envName() + " ignored: " + where; len(warnings) != 1 || warnings[0] != want {
+			t.Errorf("%s: warnings %q, want %q", s.envName(), warnings, want)
+		}
+		for _, gs := range got.settings() {
+			if gs.name == s.name && gs.val.String() != "" {
+				t.Errorf("%s set to %q by its variable", s.name, gs.val.String())
+			}
+		}
+	}
+	if want := []string{"origins", "rules"}; !slices.Equal(names, want) {
+		t.Errorf("file-only settings %q, want %q", names, want)
+	}
+}
+
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"-h"}, {originFlag, "--store=arc", "--help"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
@@ -641,10 +715,8 @@ func TestHelp(t *testing.T) {
 			def := Default()
 			defaults := def.settings()
 			for i, s := range c.settings() {
-				if s.fileOnly { // no flag: listed under "In the config file only"
-					if !strings.Contains(help, "\n  "+s.name+":") {
-						t.Errorf("help has no line for %s:", s.name)
-					}
+				if s.fileOnly() { // no flag: listed under "In the config file only"
+					wantContains(t, help, "\n  "+s.name+":", s.help)
 					continue
 				}
 				line := ""

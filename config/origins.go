@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -53,12 +52,11 @@ func (c *Config) hasDefaultPool() bool {
 
 // pools is the origins setting's value: a list of OriginPool, read from
 // the config file's YAML only.
-func pools(p *[]OriginPool) value { return &poolsValue{p: p} }
+func pools(p *[]OriginPool) value { return &poolsValue{yamlOnly{"origins"}, p} }
 
-type poolsValue struct{ p *[]OriginPool }
-
-func (v *poolsValue) Set(string) error {
-	return errors.New("origins can be set in the config file only")
+type poolsValue struct {
+	yamlOnly
+	p *[]OriginPool
 }
 
 // String is what Reload and Changed compare, and what the log shows.
@@ -69,183 +67,51 @@ func (v *poolsValue) String() string {
 	return fmt.Sprintf("%+v", *v.p)
 }
 
-func (v *poolsValue) Type() string                        { return "pools" }
-func (v *poolsValue) isList() bool                        { return false }
-func (v *poolsValue) setItems([]string) error             { return errors.New("not a list setting") }
-func (v *poolsValue) take(from value)                     { *v.p = *from.(*poolsValue).p }
-func (v *poolsValue) validate() error                     { return nil } // Config.originErrors names each key
-func (v *poolsValue) setYAML(r *yamlReader, n *yaml.Node) { *v.p = r.pools("origins", n) }
+func (v *poolsValue) Type() string    { return "pools" }
+func (v *poolsValue) take(from value) { *v.p = *from.(*poolsValue).p }
 
-// yamlValue is a setting made of more than a value or a list: read from its
-// YAML node, each part recorded under its key path (origins[1].servers[0])
-// so that errors can name it, its line and its value.
-type yamlValue interface {
-	setYAML(r *yamlReader, n *yaml.Node)
-}
-
-// yamlReader reads structured settings from the config file.
-type yamlReader struct {
-	file string
-	src  map[string]source // key path -> where it was set
-	// failed holds the key paths whose values did not parse, so that
-	// validation does not report them again.
-	failed map[string]bool
-	errs   []error
-	// broken: the structure itself is wrong (a list where a mapping
-	// belongs, an unknown key), so the value is not worth validating.
-	broken bool
-}
-
-func (r *yamlReader) failAt(n *yaml.Node, format string, args ...any) {
-	r.errs = append(r.errs, &fileError{file: r.file, line: n.Line, err: fmt.Errorf(format, args...)})
-	r.broken = true
-}
-
-func (r *yamlReader) record(path string, n *yaml.Node, raw string) source {
-	s := source{kind: fromFile, file: r.file, line: n.Line, raw: raw}
-	r.src[path] = s
-	return s
-}
-
-func deref(n *yaml.Node) *yaml.Node {
-	if n.Kind == yaml.AliasNode {
-		return n.Alias
-	}
-	return n
-}
-
-func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" }
-
-// scalar reads a single value.
-func (r *yamlReader) scalar(path string, n *yaml.Node) (string, bool) {
-	n = deref(n)
-	if n.Kind != yaml.ScalarNode {
-		r.failAt(n, "invalid %s: want a single value, got %s", path, nodeKind(n))
-		return "", false
-	}
-	raw := n.Value
-	if isNull(n) {
-		raw = ""
-	}
-	r.record(path, n, raw)
-	return raw, true
-}
-
-// parsed reads a single value with parse, reporting a bad one as a
-// setting's value is reported.
-func parsed[T any](r *yamlReader, path string, n *yaml.Node, parse func(string) (T, error)) T {
-	var zero T
-	raw, ok := r.scalar(path, n)
-	if !ok || raw == "" {
-		return zero
-	}
-	v, err := parse(raw)
-	if err != nil {
-		r.errs = append(r.errs, &settingError{name: path, value: raw, src: r.src[path], err: err})
-		r.failed[path] = true
-		return zero
-	}
-	return v
-}
-
-// strings reads a list of values, or one value as a list of one.
-func (r *yamlReader) strings(path string, n *yaml.Node) []string {
-	n = deref(n)
-	switch {
-	case isNull(n):
-		return nil
-	case n.Kind == yaml.ScalarNode:
-		r.record(path+"[0]", n, n.Value)
-		r.record(path, n, n.Value)
-		return []string{n.Value}
-	case n.Kind != yaml.SequenceNode:
-		r.failAt(n, "invalid %s: want a list, got %s", path, nodeKind(n))
-		return nil
-	}
-	r.record(path, n, "")
-	out := make([]string, 0, len(n.Content))
-	for i, it := range n.Content {
-		if v, ok := r.scalar(fmt.Sprintf("%s[%d]", path, i), it); ok {
-			out = append(out, v)
-		}
-	}
-	return out
-}
-
-// mapping calls set for each key of a mapping, refusing keys not in keys
-// (with a suggestion) and keys given twice.
-func (r *yamlReader) mapping(path string, n *yaml.Node, keys []string, set func(key string, v *yaml.Node)) {
-	n = deref(n)
-	if isNull(n) {
+// setYAML reads the list of pools. Values that do not parse are left zero
+// and reported; Config.originErrors checks the rest.
+func (v *poolsValue) setYAML(r *yamlReader, n *yaml.Node) {
+	items := r.sequence("origins", "a list of origin pools (- hosts: ..., servers: ...)", n)
+	if len(items) == 0 {
+		*v.p = nil
 		return
 	}
-	if n.Kind != yaml.MappingNode {
-		r.failAt(n, "invalid %s: want a mapping (key: value), got %s", path, nodeKind(n))
-		return
-	}
-	r.record(path, n, "")
-	seen := make(map[string]int)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := deref(n.Content[i]), n.Content[i+1]
-		name := k.Value
-		switch first, dup := seen[name]; {
-		case k.Kind != yaml.ScalarNode:
-			r.failAt(k, "invalid %s: want a key name, got %s", path, nodeKind(k))
-		case dup:
-			r.failAt(k, "duplicate key %s.%s (first set on line %d)", path, name, first)
-		case !slices.Contains(keys, name):
-			r.failAt(k, "unknown key %s.%s%s", path, name, suggest(name, keys))
-		default:
-			seen[name] = k.Line
-			set(name, v)
-		}
-	}
-}
-
-// pools reads the origins list.
-func (r *yamlReader) pools(path string, n *yaml.Node) []OriginPool {
-	n = deref(n)
-	if isNull(n) {
-		return nil
-	}
-	if n.Kind != yaml.SequenceNode {
-		r.failAt(n, "invalid %s: want a list of origin pools, got %s", path, nodeKind(n))
-		return nil
-	}
-	out := make([]OriginPool, len(n.Content))
-	for i, pn := range n.Content {
-		at := fmt.Sprintf("%s[%d]", path, i)
+	out := make([]OriginPool, len(items))
+	for i, pn := range items {
+		at := fmt.Sprintf("origins[%d]", i)
 		p := &out[i]
-		r.mapping(at, pn, []string{"hosts", "servers", "balance", "health_check", "tls"}, func(key string, v *yaml.Node) {
+		r.mapping(at, "a mapping of hosts, servers, balance, health_check and tls", pn, []string{"hosts", "servers", "balance", "health_check", "tls"}, func(key string, v *yaml.Node) {
 			switch key {
 			case "hosts":
-				p.Hosts = r.strings(at+".hosts", v)
+				p.Hosts = r.list(at+".hosts", v)
 			case "servers":
-				p.Servers = r.strings(at+".servers", v)
+				p.Servers = r.list(at+".servers", v)
 			case "balance":
-				p.Balance, _ = r.scalar(at+".balance", v)
+				p.Balance, _ = r.scalar(at+".balance", "string", v)
 			case "health_check":
-				r.healthCheck(at+".health_check", v, &p.HealthCheck)
+				readHealthCheck(r, at+".health_check", v, &p.HealthCheck)
 			case "tls":
-				r.tls(at+".tls", v, &p.TLS)
+				readTLSFiles(r, at+".tls", v, &p.TLS)
 			}
 		})
 	}
-	return out
+	*v.p = out
 }
 
-func (r *yamlReader) healthCheck(path string, n *yaml.Node, h *origin.HealthCheck) {
-	r.mapping(path, n, []string{"path", "interval", "timeout", "status", "host"}, func(key string, v *yaml.Node) {
+func readHealthCheck(r *yamlReader, path string, n *yaml.Node, h *origin.HealthCheck) {
+	r.mapping(path, "a mapping (path: /healthz, interval: 5s, ...)", n, []string{"path", "interval", "timeout", "status", "host"}, func(key string, v *yaml.Node) {
 		at := path + "." + key
 		switch key {
 		case "path":
-			h.Path, _ = r.scalar(at, v)
+			h.Path, _ = r.scalar(at, "string", v)
 		case "interval":
-			h.Interval = parsed(r, at, v, parseDuration)
+			h.Interval = parsed(r, at, "duration", v, parseDuration)
 		case "timeout":
-			h.Timeout = parsed(r, at, v, parseDuration)
+			h.Timeout = parsed(r, at, "duration", v, parseDuration)
 		case "status":
-			h.Status = parsed(r, at, v, func(s string) (int, error) {
+			h.Status = parsed(r, at, "int", v, func(s string) (int, error) {
 				n, err := strconv.Atoi(strings.TrimSpace(s))
 				if err != nil {
 					return 0, errors.New("want a status code such as 200")
@@ -253,14 +119,14 @@ func (r *yamlReader) healthCheck(path string, n *yaml.Node, h *origin.HealthChec
 				return n, nil
 			})
 		case "host":
-			h.Host, _ = r.scalar(at, v)
+			h.Host, _ = r.scalar(at, "string", v)
 		}
 	})
 }
 
-func (r *yamlReader) tls(path string, n *yaml.Node, t *origin.TLSFiles) {
-	r.mapping(path, n, []string{"ca_file", "server_name", "cert_file", "key_file"}, func(key string, v *yaml.Node) {
-		s, _ := r.scalar(path+"."+key, v)
+func readTLSFiles(r *yamlReader, path string, n *yaml.Node, t *origin.TLSFiles) {
+	r.mapping(path, "a mapping (ca_file: ..., server_name: ...)", n, []string{"ca_file", "server_name", "cert_file", "key_file"}, func(key string, v *yaml.Node) {
+		s, _ := r.scalar(path+"."+key, "string", v)
 		switch key {
 		case "ca_file":
 			t.CAFile = s

@@ -125,17 +125,17 @@ origins:
 			`FILE:3: invalid origins[0].tls.server_name "a:443": want a host name such as origin.internal (no port or scheme)`,
 		}},
 		{"unknown keys", "origins:\n  - server: [http://a]\n    tls: {ca: /ca.pem}\n", []string{originFlag}, []string{
-			`FILE:2: unknown key origins[0].server (did you mean servers?)`,
-			`FILE:3: unknown key origins[0].tls.ca`,
+			`FILE:2: origins[0]: unknown key "server" (did you mean servers?)`,
+			`FILE:3: origins[0].tls: unknown key "ca"`,
 		}},
 		{"duplicate key", "origins:\n  - servers: [http://a]\n    servers: [http://b]\n", nil,
-			[]string{`FILE:3: duplicate key origins[0].servers (first set on line 2)`}},
+			[]string{`FILE:3: origins[0]: duplicate key "servers" (first set on line 2)`}},
 		{"not a list", "origins: http://a\n", []string{originFlag},
-			[]string{`FILE:1: invalid origins: want a list of origin pools, got a single value`}},
+			[]string{`FILE:1: invalid origins: want a list of origin pools (- hosts: ..., servers: ...), got a single value`}},
 		{"pool not a mapping", "origins:\n  - http://a\n", []string{originFlag},
-			[]string{`FILE:2: invalid origins[0]: want a mapping (key: value), got a single value`}},
+			[]string{`FILE:2: invalid origins[0]: want a mapping of hosts, servers, balance, health_check and tls, got a single value`}},
 		{"list of lists", "origins:\n  - servers: [[http://a]]\n", []string{originFlag},
-			[]string{`FILE:2: invalid origins[0].servers[0]: want a single value, got a list`}},
+			[]string{`FILE:2: invalid origins[0].servers: want a list of strings, got a list in it`}},
 		{"no default anywhere", "origins:\n  - hosts: [a.example]\n    servers: [http://a]\n", nil,
 			[]string{"origin is required (flag --origin, env RINGCACHE_ORIGIN or origin: in the config file, or a pool without hosts in origins to serve the hosts no pool lists)"}},
 	}
@@ -149,19 +149,6 @@ origins:
 				wantContains(t, err.Error(), strings.ReplaceAll(w, "FILE", path))
 			}
 		})
-	}
-}
-
-// TestOriginsFileOnly: origins has no flag, and its variable is ignored
-// with a warning that says where it goes.
-func TestOriginsFileOnly(t *testing.T) {
-	_, err := load([]string{originFlag, "--origins=http://a"}, nil, nil)
-	if err == nil || !strings.Contains(err.Error(), "origins can be set in the config file only") {
-		t.Errorf("--origins: %v", err)
-	}
-	_, warnings, err := Load([]string{originFlag}, []string{"RINGCACHE_ORIGINS=http://a"}, nil)
-	if err != nil || len(warnings) != 1 || warnings[0] != "environment variable RINGCACHE_ORIGINS ignored: origins can be set in the config file only" {
-		t.Errorf("RINGCACHE_ORIGINS: warnings %q, err %v", warnings, err)
 	}
 }
 

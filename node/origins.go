@@ -1,12 +1,13 @@
 package node
 
 import (
-	"errors"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/ringcache/ringcache/config"
+	"github.com/ringcache/ringcache/internal/tlsfiles"
 	"github.com/ringcache/ringcache/origin"
 	"github.com/ringcache/ringcache/proxy"
 )
@@ -20,27 +21,40 @@ var (
 
 // newOrigins builds the origin router from cfg: origin (with the
 // origin_tls_* settings) as the default pool of one server, then the pools
-// of origins. A TLS file that cannot be used is named by its setting.
-func newOrigins(cfg config.Config, metrics *proxy.Metrics, log *slog.Logger) (*origin.Router, error) {
+// of origins. It returns the TLS files read too, each kept by a
+// tlsfiles.Reloader as the node's other certificate files are, for the
+// node to watch: connections to the origins use what they hold at the
+// time. A TLS file that cannot be used is named by its setting.
+func newOrigins(cfg config.Config, metrics *proxy.Metrics, log *slog.Logger) (*origin.Router, []*tlsfiles.Reloader[tls.Config], error) {
 	var pools []origin.PoolOptions
-	if cfg.Origin != "" {
-		files := origin.TLSFiles{CAFile: cfg.OriginTLSCA, ServerName: cfg.OriginTLSServerName, CertFile: cfg.OriginTLSCert, KeyFile: cfg.OriginTLSKey}
-		tls, err := files.Config()
-		if err != nil {
-			return nil, tlsFileError(err, func(field string) string {
-				return map[string]string{"ca_file": "origin_tls_ca", "cert_file": "origin_tls_cert", "key_file": "origin_tls_key"}[field]
-			})
+	var files []*tlsfiles.Reloader[tls.Config]
+	// load reads a pool's files; the pool gets no configuration (system
+	// roots) when none is set.
+	load := func(p *origin.PoolOptions, f origin.TLSFiles, setting func(field string) string) error {
+		r, err := f.Load(setting)
+		if err != nil || r == nil {
+			return err
 		}
-		pools = append(pools, origin.PoolOptions{Servers: []string{cfg.Origin}, TLS: tls})
+		files = append(files, r)
+		p.GetTLS = r.Current
+		return nil
 	}
-	for i, p := range cfg.Origins {
-		tls, err := p.TLS.Config()
-		if err != nil {
-			return nil, tlsFileError(err, func(field string) string { return fmt.Sprintf("origins[%d].tls.%s", i, field) })
+	if cfg.Origin != "" {
+		p := origin.PoolOptions{Servers: []string{cfg.Origin}}
+		f := origin.TLSFiles{CAFile: cfg.OriginTLSCA, ServerName: cfg.OriginTLSServerName, CertFile: cfg.OriginTLSCert, KeyFile: cfg.OriginTLSKey}
+		if err := load(&p, f, func(field string) string {
+			return map[string]string{"ca_file": "origin_tls_ca", "cert_file": "origin_tls_cert", "key_file": "origin_tls_key"}[field]
+		}); err != nil {
+			return nil, nil, err
 		}
-		pools = append(pools, origin.PoolOptions{
-			Hosts: p.Hosts, Servers: p.Servers, Balance: p.Balance, HealthCheck: p.HealthCheck, TLS: tls,
-		})
+		pools = append(pools, p)
+	}
+	for i, pc := range cfg.Origins {
+		p := origin.PoolOptions{Hosts: pc.Hosts, Servers: pc.Servers, Balance: pc.Balance, HealthCheck: pc.HealthCheck}
+		if err := load(&p, pc.TLS, func(field string) string { return fmt.Sprintf("origins[%d].tls.%s", i, field) }); err != nil {
+			return nil, nil, err
+		}
+		pools = append(pools, p)
 	}
 	r, err := origin.NewRouter(origin.RouterOptions{
 		Client: origin.ClientOptions{
@@ -54,22 +68,9 @@ func newOrigins(cfg config.Config, metrics *proxy.Metrics, log *slog.Logger) (*o
 		Logger: log,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("origin: %w", err)
+		return nil, nil, fmt.Errorf("origin: %w", err)
 	}
-	return r, nil
-}
-
-// tlsFileError names the setting of a TLS file that could not be used:
-// "origins[1].tls.ca_file /etc/ca.pem: no such file or directory".
-func tlsFileError(err error, setting func(field string) string) error {
-	var fe *origin.FileError
-	if !errors.As(err, &fe) {
-		return err
-	}
-	if fe.Path == "" {
-		return fmt.Errorf("%s: %w", setting(fe.Field), fe.Err)
-	}
-	return fmt.Errorf("%s %s: %w", setting(fe.Field), fe.Path, fe.Err)
+	return r, files, nil
 }
 
 // originCollector exposes each origin server's state: whether it is up

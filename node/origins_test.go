@@ -4,11 +4,13 @@ package node
 // site, virtual hosts) and an https origin with a private CA.
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -229,6 +231,110 @@ func TestOriginTLSPrivateCA(t *testing.T) {
 	testutil.ExpectStatus(t, "https origin, system roots", r, fasthttp.StatusBadGateway)
 	if o.Requests() != 1 {
 		t.Errorf("origin served %d, want 1: an unverified origin must not be asked", o.Requests())
+	}
+}
+
+// TestOriginTLSRotation: the CA file and client certificate of a pool live
+// in a Secret volume, kept by the node as its other certificate files are:
+// a renewal there is shown to the origin on new connections within
+// seconds, with no signal; a broken one is logged, naming the file by its
+// key path, while the current certificate stays in use; SIGHUP reloads
+// them at once, and says so.
+func TestOriginTLSRotation(t *testing.T) {
+	ca := testutil.NewCA(t)
+	srv := ca.WriteFiles(t, t.TempDir(), "origin.internal", 2, "origin.internal")
+	cert, err := tls.LoadX509KeyPair(srv.Cert, srv.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The origin names the client certificate it was shown, and closes
+	// each connection: every request makes a new one.
+	server := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		client := "none"
+		if cs := ctx.TLSConnectionState(); cs != nil && len(cs.PeerCertificates) > 0 {
+			client = cs.PeerCertificates[0].Subject.CommonName
+		}
+		ctx.Response.Header.Set("Cache-Control", "no-store")
+		ctx.SetConnectionClose()
+		fmt.Fprintf(ctx, "client=%s", client)
+	}}
+	serverCfg := &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: ca.Pool()}
+	testutil.Serve(t, tls.NewListener(raw, serverCfg), server.Serve, server.Shutdown)
+
+	vol := testutil.NewSecretDir(t)
+	issue := func(name string, serial int64) map[string][]byte {
+		c, k := ca.Issue(t, name, serial)
+		return map[string][]byte{"ca.crt": ca.PEM, "tls.crt": c, "tls.key": k}
+	}
+	vol.Update(t, issue("cache-1", 10))
+	var logs logSink
+	cfg := config.Default()
+	cfg.Listen, cfg.Admin, cfg.CacheSize = "127.0.0.1:0", "127.0.0.1:0", 16<<20
+	cfg.Origins = []config.OriginPool{{Servers: []string{"https://" + raw.Addr().String()}, TLS: origin.TLSFiles{
+		CAFile: vol.Path("ca.crt"), ServerName: "origin.internal", CertFile: vol.Path("tls.crt"), KeyFile: vol.Path("tls.key"),
+	}}}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	n, err := Start(cfg, Options{Logger: logs.logger(), TLSCheckInterval: tlsCheck})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	client := &fasthttp.Client{ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second}
+	t.Cleanup(func() {
+		client.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.Shutdown(ctx); err != nil {
+			t.Errorf("node shutdown: %v", err)
+		}
+	})
+	shown := func() string {
+		r, err := testutil.Do(client, "GET", "http://"+n.Addr()+"/who", nil)
+		if err != nil {
+			return err.Error()
+		}
+		return fmt.Sprintf("%d %s", r.Status, r.Body)
+	}
+	waitShown := func(want string) {
+		t.Helper()
+		var got string
+		testutil.Eventually(t, tlsTimeout, func() bool { got = shown(); return got == want }, func() string {
+			return fmt.Sprintf("the origin to be shown %q; last %q; logs:\n%s", want, got, &logs)
+		})
+	}
+	waitShown("200 client=cache-1")
+
+	// Renewed by a Secret's symlink swap: no signal.
+	vol.Update(t, issue("cache-2", 11))
+	waitShown("200 client=cache-2")
+
+	// A broken renewal is logged, and cache-2 stays in use.
+	broken := issue("cache-3", 12)
+	broken["tls.crt"] = []byte("-----BEGIN CERTIFICATE-----\ntruncated")
+	vol.Update(t, broken)
+	want := "origins[0].tls.cert_file " + vol.Path("tls.crt") + ": no PEM certificate in it"
+	testutil.Eventually(t, tlsTimeout, func() bool { return strings.Contains(logs.String(), want) }, func() string {
+		return fmt.Sprintf("a log line with %q; logs:\n%s", want, &logs)
+	})
+	if got := shown(); got != "200 client=cache-2" {
+		t.Fatalf("after a broken renewal the origin was shown %q, want the current certificate", got)
+	}
+	// SIGHUP: the broken files are not applied; once fixed they are, at
+	// once.
+	if applied, _ := n.Reload(n.Config()); slices.Contains(applied, "origin_tls_files") {
+		t.Fatalf("reload of broken files applied %v", applied)
+	}
+	vol.Update(t, issue("cache-4", 13))
+	if applied, _ := n.Reload(n.Config()); !slices.Contains(applied, "origin_tls_files") {
+		t.Fatalf("reload applied %v; want origin_tls_files", applied)
+	}
+	if got := shown(); got != "200 client=cache-4" {
+		t.Fatalf("after SIGHUP the origin was shown %q, want client=cache-4", got)
 	}
 }
 

@@ -21,6 +21,8 @@ import (
 func TestStartErrorsLeaveNothing(t *testing.T) {
 	o := startTestOrigin(t, "127.0.0.1:0")
 	missing := filepath.Join(t.TempDir(), "missing.pem")
+	tlsFiles := testutil.NewCA(t).WriteFiles(t, t.TempDir(), "node", 1)
+	certFile, keyFile := tlsFiles.Cert, tlsFiles.Key
 	// Each case fails at a later step than the one before: the listeners
 	// taken by then must be given back.
 	for _, tc := range []struct {
@@ -41,6 +43,11 @@ func TestStartErrorsLeaveNothing(t *testing.T) {
 			c.Origins = []config.OriginPool{{Hosts: []string{"a.example"}, Servers: []string{"https://127.0.0.1:1"},
 				TLS: origin.TLSFiles{CAFile: missing}}}
 		}, "origins[0].tls.ca_file " + missing + ": no such file or directory"},
+		{"tls_cert", func(c *config.Config, _ string) { c.TLSCert, c.TLSKey = missing, keyFile },
+			"tls_cert " + missing + ": no such file or directory"},
+		// The certificate loaded and watched: the watcher must stop too.
+		{"listen with TLS", func(c *config.Config, busy string) { c.TLSCert, c.TLSKey, c.Listen = certFile, keyFile, busy },
+			"listen BUSY: address already in use"},
 		{"peer TLS files", func(c *config.Config, _ string) {
 			c.Gossip, c.PeerTLSCert, c.PeerTLSKey, c.PeerTLSCA = "127.0.0.1:0", missing, missing, missing
 		}, "peer_tls_cert " + missing + ": no such file or directory"},

@@ -5,8 +5,8 @@
 // an optional active health check); Router picks a pool by the request's
 // host (virtual hosts) and serves the others from a default pool. ParseURL
 // is the one rule for a server's URL, HostPattern the one for a virtual
-// host, and TLSFiles turns CA, server name and client certificate settings
-// into a TLS configuration. The demo origin (origin/demo) lives apart.
+// host, and TLSFiles turns CA, server name and client certificate files
+// into a TLS configuration, reloaded when they change. The demo origin (origin/demo) lives apart.
 package origin
 
 import (
@@ -88,6 +88,13 @@ type ClientOptions struct {
 	// URL's host as server name. HTTP/1.1 is the only protocol offered
 	// (ALPN), whatever its NextProtos say: the client speaks nothing else.
 	TLSConfig *tls.Config
+	// GetTLSConfig, if set, gives the TLS configuration at each new
+	// connection instead of TLSConfig, as tls.Config's GetCertificate does
+	// for Certificates: files reloaded while the client runs
+	// (TLSFiles.Load) are used from then on, and connections already open
+	// keep theirs. It must be quick, and return the same pointer until the
+	// configuration changes.
+	GetTLSConfig func() *tls.Config
 	// Clock is the time source of the circuit breaker. Nil means time.Now.
 	Clock func() time.Time
 	// Logger receives circuit state changes. Nil discards.
@@ -106,12 +113,14 @@ type Client struct {
 	responseTimeout time.Duration
 	observe         func(time.Duration, error)
 	log             *slog.Logger
-	failThreshold   int              // for the log line
-	breaker         *health.Monitor  // the circuit: fixed cooldown, one probe per cooldown
-	conns           streamconn.Table // relaxes deadlines of streamed bodies
-	addr            string           // host:port dialled
-	tls             *tls.Config      // for an https origin, handshakes in connect; nil for http
-	sent            atomic.Uint64    // round trips attempted (the breaker let them through)
+	failThreshold   int                // for the log line
+	breaker         *health.Monitor    // the circuit: fixed cooldown, one probe per cooldown
+	conns           streamconn.Table   // relaxes deadlines of streamed bodies
+	addr            string             // host:port dialled
+	tlsHost         string             // for an https origin, the server name unless its TLS configuration names one
+	getTLS          func() *tls.Config // for an https origin, the base of handshakes in connect; nil for http
+	tls             atomic.Pointer[derivedTLS]
+	sent            atomic.Uint64 // round trips attempted (the breaker let them through)
 	// errUnavailable is built once so that failing fast allocates nothing.
 	errUnavailable error
 }
@@ -177,7 +186,11 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	isTLS := u.Scheme == "https"
 	c.addr = fasthttp.AddMissingPort(u.Host, isTLS)
 	if isTLS {
-		c.tls = clientTLS(opts.TLSConfig, u.Hostname())
+		c.tlsHost, c.getTLS = u.Hostname(), opts.GetTLSConfig
+		if c.getTLS == nil {
+			static := opts.TLSConfig
+			c.getTLS = func() *tls.Config { return static }
+		}
 	}
 	c.hc = &fasthttp.HostClient{
 		Addr:  c.addr,
@@ -339,7 +352,7 @@ func (c *Client) URL() string { return c.origin }
 func (c *Client) checker() *fasthttp.HostClient {
 	return &fasthttp.HostClient{
 		Addr:                     c.addr,
-		IsTLS:                    c.tls != nil,
+		IsTLS:                    c.getTLS != nil,
 		DialTimeout:              func(_ string, timeout time.Duration) (net.Conn, error) { return c.dialWithin(timeout, false) },
 		MaxConns:                 1,
 		ReadBufferSize:           readBufferSize,
@@ -419,16 +432,32 @@ func (c *Client) connect(ctx context.Context, track bool) (net.Conn, error) {
 	if track {
 		conn = c.conns.Track(conn)
 	}
-	if c.tls == nil {
+	if c.getTLS == nil {
 		return conn, nil
 	}
 	// fasthttp takes a connection with a Handshake method as TLS already.
-	tc := tls.Client(conn, c.tls)
+	tc := tls.Client(conn, c.tlsConfig())
 	if err := tc.HandshakeContext(ctx); err != nil {
 		_ = conn.Close()
 		return nil, &connectError{err}
 	}
 	return tc, nil
+}
+
+// derivedTLS is the configuration of this server's handshakes (clientTLS)
+// derived from base, GetTLSConfig's answer.
+type derivedTLS struct{ base, cfg *tls.Config }
+
+// tlsConfig is the configuration of a new connection's handshake, derived
+// again only when the base changed (a reload).
+func (c *Client) tlsConfig() *tls.Config {
+	base := c.getTLS()
+	if d := c.tls.Load(); d != nil && d.base == base {
+		return d.cfg
+	}
+	d := &derivedTLS{base: base, cfg: clientTLS(base, c.tlsHost)}
+	c.tls.Store(d)
+	return d.cfg
 }
 
 // connectError is a failure to connect to the server, TCP or TLS: the

@@ -146,9 +146,12 @@ type PoolOptions struct {
 	Balance string
 	// HealthCheck is the active health check; its zero value is off.
 	HealthCheck HealthCheck
-	// TLS is the TLS configuration of the pool's https servers, as
-	// ClientOptions.TLSConfig (TLSFiles.Config builds one from files).
-	TLS *tls.Config
+	// TLS and GetTLS are the TLS configuration of the pool's https
+	// servers, as ClientOptions.TLSConfig and GetTLSConfig are: fixed, or
+	// asked for at each new connection (the Current method of what
+	// TLSFiles.Load returns, so that files reloaded are used).
+	TLS    *tls.Config
+	GetTLS func() *tls.Config
 }
 
 // Pool is several servers of one site. A request goes to one server chosen
@@ -206,7 +209,7 @@ func newPool(o PoolOptions, co ClientOptions, log *slog.Logger) (*Pool, error) {
 	for _, u := range o.Servers {
 		co := co
 		co.URL = u
-		co.TLSConfig = o.TLS
+		co.TLSConfig, co.GetTLSConfig = o.TLS, o.GetTLS
 		c, err := NewClient(co)
 		if err != nil {
 			p.Close()

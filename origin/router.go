@@ -16,8 +16,8 @@ import (
 // RouterOptions configures a Router.
 type RouterOptions struct {
 	// Client holds what every server's client shares: timeouts, connection
-	// limit (per server), PreserveHost, breaker, Observe, Clock. Its URL
-	// and TLSConfig are ignored: each pool gives its own.
+	// limit (per server), PreserveHost, breaker, Observe, Clock. Its URL,
+	// TLSConfig and GetTLSConfig are ignored: each pool gives its own.
 	Client ClientOptions
 	// Pools are the origin pools; exactly one has no Hosts and is the
 	// default pool. No host may be in two pools.

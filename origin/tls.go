@@ -3,10 +3,9 @@ package origin
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
+
+	"github.com/ringcache/ringcache/internal/tlsfiles"
 )
 
 // TLSFiles are the TLS settings of an https origin as an operator gives
@@ -30,71 +29,67 @@ type TLSFiles struct {
 // client certificate.
 func (f TLSFiles) IsZero() bool { return f == TLSFiles{} }
 
-// Config reads the files and returns the TLS configuration for
-// ClientOptions.TLSConfig or PoolOptions.TLS; nil when f is zero. An error
-// is a *FileError naming the file at fault.
-func (f TLSFiles) Config() (*tls.Config, error) {
+// Load reads the files into a tlsfiles.Reloader, the one kind of keeper of
+// every certificate file a node reads: its material is the servers' TLS
+// configuration, and its Current method what PoolOptions.GetTLS and
+// ClientOptions.GetTLSConfig take. Watched (or told to Reload), it reads
+// the files again when they change on disk, so that a renewed client
+// certificate or CA bundle is used by new connections without a restart;
+// new contents that do not load are logged, and the current ones stay.
+// Load returns nil when f is zero (system roots, nothing to read).
+//
+// setting names each file in errors and logs, given its field (ca_file,
+// cert_file, key_file): origin_tls_ca for origin's CA file, say, or
+// origins[1].tls.ca_file. Nil keeps the field's name. An error names the
+// file at fault: "ca_file /etc/ca.pem: no such file or directory".
+func (f TLSFiles) Load(setting func(field string) string) (*tlsfiles.Reloader[tls.Config], error) {
 	if f.IsZero() {
 		return nil, nil
 	}
-	cfg := &tls.Config{ServerName: f.ServerName}
-	if f.CAFile != "" {
-		pem, err := os.ReadFile(f.CAFile)
-		if err != nil {
-			return nil, fileError("ca_file", f.CAFile, err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fileError("ca_file", f.CAFile, errors.New("no PEM certificate in the file"))
-		}
+	if setting == nil {
+		setting = func(field string) string { return field }
 	}
+	ca := tlsfiles.File{Setting: setting("ca_file"), Path: f.CAFile}
+	cert := tlsfiles.File{Setting: setting("cert_file"), Path: f.CertFile}
+	key := tlsfiles.File{Setting: setting("key_file"), Path: f.KeyFile}
 	switch {
-	case f.CertFile == "" && f.KeyFile == "":
-	case f.CertFile == "":
-		return nil, fileError("cert_file", "", errors.New("missing: key_file is set"))
-	case f.KeyFile == "":
-		return nil, fileError("key_file", "", errors.New("missing: cert_file is set"))
-	default:
-		certPEM, err := os.ReadFile(f.CertFile)
-		if err != nil {
-			return nil, fileError("cert_file", f.CertFile, err)
-		}
-		keyPEM, err := os.ReadFile(f.KeyFile)
-		if err != nil {
-			return nil, fileError("key_file", f.KeyFile, err)
-		}
-		cert, err := tls.X509KeyPair(certPEM, keyPEM)
-		if err != nil {
-			// Which of the two is at fault is not always clear (a key of
-			// another certificate): name the certificate, and its key.
-			return nil, fileError("cert_file", f.CertFile, fmt.Errorf("with key_file %s: %w", f.KeyFile, err))
-		}
-		cfg.Certificates = []tls.Certificate{cert}
+	case f.CertFile == "" && f.KeyFile != "":
+		return nil, fmt.Errorf("%s: missing: %s is set", cert.Setting, key.Setting)
+	case f.CertFile != "" && f.KeyFile == "":
+		return nil, fmt.Errorf("%s: missing: %s is set", key.Setting, cert.Setting)
 	}
-	return cfg, nil
-}
-
-// FileError is a TLS file that could not be used. Field is the TLSFiles
-// field at fault as the configuration of a pool spells it (ca_file,
-// cert_file, key_file), so that the caller can name its own setting.
-type FileError struct {
-	Field string
-	Path  string
-	Err   error
-}
-
-func (e *FileError) Error() string {
-	if e.Path == "" {
-		return e.Field + ": " + e.Err.Error()
+	var files []tlsfiles.File
+	if f.CAFile != "" {
+		files = append(files, ca)
 	}
-	return e.Field + " " + e.Path + ": " + e.Err.Error()
-}
-func (e *FileError) Unwrap() error { return e.Err }
-
-func fileError(field, path string, err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		err = pe.Err // the path is said once, by FileError
+	if f.CertFile != "" {
+		files = append(files, cert, key)
 	}
-	return &FileError{Field: field, Path: path, Err: err}
+	return tlsfiles.New(tlsfiles.Options[tls.Config]{
+		Files: files,
+		Parse: func(data [][]byte) (*tls.Config, error) {
+			cfg := &tls.Config{ServerName: f.ServerName}
+			if f.CAFile != "" {
+				cfg.RootCAs = x509.NewCertPool()
+				if !cfg.RootCAs.AppendCertsFromPEM(data[0]) {
+					return nil, ca.Errorf("no PEM certificate in it")
+				}
+				data = data[1:]
+			}
+			if f.CertFile != "" {
+				c, err := tlsfiles.KeyPair(cert, key, data[0], data[1])
+				if err != nil {
+					return nil, err
+				}
+				cfg.Certificates = []tls.Certificate{*c}
+			}
+			return cfg, nil
+		},
+		Describe: func(cfg *tls.Config) []any {
+			if len(cfg.Certificates) == 0 {
+				return nil
+			}
+			return tlsfiles.CertAttrs(&cfg.Certificates[0])
+		},
+	})
 }

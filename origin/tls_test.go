@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/ringcache/ringcache/internal/testutil"
+	"github.com/ringcache/ringcache/internal/tlsfiles"
 	"github.com/valyala/fasthttp"
 )
 
@@ -85,16 +87,12 @@ func TestTLSFilesPrivateCA(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := tt.files.Config()
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := newTestPool(t, PoolOptions{Servers: []string{tt.url}, TLS: cfg}, ClientOptions{FailThreshold: -1})
+			r := newTestPool(t, PoolOptions{Servers: []string{tt.url}, GetTLS: loadTLS(t, tt.files).Current}, ClientOptions{FailThreshold: -1})
 			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseRequest(req)
 			defer fasthttp.ReleaseResponse(resp)
 			req.SetRequestURI("/")
-			err = r.Fetch(context.Background(), req, resp)
+			err := r.Fetch(context.Background(), req, resp)
 			if tt.ok {
 				if err != nil || string(resp.Body()) != tt.want {
 					t.Fatalf("fetch: %q, %v; want %q", resp.Body(), err, tt.want)
@@ -117,11 +115,7 @@ func TestTLSVerifiesTunnels(t *testing.T) {
 		files TLSFiles
 		ok    bool
 	}{{TLSFiles{CAFile: srv.CA, ServerName: "origin.test"}, true}, {TLSFiles{ServerName: "origin.test"}, false}} {
-		cfg, err := tt.files.Config()
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := newClient(t, ClientOptions{URL: "https://127.0.0.1:" + port, TLSConfig: cfg})
+		c := newClient(t, ClientOptions{URL: "https://127.0.0.1:" + port, GetTLSConfig: loadTLS(t, tt.files).Current})
 		conn, err := c.Dial(context.Background(), upgradeRequest("/ws", "x"))
 		if conn != nil {
 			conn.Close()
@@ -131,6 +125,16 @@ func TestTLSVerifiesTunnels(t *testing.T) {
 			t.Errorf("CA file %q: Dial error %v, want ok %v (or a verification error)", tt.files.CAFile, err, tt.ok)
 		}
 	}
+}
+
+// loadTLS loads files, which must load.
+func loadTLS(t *testing.T, files TLSFiles) *tlsfiles.Reloader[tls.Config] {
+	t.Helper()
+	r, err := files.Load(nil)
+	if err != nil || r == nil {
+		t.Fatalf("Load(%+v): %v, %v", files, r, err)
+	}
+	return r
 }
 
 func TestTLSFilesErrors(t *testing.T) {
@@ -145,28 +149,97 @@ func TestTLSFilesErrors(t *testing.T) {
 	tests := []struct {
 		name  string
 		files TLSFiles
-		field string
 		want  string
 	}{
-		{"missing CA", TLSFiles{CAFile: missing}, "ca_file", "ca_file " + missing + ": no such file or directory"},
-		{"CA not PEM", TLSFiles{CAFile: junk}, "ca_file", "ca_file " + junk + ": no PEM certificate in the file"},
-		{"missing certificate", TLSFiles{CertFile: missing, KeyFile: a.Key}, "cert_file", "cert_file " + missing + ": no such file or directory"},
-		{"missing key", TLSFiles{CertFile: a.Cert, KeyFile: missing}, "key_file", "key_file " + missing + ": no such file or directory"},
-		{"key of another certificate", TLSFiles{CertFile: a.Cert, KeyFile: b.Key}, "cert_file",
-			"cert_file " + a.Cert + ": with key_file " + b.Key + ": tls: private key does not match public key"},
-		{"certificate without key", TLSFiles{CertFile: a.Cert}, "key_file", "key_file: missing: cert_file is set"},
+		{"missing CA", TLSFiles{CAFile: missing}, "ca_file " + missing + ": no such file or directory"},
+		{"CA not PEM", TLSFiles{CAFile: junk}, "ca_file " + junk + ": no PEM certificate in it"},
+		{"missing certificate", TLSFiles{CertFile: missing, KeyFile: a.Key}, "cert_file " + missing + ": no such file or directory"},
+		{"missing key", TLSFiles{CertFile: a.Cert, KeyFile: missing}, "key_file " + missing + ": no such file or directory"},
+		{"key not PEM", TLSFiles{CertFile: a.Cert, KeyFile: junk}, "key_file " + junk + ": no PEM private key in it"},
+		{"key of another certificate", TLSFiles{CertFile: a.Cert, KeyFile: b.Key},
+			"cert_file " + a.Cert + " and key_file " + b.Key + ": tls: private key does not match public key"},
+		{"certificate without key", TLSFiles{CertFile: a.Cert}, "key_file: missing: cert_file is set"},
+		{"key without certificate", TLSFiles{KeyFile: a.Key}, "cert_file: missing: key_file is set"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := tt.files.Config()
-			var fe *FileError
-			if !errors.As(err, &fe) || fe.Field != tt.field || err.Error() != tt.want {
-				t.Fatalf("error %v, want %q (field %s)", err, tt.want, tt.field)
+			if _, err := tt.files.Load(nil); err == nil || err.Error() != tt.want {
+				t.Fatalf("error %v, want %q", err, tt.want)
 			}
 		})
 	}
-	if cfg, err := (TLSFiles{}).Config(); cfg != nil || err != nil {
-		t.Errorf("zero TLSFiles: %v, %v; want nil, nil (system roots)", cfg, err)
+	// The caller names the files by its settings.
+	_, err := TLSFiles{CAFile: missing}.Load(func(field string) string { return "origins[1].tls." + field })
+	if want := "origins[1].tls.ca_file " + missing + ": no such file or directory"; err == nil || err.Error() != want || !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("named: %v, want %q", err, want)
+	}
+	if r, err := (TLSFiles{}).Load(nil); r != nil || err != nil {
+		t.Errorf("zero TLSFiles: %v, %v; want nil, nil (system roots)", r, err)
+	}
+}
+
+// TestTLSFilesReload: the client certificate and the CA file are read again
+// when they change (Reload here; Watch calls it on a change), and new
+// connections use what they hold; files that do not load leave the current
+// ones in use.
+func TestTLSFilesReload(t *testing.T) {
+	serverCA, otherCA := testutil.NewCA(t), testutil.NewCA(t)
+	server := serverCA.WriteFiles(t, t.TempDir(), "origin.test", 2, "origin.test")
+	port := tlsOrigin(t, server, server.CA) // asks for a client certificate from its CA
+
+	dir := t.TempDir()
+	write := func(path string, data []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	caFile := filepath.Join(dir, "origin-ca.pem")
+	write(caFile, serverCA.PEM)
+	client := otherCA.WriteFiles(t, dir, "cache", 3) // of a CA the server does not trust
+	files := loadTLS(t, TLSFiles{CAFile: caFile, ServerName: "origin.test", CertFile: client.Cert, KeyFile: client.Key})
+	c := newClient(t, ClientOptions{URL: "https://127.0.0.1:" + port, GetTLSConfig: files.Current, FailThreshold: -1})
+	get := func() string {
+		t.Helper()
+		c.Close() // no connection to reuse: the next one uses the files as loaded now
+		resp, err := fetch(context.Background(), c, "/")
+		if err != nil {
+			return err.Error()
+		}
+		defer fasthttp.ReleaseResponse(resp)
+		return string(resp.Body())
+	}
+	if got := get(); !strings.Contains(got, "server closed connection") {
+		t.Fatalf("a client certificate the server does not trust: %q, want the connection closed", got)
+	}
+
+	// Renewed by the server's CA, in the same files.
+	cert, key := serverCA.Issue(t, "cache-renewed", 4)
+	write(client.Key, key)
+	write(client.Cert, cert)
+	if err := files.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got != "client=cache-renewed" {
+		t.Fatalf("after the renewal: %q, want client=cache-renewed", got)
+	}
+
+	// A broken CA file does not load: the current configuration stays.
+	write(caFile, []byte("-----BEGIN CERTIFICATE-----\ntruncated"))
+	if err := files.Reload(); err == nil || err.Error() != "ca_file "+caFile+": no PEM certificate in it" {
+		t.Fatalf("Reload of a broken CA file: %v", err)
+	}
+	if got := get(); got != "client=cache-renewed" {
+		t.Fatalf("after a broken CA file: %q, want the current files still in use", got)
+	}
+
+	// The CA file of another CA: the server is no longer trusted.
+	write(caFile, otherCA.PEM)
+	if err := files.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); !strings.Contains(got, "certificate signed by unknown authority") {
+		t.Fatalf("after the CA file changed to another CA: %q, want a verification error", got)
 	}
 }
 
