@@ -325,6 +325,7 @@ func TestClusterClientTLS(t *testing.T) {
 	c := startClusterOpts(t, 2, func(cfg *config.Config) {
 		cfg.Origin = "http://" + o.addr
 		cfg.TLSCert, cfg.TLSKey = vol.Path("tls.crt"), vol.Path("tls.key")
+		cfg.Replicas = 1 // the subject is the peer hop: no replica may answer instead
 	}, func(_ string, o *Options) { o.TLSCheckInterval = tlsCheck })
 	c.client.TLSConfig = &tls.Config{RootCAs: ca.Pool()}
 	n0 := c.nodes[0]
@@ -379,6 +380,7 @@ func TestClusterPeerTLSRotation(t *testing.T) {
 		cfg.PeerListen = "127.0.0.1:0"
 		f := ca.WriteFiles(t, dir, name, serials[name])
 		cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA = f.Cert, f.Key, f.CA
+		cfg.Replicas = 1 // the subject is the peer hop: no replica may answer instead
 	}, func(name string, o *Options) {
 		o.Logger, o.TLSCheckInterval = logs[name].logger(), tlsCheck
 	})
