@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !linux
 
 package cache
 
@@ -7,12 +7,22 @@ import (
 	"os"
 )
 
-// mapFile reads f, of size bytes, into memory: without mmap the snapshot
-// is loaded into the heap whole.
-func mapFile(f *os.File, size int) (data []byte, release func(from, to int), unmap func(), err error) {
-	data = make([]byte, size)
-	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, nil, nil, err
-	}
-	return data, func(int, int) {}, func() {}, nil
+// mapping holds a file read into memory. Elsewhere than on Linux (whose
+// madvise advice the mapping relies on, and which the syscall package
+// names only there) the snapshot is loaded into the heap whole.
+type mapping struct {
+	data   []byte
+	mapped bool // never: the memory is the heap's
 }
+
+func mapFile(f *os.File, size int) (*mapping, error) {
+	m := &mapping{data: make([]byte, size)}
+	if _, err := io.ReadFull(f, m.data); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (m *mapping) populate(from, to int) {}
+func (m *mapping) release(from, to int)  {}
+func (m *mapping) unmap()                {}

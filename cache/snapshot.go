@@ -10,28 +10,42 @@ package cache
 //	        entry encoding version (1 byte); 2 zero bytes; the time the
 //	        snapshot was started (int64 unix ns); CRC-32C of the 20 bytes
 //	        before it (4 bytes)
-//	frame   kind (1 byte); entry count (uint32); payload length (uint32);
+//	frame   kind (1 byte); count (uint32); payload length (uint32);
 //	        payload; CRC-32C of kind, count, length and payload (4 bytes)
 //
-// A frame of kind 'B' is a block of entries: count times a uvarint length
-// and an entry's AppendBinary encoding, which carries its times
-// (ResponseTime, Expires, InitialAge, Lifetime), so Age and freshness stay
-// true across the downtime. A block is closed once it passes 64 KiB, so it
-// holds at least one entry and a large entry is a block of its own. The
-// last frame is of kind 'E', whose 8-byte payload is the number of entries
-// in the file: a file without it was cut short.
+// The frames are blocks of entries, then one index, then the end:
 //
-// Reading trusts nothing a checksum has not covered: the entries of a
-// block are used only once its checksum matched and every one of them
-// decoded, and the first frame that is bad, cut short or missing ends the
-// read. A truncated or corrupted file thus yields exactly the entries
-// before that frame, never a wrong one, and the error names the offset.
-// One checksum per block rather than per entry costs 4 bytes per 64 KiB;
-// what a bad byte costs is the rest of the file either way. (A checksum is
-// no defence against whoever can write the file, who could as well write
-// the cache; the file is created mode 0600.)
+//	'B'  count entries, each a uvarint length and the entry's AppendBinary
+//	     encoding, which carries its times (ResponseTime, Expires,
+//	     InitialAge, Lifetime), so Age and freshness stay true across the
+//	     downtime. A block is closed once it passes 64 KiB, so it holds at
+//	     least one entry and a large entry is a block of its own.
+//	'I'  the index of count entries: the number of blocks (uint32), each
+//	     block's offset, first entry number and entry count (uint64,
+//	     uint32, uint32), then one 32-byte record per entry, sorted by
+//	     hash: the xxhash64 of its key, its offset, its Expires, its
+//	     number in file order and its Cost (uint64, uint64, int64, uint32,
+//	     uint32).
+//	'E'  the number of entries and the index's offset (uint64 each): a
+//	     file without it was cut short.
+//
+// The index is what makes a restart fast: a node reads it, 32 bytes an
+// entry, instead of the entries themselves, and checks a block only when
+// it first uses one of its entries (Warm). Without a sound index and end
+// frame, the blocks are scanned in order instead (ScanSnapshot).
+//
+// Reading trusts nothing a checksum has not covered. A block's entries
+// are used only once its checksum matched and every one of them decoded;
+// a key read before that is compared, never served. With a sound index a
+// damaged block loses its own entries; without one, the scan stops at the
+// first frame that is bad, cut short or missing, and the file yields
+// exactly the entries before it. Never a wrong entry; the error names the
+// offset. One checksum per block rather than per entry costs 4 bytes per
+// 64 KiB. (A checksum is no defence against whoever can write the file,
+// who could as well write the cache; the file is created mode 0600.)
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -42,7 +56,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 const (
@@ -52,8 +69,13 @@ const (
 	frameHeadLen    = 1 + 4 + 4
 	frameTailLen    = 4
 
-	frameBlock = 'B'
-	frameEnd   = 'E'
+	frameBlock  = 'B'
+	frameIndex  = 'I'
+	frameEnd    = 'E'
+	endLen      = 16                                   // end frame payload
+	endFrameAt  = frameHeadLen + endLen + frameTailLen // its size, from the end of the file
+	blockRefLen = 8 + 4 + 4                            // an index's block
+	recordLen   = 8 + 8 + 8 + 4 + 4                    // an index's entry
 
 	// blockTarget is the payload size past which a block is closed.
 	blockTarget = 64 << 10
@@ -105,15 +127,30 @@ func writeSnapshot(ctx context.Context, w io.Writer, st Store, now int64, target
 		return s, err
 	}
 	// One buffer holds a whole frame, its head reserved, so each block is
-	// one Write.
+	// one Write; entries start at sw.n (the frame's offset) plus their
+	// place in it.
 	buf := make([]byte, frameHeadLen, frameHeadLen+target+4<<10)
 	var count uint32
+	var recs []snapRecord
+	var blocks []snapBlock
 	var err error
+	flush := func() error {
+		blocks = append(blocks, snapBlock{off: sw.n, first: uint32(len(recs)) - count, count: count})
+		err := sw.frame(frameBlock, count, buf)
+		buf, count = buf[:frameHeadLen], 0
+		return err
+	}
 	st.Range(func(e *Entry) bool {
 		if !e.Transferable() || e.Expired(now) {
 			s.Skipped++
 			return true
 		}
+		if len(recs) == math.MaxUint32 {
+			err = errors.New("write snapshot: more entries than a snapshot holds")
+			return false
+		}
+		recs = append(recs, snapRecord{hash: xxhash.Sum64(e.Key()), off: sw.n + int64(len(buf)), expires: e.Expires,
+			seq: uint32(len(recs)), cost: uint32(min(e.Cost(), math.MaxUint32))})
 		buf = binary.AppendUvarint(buf, uint64(e.EncodedSize()))
 		buf = e.AppendBinary(buf)
 		count++
@@ -122,20 +159,66 @@ func writeSnapshot(ctx context.Context, w io.Writer, st Store, now int64, target
 			return true
 		}
 		if err = ctx.Err(); err == nil {
-			err = sw.frame(frameBlock, count, buf)
+			err = flush()
 		}
-		buf, count = buf[:frameHeadLen], 0
 		return err == nil
 	})
 	if err == nil && count > 0 {
-		err = sw.frame(frameBlock, count, buf)
+		err = flush()
+	}
+	if err == nil {
+		err = ctx.Err()
+	}
+	index := sw.n
+	if err == nil {
+		err = sw.index(recs, blocks)
 	}
 	if err == nil {
 		buf = binary.LittleEndian.AppendUint64(buf[:frameHeadLen], uint64(s.Entries))
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(index))
 		err = sw.frame(frameEnd, 0, buf)
 	}
 	s.Bytes = sw.n
 	return s, err
+}
+
+// snapRecord is an index's entry; snapBlock an index's block.
+type snapRecord struct {
+	hash    uint64 // xxhash64 of the key
+	off     int64  // of the entry's length prefix
+	expires int64
+	seq     uint32 // the entry's number in file order
+	cost    uint32 // Entry.Cost
+}
+
+type snapBlock struct {
+	off          int64 // of the frame
+	first, count uint32
+}
+
+// index writes the index frame: the blocks, then the records by hash.
+func (sw *snapshotWriter) index(recs []snapRecord, blocks []snapBlock) error {
+	slices.SortFunc(recs, func(a, b snapRecord) int {
+		if c := cmp.Compare(a.hash, b.hash); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
+	})
+	buf := make([]byte, frameHeadLen, frameHeadLen+4+blockRefLen*len(blocks)+recordLen*len(recs)+frameTailLen)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(blocks)))
+	for _, b := range blocks {
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(b.off))
+		buf = binary.LittleEndian.AppendUint32(buf, b.first)
+		buf = binary.LittleEndian.AppendUint32(buf, b.count)
+	}
+	for _, r := range recs {
+		buf = binary.LittleEndian.AppendUint64(buf, r.hash)
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(r.off))
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(r.expires))
+		buf = binary.LittleEndian.AppendUint32(buf, r.seq)
+		buf = binary.LittleEndian.AppendUint32(buf, r.cost)
+	}
+	return sw.frame(frameIndex, uint32(len(recs)), buf)
 }
 
 type snapshotWriter struct {
@@ -156,7 +239,7 @@ func (sw *snapshotWriter) header(now int64) error {
 // is the payload), appends the checksum and writes it all.
 func (sw *snapshotWriter) frame(kind byte, count uint32, buf []byte) error {
 	if len(buf)-frameHeadLen > math.MaxUint32 {
-		return fmt.Errorf("write snapshot: a block of %d bytes is too large for its frame", len(buf)-frameHeadLen)
+		return fmt.Errorf("write snapshot: a frame of %d bytes is too large", len(buf)-frameHeadLen)
 	}
 	buf[0] = kind
 	binary.LittleEndian.PutUint32(buf[1:], count)
@@ -174,48 +257,56 @@ func (sw *snapshotWriter) write(b []byte) error {
 	return nil
 }
 
-// ScanSnapshot checks the snapshot in data and calls fn with each of its
-// entries, in the order written, until fn returns false. e borrows data
-// (DecodeEntryInto) and is valid only during the call; off is where the
-// entry (its length prefix) starts in data. Expired entries and pass
-// markers are passed too. Stats count
-// the entries passed to fn and the bytes checked. A snapshot that is
-// corrupt, truncated or not a snapshot at all yields a *SnapshotError
-// (wrapping ErrSnapshotCorrupt) after fn has seen every entry of the
-// blocks before the frame at fault, and none of that frame's.
+// ScanSnapshot checks the snapshot in data frame by frame and calls fn
+// with each of its entries, in the order written, until fn returns false.
+// e borrows data (DecodeEntryInto) and is valid only during the call; off
+// is where the entry (its length prefix) starts in data. Expired entries
+// and pass markers are passed too. Stats count the entries passed to fn
+// and the bytes checked. A snapshot that is corrupt, truncated or not a
+// snapshot at all yields a *SnapshotError (wrapping ErrSnapshotCorrupt)
+// after fn has seen every entry of the blocks before the frame at fault,
+// and none of that frame's.
 func ScanSnapshot(data []byte, fn func(e *Entry, off int) bool) (SnapshotStats, error) {
-	return scanSnapshot(data, false, nil, fn)
+	return scanSnapshot(data, nil, fn)
 }
 
-// scanSnapshot is ScanSnapshot calling block, if set, with the span of
-// each block's payload before passing its entries to fn. With noSum it
-// does not check the frames' checksums: the caller runs checkSums beside
-// it and uses nothing scanned unless both agree.
-func scanSnapshot(data []byte, noSum bool, block func(from, to int), fn func(e *Entry, off int) bool) (SnapshotStats, error) {
+// scanSnapshot is ScanSnapshot calling block, if set, with each block's
+// frame offset and entry count before passing its entries to fn.
+func scanSnapshot(data []byte, block func(off, count int), fn func(e *Entry, off int) bool) (SnapshotStats, error) {
 	var s SnapshotStats
-	sc := snapshotScanner{data: data, noSum: noSum}
+	sc := snapshotScanner{data: data}
 	taken, err := sc.header()
 	if err != nil {
 		return s, err
 	}
 	s.Taken = time.Unix(0, taken)
 	var entries []blockEntry
+	index := -1
 	for {
 		s.Bytes = int64(sc.off)
 		kind, count, payload, err := sc.frame()
 		if err != nil {
 			return s, err
 		}
-		if kind == frameEnd {
+		switch kind {
+		case frameEnd:
 			s.Bytes = int64(sc.off)
-			return s, sc.end(payload, s.Entries)
+			return s, sc.end(payload, s.Entries, index)
+		case frameIndex:
+			if index >= 0 {
+				return s, sc.corrupt("a second index")
+			}
+			index = sc.start // checked against the end frame; read by Warm
+			continue
+		}
+		if index >= 0 {
+			return s, sc.corrupt("a block after the index")
 		}
 		if entries, err = sc.decodeBlock(entries[:0], count, payload); err != nil {
 			return s, err
 		}
 		if block != nil {
-			from := sc.start + frameHeadLen
-			block(from, from+len(payload))
+			block(sc.start, len(entries))
 		}
 		for i := range entries {
 			s.Entries++
@@ -226,23 +317,13 @@ func scanSnapshot(data []byte, noSum bool, block func(from, to int), fn func(e *
 	}
 }
 
-// checkSums walks the frames after the header as ScanSnapshot does,
-// checking checksums and frame heads but decoding nothing, and returns
-// the first problem (a *SnapshotError), or nil for a sound file.
-func checkSums(data []byte) error {
-	sc := snapshotScanner{data: data, off: headerLen}
-	for {
-		kind, _, _, err := sc.frame()
-		if err != nil || kind == frameEnd {
-			return err
-		}
-	}
-}
-
-// entryAt decodes into e, borrowing data, the entry whose frame starts at
-// off in a snapshot that ScanSnapshot found sound (off as it reported).
-// It returns where the next entry starts.
+// entryAt decodes into e, borrowing data, the entry whose length prefix
+// starts at off, and returns where the next entry starts. It checks
+// nothing but the entry's own encoding.
 func entryAt(e *Entry, data []byte, off int) (next int, err error) {
+	if off < 0 || off >= len(data) {
+		return 0, fmt.Errorf("snapshot entry at offset %d: %w: outside the file", off, ErrMalformed)
+	}
 	n, k := binary.Uvarint(data[off:])
 	if k <= 0 || n > uint64(len(data)-off-k) {
 		return 0, fmt.Errorf("snapshot entry at offset %d: %w: bad length", off, ErrMalformed)
@@ -263,9 +344,6 @@ type snapshotScanner struct {
 	data  []byte
 	off   int // of the next frame
 	start int // of the frame being read
-	// noSum skips the frames' checksums, which someone else checks
-	// (checkSums) before anything scanned is used.
-	noSum bool
 }
 
 func (sc *snapshotScanner) corrupt(format string, args ...any) error {
@@ -308,19 +386,21 @@ func (sc *snapshotScanner) frame() (kind byte, count uint32, payload []byte, err
 	kind, count = rest[0], binary.LittleEndian.Uint32(rest[1:])
 	length := binary.LittleEndian.Uint32(rest[5:])
 	switch {
-	case kind != frameBlock && kind != frameEnd:
+	case kind != frameBlock && kind != frameIndex && kind != frameEnd:
 		return 0, 0, nil, sc.corrupt("unknown frame kind %#x", kind)
-	case kind == frameEnd && (length != 8 || count != 0):
-		return 0, 0, nil, sc.corrupt("end frame with %d entries and %d bytes; want 0 and 8", count, length)
+	case kind == frameEnd && (length != endLen || count != 0):
+		return 0, 0, nil, sc.corrupt("end frame with %d entries and %d bytes; want 0 and %d", count, length, endLen)
 	case kind == frameBlock && (count == 0 || uint64(count) > uint64(length)):
 		return 0, 0, nil, sc.corrupt("block of %d entries in %d bytes", count, length)
+	case kind == frameIndex && (length < 4 || uint64(count)*recordLen > uint64(length)-4):
+		return 0, 0, nil, sc.corrupt("index of %d entries in %d bytes", count, length)
 	}
 	size := uint64(frameHeadLen) + uint64(length) + frameTailLen
 	if size > uint64(len(rest)) {
 		return 0, 0, nil, sc.corrupt("truncated: the snapshot ends %d bytes into a frame of %d", len(rest), size)
 	}
 	body := rest[:frameHeadLen+int(length)]
-	if sum := binary.LittleEndian.Uint32(rest[len(body):]); !sc.noSum && sum != crc32.Checksum(body, castagnoli) {
+	if sum := binary.LittleEndian.Uint32(rest[len(body):]); sum != crc32.Checksum(body, castagnoli) {
 		return 0, 0, nil, sc.corrupt("checksum mismatch in a frame of %d bytes", size)
 	}
 	sc.off += int(size)
@@ -350,11 +430,14 @@ func (sc *snapshotScanner) decodeBlock(dst []blockEntry, count uint32, payload [
 	return dst, nil
 }
 
-// end checks the end frame's count against the entries scanned, and that
-// nothing follows it.
-func (sc *snapshotScanner) end(payload []byte, entries int64) error {
+// end checks the end frame against the entries scanned and the index
+// (at offset index, -1 for none), and that nothing follows it.
+func (sc *snapshotScanner) end(payload []byte, entries int64, index int) error {
 	if want := binary.LittleEndian.Uint64(payload); want != uint64(entries) {
 		return sc.corrupt("the end frame counts %d entries; the blocks held %d", want, entries)
+	}
+	if at := binary.LittleEndian.Uint64(payload[8:]); index < 0 || at != uint64(index) {
+		return sc.corrupt("the end frame puts the index at %d; it is at %d", at, index)
 	}
 	if sc.off != len(sc.data) {
 		sc.start = sc.off

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/ringcache/ringcache/internal/testutil"
 )
 
@@ -38,6 +39,18 @@ func snapshotEntries() []*Entry {
 	big := testEntry(fmt.Sprintf("k%02d", len(es)), 100<<10)
 	big.Expires = now + int64(time.Hour)
 	return append(es, big)
+}
+
+// smallEntries is the first n of snapshotEntries under 2 KiB: files that
+// a test can cut at every byte.
+func smallEntries(n int) []*Entry {
+	var es []*Entry
+	for _, e := range snapshotEntries() {
+		if e.Size() < 2<<10 && len(es) < n {
+			es = append(es, e)
+		}
+	}
+	return es
 }
 
 // sliceStore ranges over a fixed list, in order: files whose content and
@@ -66,7 +79,8 @@ func snapshotOf(t testing.TB, es []*Entry, target int) []byte {
 	return buf.Bytes()
 }
 
-// rawSnapshot is a snapshot of es in one block, whatever they are.
+// rawSnapshot is a snapshot of es in one block, whatever they are, with
+// the index the writer would give it.
 func rawSnapshot(t testing.TB, es ...*Entry) []byte {
 	t.Helper()
 	var buf bytes.Buffer
@@ -75,18 +89,40 @@ func rawSnapshot(t testing.TB, es ...*Entry) []byte {
 		t.Fatal(err)
 	}
 	frame := make([]byte, frameHeadLen)
-	for _, e := range es {
+	var recs []snapRecord
+	for i, e := range es {
+		recs = append(recs, snapRecord{hash: xxhash.Sum64(e.Key()), off: sw.n + int64(len(frame)), expires: e.Expires, seq: uint32(i), cost: uint32(e.Cost())})
 		frame = binary.AppendUvarint(frame, uint64(e.EncodedSize()))
 		frame = e.AppendBinary(frame)
 	}
+	blocks := []snapBlock{{off: sw.n, count: uint32(len(es))}}
 	if err := sw.frame(frameBlock, uint32(len(es)), frame); err != nil {
 		t.Fatal(err)
 	}
+	index := sw.n
+	if err := sw.index(recs, blocks); err != nil {
+		t.Fatal(err)
+	}
 	frame = binary.LittleEndian.AppendUint64(frame[:frameHeadLen], uint64(len(es)))
+	frame = binary.LittleEndian.AppendUint64(frame, uint64(index))
 	if err := sw.frame(frameEnd, 0, frame); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// blocksOf lists data's blocks: where each ends (checksum included), and
+// how many entries each holds.
+func blocksOf(t testing.TB, data []byte) []struct{ start, end, entries int } {
+	t.Helper()
+	var blocks []struct{ start, end, entries int }
+	if _, err := scanSnapshot(data, func(off, count int) {
+		length := int(binary.LittleEndian.Uint32(data[off+5:]))
+		blocks = append(blocks, struct{ start, end, entries int }{off, off + frameHeadLen + length + frameTailLen, count})
+	}, func(*Entry, int) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	return blocks
 }
 
 // scanAll returns copies of the entries ScanSnapshot passes, and its error.
@@ -190,11 +226,8 @@ func TestSnapshotSkipsExpired(t *testing.T) {
 	now := clk.UnixNano()
 	soon, later, never := testEntry("soon", 10), testEntry("later", 10), testEntry("never", 10)
 	soon.Expires, later.Expires = now+int64(time.Hour), now+int64(3*time.Hour)
-	pass := testEntry("pass", 10)
-	pass.Flags, pass.Expires = Pass, now+int64(5*time.Hour)
 	path := filepath.Join(t.TempDir(), "snap")
-	// Written raw: WriteSnapshot itself leaves pass markers out.
-	if err := os.WriteFile(path, rawSnapshot(t, soon, later, never, pass), 0o600); err != nil {
+	if _, err := SaveSnapshot(context.Background(), path, sliceStore{es: []*Entry{soon, later, never}}, now); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(2 * time.Hour)
@@ -204,11 +237,10 @@ func TestSnapshotSkipsExpired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Entries != 2 || s.Skipped != 2 {
-		t.Fatalf("load stats %+v; want 2 entries (later, never), 2 skipped (soon, the pass marker)", s)
+	if s.Entries != 2 || s.Skipped != 1 {
+		t.Fatalf("load stats %+v; want 2 entries (later, never), 1 skipped (soon)", s)
 	}
 	mustMiss(t, w, "soon")
-	mustMiss(t, w, "pass")
 	for _, k := range []string{"later", "never"} {
 		if _, ok := w.Get([]byte(k)); !ok {
 			t.Errorf("%s not loaded", k)
@@ -216,21 +248,38 @@ func TestSnapshotSkipsExpired(t *testing.T) {
 	}
 }
 
+// TestWarmLeavesPassMarkers: a pass marker in a file (which WriteSnapshot
+// never writes) is neither served nor moved in, by either index.
+func TestWarmLeavesPassMarkers(t *testing.T) {
+	pass, kept := testEntry("pass", 10), testEntry("kept", 10)
+	pass.Flags = Pass
+	data := rawSnapshot(t, pass, kept)
+	for name, cut := range map[string]int{"index": len(data), "scan": len(data) - 1} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "snap")
+			if err := os.WriteFile(path, data[:cut], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			w := NewWarm(NewLRU(1 << 20))
+			defer w.Close()
+			if _, err := w.Load(path); (err != nil) != (name == "scan") {
+				t.Fatalf("Load: %v", err)
+			}
+			mustMiss(t, w, "pass")
+			if seen := rangeAll(t, w); len(seen) != 1 || seen["kept"] == nil {
+				t.Fatalf("after the move the store holds %v; want only kept", seen)
+			}
+		})
+	}
+}
+
 // TestScanSnapshotTruncated cuts a file of many blocks at every byte: each
 // cut yields a corrupt-snapshot error and exactly the entries of the
 // blocks before the frame it cuts, never a wrong or partial one.
 func TestScanSnapshotTruncated(t *testing.T) {
-	want := snapshotEntries()[:12]
+	want := smallEntries(12)
 	data := snapshotOf(t, want, 100) // a block per entry or two
-	var blocks []struct{ end, entries int }
-	if _, err := scanSnapshot(data, false, func(from, to int) {
-		blocks = append(blocks, struct{ end, entries int }{end: to + frameTailLen})
-	}, func(*Entry, int) bool {
-		blocks[len(blocks)-1].entries++
-		return true
-	}); err != nil {
-		t.Fatal(err)
-	}
+	blocks := blocksOf(t, data)
 	if len(blocks) < 5 {
 		t.Fatalf("%d blocks; the test wants several", len(blocks))
 	}
@@ -265,7 +314,7 @@ func TestScanSnapshotTruncated(t *testing.T) {
 // TestScanSnapshotBitFlips flips every bit of a small file: each flip is
 // detected, and what comes before it is still read, unchanged.
 func TestScanSnapshotBitFlips(t *testing.T) {
-	want := snapshotEntries()[:6]
+	want := smallEntries(6)
 	data := snapshotOf(t, want, 100)
 	for i := range len(data) * 8 {
 		bad := bytes.Clone(data)
@@ -278,19 +327,70 @@ func TestScanSnapshotBitFlips(t *testing.T) {
 	}
 }
 
-// TestWarmLoadCorrupt: a corrupt or truncated file yields the entries
-// before the fault and an error naming the offset; the node goes on.
+// TestWarmBitFlips flips every bit of a small file and loads it as a
+// restart does: whether the damage is found by the index's checksum at
+// Load or by a block's when the block is first used, by a Get or by the
+// mover, nothing served or moved in differs from the entry written.
+func TestWarmBitFlips(t *testing.T) {
+	want := smallEntries(6)
+	byKey := make(map[string]*Entry)
+	for _, e := range want {
+		byKey[string(e.Key())] = e
+	}
+	data := snapshotOf(t, want, 100)
+	clk := testutil.NewClock()
+	for i := range len(data) * 8 {
+		bad := bytes.Clone(data)
+		bad[i/8] ^= 1 << (i % 8)
+		inner := NewLRU(1<<30, WithClock(clk.UnixNano))
+		w := NewWarm(inner, WithClock(clk.UnixNano))
+		w.manual = true
+		m := &mapping{data: bad} // not mapped: its methods leave the memory alone
+		if idx, s, _ := w.load(m); idx != nil && s.Entries > 0 {
+			w.install(idx, s.Entries, m)
+		}
+		for _, e := range want[:len(want)/2] { // taken by Gets, the rest moved
+			if got, ok := w.Get(e.Key()); ok && !sameEntry(got, e) {
+				t.Fatalf("bit %d flipped: Get(%q) served an entry other than the one written", i, e.Key())
+			}
+		}
+		for w.moveBlock() {
+		}
+		inner.Range(func(e *Entry) bool {
+			if orig := byKey[string(e.Key())]; orig == nil || !sameEntry(e, orig) {
+				t.Fatalf("bit %d flipped: %q moved in, differing from the entry written", i, e.Key())
+			}
+			return true
+		})
+		w.Close()
+	}
+}
+
+// TestWarmLoadCorrupt: a snapshot without a sound index and end frame is
+// scanned up to its first damage, which Load reports by offset; with a
+// sound index, a damaged block loses its own entries when first used,
+// and OnDamage hears of it. Every other entry is loaded, unchanged.
 func TestWarmLoadCorrupt(t *testing.T) {
 	want := snapshotEntries()[:10]
 	data := snapshotOf(t, want, 100)
+	blocks := blocksOf(t, data)
+	mid := blocks[len(blocks)/2]
+	flip := func(at int) []byte { b := bytes.Clone(data); b[at] ^= 0x10; return b }
+	indexAt := blocks[len(blocks)-1].end
 	for _, tc := range []struct {
-		name string
-		data []byte
+		name    string
+		data    []byte
+		loadErr bool // Load reports the damage
+		lost    func(i int) bool
 	}{
-		{"truncated", data[:len(data)*2/3]},
-		{"flipped", func() []byte { b := bytes.Clone(data); b[len(b)/2] ^= 0x10; return b }()},
-		{"no end frame", data[:len(data)-frameHeadLen-8-frameTailLen]},
-		{"trailing bytes", append(bytes.Clone(data), 0)},
+		{"truncated", data[:mid.start+1], true, func(i int) bool { return i >= blockEntriesBefore(blocks, mid.start) }},
+		{"no end frame", data[:len(data)-endFrameAt], true, func(int) bool { return false }},
+		{"trailing bytes", append(bytes.Clone(data), 0), true, func(int) bool { return false }},
+		{"index flipped", flip(indexAt + frameHeadLen + 10), true, func(int) bool { return false }},
+		{"block flipped", flip(mid.start + frameHeadLen + 3), false, func(i int) bool {
+			first := blockEntriesBefore(blocks, mid.start)
+			return i >= first && i < first+mid.entries
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "snap")
@@ -300,28 +400,53 @@ func TestWarmLoadCorrupt(t *testing.T) {
 			clk := testutil.NewClock()
 			w := NewWarm(NewLRU(1<<20, WithClock(clk.UnixNano)), WithClock(clk.UnixNano))
 			defer w.Close()
+			var damage []error
+			w.OnDamage(func(err error) { damage = append(damage, err) })
 			s, err := w.Load(path)
 			var se *SnapshotError
-			if !errors.As(err, &se) {
-				t.Fatalf("Load: %v; want a *SnapshotError", err)
+			if tc.loadErr != errors.As(err, &se) {
+				t.Fatalf("Load: %v; want a *SnapshotError: %v", err, tc.loadErr)
 			}
-			if se.Offset <= 0 || !strings.Contains(err.Error(), fmt.Sprint(se.Offset)) {
+			if se != nil && (se.Offset <= 0 || !strings.Contains(err.Error(), fmt.Sprint(se.Offset))) {
 				t.Fatalf("error %q: want the offset of the bad frame", err)
 			}
-			got, _, _ := scanAll(tc.data)
-			if s.Entries != int64(len(got)) {
-				t.Fatalf("indexed %d entries; the sound blocks hold %d", s.Entries, len(got))
+			lost := 0
+			for i := range want {
+				if tc.lost(i) {
+					lost++
+				}
 			}
-			<-w.Moved()
+			if !tc.loadErr {
+				lost = 0 // found only when the block is first used
+			}
+			if s.Entries != int64(len(want)-lost) {
+				t.Fatalf("loaded %d entries; want %d", s.Entries, len(want)-lost)
+			}
 			seen := rangeAll(t, w)
+			<-w.Moved()
 			for i, e := range want {
 				g, ok := seen[string(e.Key())]
-				if ok != (i < len(got)) || ok && !sameEntry(g, e) {
-					t.Fatalf("entry %d (%q): loaded %v; want it loaded exactly when its block is sound (%d are)", i, e.Key(), ok, len(got))
+				if ok == tc.lost(i) || ok && !sameEntry(g, e) {
+					t.Fatalf("entry %d (%q): loaded %v; want it exactly when its block is sound", i, e.Key(), ok)
 				}
+			}
+			var de *SnapshotError
+			if tc.loadErr != (len(damage) == 0) || len(damage) > 0 && (!errors.As(damage[0], &de) || de.Offset != int64(mid.start)) {
+				t.Fatalf("OnDamage heard %v; want the block at %d exactly when Load did not report it", damage, mid.start)
 			}
 		})
 	}
+}
+
+// blockEntriesBefore counts the entries of the blocks before offset at.
+func blockEntriesBefore(blocks []struct{ start, end, entries int }, at int) int {
+	n := 0
+	for _, b := range blocks {
+		if b.start < at {
+			n += b.entries
+		}
+	}
+	return n
 }
 
 // TestWarmLoadLeavesOtherFiles: a path naming something that is not a
@@ -502,36 +627,55 @@ func TestWarmConcurrent(t *testing.T) {
 	})
 }
 
-// TestWarmIndexAgreesWithScan: the index built beside the checksums holds
-// exactly the entries the plain scan passes, for sound and broken files.
+// TestWarmIndexAgreesWithScan: the index read from the file and the one
+// a scan builds hold the same live entries.
 func TestWarmIndexAgreesWithScan(t *testing.T) {
-	data := snapshotOf(t, snapshotEntries(), 100)
-	for _, d := range [][]byte{data, data[:len(data)/2], func() []byte { b := bytes.Clone(data); b[len(b)/3] ^= 1; return b }()} {
-		checkIndex(t, d)
+	es := snapshotEntries()
+	es[3].Expires = testutil.Start.UnixNano() + 1 // live when written, expired at the load
+	data := snapshotOf(t, es, 100)
+	now := testutil.Start.UnixNano() + 2
+	read, rs, err := readIndex(data, now, func(int, int) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned, ss, err := scanIndex(data, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.Entries != ss.Entries || rs.Skipped != ss.Skipped || rs.Entries != int64(len(es)-1) || rs.Skipped != 1 {
+		t.Fatalf("read %+v, scanned %+v; want %d entries and 1 skipped", rs, ss, len(es)-1)
+	}
+	for i, e := range es {
+		r1, ok1 := read.find(e.Key())
+		r2, ok2 := scanned.find(e.Key())
+		if ok1 != (i != 3) || ok1 != ok2 || r1 != r2 {
+			t.Fatalf("%q: read %v %+v, scanned %v %+v", e.Key(), ok1, r1, ok2, r2)
+		}
 	}
 }
 
-func checkIndex(t *testing.T, data []byte) {
+// checkLoad loads data as Warm does, moves everything in and checks that
+// each entry stored is byte for byte an entry of the file.
+func checkLoad(t *testing.T, data []byte) {
 	t.Helper()
-	w := NewWarm(NewLRU(1<<20), WithClock(testutil.NewClock().UnixNano))
+	inner := NewLRU(1<<30, WithClock(testutil.NewClock().UnixNano))
+	w := NewWarm(inner, WithClock(testutil.NewClock().UnixNano))
+	w.manual = true
 	defer w.Close()
-	idx, _, _, s, err := w.index(data)
-	want, _, werr := scanAll(data)
-	if (err == nil) != (werr == nil) {
-		t.Fatalf("index: %v; scan: %v", err, werr)
+	m := &mapping{data: data} // not mapped: its methods leave the memory alone
+	idx, s, _ := w.load(m)
+	if idx == nil || s.Entries == 0 {
+		return
 	}
-	var live int
-	for _, e := range want {
-		if e.Transferable() && !e.Expired(testutil.Start.UnixNano()) {
-			live++
-			if _, ok := idx.get(e.Key()); !ok {
-				t.Fatalf("%q scanned but not indexed", e.Key())
-			}
+	w.install(idx, s.Entries, m)
+	for w.moveBlock() {
+	}
+	inner.Range(func(e *Entry) bool {
+		if !bytes.Contains(data, e.AppendBinary(nil)) {
+			t.Fatalf("stored %q, which the file does not hold", e.Key())
 		}
-	}
-	if idx.len() > live || s.Entries != int64(idx.len()) {
-		t.Fatalf("indexed %d (stats %d); the scan passes %d live entries", idx.len(), s.Entries, live)
-	}
+		return true
+	})
 }
 
 // FuzzSnapshotScan: any input is either read as a snapshot or refused
@@ -558,7 +702,7 @@ func FuzzSnapshotScan(f *testing.F) {
 				t.Fatalf("entry %q does not survive re-encoding: %v", e.Key(), err)
 			}
 		}
-		checkIndex(t, b)
+		checkLoad(t, b)
 	})
 }
 

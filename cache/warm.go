@@ -2,15 +2,21 @@ package cache
 
 import (
 	"bytes"
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
-	"unsafe"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // Warm is a Store over another (the inner store) that also holds the
@@ -21,37 +27,38 @@ import (
 // every byte lands on memory the process never touched, and on a virtual
 // machine each fresh page is a fault the hypervisor serves (on the
 // project's VM, several seconds per GiB). Load therefore maps the file,
-// which a snapshot written shortly before is still in the page cache,
-// checks it whole and indexes its keys; a Get that misses the inner store
-// then takes the entry from the file, copying it in, and a background
-// mover copies the rest in file order, releasing the mapped pages behind
-// it. Once every entry has moved the mapping is gone and Warm only passes
-// calls through.
+// which a snapshot written shortly before is still in the page cache, and
+// reads only its index: 32 bytes an entry. A Get that misses the inner
+// store then takes the entry from the file, checking its block first and
+// copying it in, and a background mover copies the rest in file order,
+// releasing the mapped pages behind it. Once every entry has moved the
+// mapping is gone and Warm only passes calls through.
 //
-// A Get served from the inner store costs Warm one call; only a miss
-// looks at the index. Taking an entry from the file copies it (as a fill
-// would). Set, Delete and the moves are ordered by one mutex, so a Delete
-// never loses to a copy of the entry on its way in, and a Set always
-// wins over the snapshot's older copy.
+// A Get served from the inner store costs Warm one atomic load and one
+// call; only a miss looks at the index. Taking an entry from the file
+// copies it (as a fill would). Set, Delete and the moves are ordered by one
+// mutex, so a Delete never loses to a copy of the entry on its way in, and
+// a Set always wins over the snapshot's older copy.
 type Warm struct {
 	inner Store
 	now   func() int64
 
-	// pending counts the indexed entries not moved in yet. It only falls
-	// once Load has returned, so reading zero without the lock is final.
+	// pending counts the snapshot's live entries not moved in yet. It only
+	// falls once Load has returned, so reading zero without the lock is
+	// final.
 	pending      atomic.Int64
 	pendingBytes atomic.Int64  // their cost
 	taken        atomic.Uint64 // Gets answered by taking an entry from the file
+	moves        MoveStats     // under mu
 
 	mu       sync.RWMutex
-	idx      *snapIndex // the entries still waiting in data; nil: none
-	data     []byte     // the mapped snapshot
-	blocks   []span     // payloads of the blocks indexed, in file order
-	next     int        // first block the mover has not done
+	idx      *snapIndex // nil: no snapshot (any more)
+	next     int        // first block not taken by a mover
+	busy     int        // blocks taken and not yet done
 	released int        // data before this offset is released
 	batch    []*Entry   // the mover's, reused
-	release  func(from, to int)
-	unmap    func()
+	mapping  *mapping
+	onDamage func(error)
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -61,39 +68,53 @@ type Warm struct {
 	manual bool
 }
 
-type span struct{ from, to int }
+// MoveStats count what became of a loaded snapshot's entries.
+type MoveStats struct {
+	Moved   int64 // copied into the inner store, by the mover or a Get
+	Expired int64 // expired before they were asked for or moved
+	Damaged int64 // in blocks whose checksum failed when first used
+}
 
-var osPageSize = os.Getpagesize()
+var (
+	_ Store = (*Warm)(nil)
+
+	osPageSize = os.Getpagesize()
+)
 
 // releaseStep is how much of the snapshot the mover copies in before it
-// releases those pages of the mapping.
+// releases those pages of the mapping: each release costs the kernel a TLB
+// flush on every CPU, half a millisecond on a VM whatever its length.
 const releaseStep = 32 << 20
-
-var _ Store = (*Warm)(nil)
 
 // NewWarm returns a Warm over inner, holding nothing of a snapshot until
 // Load. The only option honoured is WithClock, which decides which
 // entries are expired (give it the inner store's clock).
 func NewWarm(inner Store, opts ...Option) *Warm {
 	o := buildOptions(opts)
-	w := &Warm{inner: inner, now: o.now, stop: make(chan struct{}), moved: make(chan struct{})}
+	w := &Warm{inner: inner, now: o.now, stop: make(chan struct{}), moved: make(chan struct{}), onDamage: func(error) {}}
 	close(w.moved)
 	return w
 }
 
-// Load indexes the snapshot file at path, leaving out entries expired now
-// and pass markers, and starts moving its entries into the inner store in
-// the background. It must be called at most once, before w is used.
+// OnDamage sets what hears of a block found damaged after Load, when its
+// entries are first used (they are dropped). Call it before Load.
+func (w *Warm) OnDamage(fn func(err error)) { w.onDamage = fn }
+
+// Load maps the snapshot file at path and reads its index, leaving out
+// entries expired now, then starts moving the entries into the inner
+// store in the background. It must be called at most once, before w is
+// used. A snapshot whose index or end frame is damaged (cut short, say)
+// is scanned in full instead, block by block, up to the damage.
 //
 // A file that does not exist yields an error wrapping fs.ErrNotExist. A
 // file that is not a snapshot of this release is left alone and yields a
-// *SnapshotError. Any other snapshot is taken: once mapped and checked it
-// is removed (the mapping keeps its contents, and nobody can cut the file
-// short under it), so a snapshot is used once and a crash later never
-// brings back entries purged since. A corrupt or truncated snapshot
-// yields a *SnapshotError after the entries before the fault were
-// indexed. Stats count the entries indexed, those left out (Skipped) and
-// the bytes checked.
+// *SnapshotError. Any other snapshot is taken: once mapped it is removed
+// (the mapping keeps its contents, and nobody can cut the file short
+// under it), so a snapshot is used once and a crash later never brings
+// back entries purged since. A damaged snapshot yields a *SnapshotError
+// naming the offset, with every entry before the damage loaded. Stats
+// count the entries loaded, those left out (Skipped) and the file's
+// bytes.
 func (w *Warm) Load(path string) (s SnapshotStats, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -110,104 +131,77 @@ func (w *Warm) Load(path string) (s SnapshotStats, err error) {
 	if int64(int(fi.Size())) != fi.Size() {
 		return s, fmt.Errorf("%s: %d bytes do not fit in memory", path, fi.Size())
 	}
-	data, release, unmap, err := mapFile(f, int(fi.Size()))
+	m, err := mapFile(f, int(fi.Size()))
 	if err != nil {
 		return s, fmt.Errorf("%s: %w", path, err)
 	}
-	idx, blocks, bytes, s, scanErr := w.index(data)
+	idx, s, loadErr := w.load(m)
+	s.Bytes = fi.Size()
 	var se *SnapshotError
-	if errors.As(scanErr, &se) && se.Offset == 0 {
-		// Not a snapshot this node reads: not ours to remove.
-		unmap()
-		return s, scanErr
-	}
-	if scanErr != nil && !errors.As(scanErr, &se) {
-		unmap()
-		return s, scanErr
+	if errors.As(loadErr, &se) && se.Offset == 0 || loadErr != nil && !errors.As(loadErr, &se) {
+		// Not a snapshot this node reads (not ours to remove), or the
+		// file changed under the mapping.
+		m.unmap()
+		return s, loadErr
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		scanErr = errors.Join(scanErr, fmt.Errorf("remove the loaded snapshot: %w", err))
+		loadErr = errors.Join(loadErr, fmt.Errorf("remove the loaded snapshot: %w", err))
 	}
-	if idx.len() == 0 {
-		unmap()
-		return s, scanErr
+	if s.Entries == 0 {
+		m.unmap()
+		return s, loadErr
 	}
-	w.mu.Lock()
-	w.idx, w.data, w.blocks, w.release, w.unmap = idx, data, blocks, release, unmap
-	w.moved = make(chan struct{})
-	w.mu.Unlock()
-	w.pendingBytes.Store(bytes)
-	w.pending.Store(int64(idx.len()))
-	if !w.manual {
-		w.done.Add(1)
-		go w.mover()
-	}
-	return s, scanErr
+	w.install(idx, s.Entries, m)
+	return s, loadErr
 }
 
-// index checks data and indexes the live entries of its sound blocks.
-// The checksums are checked on another core while the index is built
-// without them; unless both find the file sound, the index is built
-// again the slow way, which stops at the first bad frame. Reading a
-// mapped file that shrinks under it would fault: the fault is turned
-// into an error.
-func (w *Warm) index(data []byte) (idx *snapIndex, blocks []span, bytes int64, s SnapshotStats, err error) {
+// install makes idx, holding live entries, w's snapshot and starts the
+// mover.
+func (w *Warm) install(idx *snapIndex, live int64, m *mapping) {
+	w.mu.Lock()
+	w.idx, w.mapping = idx, m
+	w.moved = make(chan struct{})
+	w.mu.Unlock()
+	var bytes int64
+	for seq := range idx.costs {
+		if !idx.isGone(seq) {
+			bytes += int64(idx.costs[seq])
+		}
+	}
+	w.pendingBytes.Store(bytes)
+	w.pending.Store(live)
+	if !w.manual {
+		w.done.Add(1)
+		go func() {
+			// Every page mapped at once, then in the store block by
+			// block; Gets taking entries meanwhile find them mapped.
+			m.populate(headerLen, idx.end)
+			w.mover()
+		}()
+	}
+}
+
+// load reads data's index, or scans it when the index cannot be used.
+// Reading a mapped file that shrinks under it would fault: the fault is
+// turned into an error.
+func (w *Warm) load(m *mapping) (idx *snapIndex, s SnapshotStats, err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
 			if re, ok := r.(runtime.Error); ok {
-				idx, blocks, err = nil, nil, fmt.Errorf("snapshot changed while it was read: %w", re)
+				idx, err = nil, fmt.Errorf("snapshot changed while it was read: %w", re)
 				return
 			}
 			panic(r)
 		}
 	}()
-	sums := make(chan error, 1)
-	go func() {
-		defer func() {
-			if r := recover(); r != nil {
-				sums <- fmt.Errorf("snapshot changed while it was read: %v", r)
-			}
-		}()
-		debug.SetPanicOnFault(true) // this goroutine's own setting, gone with it
-		sums <- checkSums(data)
-	}()
-	idx, blocks, bytes, s, err = w.indexScan(data, true)
-	if sumErr := <-sums; sumErr != nil || err != nil {
-		idx, blocks, bytes, s, err = w.indexScan(data, false)
+	now, data := w.now(), m.data
+	idx, s, err = readIndex(data, now, m.populate)
+	var se *SnapshotError
+	if err == nil || errors.As(err, &se) && se.Offset == 0 {
+		return idx, s, err // sound, or not a snapshot at all
 	}
-	return idx, blocks, bytes, s, err
-}
-
-// indexScan builds the index in one scan; noSum as scanSnapshot's.
-func (w *Warm) indexScan(data []byte, noSum bool) (idx *snapIndex, blocks []span, bytes int64, s SnapshotStats, err error) {
-	now := w.now()
-	idx = newSnapIndex(data, expectedEntries(data))
-	var skipped int64
-	s, err = scanSnapshot(data, noSum, func(from, to int) { blocks = append(blocks, span{from, to}) }, func(e *Entry, off int) bool {
-		// A duplicate key would be a writer's bug: the first copy stays.
-		if !e.Transferable() || e.Expired(now) || !idx.add(e.Key(), off) {
-			skipped++
-			return true
-		}
-		bytes += e.Cost()
-		return true
-	})
-	s.Entries, s.Skipped = int64(idx.len()), skipped
-	return idx, blocks, bytes, s, err
-}
-
-// expectedEntries guesses how many entries a snapshot holds from its end
-// frame, to size the index once; a guess, not trusted beyond that.
-func expectedEntries(data []byte) int {
-	if len(data) < headerLen+frameHeadLen+8+frameTailLen {
-		return 0
-	}
-	n := int64(0)
-	for i := 7; i >= 0; i-- {
-		n = n<<8 | int64(data[len(data)-frameTailLen-8+i])
-	}
-	return int(min(max(n, 0), int64(len(data)/16)))
+	return scanIndex(data, now)
 }
 
 // Get returns the entry under key from the inner store or, while the
@@ -223,56 +217,82 @@ func (w *Warm) Get(key []byte) (*Entry, bool) {
 }
 
 // take moves the entry under key from the snapshot into the inner store
-// and returns it. A key no longer in the index may have moved in since the
-// inner store was asked: it is asked again.
+// and returns it. The copy is made under the shared lock, so takes and the
+// mover copy side by side; only storing it takes the lock. A key no longer
+// waiting may have moved in since the inner store was asked: it is asked
+// again.
 func (w *Warm) take(key []byte) (*Entry, bool) {
-	w.mu.RLock()
-	_, ok := w.idx.get(key)
-	w.mu.RUnlock()
-	if !ok {
-		return w.inner.Get(key) // most misses end here, after the shared lock
+	for range 2 { // a second time after checking the entry's block
+		w.mu.RLock()
+		x := w.idx
+		r, ok := x.find(key)
+		if !ok {
+			w.mu.RUnlock()
+			return w.inner.Get(key) // most misses end here, after the shared lock
+		}
+		b := x.blockOf(r.off)
+		if x.state[b] == blockUnchecked {
+			w.mu.RUnlock()
+			w.mu.Lock()
+			if w.idx == x {
+				w.checkBlock(b)
+			}
+			w.mu.Unlock()
+			continue
+		}
+		var e *Entry
+		if x.state[b] == blockGood {
+			e = x.copyAt(int(r.off), key)
+		}
+		w.mu.RUnlock()
+		return w.store(x, int(r.seq), e, key)
 	}
+	return nil, false
+}
+
+// store puts e, copied from entry seq of x, into the inner store unless
+// the entry stopped waiting meanwhile (moved by someone else, or dropped
+// by a Set or Delete of its key). A nil e is an entry that turned out
+// unusable.
+func (w *Warm) store(x *snapIndex, seq int, e *Entry, key []byte) (*Entry, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	off, ok := w.idx.get(key)
-	if !ok {
+	if w.idx != x || x.isGone(seq) {
 		return w.inner.Get(key)
 	}
-	var b Entry
-	if _, err := entryAt(&b, w.data, off); err != nil {
-		return nil, false // cannot happen: the scan decoded it
-	}
-	w.forget(b.Key(), b.Cost())
-	if b.Expired(w.now()) {
+	w.forget(seq)
+	switch {
+	case e == nil || !e.Transferable():
+		return nil, false // a record its block does not back (cannot happen with a sound index), or a pass marker
+	case e.Expired(w.now()):
+		w.moves.Expired++
 		return nil, false
 	}
-	e := b.Clone()
 	// Under the lock: a Delete of key waits until e is in, then takes it
 	// out; a Set waits, then replaces it.
 	w.inner.Set(e)
+	w.moves.Moved++
 	w.taken.Add(1)
 	return e, true
 }
 
-// forget drops key from the index; the caller holds the lock.
-func (w *Warm) forget(key []byte, cost int64) {
-	w.idx.remove(key)
-	w.pending.Add(-1)
-	w.pendingBytes.Add(-cost)
+// forget marks entry seq as no longer waiting; the caller holds the lock.
+func (w *Warm) forget(seq int) {
+	if w.idx.setGone(seq) {
+		w.pending.Add(-1)
+		w.pendingBytes.Add(-int64(w.idx.costs[seq]))
+	}
 }
 
-// drop removes key's snapshot copy, if any is still waiting.
+// drop forgets key's snapshot copy, if any is still waiting.
 func (w *Warm) drop(key []byte) {
 	if w.pending.Load() == 0 {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if off, ok := w.idx.get(key); ok {
-		var b Entry
-		if _, err := entryAt(&b, w.data, off); err == nil {
-			w.forget(key, b.Cost())
-		}
+	if r, ok := w.idx.find(key); ok {
+		w.forget(int(r.seq))
 	}
 }
 
@@ -296,6 +316,7 @@ func (w *Warm) Delete(key []byte) {
 func (w *Warm) Range(fn func(e *Entry) bool) {
 	for w.moveBlock() {
 	}
+	<-w.Moved() // blocks the mover took are done too
 	w.inner.Range(fn)
 }
 
@@ -304,7 +325,7 @@ func (w *Warm) Range(fn func(e *Entry) bool) {
 func (w *Warm) Stats() Stats {
 	s := w.inner.Stats()
 	s.Items += w.pending.Load()
-	s.Bytes += w.pendingBytes.Load()
+	s.Bytes += max(w.pendingBytes.Load(), 0)
 	t := w.taken.Load()
 	s.Hits += t
 	s.Misses -= min(t, s.Misses) // the inner store missed them first
@@ -312,11 +333,18 @@ func (w *Warm) Stats() Stats {
 }
 
 // Moved is closed once every entry of the snapshot has moved into the
-// inner store (at once without a snapshot).
+// inner store or been dropped (at once without a snapshot).
 func (w *Warm) Moved() <-chan struct{} {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return w.moved
+}
+
+// MoveStats tells what became of the snapshot's entries so far.
+func (w *Warm) MoveStats() MoveStats {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.moves
 }
 
 // Close stops the mover, drops the snapshot and closes the inner store.
@@ -330,7 +358,7 @@ func (w *Warm) shutdown() {
 	w.stopOnce.Do(func() { close(w.stop) })
 	w.done.Wait()
 	w.mu.Lock()
-	if w.data != nil {
+	if w.idx != nil {
 		w.finish()
 	}
 	w.mu.Unlock()
@@ -349,59 +377,122 @@ func (w *Warm) mover() {
 		if !w.moveBlock() {
 			return
 		}
+		runtime.Gosched() // requests first: the mover only fills in behind them
 	}
 }
 
-// moveBlock moves the entries of the next block that are still indexed
-// into the inner store and releases the pages behind them. It reports
-// whether blocks remain. The lock is held for one block (64 KiB), so
-// Gets taking entries wait at most that long.
+// moveBlock checks the next block and moves its entries that are still
+// waiting into the inner store, then releases the pages behind them. It
+// reports whether blocks remain to be taken. The lock is held only to
+// take the block and check it, and to store its entries; they are copied
+// one by one under the shared lock, so Gets wait at most for one.
 func (w *Warm) moveBlock() bool {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.next >= len(w.blocks) {
+	x := w.idx
+	if x == nil || w.next >= len(x.blocks) {
+		w.mu.Unlock()
 		return false
 	}
-	b := w.blocks[w.next]
+	b := w.next
 	w.next++
-	now := w.now()
-	for off := b.from; off < b.to; {
-		var e Entry
-		next, err := entryAt(&e, w.data, off)
-		if err != nil {
-			break // cannot happen: the scan decoded it
+	w.busy++
+	var todo []int // entries of b still waiting, as seq, offset pairs
+	if w.checkBlock(b) {
+		var scratch Entry
+		seq := int(x.blocks[b].first)
+		for off, end := x.payload(b); off < end; seq++ {
+			if !x.isGone(seq) {
+				todo = append(todo, seq, off)
+			}
+			next, err := entryAt(&scratch, x.data, off) // checked with the block: cannot fail
+			if err != nil {
+				break
+			}
+			off = next
 		}
-		if cur, ok := w.idx.get(e.Key()); ok && cur == off {
-			w.forget(e.Key(), e.Cost())
-			if !e.Expired(now) {
-				w.batch = append(w.batch, e.Clone())
+	}
+	w.mu.Unlock()
+
+	copies := make([]*Entry, len(todo)/2)
+	for i := range copies {
+		w.mu.RLock()
+		if w.idx == x && !x.isGone(todo[2*i]) {
+			copies[i] = x.copyAt(todo[2*i+1], nil)
+		}
+		w.mu.RUnlock()
+	}
+
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.now()
+	for i, e := range copies {
+		if seq := todo[2*i]; e != nil && w.idx == x && !x.isGone(seq) {
+			w.forget(seq)
+			if e.Expired(now) || !e.Transferable() {
+				w.moves.Expired++
+			} else {
+				w.batch = append(w.batch, e)
 			}
 		}
-		off = next
 	}
+	w.moves.Moved += int64(len(w.batch))
 	setMany(w.inner, w.batch)
 	clear(w.batch)
 	w.batch = w.batch[:0]
-	if w.next == len(w.blocks) {
-		w.finish()
+	w.busy--
+	if w.idx != x {
 		return false
 	}
-	// Everything before this block's end has moved (a page it shares
-	// with the next block stays). Released in large steps: each call
-	// costs the kernel a TLB flush on every CPU, half a millisecond on a
-	// VM whatever its length.
-	if to := b.to &^ (osPageSize - 1); to-w.released >= releaseStep {
-		w.release(w.released, to)
+	if w.next == len(x.blocks) {
+		if w.busy == 0 {
+			w.finish()
+		}
+		return false
+	}
+	if to := x.payloadEnd(b) &^ (osPageSize - 1); to-w.released >= releaseStep {
+		w.mapping.release(w.released, to)
 		w.released = to
 	}
 	return true
 }
 
+// checkBlock checks block b the first time it is used (its frame, its
+// checksum, every entry's encoding) and reports whether it is sound. A
+// damaged block's entries are dropped and OnDamage hears of it. The
+// caller holds the lock.
+func (w *Warm) checkBlock(b int) bool {
+	x := w.idx
+	if x.state[b] != blockUnchecked {
+		return x.state[b] == blockGood
+	}
+	blk := x.blocks[b]
+	sc := snapshotScanner{data: x.data, off: int(blk.off)}
+	kind, count, payload, err := sc.frame()
+	if err == nil && (kind != frameBlock || count != blk.count) {
+		err = sc.corrupt("the index calls it a block of %d entries", blk.count)
+	}
+	if err == nil {
+		_, err = sc.decodeBlock(nil, count, payload)
+	}
+	if err == nil {
+		x.state[b] = blockGood
+		return true
+	}
+	x.state[b] = blockBad
+	for seq := int(blk.first); seq < int(blk.first+blk.count); seq++ {
+		if !x.isGone(seq) {
+			w.forget(seq)
+			w.moves.Damaged++
+		}
+	}
+	w.onDamage(err)
+	return false
+}
+
 // finish drops the mapping and the index; the caller holds the lock.
 func (w *Warm) finish() {
-	w.unmap()
-	w.idx, w.data, w.blocks, w.batch = nil, nil, nil, nil
-	w.next = 0
+	w.mapping.unmap()
+	w.idx, w.batch, w.next = nil, nil, 0
 	w.pending.Store(0)
 	w.pendingBytes.Store(0)
 	close(w.moved)
@@ -428,79 +519,246 @@ func setMany(st Store, es []*Entry) int {
 	return kept
 }
 
-// snapIndex maps the keys of a snapshot's entries to where the entries
-// start in it. It is keyed by the keys' hashes, which for millions of
-// keys builds in about half the time a map of strings takes, and compares
-// the key in the snapshot on lookup; a key whose hash an earlier one
-// holds goes to a second map (with 64-bit hashes, a million keys collide
-// with odds of one in thirty million). A nil index holds nothing.
+// snapIndex is a loaded snapshot: where its entries are, by key hash and
+// by block, and which are still waiting. A nil index holds nothing.
 type snapIndex struct {
 	data   []byte
-	byHash map[uint64]int
-	more   map[string]int // keys viewing data
+	recs   []byte      // records (recordLen bytes each) sorted by key hash
+	blocks []snapBlock // in file order
+	costs  []uint32    // by entry number
+	gone   []uint64    // bitmap by entry number: moved, taken, dropped, or never live
+	state  []uint8     // by block
+	end    int         // where the last block ends (the index starts)
 }
 
-func newSnapIndex(data []byte, hint int) *snapIndex {
-	return &snapIndex{data: data, byHash: make(map[uint64]int, hint)}
+// Block states.
+const (
+	blockUnchecked uint8 = iota
+	blockGood
+	blockBad
+)
+
+func (x *snapIndex) records() int { return len(x.recs) / recordLen }
+
+func (x *snapIndex) record(i int) snapRecord {
+	r := x.recs[i*recordLen : (i+1)*recordLen]
+	le := binary.LittleEndian
+	return snapRecord{hash: le.Uint64(r), off: int64(le.Uint64(r[8:])), expires: int64(le.Uint64(r[16:])),
+		seq: le.Uint32(r[24:]), cost: le.Uint32(r[28:])}
 }
 
-func (x *snapIndex) len() int {
+func (x *snapIndex) isGone(seq int) bool { return x.gone[seq/64]&(1<<(seq%64)) != 0 }
+
+// setGone marks seq gone and reports whether it was waiting.
+func (x *snapIndex) setGone(seq int) bool {
+	w, bit := &x.gone[seq/64], uint64(1)<<(seq%64)
+	was := *w&bit == 0
+	*w |= bit
+	return was
+}
+
+// find returns the waiting record of key. Keys are compared as the file
+// holds them, checked or not: find only locates.
+func (x *snapIndex) find(key []byte) (snapRecord, bool) {
 	if x == nil {
-		return 0
+		return snapRecord{}, false
 	}
-	return len(x.byHash) + len(x.more)
+	h := xxhash.Sum64(key)
+	n := x.records()
+	for i := sort.Search(n, func(i int) bool { return binary.LittleEndian.Uint64(x.recs[i*recordLen:]) >= h }); i < n; i++ {
+		r := x.record(i)
+		if r.hash != h {
+			break
+		}
+		if !x.isGone(int(r.seq)) && bytes.Equal(x.keyAt(int(r.off)), key) {
+			return r, true
+		}
+	}
+	return snapRecord{}, false
 }
 
-// keyAt is the key of the entry at off.
+// copyAt returns a copy of its own of the entry at off, in a block
+// checked sound, or nil if none decodes there or its key is not key (when
+// given).
+func (x *snapIndex) copyAt(off int, key []byte) *Entry {
+	var e Entry
+	if _, err := entryAt(&e, x.data, off); err != nil || key != nil && !bytes.Equal(e.Key(), key) {
+		return nil
+	}
+	return e.Clone()
+}
+
+// keyAt is the key of the entry at off, nil if none decodes there.
 func (x *snapIndex) keyAt(off int) []byte {
 	var e Entry
 	if _, err := entryAt(&e, x.data, off); err != nil {
-		return nil // cannot happen: the scan decoded it
+		return nil
 	}
 	return e.Key()
 }
 
-// get returns where key's entry starts.
-func (x *snapIndex) get(key []byte) (int, bool) {
-	if x == nil {
-		return 0, false
-	}
-	if off, ok := x.byHash[keyHash(key)]; ok && bytes.Equal(x.keyAt(off), key) {
-		return off, true
-	}
-	off, ok := x.more[string(key)]
-	return off, ok
+// blockOf is the block holding offset off.
+func (x *snapIndex) blockOf(off int64) int {
+	return max(sort.Search(len(x.blocks), func(b int) bool { return x.blocks[b].off > off })-1, 0)
 }
 
-// add indexes the entry of key (viewing data) at off, unless key is
-// indexed already.
-func (x *snapIndex) add(key []byte, off int) bool {
-	h := keyHash(key)
-	prev, taken := x.byHash[h]
-	if !taken {
-		x.byHash[h] = off
+// payload is where block b's entries start and end, for a block checked
+// sound.
+func (x *snapIndex) payload(b int) (int, int) {
+	off := int(x.blocks[b].off)
+	return off + frameHeadLen, off + frameHeadLen + int(binary.LittleEndian.Uint32(x.data[off+5:]))
+}
+
+// payloadEnd is where block b ends as far as the index knows.
+func (x *snapIndex) payloadEnd(b int) int {
+	if b+1 < len(x.blocks) {
+		return int(x.blocks[b+1].off)
+	}
+	return x.end
+}
+
+// readIndex reads data's header, end frame and index, and checks that
+// they agree; the blocks are left for checkBlock. The entries live at now
+// are those Stats count; a duplicate key (which WriteSnapshot never
+// writes) keeps its first copy.
+func readIndex(data []byte, now int64, populate func(from, to int)) (*snapIndex, SnapshotStats, error) {
+	var s SnapshotStats
+	sc := snapshotScanner{data: data}
+	taken, err := sc.header()
+	if err != nil {
+		return nil, s, err
+	}
+	s.Taken = time.Unix(0, taken)
+	if len(data) < headerLen+endFrameAt {
+		return nil, s, sc.corrupt("truncated: no end frame")
+	}
+	sc.off = len(data) - endFrameAt
+	kind, _, end, err := sc.frame()
+	if err != nil || kind != frameEnd {
+		return nil, s, cmp.Or(err, sc.corrupt("no end frame"))
+	}
+	total, at := binary.LittleEndian.Uint64(end), binary.LittleEndian.Uint64(end[8:])
+	if at < headerLen || at >= uint64(len(data)-endFrameAt) {
+		return nil, s, sc.corrupt("the end frame puts the index at %d", at)
+	}
+	populate(int(at), len(data)) // read whole, and looked up at random
+	sc.off = int(at)
+	kind, count, payload, err := sc.frame()
+	switch {
+	case err != nil:
+		return nil, s, err
+	case kind != frameIndex || uint64(count) != total || sc.off != len(data)-endFrameAt:
+		return nil, s, sc.corrupt("no index where the end frame puts it")
+	}
+	nb := binary.LittleEndian.Uint32(payload)
+	if uint64(len(payload)) != 4+uint64(nb)*blockRefLen+uint64(count)*recordLen {
+		return nil, s, sc.corrupt("index of %d blocks and %d entries in %d bytes", nb, count, len(payload))
+	}
+	x := &snapIndex{data: data, end: int(at), recs: payload[4+int(nb)*blockRefLen:],
+		blocks: make([]snapBlock, nb), state: make([]uint8, nb)}
+	var seqs uint64
+	for b := range x.blocks {
+		ref := payload[4+b*blockRefLen:]
+		blk := snapBlock{off: int64(binary.LittleEndian.Uint64(ref)), first: binary.LittleEndian.Uint32(ref[8:]), count: binary.LittleEndian.Uint32(ref[12:])}
+		if blk.off < headerLen || blk.off >= int64(at) || b > 0 && blk.off <= x.blocks[b-1].off || uint64(blk.first) != seqs || blk.count == 0 {
+			return nil, s, sc.corrupt("index: block %d is out of order", b)
+		}
+		seqs += uint64(blk.count)
+		x.blocks[b] = blk
+	}
+	if seqs != total {
+		return nil, s, sc.corrupt("index: the blocks hold %d entries, not %d", seqs, total)
+	}
+	if err := x.account(now, &s, func(r snapRecord) bool {
+		return r.off >= headerLen && r.off < int64(at) && uint64(r.seq) < total
+	}); err != nil {
+		return nil, s, sc.corrupt("index: %v", err)
+	}
+	s.Bytes = int64(len(data))
+	return x, s, nil
+}
+
+// scanIndex builds the index of data by scanning its blocks in order (a
+// snapshot whose own index cannot be used), up to the first damage.
+func scanIndex(data []byte, now int64) (*snapIndex, SnapshotStats, error) {
+	x := &snapIndex{data: data}
+	var recs []snapRecord
+	s, err := scanSnapshot(data, func(off, count int) {
+		x.blocks = append(x.blocks, snapBlock{off: int64(off), first: uint32(len(recs)), count: uint32(count)})
+	}, func(e *Entry, off int) bool {
+		expires := e.Expires
+		if !e.Transferable() {
+			expires = now // pass markers are this node's own: left out as expired
+		}
+		recs = append(recs, snapRecord{hash: xxhash.Sum64(e.Key()), off: int64(off), expires: expires, seq: uint32(len(recs)), cost: uint32(min(e.Cost(), 1<<32-1))})
 		return true
+	})
+	x.end = int(s.Bytes) // where the scan stopped: past the last sound block
+	slices.SortFunc(recs, func(a, b snapRecord) int {
+		return cmp.Or(cmp.Compare(a.hash, b.hash), cmp.Compare(a.seq, b.seq))
+	})
+	x.recs = make([]byte, 0, len(recs)*recordLen)
+	for _, r := range recs {
+		x.recs = binary.LittleEndian.AppendUint64(x.recs, r.hash)
+		x.recs = binary.LittleEndian.AppendUint64(x.recs, uint64(r.off))
+		x.recs = binary.LittleEndian.AppendUint64(x.recs, uint64(r.expires))
+		x.recs = binary.LittleEndian.AppendUint32(x.recs, r.seq)
+		x.recs = binary.LittleEndian.AppendUint32(x.recs, r.cost)
 	}
-	if bytes.Equal(x.keyAt(prev), key) {
-		return false
+	x.state = make([]uint8, len(x.blocks))
+	for b := range x.state {
+		x.state[b] = blockGood // checked by the scan
 	}
-	k := unsafe.String(unsafe.SliceData(key), len(key))
-	if _, dup := x.more[k]; dup {
-		return false
+	stats := s
+	if aerr := x.account(now, &stats, func(snapRecord) bool { return true }); aerr != nil {
+		return nil, s, aerr // cannot happen: the records are the scan's own
 	}
-	if x.more == nil {
-		x.more = make(map[string]int)
-	}
-	x.more[k] = off
-	return true
+	return x, stats, err
 }
 
-// remove forgets key.
-func (x *snapIndex) remove(key []byte) {
-	h := keyHash(key)
-	if off, ok := x.byHash[h]; ok && bytes.Equal(x.keyAt(off), key) {
-		delete(x.byHash, h)
-		return
+// account fills x's per-entry tables from its records (each checked by
+// ok), marks expired entries and duplicate keys gone, and counts them in
+// s.
+func (x *snapIndex) account(now int64, s *SnapshotStats, ok func(snapRecord) bool) error {
+	n := x.records()
+	x.costs = make([]uint32, n)
+	x.gone = make([]uint64, (n+63)/64)
+	seen := make([]uint64, (n+63)/64)
+	var prev uint64
+	for i := range n {
+		r := x.record(i)
+		if !ok(r) || i > 0 && r.hash < prev || seen[r.seq/64]&(1<<(r.seq%64)) != 0 {
+			return fmt.Errorf("entry %d of %d does not fit", i, n)
+		}
+		seen[r.seq/64] |= 1 << (r.seq % 64)
+		prev = r.hash
+		x.costs[r.seq] = r.cost
+		switch {
+		case r.expires != 0 && now >= r.expires:
+			x.setGone(int(r.seq))
+			s.Skipped++
+		case i > 0 && x.record(i-1).hash == r.hash && x.duplicate(i):
+			x.setGone(int(r.seq))
+			s.Skipped++
+		}
 	}
-	delete(x.more, string(key))
+	s.Entries = int64(n) - s.Skipped
+	return nil
+}
+
+// duplicate reports whether record i's key is an earlier record's of the
+// same hash (records of one hash are in file order).
+func (x *snapIndex) duplicate(i int) bool {
+	r := x.record(i)
+	key := x.keyAt(int(r.off))
+	for j := i - 1; j >= 0; j-- {
+		p := x.record(j)
+		if p.hash != r.hash {
+			return false
+		}
+		if !x.isGone(int(p.seq)) && bytes.Equal(x.keyAt(int(p.off)), key) {
+			return true
+		}
+	}
+	return false
 }
