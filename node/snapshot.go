@@ -71,6 +71,10 @@ func newSnapshots(path string, st cache.Store, now func() int64, log *slog.Logge
 // what happened. Nothing about the file stops the node: a missing one is
 // a cold start, a corrupt one gives what precedes the damage.
 func (s *snapshots) load(w *cache.Warm) {
+	w.OnDamage(func(err error) {
+		s.failures.WithLabelValues(opLoad).Inc()
+		s.log.Error("snapshot block damaged: its entries are dropped", "snapshot", s.path, "err", err)
+	})
 	start := time.Now()
 	st, err := w.Load(s.path)
 	took := time.Since(start)
@@ -105,7 +109,9 @@ func (s *snapshots) load(w *cache.Warm) {
 		defer s.bg.Done()
 		select {
 		case <-w.Moved():
-			s.log.Info("snapshot moved into the store", "entries", st.Entries, "took", time.Since(start).Round(time.Millisecond))
+			m := w.MoveStats()
+			s.log.Info("snapshot moved into the store", "entries", m.Moved, "expired", m.Expired, "damaged", m.Damaged,
+				"took", time.Since(start).Round(time.Millisecond))
 		case <-s.quit:
 		}
 	}()
