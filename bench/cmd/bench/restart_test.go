@@ -1,0 +1,29 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestLogLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.log")
+	log := `time=2026-12-02T10:00:00.000Z level=INFO msg="snapshot written" snapshot=/tmp/s entries=10 bytes=1234 took=1.5s MB/s=1
+time=2026-12-02T10:00:01.000Z level=INFO msg="snapshot loaded" snapshot="/tmp/a b" entries=7 took=12ms
+time=2026-12-02T10:00:02.000Z level=INFO msg="snapshot written" snapshot=/tmp/s entries=11 bytes=1300 took=2s MB/s=1
+`
+	if err := os.WriteFile(path, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := logLine(path, "snapshot written")
+	if err != nil || w["entries"] != "11" || w["took"] != "2s" {
+		t.Fatalf("last write: %v, %v", w, err)
+	}
+	l, err := logLine(path, "snapshot loaded")
+	if err != nil || l["snapshot"] != "/tmp/a b" || l["took"] != "12ms" {
+		t.Fatalf("load: %v, %v", l, err)
+	}
+	if _, err := logLine(path, "snapshot moved into the store"); err == nil {
+		t.Fatal("found a line that is not there")
+	}
+}
