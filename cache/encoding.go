@@ -63,15 +63,29 @@ func (e *Entry) EncodedSize() int {
 
 func varint64Len(v int64) int { return uvarintLen(uint64(v)<<1 ^ uint64(v>>63)) } // zigzag, as AppendVarint
 
-// Fetched is an entry read off the wire for one answer: Entry borrows Buf,
-// which is reused from one fetch to the next, so a forwarded hit decodes
-// without allocating. Keep an entry beyond the answer with Entry.Clone.
+// Fetched is an entry read off the wire for one answer. Entry borrows a
+// buffer — Buf, reused from one fetch to the next, or the transport's own,
+// held by Borrowed until Release — so a forwarded hit decodes without
+// allocating. Keep an entry beyond the answer with Entry.Clone.
 type Fetched struct {
 	Entry Entry
 	Buf   []byte
+	// Borrowed, when set, holds the buffer Entry borrows: Release gives it
+	// back.
+	Borrowed interface{ Release() }
 	// Max is the largest encoding to take; a larger entry is not fetched
 	// (the request is forwarded instead, and streamed).
 	Max int
+}
+
+// Release ends the use of Entry: it gives back the buffer it borrows, if
+// the transport lent one. Entry must not be used after it.
+func (f *Fetched) Release() {
+	if f.Borrowed != nil {
+		f.Borrowed.Release()
+		f.Borrowed = nil
+	}
+	f.Entry = Entry{}
 }
 
 // Clone returns a copy of e that shares nothing with it: for keeping an

@@ -16,46 +16,54 @@ import (
 	"github.com/ringcache/ringcache/cache"
 )
 
-// FramesALPN is the TLS application protocol of the lookup exchange: a
-// member asks a key's owner for the entry and, when it is there, serves
-// the request itself through its own hit path. A forwarded hit then costs
-// a small frame each way on a connection that stays open with many
-// lookups in flight, instead of a second HTTP exchange; writes are batched
-// (memcached's pipelined gets): the owner answers everything it has read
-// and flushes once, and callers writing together share one flush.
+// FramesALPN is the TLS application protocol of the members' frame
+// exchange: lookups (a member asks a key's holder for the entry and, when
+// it is there, serves the request itself through its own hit path) and
+// replica copies. A forwarded hit then costs a small frame each way on a
+// connection that stays open with many calls in flight, instead of a
+// second HTTP exchange; writes are batched (memcached's pipelined gets):
+// the server answers everything it has read and flushes once, and callers
+// writing together share one flush.
 //
 // Frames, big-endian, on a connection whose mutual TLS made both ends
-// members:
+// members (n counts what follows it):
 //
-//	request:  u32 n | u32 id | u8 op=get | u32 max-entry | key        (n counts what follows it)
-//	response: u32 n | u32 id | u8 status | i64 owner-now | entry?
+//	request:  u32 n | u32 id | u8 op | payload
+//	response: u32 n | u32 id | u8 status | i64 sender-now | payload
+//
+//	opGet  payload: u32 max-entry | key         answer: statusFound + entry, or statusMissing/statusTooLarge
+//	opPut  payload: i64 sender-now | entries    answer: statusOK + u32 accepted | u32 rejected
 //
 // max-entry is the largest encoded entry the asker takes; a larger one is
 // answered statusTooLarge and the asker forwards the request instead (the
-// owner then streams it). owner-now is the owner's clock (unix
-// nanoseconds), so the asker can read the entry's times on its own clock.
-// An id is the asker's slot for the call; answers may come in any order.
+// owner then streams it). Entries in a put are uvarint-length-prefixed
+// encodings. sender-now is the sender's clock (unix nanoseconds), so the
+// receiver reads entries' times on its own clock. An id is the asker's
+// slot for the call; answers come in any order.
 const FramesALPN = "ringcache-frames/1"
 
 const (
 	opGet = 1
+	opPut = 2
 
 	statusFound    = 0 // an entry follows
 	statusMissing  = 1 // nothing stored under the key (or only a pass marker)
 	statusTooLarge = 2 // stored, but over the asker's max-entry
 	statusBad      = 3 // the request made no sense
+	statusOK       = 4 // a put was applied; counts follow
 
-	requestHead  = 4 + 4 + 1 + 4 // n, id, op, max-entry
-	responseHead = 4 + 4 + 1 + 8 // n, id, status, owner-now
+	requestHead  = 4 + 4 + 1     // n, id, op
+	responseHead = 4 + 4 + 1 + 8 // n, id, status, sender-now
 
-	// maxKeyBytes bounds a key in a request frame: a cache key is a host,
-	// path and query, far below it.
+	// maxKeyBytes bounds a key in a lookup: a cache key is a host, path and
+	// query, far below it.
 	maxKeyBytes = 64 << 10
-	// framesSlots is how many lookups one connection carries at once; a
+	// framesSlots is how many calls one connection carries at once; a
 	// caller beyond it waits for a slot.
 	framesSlots = 1024
 	// framesBuffer sizes each connection's read and write buffers: many
-	// frames per system call under load.
+	// frames per system call under load. A slot keeps an answer buffer up
+	// to this size from call to call.
 	framesBuffer = 64 << 10
 	// framesRedial paces redialling a peer that refused the exchange (a
 	// member of another release) or could not be reached.
@@ -64,30 +72,18 @@ const (
 
 var (
 	// errFramesClosed: the connection ended; the call's fate is unknown.
-	errFramesClosed = errors.New("peer lookup connection closed")
-	// errFramesTimeout: the owner did not answer in time; the connection
+	errFramesClosed = errors.New("peer connection closed")
+	// errFramesTimeout: the peer did not answer in time; the connection
 	// is dropped, since a stalled peer may stall everything behind it.
-	errFramesTimeout = errors.New("peer lookup timed out")
+	errFramesTimeout = errors.New("peer did not answer in time")
 	// errFramesDown: the peer was unreachable or refused the exchange
 	// recently, so no dial was tried.
-	errFramesDown = errors.New("peer lookup unavailable")
+	errFramesDown = errors.New("peer exchange unavailable")
 )
 
-// Lookup results, for Peer.Get.
-const (
-	// LookupFound: the owner holds an entry; it was decoded into the
-	// caller's Entry.
-	LookupFound = iota
-	// LookupMissing: the owner holds nothing usable under the key.
-	LookupMissing
-	// LookupTooLarge: the owner holds an entry larger than the caller
-	// takes.
-	LookupTooLarge
-)
+// --- the server's side ---
 
-// --- the owner's side ---
-
-// ServeFrames answers lookups on the connections ln accepts (the FramesALPN
+// ServeFrames answers frames on the connections ln accepts (the FramesALPN
 // side of the peer listener, handshake done) until ln is closed; then it
 // closes the connections it serves and returns once they are done.
 func (s *PeerServer) ServeFrames(ln net.Listener) {
@@ -126,10 +122,12 @@ func (s *PeerServer) serveFramesConn(c net.Conn) {
 	br := bufio.NewReaderSize(c, framesBuffer)
 	bw := bufio.NewWriterSize(c, framesBuffer)
 	var (
-		head [requestHead]byte
-		key  []byte
-		out  = make([]byte, responseHead, framesBuffer) // the answer: its head, then the entry
+		head    [requestHead]byte
+		payload []byte
+		out     = make([]byte, responseHead, framesBuffer) // the answer: its head, then its payload
 	)
+	// The largest request: a put batch, or one entry larger than a batch.
+	maxPayload := max(HandoffBatchBytes, s.maxEntry) + 1<<20
 	deadline := false // a read deadline is set: clear it once the frame is in
 	for {
 		if br.Buffered() == 0 {
@@ -149,53 +147,86 @@ func (s *PeerServer) serveFramesConn(c net.Conn) {
 		if _, err := io.ReadFull(br, head[4:]); err != nil {
 			return
 		}
-		n := binary.BigEndian.Uint32(head[0:4])
+		size := int64(binary.BigEndian.Uint32(head[0:4])) - (requestHead - 4)
 		id := binary.BigEndian.Uint32(head[4:8])
 		op := head[8]
-		maxEntry := int64(binary.BigEndian.Uint32(head[9:13]))
-		keyLen := int64(n) - (requestHead - 4)
-		if op != opGet || keyLen <= 0 || keyLen > maxKeyBytes {
+		if size < 0 || size > maxPayload || (op != opGet && op != opPut) {
 			s.malformed.Add(1)
 			s.answer(bw, id, statusBad, out[:responseHead])
 			_ = bw.Flush()
 			return // the framing may be lost: end the connection
 		}
-		if int64(br.Buffered()) < keyLen && !deadline {
+		if int64(br.Buffered()) < size && !deadline {
 			_ = c.SetReadDeadline(time.Now().Add(s.timeout))
 			deadline = true
 		}
-		key = grow(key, int(keyLen))
-		if _, err := io.ReadFull(br, key); err != nil {
+		payload = grow(payload, int(size))
+		if _, err := io.ReadFull(br, payload); err != nil {
 			return
 		}
 		if deadline {
 			_ = c.SetReadDeadline(time.Time{})
 			deadline = false
 		}
-		s.lookups.Add(1)
-		e, ok := s.local.Get(key)
-		status := byte(statusFound)
-		switch {
-		case !ok:
-			status = statusMissing
-		case int64(e.EncodedSize()) > maxEntry:
-			status = statusTooLarge
-		default:
-			s.hits.Add(1)
-			out = e.AppendBinary(out[:responseHead])
-		}
-		if status != statusFound {
-			out = out[:responseHead]
+		var status byte
+		switch op {
+		case opGet:
+			status, out = s.get(payload, out[:responseHead])
+		case opPut:
+			status, out = s.put(payload, out[:responseHead])
 		}
 		s.answer(bw, id, status, out)
+		if status == statusBad {
+			_ = bw.Flush()
+			return
+		}
 		if cap(out) > framesBuffer {
 			out = make([]byte, responseHead, framesBuffer) // do not keep a freak entry's buffer
+		}
+		if cap(payload) > framesBuffer {
+			payload = nil
 		}
 	}
 }
 
+// get answers a lookup, appending the entry (if any) to out.
+func (s *PeerServer) get(payload, out []byte) (byte, []byte) {
+	if len(payload) <= 4 || len(payload)-4 > maxKeyBytes {
+		s.malformed.Add(1)
+		return statusBad, out
+	}
+	maxEntry := int(binary.BigEndian.Uint32(payload[:4]))
+	s.lookups.Add(1)
+	e, ok := s.local.Get(payload[4:])
+	switch {
+	case !ok:
+		return statusMissing, out
+	case e.EncodedSize() > maxEntry:
+		return statusTooLarge, out
+	}
+	s.hits.Add(1)
+	return statusFound, e.AppendBinary(out)
+}
+
+// put takes the copies of a batch, as a handoff batch's: each is kept
+// unless this node holds a newer one, or an invalidation came after it was
+// fetched (Local.Accept).
+func (s *PeerServer) put(payload, out []byte) (byte, []byte) {
+	if len(payload) < 8 {
+		s.malformed.Add(1)
+		return statusBad, out
+	}
+	skew := s.now() - int64(binary.BigEndian.Uint64(payload[:8]))
+	accepted, rejected, malformed := s.accept(payload[8:], skew)
+	s.replicasIn.Add(accepted)
+	var counts [8]byte
+	binary.BigEndian.PutUint32(counts[0:4], uint32(accepted))
+	binary.BigEndian.PutUint32(counts[4:8], uint32(rejected+malformed))
+	return statusOK, append(out, counts[:]...)
+}
+
 // answer writes one response frame: frame holds room for the head, then
-// the entry if any.
+// the payload if any.
 func (s *PeerServer) answer(bw *bufio.Writer, id uint32, status byte, frame []byte) {
 	binary.BigEndian.PutUint32(frame[0:4], uint32(len(frame)-4))
 	binary.BigEndian.PutUint32(frame[4:8], id)
@@ -214,8 +245,8 @@ func grow(b []byte, n int) []byte {
 
 // --- the asker's side ---
 
-// framesClient is one peer's end of the lookup exchange: one connection,
-// dialled on first use and again after it fails.
+// framesClient is one peer's end of the exchange: one connection, dialled
+// on first use and again after it fails.
 type framesClient struct {
 	addr     string
 	tls      *tls.Config // the peer client config, offering FramesALPN only
@@ -234,37 +265,44 @@ func newFramesClient(addr string, peerTLS *tls.Config, timeout time.Duration, ma
 	return &framesClient{addr: addr, tls: cfg, timeout: timeout, maxEntry: min(maxEntry, 1<<32-1)}
 }
 
-// get asks the peer for key and, when it holds an entry of at most
-// maxEntry encoded bytes (<= 0: the client's limit), leaves the encoding in
-// *buf (grown as needed) and decodes it into e, which then borrows *buf.
-// It returns the lookup result and the owner's clock.
-func (f *framesClient) get(ctx context.Context, key []byte, maxEntry int64, e *cache.Entry, buf *[]byte) (int, int64, error) {
+// startGet sends a lookup of key, taking entries of at most maxEntry
+// encoded bytes (<= 0: the client's limit), and returns its call.
+func (f *framesClient) startGet(ctx context.Context, key []byte, maxEntry int64) (*call, error) {
 	if len(key) == 0 || len(key) > maxKeyBytes {
-		return 0, 0, fmt.Errorf("lookup key of %d bytes", len(key))
+		return nil, fmt.Errorf("lookup key of %d bytes", len(key))
 	}
 	c, err := f.connect()
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	if maxEntry <= 0 || maxEntry > f.maxEntry {
 		maxEntry = f.maxEntry
 	}
-	status, ownerNow, err := c.call(ctx, key, maxEntry, buf, f.timeout)
+	var arg [4]byte
+	binary.BigEndian.PutUint32(arg[:], uint32(maxEntry))
+	return c.send(ctx, opGet, arg[:], key)
+}
+
+// put sends a batch of encoded entries and waits for the counts.
+func (f *framesClient) put(ctx context.Context, now int64, batch []byte) (accepted, rejected int, err error) {
+	c, err := f.connect()
 	if err != nil {
 		return 0, 0, err
 	}
-	switch status {
-	case statusFound:
-		if err := cache.DecodeEntryInto(e, *buf); err != nil {
-			return 0, 0, err
-		}
-		return LookupFound, ownerNow, nil
-	case statusMissing:
-		return LookupMissing, ownerNow, nil
-	case statusTooLarge:
-		return LookupTooLarge, ownerNow, nil
+	var arg [8]byte
+	binary.BigEndian.PutUint64(arg[:], uint64(now))
+	cl, err := c.send(ctx, opPut, arg[:], batch)
+	if err != nil {
+		return 0, 0, err
 	}
-	return 0, 0, fmt.Errorf("peer answered lookup status %d", status)
+	defer cl.Release()
+	if err := cl.wait(ctx, f.timeout); err != nil {
+		return 0, 0, err
+	}
+	if cl.status != statusOK || len(cl.buf) != 8 {
+		return 0, 0, fmt.Errorf("peer answered a put with status %d", cl.status)
+	}
+	return int(binary.BigEndian.Uint32(cl.buf[0:4])), int(binary.BigEndian.Uint32(cl.buf[4:8])), nil
 }
 
 // connect returns the open connection, dialling one if there is none.
@@ -307,66 +345,81 @@ func dialFrames(addr string, cfg *tls.Config, timeout time.Duration) (*framesCon
 	defer cancel()
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("dial lookups at %s: %w", addr, err)
+		return nil, fmt.Errorf("dial frames at %s: %w", addr, err)
 	}
 	tc := raw.(*tls.Conn)
 	if p := tc.ConnectionState().NegotiatedProtocol; p != FramesALPN {
 		_ = tc.Close()
-		return nil, fmt.Errorf("dial lookups at %s: the peer does not speak %s (it agreed on %q)", addr, FramesALPN, p)
+		return nil, fmt.Errorf("dial frames at %s: the peer does not speak %s (it agreed on %q)", addr, FramesALPN, p)
 	}
 	return newFramesConn(tc, timeout), nil
 }
 
-// newFramesConn starts the asker's end of the exchange on c, whose peer is
-// authenticated.
+// newFramesConn starts the asker's end of the exchange on nc, whose peer
+// is authenticated.
 func newFramesConn(nc net.Conn, timeout time.Duration) *framesConn {
-	c := &framesConn{c: nc, bw: bufio.NewWriterSize(nc, framesBuffer), closed: make(chan struct{}), free: make(chan uint32, framesSlots)}
-	c.slots = make([]slot, framesSlots)
-	for i := range c.slots {
-		c.slots[i].done = make(chan struct{}, 1)
-		c.slots[i].timer = time.NewTimer(time.Hour)
-		c.slots[i].timer.Stop()
-		c.free <- uint32(i)
+	c := &framesConn{nc: nc, timeout: timeout, bw: bufio.NewWriterSize(nc, framesBuffer), closed: make(chan struct{}), tokens: make(chan struct{}, framesSlots)}
+	c.calls = make([]call, framesSlots)
+	c.free = make([]uint32, 0, framesSlots)
+	for i := range c.calls {
+		cl := &c.calls[i]
+		cl.conn, cl.idx = c, uint32(i)
+		cl.done = make(chan struct{}, 1)
+		cl.timer = time.NewTimer(time.Hour)
+		cl.timer.Stop()
+		c.free = append(c.free, uint32(framesSlots-1-i))
+		c.tokens <- struct{}{}
 	}
-	go c.read(bufio.NewReaderSize(nc, framesBuffer), timeout)
+	go c.read(bufio.NewReaderSize(nc, framesBuffer))
 	return c
 }
 
-// framesConn is one connection with up to framesSlots lookups in flight.
+// framesConn is one connection with up to framesSlots calls in flight.
 type framesConn struct {
-	c       net.Conn
+	nc      net.Conn
+	timeout time.Duration
 	wmu     sync.Mutex // guards bw
 	bw      *bufio.Writer
 	writers atomic.Int32 // callers between wanting to write and having written
-	slots   []slot
-	free    chan uint32 // indexes of free slots
+	calls   []call
+	// A caller takes a token, then the most recently freed call: the
+	// same few calls, whose answer buffers have grown, serve a steady load.
+	tokens chan struct{}
+	freeMu sync.Mutex
+	free   []uint32 // a stack of free calls' indexes
 
 	closeOnce sync.Once
 	closed    chan struct{}
 	err       error // why it closed; set before closed is closed
 }
 
-// slot states.
+// call states.
 const (
-	slotFree      = iota
-	slotWaiting   // the request is out; the caller waits
-	slotReceiving // the reader is reading the answer into the caller's buffer
-	slotDone      // the answer (or the connection's failure) is in
-	slotAbandoned // the caller gave up; the connection is failing
+	callFree      = iota
+	callWaiting   // the request is out; the caller waits
+	callReceiving // the reader is reading the answer into the call's buffer
+	callDone      // the answer (or the connection's failure) is in
+	callOrphaned  // the caller no longer wants the answer: the reader frees the call
+	callAbandoned // the caller gave up; the connection is failing
 )
 
-// slot is one call in flight. done carries one signal per call; the timer
-// bounds the wait. Both are made once per connection, so a call
-// allocates nothing.
-type slot struct {
-	head     [requestHead]byte // the request's head: here, not on a stack it would escape from
-	state    atomic.Int32
-	buf      *[]byte // the caller's, for the answer's entry
-	status   byte
-	ownerNow int64
-	err      error
-	done     chan struct{}
-	timer    *time.Timer
+// call is one request in flight and, once answered, its answer: the status,
+// the sender's clock and the payload in buf, the call's own buffer, reused
+// from call to call. done carries one signal per call; the timer bounds
+// the wait. All of it is made once per connection, so a call allocates
+// nothing.
+type call struct {
+	conn   *framesConn
+	idx    uint32
+	head   [requestHead]byte // here, not on a stack it would escape from
+	state  atomic.Int32
+	status byte
+	now    int64
+	buf    []byte
+	err    error
+	done   chan struct{}
+	timer  *time.Timer
+	sent   time.Time // when the request went out, for the peer's latency
 }
 
 func (c *framesConn) failed() bool {
@@ -378,71 +431,117 @@ func (c *framesConn) failed() bool {
 	}
 }
 
-// call sends one lookup and waits for its answer.
-func (c *framesConn) call(ctx context.Context, key []byte, maxEntry int64, buf *[]byte, timeout time.Duration) (byte, int64, error) {
-	var idx uint32
+// send writes one request, payload a then b, and returns its call, which
+// the caller must wait for (or orphan) and then Release.
+func (c *framesConn) send(ctx context.Context, op byte, a, b []byte) (*call, error) {
 	select {
-	case idx = <-c.free:
+	case <-c.tokens:
 	case <-c.closed:
-		return 0, 0, c.err
+		return nil, c.err
 	case <-ctx.Done():
-		return 0, 0, ctx.Err()
+		return nil, ctx.Err()
 	}
-	s := &c.slots[idx]
-	s.buf, s.err = buf, nil
-	s.state.Store(slotWaiting)
-
-	head := s.head[:]
-	binary.BigEndian.PutUint32(head[0:4], uint32(requestHead-4+len(key)))
-	binary.BigEndian.PutUint32(head[4:8], idx)
-	head[8] = opGet
-	binary.BigEndian.PutUint32(head[9:13], uint32(maxEntry))
+	c.freeMu.Lock()
+	idx := c.free[len(c.free)-1]
+	c.free = c.free[:len(c.free)-1]
+	c.freeMu.Unlock()
+	cl := &c.calls[idx]
+	cl.err, cl.sent = nil, time.Now()
+	cl.state.Store(callWaiting)
+	binary.BigEndian.PutUint32(cl.head[0:4], uint32(requestHead-4+len(a)+len(b)))
+	binary.BigEndian.PutUint32(cl.head[4:8], idx)
+	cl.head[8] = op
 	// Callers writing at the same time share one flush: the last of them
 	// flushes what all wrote.
 	c.writers.Add(1)
 	c.wmu.Lock()
-	_, err := c.bw.Write(head)
+	_, err := c.bw.Write(cl.head[:])
 	if err == nil {
-		_, err = c.bw.Write(key)
+		_, err = c.bw.Write(a)
+	}
+	if err == nil {
+		_, err = c.bw.Write(b)
 	}
 	if c.writers.Add(-1) == 0 && err == nil {
 		err = c.bw.Flush()
 	}
 	c.wmu.Unlock()
 	if err != nil {
-		c.fail(fmt.Errorf("send lookup: %w", err))
+		c.fail(fmt.Errorf("send: %w", err))
 	}
+	return cl, nil
+}
 
-	s.timer.Reset(timeout)
+// wait waits for the answer within timeout. On timeout (or ctx's end) the
+// call is abandoned and the connection failed: a peer that let it wait
+// this long may never answer, and calls behind it would wait as long.
+func (cl *call) wait(ctx context.Context, timeout time.Duration) error {
+	cl.timer.Reset(timeout)
 	select {
-	case <-s.done:
+	case <-cl.done:
 	case <-ctx.Done():
-		c.abandon(s, ctx.Err())
-	case <-s.timer.C:
-		c.abandon(s, errFramesTimeout)
+		cl.abandon(ctx.Err())
+	case <-cl.timer.C:
+		cl.abandon(errFramesTimeout)
 	}
-	s.timer.Stop()
-	if s.state.Load() == slotAbandoned {
-		return 0, 0, s.err // the slot stays taken: its connection is closing
-	}
-	status, now, err := s.status, s.ownerNow, s.err
-	s.buf = nil
-	s.state.Store(slotFree)
-	c.free <- idx
-	return status, now, err
+	cl.timer.Stop()
+	return cl.err
 }
 
 // abandon gives up a call whose answer has not started to arrive, failing
-// the connection: a peer that let it wait this long may never answer, and
-// calls behind it would wait as long. If the answer is already being
-// read, it waits for it: the read is bounded by a deadline.
-func (c *framesConn) abandon(s *slot, why error) {
-	if s.state.CompareAndSwap(slotWaiting, slotAbandoned) {
-		s.err = why
-		c.fail(why)
+// the connection. If the answer is already being read, it waits for it:
+// the read is bounded by a deadline.
+func (cl *call) abandon(why error) {
+	if cl.state.CompareAndSwap(callWaiting, callAbandoned) {
+		cl.err = why
+		cl.conn.fail(why)
 		return
 	}
-	<-s.done
+	<-cl.done
+}
+
+// orphan gives up a call its caller no longer needs (another member's
+// answer came first): the reader frees it when its answer comes. If none
+// comes within grace, stalled is called (the caller pauses the peer: it
+// is not just slower than the other, it is not answering); if none comes
+// within the connection's timeout, the connection is failed.
+func (cl *call) orphan(grace time.Duration, stalled func()) {
+	if cl.state.CompareAndSwap(callWaiting, callOrphaned) {
+		grace = min(grace, cl.conn.timeout)
+		time.AfterFunc(grace, func() {
+			if cl.state.Load() != callOrphaned {
+				return // answered
+			}
+			if stalled != nil {
+				stalled()
+			}
+			time.AfterFunc(cl.conn.timeout-grace, func() {
+				if cl.state.CompareAndSwap(callOrphaned, callAbandoned) {
+					cl.conn.fail(errFramesTimeout)
+				}
+			})
+		})
+		return
+	}
+	<-cl.done // answered meanwhile (or being read): free it now
+	cl.Release()
+}
+
+// Release gives the call back once its answer was used; whatever borrowed
+// its buffer must not be used after it.
+func (cl *call) Release() {
+	if cl.state.Load() == callAbandoned {
+		return // its connection is closing; the call is never reused
+	}
+	if cap(cl.buf) > framesBuffer {
+		cl.buf = nil // do not keep a freak answer's buffer
+	}
+	cl.state.Store(callFree)
+	c := cl.conn
+	c.freeMu.Lock()
+	c.free = append(c.free, cl.idx)
+	c.freeMu.Unlock()
+	c.tokens <- struct{}{}
 }
 
 // fail closes the connection and ends every call waiting on it.
@@ -450,64 +549,72 @@ func (c *framesConn) fail(err error) {
 	c.closeOnce.Do(func() {
 		c.err = err
 		close(c.closed)
-		_ = c.c.Close()
-		for i := range c.slots {
-			s := &c.slots[i]
-			if s.state.CompareAndSwap(slotWaiting, slotDone) {
-				s.err = err
-				s.done <- struct{}{}
+		_ = c.nc.Close()
+		for i := range c.calls {
+			cl := &c.calls[i]
+			if cl.state.CompareAndSwap(callWaiting, callDone) {
+				cl.err = err
+				cl.done <- struct{}{}
 			}
 		}
 	})
 }
 
-// read delivers answers to their slots until the connection fails.
-func (c *framesConn) read(br *bufio.Reader, timeout time.Duration) {
+// read delivers answers to their calls until the connection fails.
+func (c *framesConn) read(br *bufio.Reader) {
 	var head [responseHead]byte
 	for {
 		if _, err := io.ReadFull(br, head[:4]); err != nil {
-			c.fail(fmt.Errorf("read lookup answer: %w", err))
+			c.fail(fmt.Errorf("read answer: %w", err))
 			return
 		}
 		if br.Buffered() < responseHead-4 {
-			_ = c.c.SetReadDeadline(time.Now().Add(timeout))
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.timeout))
 			_, err := io.ReadFull(br, head[4:])
-			_ = c.c.SetReadDeadline(time.Time{})
+			_ = c.nc.SetReadDeadline(time.Time{})
 			if err != nil {
-				c.fail(fmt.Errorf("read lookup answer: %w", err))
+				c.fail(fmt.Errorf("read answer: %w", err))
 				return
 			}
 		} else if _, err := io.ReadFull(br, head[4:]); err != nil {
-			c.fail(fmt.Errorf("read lookup answer: %w", err))
+			c.fail(fmt.Errorf("read answer: %w", err))
 			return
 		}
-		n := int64(binary.BigEndian.Uint32(head[0:4]))
+		size := int64(binary.BigEndian.Uint32(head[0:4])) - (responseHead - 4)
 		id := binary.BigEndian.Uint32(head[4:8])
-		size := n - (responseHead - 4)
-		if id >= uint32(len(c.slots)) || size < 0 {
-			c.fail(fmt.Errorf("lookup answer for slot %d of %d bytes: %w", id, size, cache.ErrMalformed))
+		if id >= uint32(len(c.calls)) || size < 0 {
+			c.fail(fmt.Errorf("answer for call %d of %d bytes: %w", id, size, cache.ErrMalformed))
 			return
 		}
-		s := &c.slots[id]
-		if !s.state.CompareAndSwap(slotWaiting, slotReceiving) {
-			c.fail(fmt.Errorf("lookup answer for slot %d, which waits for none: %w", id, cache.ErrMalformed))
-			return
+		cl := &c.calls[id]
+		orphaned := false
+		if !cl.state.CompareAndSwap(callWaiting, callReceiving) {
+			if !cl.state.CompareAndSwap(callOrphaned, callReceiving) {
+				c.fail(fmt.Errorf("answer for call %d, which waits for none: %w", id, cache.ErrMalformed))
+				return
+			}
+			orphaned = true
 		}
-		s.status, s.ownerNow = head[8], int64(binary.BigEndian.Uint64(head[9:17]))
-		*s.buf = grow(*s.buf, int(size))
+		cl.status, cl.now = head[8], int64(binary.BigEndian.Uint64(head[9:17]))
+		cl.buf = grow(cl.buf, int(size))
 		var err error
 		if int64(br.Buffered()) < size {
-			_ = c.c.SetReadDeadline(time.Now().Add(timeout))
-			_, err = io.ReadFull(br, *s.buf)
-			_ = c.c.SetReadDeadline(time.Time{})
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.timeout))
+			_, err = io.ReadFull(br, cl.buf)
+			_ = c.nc.SetReadDeadline(time.Time{})
 		} else {
-			_, err = io.ReadFull(br, *s.buf)
+			_, err = io.ReadFull(br, cl.buf)
 		}
 		if err != nil {
-			s.err = fmt.Errorf("read lookup answer: %w", err)
+			cl.err = fmt.Errorf("read answer: %w", err)
 		}
-		s.state.Store(slotDone)
-		s.done <- struct{}{}
+		if orphaned {
+			cl.state.Store(callDone)
+			cl.Release()
+		} else {
+			cl.state.Store(callDone)
+			cl.done <- struct{}{}
+		}
 		if err != nil {
 			c.fail(err)
 			return

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"sync"
@@ -40,6 +41,7 @@ func TestGetConcurrent(t *testing.T) {
 					errs <- fmt.Errorf("Get(%s) = %v, %v, key %q", k, found, err, f.Entry.Key())
 					return
 				}
+				f.Release()
 			}
 		})
 	}
@@ -172,14 +174,20 @@ func TestGetAllocs(t *testing.T) {
 	c := newFramesConn(asker, peerTestTimeout)
 	defer func() { c.fail(errFramesClosed); <-served }()
 	var f cache.Fetched
+	var arg [4]byte
+	binary.BigEndian.PutUint32(arg[:], 1<<20)
 	get := func() {
-		status, _, err := c.call(context.Background(), key, 1<<20, &f.Buf, peerTestTimeout)
-		if err != nil || status != statusFound {
-			t.Fatalf("call = %d, %v", status, err)
+		cl, err := c.send(context.Background(), opGet, arg[:], key)
+		if err == nil {
+			err = cl.wait(context.Background(), peerTestTimeout)
 		}
-		if err := cache.DecodeEntryInto(&f.Entry, f.Buf); err != nil {
+		if err != nil || cl.status != statusFound {
+			t.Fatalf("get = %v", err)
+		}
+		if err := cache.DecodeEntryInto(&f.Entry, cl.buf); err != nil {
 			t.Fatal(err)
 		}
+		cl.Release()
 	}
 	get() // grow the buffers
 	if n := testing.AllocsPerRun(200, get); n != 0 {

@@ -28,6 +28,7 @@ type PeerServerStats struct {
 	Accepted     uint64 // handed-off entries Local.Accept kept
 	Rejected     uint64 // handed-off entries Local.Accept refused
 	Malformed    uint64 // handoff frames dropped: bad length or undecodable entry
+	ReplicasIn   uint64 // replica copies received and kept
 }
 
 // PeerServerOptions configures a PeerServer. Zero values mean the default.
@@ -67,6 +68,7 @@ type PeerServer struct {
 	log      *slog.Logger
 
 	unauthorized, refused, lookups, hits, accepted, rejected, malformed atomic.Uint64
+	replicasIn                                                          atomic.Uint64
 }
 
 // NewPeerServer returns a PeerServer answering from local and admitting
@@ -93,6 +95,7 @@ func (s *PeerServer) Stats() PeerServerStats {
 		Accepted:     s.accepted.Load(),
 		Rejected:     s.rejected.Load(),
 		Malformed:    s.malformed.Load(),
+		ReplicasIn:   s.replicasIn.Load(),
 	}
 }
 
@@ -147,41 +150,48 @@ func plainError(ctx *fasthttp.RequestCtx, status int, msg string) {
 	ctx.SetBodyString(msg)
 }
 
-func (s *PeerServer) handoff(ctx *fasthttp.RequestCtx, from string) {
-	body := ctx.PostBody()
-	var accepted, rejected, malformed uint64
-	for off := 0; off < len(body); {
-		n, k := binary.Uvarint(body[off:])
+// accept keeps the entries of a batch — frames of a uvarint length and an
+// encoded entry — that Local.Accept takes, after moving their times by
+// skew (this node's clock minus the sender's). Bad frames are counted and
+// skipped, or, when the framing itself is lost, end the batch.
+func (s *PeerServer) accept(batch []byte, skew int64) (accepted, rejected, malformed uint64) {
+	for off := 0; off < len(batch); {
+		n, k := binary.Uvarint(batch[off:])
 		if k <= 0 {
 			malformed++ // an unreadable length loses the framing: stop
 			break
 		}
 		off += k
-		left := uint64(len(body) - off)
-		if n > left {
+		if n > uint64(len(batch)-off) {
 			malformed++ // truncated
 			break
 		}
-		frame := body[off : off+int(n)]
+		frame := batch[off : off+int(n)]
 		off += int(n)
 		if n == 0 || n > uint64(s.maxEntry) {
 			malformed++
 			continue
 		}
-		e, err := cache.DecodeEntry(frame) // copies: body is recycled after return
+		e, err := cache.DecodeEntry(frame) // copies: the batch's buffer is reused
 		if err != nil || len(e.Key()) == 0 {
 			malformed++
 			continue
 		}
+		e.Rebase(skew)
 		if s.local.Accept(e) {
 			accepted++
 		} else {
 			rejected++
 		}
 	}
+	s.malformed.Add(malformed)
+	return accepted, rejected, malformed
+}
+
+func (s *PeerServer) handoff(ctx *fasthttp.RequestCtx, from string) {
+	accepted, rejected, malformed := s.accept(ctx.PostBody(), 0)
 	s.accepted.Add(accepted)
 	s.rejected.Add(rejected)
-	s.malformed.Add(malformed)
 	if malformed > 0 {
 		s.log.Warn("handoff frames dropped as malformed", "from", from, "malformed", malformed, "accepted", accepted)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -51,7 +52,6 @@ type Node struct {
 	adminToken atomic.Pointer[string]
 	logLevel   *slog.LevelVar // nil: not reloadable (tests, demo)
 	serving    atomic.Bool
-	stopped    atomic.Bool   // Shutdown or Close has begun: later calls return at once
 	done       chan struct{} // closed when the proxy listener stops serving
 
 	// Cluster mode (cfg.Gossip set).
@@ -70,6 +70,9 @@ type Node struct {
 	// With a snapshot: the store wrapped to take it in, and its writer.
 	warm  *cache.Warm
 	snaps *snapshots
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Options are what a node takes beyond its configuration. The zero value
@@ -129,16 +132,21 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
+	n.registerNodeMetrics()
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
 	if n.snaps != nil {
 		popt.OnPurge = n.snaps.purged
 	}
+	// The origin client dials the tunnels of Upgrade (WebSocket) requests.
+	popt.Tunnels, popt.TunnelIdleTimeout = n.origin, cfg.TunnelIdleTimeout
 	if cfg.Gossip != "" {
 		// Peer traffic is always mutual TLS: from the operator's CA when
 		// given, else from a key derived from the peer secret.
 		if cfg.PeerTLSCert != "" {
-			n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA)
+			if err = peerTLSFiles(cfg); err == nil {
+				n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA)
+			}
 		} else if n.peerTLS, err = cluster.SecretPeerTLS([]byte(cfg.PeerSecret)); err != nil {
 			err = fmt.Errorf("peer_secret: %w", err)
 		}
@@ -153,6 +161,9 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			Self: cfg.NodeName, Signer: signer, Timeout: cfg.PeerTimeout, Logger: log,
 			TLS:           n.peerTLS.Client,
 			MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize),
+			Replicas:      cfg.Replicas,
+			Store:         n.store,
+			RebalanceRate: cfg.RebalanceRate,
 			NewRing: func(nodes []cluster.Node) (cluster.Ring, error) {
 				return cluster.NewRing(cfg.Ring, nodes, cfg.RingVnodes)
 			},
@@ -166,20 +177,19 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	}
 	n.proxy = proxy.New(popt, n.store, n.origin)
 
-	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	if n.ln, err = Listen("listen", cfg.Listen); err != nil {
+		return nil, err
 	}
 	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
 	clientLn := n.ln
-	handler := n.gate.Handler(n.proxy.Handler)
+	var access *accessLogger
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
 		if err != nil {
 			return nil, err
 		}
-		al := newAccessLogger(w, file)
-		n.access = al
-		handler = al.wrap(handler)
+		access = newAccessLogger(w, file, accessLogFormat(cfg))
+		n.access = access
 	}
 	if n.peers != nil {
 		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{
@@ -187,8 +197,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		})
 		var peerLn net.Listener
 		if cfg.PeerListen != "" {
-			if peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
-				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
+			if peerLn, err = Listen("peer_listen", cfg.PeerListen); err != nil {
+				return nil, err
 			}
 			peerLn = n.guard(peerLn, 0) // beneath TLS: write deadlines act on the socket
 		} else {
@@ -204,7 +214,11 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		n.framesLn, n.peerLn = sides[0], sides[1]
 		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
 	}
-	n.srv = n.newServer(handler, cfg.MaxRequestBody, false)
+	n.srv = n.newServer(n.gate.Handler(n.proxy.Handler), cfg.MaxRequestBody, false)
+	if access != nil {
+		// Outermost, so that requests refused for their bodies are logged.
+		n.srv.Handler = access.wrap(n.srv.Handler)
+	}
 	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringcache_peer_refused_total",
 		Help: "Requests claiming to come from a member that were refused: on the client listener, or without a member's credentials.",
@@ -216,8 +230,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		return float64(refused)
 	}))
 	if cfg.Admin != "" {
-		if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
-			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
+		if n.adminLn, err = Listen("admin", cfg.Admin); err != nil {
+			return nil, err
 		}
 		n.admin = &fasthttp.Server{Handler: n.AdminHandler(), Logger: fasthttpLogger{log}, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	}
@@ -303,7 +317,7 @@ func (n *Node) joinCluster(tune func(*cluster.Options)) error {
 	n.cancel = cancel
 	m, err := cluster.Start(ctx, copt)
 	if err != nil {
-		return fmt.Errorf("gossip: %w", err)
+		return bindError("gossip", cfg.Gossip, err)
 	}
 	n.members = m
 	n.peers.Follow(m)
@@ -350,6 +364,16 @@ func (c clusterPeers) Owner(key []byte) (proxy.Peer, bool) {
 	return nil, false
 }
 
+// Lookup converts the answering member to the proxy's Peer; a nil
+// *cluster.Peer must not become a non-nil interface.
+func (c clusterPeers) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (proxy.Peer, bool, error) {
+	p, ok, err := c.PeerSet.Lookup(ctx, key, f)
+	if p == nil {
+		return nil, ok, err
+	}
+	return p, ok, err
+}
+
 func (c clusterPeers) Previous(key []byte) (proxy.Peer, bool) {
 	if p, ok := c.PeerSet.Previous(key); ok {
 		return p, true
@@ -393,7 +417,8 @@ func policy(cfg config.Config) httpcache.Policy {
 	}
 }
 
-// prefixes parses purge_allow (validated by config).
+// prefixes parses a list of networks config validated (purge_allow,
+// trusted_proxies).
 func prefixes(cidrs []string) []netip.Prefix {
 	out := []netip.Prefix{}
 	for _, c := range cidrs {
@@ -410,6 +435,8 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 		Key:             cache.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost, Codings: cfg.NormalizeAcceptEncoding},
 		Policy:          policy(cfg),
 		PurgeAllow:      prefixes(cfg.PurgeAllow),
+		TrustedProxies:  prefixes(cfg.TrustedProxies),
+		Forwarded:       cfg.ForwardedHeader,
 		MaxObjectSize:   cfg.MaxObjectSize,
 		StaleKeep:       cfg.StaleKeep,
 		PassTTL:         cfg.PassTTL,
@@ -440,6 +467,9 @@ type Stats struct {
 	Hot   cache.Stats // zero without a hot cache
 	// OpenConnections counts the client connections open now.
 	OpenConnections int
+	// Replicas counts the copies this node sent to other members (zero
+	// for a single node).
+	Replicas cluster.ReplicaStats
 }
 
 // Stats returns the node's counters now.
@@ -447,6 +477,9 @@ func (n *Node) Stats() Stats {
 	s := Stats{Proxy: n.proxy.Snapshot(), Store: n.store.Stats(), OpenConnections: int(n.srv.GetOpenConnectionsCount())}
 	if n.hot != nil {
 		s.Hot = n.hot.Stats()
+	}
+	if n.peers != nil {
+		s.Replicas = n.peers.ReplicaStats()
 	}
 	return s
 }
@@ -521,16 +554,19 @@ func (n *Node) Shutdown(ctx context.Context) error {
 // Close stops the node without leaving the cluster, as a crash would as
 // far as the others can tell: no handoff, no leave (they find it failed),
 // and no snapshot (the last periodic one stays). Requests in flight still
-// finish until ctx ends. Once either has been called, both return nil at
-// once.
+// finish until ctx ends.
 func (n *Node) Close(ctx context.Context) error {
 	return n.stop(ctx, false)
 }
 
+// stop stops the node once; later calls (Shutdown after Close, a test's
+// cleanup after the test's own Shutdown) return the first one's result.
 func (n *Node) stop(ctx context.Context, graceful bool) error {
-	if n.stopped.Swap(true) {
-		return nil
-	}
+	n.stopOnce.Do(func() { n.stopErr = n.stopNow(ctx, graceful) })
+	return n.stopErr
+}
+
+func (n *Node) stopNow(ctx context.Context, graceful bool) error {
 	n.serving.Store(false)
 	if n.snaps != nil {
 		n.snaps.stop() // no periodic write from here on
@@ -565,7 +601,9 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 }
 
 // leave hands this node's entries to the members that will own them once
-// it is gone, then announces the departure. Handing off first matters
+// it is gone, then announces the departure. With replicas, the new owners
+// hold copies already: it sends the copies still queued and hands off only
+// what no holder has. Handing off first matters
 // under load: peers drop a leaving node from their rings within
 // milliseconds, and every request for its keys before the entries arrive
 // would go to the origin. Until the leave, this node keeps serving (and
@@ -577,10 +615,23 @@ func (n *Node) leave(ctx context.Context) {
 			n.log.Error("handoff ring", "err", err)
 		} else {
 			hctx, cancel := context.WithTimeout(ctx, n.cfg.HandoffTimeout)
-			st, err := cluster.Handoff(hctx, n.store, next, self.Name, n.peers.SendHandoff, n.cfg.HandoffMaxBytes)
+			// The copies stand in for the handoff only when every one was
+			// delivered: a drop, a failed batch or a rebalance cut short
+			// leaves holders without theirs, and then everything goes.
+			replicas := 1
+			if n.cfg.Replicas > 1 {
+				flushed := n.peers.Flush(hctx)
+				rs := n.peers.ReplicaStats()
+				if flushed && !rs.Rebalancing && rs.Dropped+rs.Failed == 0 {
+					replicas = n.cfg.Replicas
+				} else {
+					n.log.Warn("replica copies incomplete; handing off every entry", "flushed", flushed, "rebalancing", rs.Rebalancing, "dropped", rs.Dropped, "failed", rs.Failed)
+				}
+			}
+			st, err := cluster.Handoff(hctx, n.store, n.members.Ring(), next, replicas, self.Name, n.peers.SendHandoff, n.cfg.HandoffMaxBytes)
 			cancel()
 			n.handoffSent.Add(float64(st.Entries))
-			n.log.Info("handed off entries", "entries", st.Entries, "bytes", st.Bytes, "batches", st.Batches, "failed", st.Failed, "err", err)
+			n.log.Info("handed off entries", "entries", st.Entries, "bytes", st.Bytes, "batches", st.Batches, "failed", st.Failed, "replicated", st.Replicated, "err", err)
 		}
 	}
 	if err := n.members.Leave(); err != nil {
@@ -631,6 +682,59 @@ func (n *Node) closeAll() {
 	}
 }
 
+// Listen opens the TCP listener of the setting named (listen, admin, ...)
+// on addr. Its error names both, with the reason alone: "listen
+// 127.0.0.1:8080: address already in use", not Go's "listen tcp
+// 127.0.0.1:8080: bind: address already in use". The reason stays wrapped
+// (errors.Is(err, syscall.EADDRINUSE)).
+func Listen(setting, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, bindError(setting, addr, err)
+	}
+	return ln, nil
+}
+
+// bindError is Listen's error, also for the gossip address, which serf
+// binds.
+func bindError(setting, addr string, err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+		var sys *os.SyscallError
+		if errors.As(err, &sys) {
+			err = sys.Err
+		}
+	}
+	return fmt.Errorf("%s %s: %w", setting, addr, err)
+}
+
+// fileError is a file named by a setting that could not be opened, named
+// as bindError names addresses: "access_log /var/log: is a directory".
+func fileError(setting string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s %s: %w", setting, pe.Path, pe.Err)
+	}
+	return fmt.Errorf("%s: %w", setting, err)
+}
+
+// peerTLSFiles checks that the peer TLS files can be read, so that a
+// missing one is named by its setting; what is in them is the cluster's to
+// judge.
+func peerTLSFiles(cfg config.Config) error {
+	for _, f := range [...]struct{ setting, path string }{
+		{"peer_tls_cert", cfg.PeerTLSCert}, {"peer_tls_key", cfg.PeerTLSKey}, {"peer_tls_ca", cfg.PeerTLSCA},
+	} {
+		file, err := os.Open(f.path)
+		if err != nil {
+			return fileError(f.setting, err)
+		}
+		file.Close()
+	}
+	return nil
+}
+
 // badRequest answers requests fasthttp could not parse: a clear 4xx, never
 // a crash or a dropped connection without a word.
 func badRequest(ctx *fasthttp.RequestCtx, err error) {
@@ -672,7 +776,7 @@ func openAccessLog(path string) (io.Writer, io.Closer, error) {
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, nil, fmt.Errorf("access_log: %w", err)
+		return nil, nil, fileError("access_log", err)
 	}
 	return f, f, nil
 }

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
-	"github.com/ringcache/ringcache/cluster"
-	"github.com/ringcache/ringcache/cluster/clustertest"
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/internal/testutil"
 	"github.com/valyala/fasthttp"
@@ -361,9 +359,8 @@ func TestSnapshotClusterRestartSameName(t *testing.T) {
 	}
 
 	c.waitConverged(1)
-	cfg.Join = []string{c.nodes[0].GossipAddr()}
-	cfg.Listen, cfg.Admin, cfg.Gossip = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	back := c.restart(cfg)
+	back := c.start(c.names[1]) // the same snapshot path, from the same name
+	c.nodes[1] = back
 	c.waitConverged(2)
 	originBefore := c.originRequests()
 	hits := 0
@@ -381,17 +378,4 @@ func TestSnapshotClusterRestartSameName(t *testing.T) {
 		t.Errorf("after the restart n1 answered %d of its %d keys itself; the origin was asked %d times",
 			hits, len(held), c.originRequests()-originBefore)
 	}
-}
-
-// restart starts a node from cfg (a member stopped before) into the
-// cluster.
-func (c *testCluster) restart(cfg config.Config) *Node {
-	c.t.Helper()
-	n, err := Start(cfg, Options{Membership: func(o *cluster.Options) { o.Tune = clustertest.FastTimers }})
-	if err != nil {
-		c.t.Fatalf("restart %s: %v", cfg.NodeName, err)
-	}
-	c.nodes = append(c.nodes, n)
-	c.names = append(c.names, cfg.NodeName)
-	return n
 }

@@ -28,6 +28,14 @@ type Peers interface {
 	// Broadcast applies a purge on every other member and returns how many
 	// entries they dropped.
 	Broadcast(ctx context.Context, p cache.Purge) (int, error)
+	// Lookup asks the member that should answer key (as Owner) for its
+	// entry, as Peer.Get does, and returns the member that answered: when
+	// that member is slow, the key's next holder may be asked too and
+	// answer first. f.Release ends the use of the entry.
+	Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Peer, bool, error)
+	// Stored tells the cluster this node stored e, so that the other
+	// members holding its key (replicas) get a copy. It must not block.
+	Stored(e *cache.Entry)
 }
 
 // Peer is another member.
@@ -41,9 +49,9 @@ type Peer interface {
 	Forward(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
 	// Get looks up the entry stored under the exact store key on the peer.
 	// When the peer holds one no larger than f.Max encoded bytes, it is
-	// decoded into f.Entry, borrowing f.Buf, on this node's clock, and Get
-	// reports true; nothing usable reports false and nil. An error means
-	// the peer could not answer.
+	// decoded into f.Entry, on this node's clock, and Get reports true;
+	// nothing usable reports false and nil. f.Release ends the use of the
+	// entry. An error means the peer could not answer.
 	Get(ctx context.Context, key []byte, f *cache.Fetched) (bool, error)
 }
 
@@ -59,32 +67,30 @@ const (
 // so a member never holds more than this per request in flight.
 const lookupMax = 1 << 20
 
-// peerHit asks the key's owner for its entry and, when it is one this
-// node may serve for this request as it stands — fresh, shared as the
+// peerHit asks the key's owner (or, when it is slow or down, the key's
+// next holder) for its entry and, when it is one this node may serve for
+// this request as it stands — fresh, shared as the
 // request needs — answers from it here, through the local hit path, as the
 // owner would have. Anything the owner must decide (a miss, a stale or
 // revalidating entry, a pass marker, a larger object) is forwarded instead,
 // so misses still coalesce at the owner. A Vary marker costs a second
 // lookup, for the variant.
-func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, peer Peer, now int64) int {
+func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, now int64) int {
 	if !ctx.IsGet() && !ctx.IsHead() {
 		return peerAsk
 	}
 	f := &st.fetched
 	f.Max = lookupMax
 	sent := now
-	found, err := peer.Get(context.Background(), st.key, f)
+	from, found, err := p.opt.Peers.Lookup(context.Background(), st.key, f)
+	if err == nil && found && f.Entry.Has(cache.VaryMarker) {
+		st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, &f.Entry, &ctx.Request.Header)
+		from, found, err = p.opt.Peers.Lookup(context.Background(), st.vkey, f)
+	}
 	if err != nil {
 		p.m.peerFallbacks.Inc()
-		p.log.Debug("owner unavailable, serving locally", "peer", peer.Name(), "err", err)
+		p.log.Debug("owner unavailable", "err", err)
 		return peerFailed
-	}
-	if found && f.Entry.Has(cache.VaryMarker) {
-		st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, &f.Entry, &ctx.Request.Header)
-		if found, err = peer.Get(context.Background(), st.vkey, f); err != nil {
-			p.m.peerFallbacks.Inc()
-			return peerFailed
-		}
 	}
 	if !found {
 		return peerAsk
@@ -99,7 +105,7 @@ func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, peer Peer, now i
 	}
 	p.keepHotCopy(st, e, &s, sent)
 	p.m.requests[Forwarded].Inc()
-	p.writeEntryFrom(ctx, &st.req, e, now, peer.Name(), s.TTL())
+	p.writeEntryFrom(ctx, &st.req, e, now, from.Name(), s.TTL())
 	return peerServed
 }
 
@@ -163,7 +169,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 			return false
 		}
 		if e != nil {
-			p.m.requests[Forwarded].Inc()
+			p.count(st, Forwarded)
 			// The copy dropped the owner's Cache-Status member; this
 			// answer still went through the owner, so it keeps it.
 			if len(upstream) > 0 {
@@ -173,7 +179,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 			return true
 		}
 	}
-	p.m.requests[Forwarded].Inc()
+	p.count(st, Forwarded)
 	p.relay(ctx, resp, nil, cs)
 	return true
 }
@@ -263,5 +269,6 @@ func (p *Proxy) fetchFrom(peer Peer, key []byte, st *reqState) *cache.Entry {
 	if found, err := peer.Get(context.Background(), key, f); err != nil || !found {
 		return nil
 	}
+	defer f.Release()
 	return f.Entry.Clone()
 }

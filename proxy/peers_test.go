@@ -55,6 +55,27 @@ type fakePeers struct {
 	owner, prev *fakePeer
 	mu          sync.Mutex
 	broadcasts  []cache.Purge
+	stored      []string // keys Stored was told of
+}
+
+func (f *fakePeers) Lookup(ctx context.Context, key []byte, fe *cache.Fetched) (Peer, bool, error) {
+	if f.owner == nil {
+		return nil, false, nil
+	}
+	ok, err := f.owner.Get(ctx, key, fe)
+	return f.owner, ok, err
+}
+
+func (f *fakePeers) Stored(e *cache.Entry) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stored = append(f.stored, string(e.Key()))
+}
+
+func (f *fakePeers) storedKeys() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.stored)
 }
 
 func (f *fakePeers) Owner([]byte) (Peer, bool) {

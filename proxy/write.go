@@ -59,6 +59,7 @@ type detail uint8
 const (
 	detailNone                 detail = iota
 	detailHot                         // a hit on this node's copy of a key another member owns
+	detailReplica                     // a hit on the replica this node holds of a key another member owns
 	detailMaxStale                    // a stale hit the request allowed with max-stale
 	detailStaleWhileRevalidate        // a stale hit while the entry revalidates (RFC 5861 §3)
 	detailStaleIfError                // a stale answer as the origin failed (RFC 5861 §4)
@@ -75,6 +76,7 @@ const (
 // header; appending a string to the header buffer does not allocate.
 var detailText = [detailNotStored]string{
 	detailHot:                  "hot",
+	detailReplica:              "replica",
 	detailMaxStale:             "max-stale",
 	detailStaleWhileRevalidate: "stale-while-revalidate",
 	detailStaleIfError:         "stale-if-error",
@@ -361,18 +363,6 @@ func (p *Proxy) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, prefix 
 		r = io.MultiReader(bytes.NewReader(prefix), r)
 	}
 	out.SetBodyStream(&streamCloser{Reader: r, resp: resp}, size)
-}
-
-// streamCloser releases the origin response once fasthttp has written its
-// body to the client.
-type streamCloser struct {
-	io.Reader
-	resp *fasthttp.Response
-}
-
-func (s *streamCloser) Close() error {
-	closeResponse(s.resp)
-	return nil
 }
 
 // closeResponse returns the origin connection (closing a half-read body

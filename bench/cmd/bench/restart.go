@@ -29,7 +29,7 @@ const restartURI = "/restart/{k}?size=1024&cc=max-age=86400"
 // polled until 200 and random keys are requested for the rest of the
 // window, each answer's Cache-Status telling hit from miss.
 func (e *env) restart(ctx context.Context, r *results) {
-	sec := r.section("9. Warm restart")
+	sec := r.section("11. Warm restart")
 	o := e.opts
 	keys := o.restartKeys
 	snap := filepath.Join(e.tmp, "restart.snapshot")
