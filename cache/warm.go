@@ -52,11 +52,12 @@ type Warm struct {
 	moves        MoveStats     // under mu
 
 	mu       sync.RWMutex
-	idx      *snapIndex // nil: no snapshot (any more)
-	next     int        // first block not taken by a mover
-	busy     int        // blocks taken and not yet done
-	released int        // data before this offset is released
-	batch    []*Entry   // the mover's, reused
+	idx      *snapIndex   // nil: no snapshot (any more)
+	next     int          // first block not taken by a mover
+	busy     int          // blocks taken and not yet done
+	released int          // data before this offset is released
+	batch    []*Entry     // the mover's, reused
+	checked  []blockEntry // checkBlock's, reused
 	mapping  *mapping
 	onDamage func(error)
 
@@ -472,7 +473,9 @@ func (w *Warm) checkBlock(b int) bool {
 		err = sc.corrupt("the index calls it a block of %d entries", blk.count)
 	}
 	if err == nil {
-		_, err = sc.decodeBlock(nil, count, payload)
+		// Decoded into a slice kept for the next check: a block is checked
+		// per Get of a new block's entry while the snapshot moves in.
+		w.checked, err = sc.decodeBlock(w.checked[:0], count, payload)
 	}
 	if err == nil {
 		x.state[b] = blockGood
@@ -492,7 +495,7 @@ func (w *Warm) checkBlock(b int) bool {
 // finish drops the mapping and the index; the caller holds the lock.
 func (w *Warm) finish() {
 	w.mapping.unmap()
-	w.idx, w.batch, w.next = nil, nil, 0
+	w.idx, w.batch, w.checked, w.next = nil, nil, nil, 0
 	w.pending.Store(0)
 	w.pendingBytes.Store(0)
 	close(w.moved)
