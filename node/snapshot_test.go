@@ -370,12 +370,84 @@ func TestSnapshotClusterRestartSameName(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(r.CacheStatus(), "n1; hit") {
+		// From its own store, loaded before it rejoined: not taken over
+		// from the member that held the key meanwhile.
+		if cs := r.CacheStatus(); strings.Contains(cs, "n1; hit") && !strings.Contains(cs, "previous-owner") {
 			hits++
 		}
 	}
 	if hits != len(held) || c.originRequests() != originBefore {
 		t.Errorf("after the restart n1 answered %d of its %d keys itself; the origin was asked %d times",
 			hits, len(held), c.originRequests()-originBefore)
+	}
+}
+
+// TestSnapshotClusterRestartCatchesUp: a member restarted from its
+// snapshot starts with what it held, and what was filled while it was
+// down comes to it from the members that held those keys meanwhile (the
+// previous owner, the rebalance after it rejoined), not from the origin:
+// after the restart no key, old or new, asked of any member, reaches the
+// origin.
+func TestSnapshotClusterRestartCatchesUp(t *testing.T) {
+	dir := t.TempDir()
+	// No hot cache: its copies would answer keys the test means to ask
+	// of their holders.
+	c := startCluster(t, 3, func(cfg *config.Config) {
+		cfg.Snapshot, cfg.HotCacheSize = filepath.Join(dir, cfg.NodeName+".snap"), 0
+	})
+	const keys = 200
+	fill := func(prefix string) []string {
+		var paths []string
+		for i := range keys {
+			p := fmt.Sprintf("/%s-%d?cc=max-age=600", prefix, i)
+			if r, err := c.get(c.nodes[0], p); err != nil || r.Status != 200 {
+				t.Fatalf("GET %s: %v %d", p, err, r.Status)
+			}
+			paths = append(paths, p)
+		}
+		return paths
+	}
+	before := fill("before")
+	c.waitReplicated()
+	held := len(entriesOf(c.nodes[1]))
+	c.stop(1, true) // hands off, writes its snapshot
+	c.waitConverged(2)
+	during := fill("during") // n1 misses these
+	c.waitReplicated()
+
+	n1 := c.start(c.names[1])
+	c.nodes[1] = n1
+	r, err := c.get(n1, "/") // any answer: n1 serves
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := testutil.Do(c.client, fasthttp.MethodGet, "http://"+n1.AdminAddr()+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := testutil.MetricValue(m.Body, `ringcache_snapshot_entries{op="load"}`); !ok || int(v) != held {
+		t.Fatalf(`n1 loaded %v entries (%v) from its snapshot; it held %d (status of / %d)`, v, ok, held, r.Status)
+	}
+	c.waitConverged(3)
+	owned := 0
+	for _, p := range during {
+		if o, _ := n1.Ring().Owner([]byte("site.test" + p)); o.Name == "n1" {
+			owned++
+		}
+	}
+	if owned == 0 {
+		t.Fatalf("n1 owns none of the %d keys filled while it was down: nothing was measured", keys)
+	}
+	base := c.originRequests()
+	for _, n := range c.live() {
+		for _, p := range append(before, during...) {
+			if r, err := c.get(n, p); err != nil || r.Status != 200 {
+				t.Fatalf("GET %s of %s: %v %d", p, n.Name(), err, r.Status)
+			}
+		}
+	}
+	if got := c.originRequests() - base; got != 0 {
+		t.Errorf("after n1's restart the origin was asked %d times for %d keys (n1 owns %d of those filled while it was down); want 0",
+			got, 2*keys, owned)
 	}
 }
