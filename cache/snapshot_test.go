@@ -531,8 +531,12 @@ func newManualWarm(t *testing.T, es []*Entry) *Warm {
 func TestWarmSetAndDeleteWin(t *testing.T) {
 	es := snapshotEntries()[:8]
 	w := newManualWarm(t, es)
-	if st := w.Stats(); st.Items != int64(len(es)) || st.Bytes <= 0 {
-		t.Fatalf("Stats before any move: %+v; want %d items", st, len(es))
+	var cost int64
+	for _, e := range es {
+		cost += e.Cost()
+	}
+	if st := w.Stats(); st.Items != int64(len(es)) || st.Bytes != cost {
+		t.Fatalf("Stats before any move: %+v; want %d items costing %d", st, len(es), cost)
 	}
 	fresh := testEntry(string(es[0].Key()), 5)
 	w.Set(fresh)

@@ -163,13 +163,7 @@ func (w *Warm) install(idx *snapIndex, live int64, m *mapping) {
 	w.idx, w.mapping = idx, m
 	w.moved = make(chan struct{})
 	w.mu.Unlock()
-	var bytes int64
-	for seq := range idx.costs {
-		if !idx.isGone(seq) {
-			bytes += int64(idx.costs[seq])
-		}
-	}
-	w.pendingBytes.Store(bytes)
+	w.pendingBytes.Store(idx.liveBytes)
 	w.pending.Store(live)
 	if !w.manual {
 		w.done.Add(1)
@@ -532,6 +526,8 @@ type snapIndex struct {
 	gone   []uint64    // bitmap by entry number: moved, taken, dropped, or never live
 	state  []uint8     // by block
 	end    int         // where the last block ends (the index starts)
+	// liveBytes is the cost of the entries live at the load.
+	liveBytes int64
 }
 
 // Block states.
@@ -672,9 +668,7 @@ func readIndex(data []byte, now int64, populate func(from, to int)) (*snapIndex,
 	if seqs != total {
 		return nil, s, sc.corrupt("index: the blocks hold %d entries, not %d", seqs, total)
 	}
-	if err := x.account(now, &s, func(r snapRecord) bool {
-		return r.off >= headerLen && r.off < int64(at) && uint64(r.seq) < total
-	}); err != nil {
+	if err := x.account(now, int64(at), &s); err != nil {
 		return nil, s, sc.corrupt("index: %v", err)
 	}
 	s.Bytes = int64(len(data))
@@ -713,37 +707,44 @@ func scanIndex(data []byte, now int64) (*snapIndex, SnapshotStats, error) {
 		x.state[b] = blockGood // checked by the scan
 	}
 	stats := s
-	if aerr := x.account(now, &stats, func(snapRecord) bool { return true }); aerr != nil {
+	if aerr := x.account(now, int64(len(data)), &stats); aerr != nil {
 		return nil, s, aerr // cannot happen: the records are the scan's own
 	}
 	return x, stats, err
 }
 
-// account fills x's per-entry tables from its records (each checked by
-// ok), marks expired entries and duplicate keys gone, and counts them in
-// s.
-func (x *snapIndex) account(now int64, s *SnapshotStats, ok func(snapRecord) bool) error {
+// account fills x's per-entry tables from its records, checks that they
+// fit (sorted by hash, each entry number once, offsets within
+// [headerLen, end)), marks expired entries and duplicate keys gone, and
+// counts them in s. It reads the records in place, a million of them at
+// every start: no per-record call.
+func (x *snapIndex) account(now int64, end int64, s *SnapshotStats) error {
 	n := x.records()
 	x.costs = make([]uint32, n)
 	x.gone = make([]uint64, (n+63)/64)
 	seen := make([]uint64, (n+63)/64)
+	le := binary.LittleEndian
+	recs := x.recs[:n*recordLen]
 	var prev uint64
 	for i := range n {
-		r := x.record(i)
-		if !ok(r) || i > 0 && r.hash < prev || seen[r.seq/64]&(1<<(r.seq%64)) != 0 {
+		rec := recs[i*recordLen : (i+1)*recordLen]
+		hash, off, expires, seq := le.Uint64(rec), le.Uint64(rec[8:]), int64(le.Uint64(rec[16:])), le.Uint32(rec[24:])
+		if off < headerLen || off >= uint64(end) || uint64(seq) >= uint64(n) || hash < prev || seen[seq/64]&(1<<(seq%64)) != 0 {
 			return fmt.Errorf("entry %d of %d does not fit", i, n)
 		}
-		seen[r.seq/64] |= 1 << (r.seq % 64)
-		prev = r.hash
-		x.costs[r.seq] = r.cost
+		seen[seq/64] |= 1 << (seq % 64)
+		x.costs[seq] = le.Uint32(rec[28:])
 		switch {
-		case r.expires != 0 && now >= r.expires:
-			x.setGone(int(r.seq))
+		case expires != 0 && now >= expires:
+			x.setGone(int(seq))
 			s.Skipped++
-		case i > 0 && x.record(i-1).hash == r.hash && x.duplicate(i):
-			x.setGone(int(r.seq))
+		case i > 0 && hash == prev && x.duplicate(i):
+			x.setGone(int(seq))
 			s.Skipped++
+		default:
+			x.liveBytes += int64(x.costs[seq])
 		}
+		prev = hash
 	}
 	s.Entries = int64(n) - s.Skipped
 	return nil
