@@ -167,12 +167,7 @@ func (w *Warm) install(idx *snapIndex, live int64, m *mapping) {
 	w.pending.Store(live)
 	if !w.manual {
 		w.done.Add(1)
-		go func() {
-			// Every page mapped at once, then in the store block by
-			// block; Gets taking entries meanwhile find them mapped.
-			m.populate(headerLen, idx.end)
-			w.mover()
-		}()
+		go w.mover(m, idx.end)
 	}
 }
 
@@ -361,19 +356,45 @@ func (w *Warm) shutdown() {
 
 // mover moves the snapshot in, block by block, until it is all in or w
 // closes.
-func (w *Warm) mover() {
+//
+// Ahead of the blocks it moves, it maps the file's pages populateStep at a
+// time: one system call instead of a fault per 64 KiB. Not the whole file
+// at once: the kernel holds the process's address-space lock for reading
+// while it populates, a heap growth (mmap) by the Go runtime meanwhile
+// waits for it, and threads faulting a page queue behind that writer, so
+// one populate of a GiB could hold up a restarted node's requests.
+func (w *Warm) mover(m *mapping, end int) {
 	defer w.done.Done()
+	populated := 0
 	for {
 		select {
 		case <-w.stop:
 			return
 		default:
 		}
+		if at := w.nextBlockAt(); at >= 0 && at+2*blockTarget > populated {
+			from := max(at, populated)
+			populated = min(from+populateStep, end)
+			m.populate(from, populated)
+		}
 		if !w.moveBlock() {
 			return
 		}
 		runtime.Gosched() // requests first: the mover only fills in behind them
 	}
+}
+
+// populateStep is how much of the file the mover maps at once.
+const populateStep = 8 << 20
+
+// nextBlockAt is the offset of the next block to move, -1 for none.
+func (w *Warm) nextBlockAt() int {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.idx == nil || w.next >= len(w.idx.blocks) {
+		return -1
+	}
+	return int(w.idx.blocks[w.next].off)
 }
 
 // moveBlock checks the next block and moves its entries that are still
