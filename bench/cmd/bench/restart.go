@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/ringcache/ringcache/bench/report"
 )
@@ -81,6 +82,9 @@ func (e *env) restart(ctx context.Context, r *results) {
 	// the start waits for a quiet machine (within the noise budget), and
 	// what the node itself spent and what others used is reported beside.
 	e.waitQuiet(ctx)
+	// Pages of the file not in the page cache are read from the disk by
+	// the load and the first requests: how much was there is reported.
+	cached := residentShare(snap)
 	busy0, total0, _ := systemTicks()
 	ours0 := e.ourTicks()
 	began := time.Now()
@@ -142,7 +146,7 @@ func (e *env) restart(ctx context.Context, r *results) {
 		{"fill over HTTP (32 connections, each key once)", fmt.Sprintf("%s entries in %v (%s/s, %d requests failed); the store holds %s", fmtInt(float64(keys)), fillTook.Round(time.Second), fmtInt(fill.res.RPS), fillFailed, fmtInt(float64(items)))},
 		{"SIGTERM to exit (drain, snapshot, release)", stopTook.Round(time.Millisecond).String()},
 		{"snapshot write", fmt.Sprintf("%s entries, %s in %v: %.0f MB/s (synced to disk)", written["entries"], mb(fi.Size()), writeTook.Round(time.Millisecond), float64(fi.Size())/1e6/max(writeTook.Seconds(), 1e-9))},
-		{"snapshot file", fmt.Sprintf("%s (%.0f B per entry)", mb(fi.Size()), float64(fi.Size())/float64(keys))},
+		{"snapshot file", fmt.Sprintf("%s (%.0f B per entry); %s of it in the page cache at the restart", mb(fi.Size()), float64(fi.Size())/float64(keys), cachedText(cached))},
 		{"load at start: map, read the index (before serving)", fmt.Sprintf("%v (%s entries)", loadTook.Round(time.Millisecond), loaded["entries"])},
 		{"process start to /healthz 200", fmt.Sprintf("%v (the node's CPU time meanwhile: %v; other processes used %.0f%% of the CPUs)", healthy.Round(time.Millisecond), nodeCPU, others)},
 		{fmt.Sprintf("hit ratio for the rest of the first %v, random keys, 50 connections", o.restartWindow), hrText},
@@ -204,4 +208,42 @@ func logLine(path, msg string) (map[string]string, error) {
 		attrs[string(m[1])] = v
 	}
 	return attrs, nil
+}
+
+// residentShare is the share of the file at path in the page cache
+// (mincore over a mapping of it, which reads nothing), or -1 when it
+// cannot be told.
+func residentShare(path string) float64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 || int64(int(fi.Size())) != fi.Size() {
+		return -1
+	}
+	size := int(fi.Size())
+	data, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return -1
+	}
+	defer syscall.Munmap(data)
+	page := os.Getpagesize()
+	vec := make([]byte, (size+page-1)/page)
+	if _, _, errno := syscall.Syscall(syscall.SYS_MINCORE, uintptr(unsafe.Pointer(&data[0])), uintptr(size), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		return -1
+	}
+	in := 0
+	for _, v := range vec {
+		in += int(v & 1)
+	}
+	return float64(in) / float64(len(vec))
+}
+
+func cachedText(share float64) string {
+	if share < 0 {
+		return "unknown share"
+	}
+	return fmt.Sprintf("%.0f%%", 100*share)
 }

@@ -27,3 +27,18 @@ time=2026-12-02T10:00:02.000Z level=INFO msg="snapshot written" snapshot=/tmp/s 
 		t.Fatal("found a line that is not there")
 	}
 }
+
+func TestResidentShare(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Just written, so in the page cache (unless the machine is short of
+	// memory): the share is a number between 0 and 1 either way.
+	if got := residentShare(path); got < 0 || got > 1 {
+		t.Fatalf("residentShare = %v; want a share", got)
+	}
+	if got := residentShare(filepath.Join(t.TempDir(), "none")); got != -1 {
+		t.Fatalf("residentShare of a missing file = %v; want -1", got)
+	}
+}
