@@ -90,6 +90,15 @@ type Config struct {
 	MaxObjectSize int64
 	// Store picks the store implementation: StoreRistretto or StoreLRU.
 	Store string
+	// Snapshot is a file the store is written to at shutdown (SIGTERM)
+	// and loaded from at start, so a restarted node serves hits at once.
+	// "" disables it. The file holds cached responses and is created mode
+	// 0600; a file there that is not a snapshot is never overwritten.
+	Snapshot string
+	// SnapshotInterval also writes the snapshot this often while the node
+	// runs, so a restart after a crash (SIGKILL, OOM) is warm too. 0
+	// disables it; it needs Snapshot.
+	SnapshotInterval time.Duration
 	// DefaultTTL is the freshness given to storable responses that state no
 	// lifetime and allow no heuristic. 0 disables it.
 	DefaultTTL time.Duration

@@ -499,6 +499,9 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 			bad(pair[1], fmt.Errorf("%s is also set%s; set only one", pair[0], src[pair[0]].short()))
 		}
 	}
+	if ok("snapshot_interval") && c.SnapshotInterval > 0 && c.Snapshot == "" {
+		bad("snapshot_interval", errors.New("has no effect unless snapshot is set"))
+	}
 	if c.Gossip == "" {
 		for _, name := range []string{"advertise", "join", "peer_listen", "gossip_key", "peer_tls_cert", "peer_tls_key", "peer_tls_ca"} {
 			if ok(name) && byName[name].val.String() != "" {

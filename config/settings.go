@@ -36,6 +36,8 @@ func (c *Config) settings() []setting {
 		{name: "cache_size", val: size(&c.CacheSize, positive), help: "byte budget of the cache store"},
 		{name: "max_object_size", val: size(&c.MaxObjectSize, positive), help: "larger responses are streamed uncached (<= cache_size)"},
 		{name: "store", val: str(&c.Store, oneOf(StoreRistretto, StoreLRU)), help: "cache store: ristretto or lru"},
+		{name: "snapshot", val: str(&c.Snapshot, optional(filePath)), help: `file the store is written to at shutdown and loaded from at start (warm restart); "" disables it`},
+		{name: "snapshot_interval", val: dur(&c.SnapshotInterval, nonNegative), help: "also write the snapshot this often, for a restart after a crash; 0 disables"},
 		{name: "default_ttl", live: true, val: dur(&c.DefaultTTL, nonNegative), help: "freshness when a response gives no lifetime and allows no heuristic; 0 disables"},
 		{name: "max_heuristic_ttl", live: true, val: dur(&c.MaxHeuristicTTL, nonNegative), help: "cap on heuristic freshness (10% of Date - Last-Modified); 0 disables"},
 		{name: "stale_keep", val: dur(&c.StaleKeep, nonNegative), help: "how long an expired entry is kept for revalidation and stale serving"},
@@ -290,6 +292,15 @@ func nonNegative[T int | int64 | time.Duration](v T) error {
 func notEmpty(s string) error {
 	if strings.TrimSpace(s) == "" {
 		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+// filePath accepts a path that can name a file (not one ending in a
+// slash, which names a directory).
+func filePath(s string) error {
+	if strings.HasSuffix(s, "/") {
+		return errors.New("want a file path, not a directory")
 	}
 	return nil
 }

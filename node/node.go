@@ -71,6 +71,10 @@ type Node struct {
 	handoffSent prometheus.Counter
 	cancel      context.CancelFunc
 
+	// With a snapshot: the store wrapped to take it in, and its writer.
+	warm  *cache.Warm
+	snaps *snapshots
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -115,6 +119,13 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	if n.store, err = cache.New(cfg.Store, cfg.CacheSize, cache.WithClock(n.clock.Now)); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	if cfg.Snapshot != "" {
+		// Loaded once the listeners are bound (below): an address in use
+		// fails the start before the wait.
+		n.warm = cache.NewWarm(n.store, cache.WithClock(n.clock.Now))
+		n.store = n.warm
+		n.snaps = newSnapshots(cfg.Snapshot, n.store, n.clock.Now, log, n.reg)
+	}
 	proxy.RegisterStore(n.reg, n.store)
 	metrics := proxy.NewMetrics(n.reg)
 	if n.origins, n.originTLS, err = newOrigins(cfg, metrics, log); err != nil {
@@ -126,6 +137,9 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	n.registerNodeMetrics()
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
+	if n.snaps != nil {
+		popt.OnPurge = n.snaps.purged
+	}
 	// The origins dial the tunnels of Upgrade (WebSocket) requests.
 	popt.Tunnels, popt.TunnelIdleTimeout = n.origins, cfg.TunnelIdleTimeout
 	if cfg.Gossip != "" {
@@ -247,6 +261,13 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		}
 		n.admin = &fasthttp.Server{Handler: n.AdminHandler(), Logger: fasthttpLogger{log}, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	}
+	if n.warm != nil {
+		// Before joining and serving: members do not send this node
+		// requests, and /healthz does not answer 200, until it holds what
+		// it held before (every entry is served from here on, copied into
+		// the store as it is asked for or by a mover in the background).
+		n.snaps.load(n.warm)
+	}
 	if n.peers != nil {
 		if err := n.joinCluster(o.Membership); err != nil {
 			return nil, err
@@ -282,6 +303,9 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			log.Error("proxy listener stopped", "err", err)
 		}
 	})
+	if n.snaps != nil && cfg.SnapshotInterval > 0 {
+		n.snaps.every(cfg.SnapshotInterval)
+	}
 	log.Info("ringcache serving", "listen", n.Addr(), "tls", n.clientTLS != nil, "origin", cfg.Origin, "origin_pools", len(n.origins.Pools()), "admin", n.AdminAddr(),
 		"store", cfg.Store, "cache_size", config.FormatBytes(cfg.CacheSize), "gossip", n.GossipAddr())
 	return n, nil
@@ -546,15 +570,18 @@ func (n *Node) AdminAddr() string {
 
 // Shutdown hands this node's entries to their new owners (bounded by
 // handoff_timeout and handoff_max_bytes) and leaves the cluster, then stops
-// accepting requests, lets those in flight finish until ctx ends, and
-// releases everything.
+// accepting requests, lets those in flight finish until ctx ends, writes
+// the snapshot (if configured, within ctx), and releases everything. A
+// snapshot that cannot be written is logged, not returned: the node
+// stopped cleanly.
 func (n *Node) Shutdown(ctx context.Context) error {
 	return n.stop(ctx, true)
 }
 
 // Close stops the node without leaving the cluster, as a crash would as
-// far as the others can tell: no handoff, no leave (they find it failed).
-// Requests in flight still finish until ctx ends.
+// far as the others can tell: no handoff, no leave (they find it failed),
+// and no snapshot (the last periodic one stays). Requests in flight still
+// finish until ctx ends.
 func (n *Node) Close(ctx context.Context) error {
 	return n.stop(ctx, false)
 }
@@ -568,6 +595,9 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 
 func (n *Node) stopNow(ctx context.Context, graceful bool) error {
 	n.serving.Store(false)
+	if n.snaps != nil {
+		n.snaps.stop() // no periodic write from here on
+	}
 	if n.members != nil {
 		if graceful {
 			n.leave(ctx)
@@ -583,6 +613,12 @@ func (n *Node) stopNow(ctx context.Context, graceful bool) error {
 	if n.framesLn != nil {
 		_ = n.framesLn.Close()
 		<-n.framesDone
+	}
+	if graceful && n.snaps != nil {
+		// After the handoff, which copies entries and keeps them, and after
+		// the requests in flight, whose fills are in: a restart under the
+		// same name starts with everything this node held.
+		_ = n.snaps.write(ctx, false)
 	}
 	n.closeAll()
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -631,6 +667,9 @@ func (n *Node) leave(ctx context.Context) {
 }
 
 func (n *Node) closeAll() {
+	if n.snaps != nil {
+		n.snaps.stop()
+	}
 	if n.members != nil {
 		_ = n.members.Shutdown()
 	}

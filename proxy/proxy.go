@@ -117,6 +117,10 @@ type Options struct {
 	// Clock returns unix nanoseconds. Default: a Clock of 1ms resolution
 	// owned by the proxy.
 	Clock func() int64
+	// OnPurge, if set, hears every purge applied on this node (from the
+	// admin API, a PURGE request or another member), after its entries
+	// went: the node drops a snapshot that still holds them.
+	OnPurge func(kind string, dropped int)
 }
 
 // Proxy is the HTTP handler of one ringcache node.
@@ -226,7 +230,14 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 		clock: own,
 		hot:   o.Hot,
 	}
-	p.local = cache.NewLocal(st, cache.LocalOptions{Hot: o.Hot, Keys: p.keys, Clock: o.Clock, OnPurge: p.m.observePurge})
+	onPurge := p.m.observePurge
+	if o.OnPurge != nil {
+		onPurge = func(kind string, dropped int) {
+			p.m.observePurge(kind, dropped)
+			o.OnPurge(kind, dropped)
+		}
+	}
+	p.local = cache.NewLocal(st, cache.LocalOptions{Hot: o.Hot, Keys: p.keys, Clock: o.Clock, OnPurge: onPurge})
 	p.top.fullURLs = o.StatsFullURLs
 	p.SetPolicy(o.Policy)
 	p.SetRules(o.Rules)
