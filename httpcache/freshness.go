@@ -371,7 +371,7 @@ type StoredResponse struct {
 func (s *StoredResponse) Fresh() bool { return s.Lifetime > s.Age }
 
 // TTL is the remaining freshness in seconds; negative when stale. It is
-// Cache-Status's ttl parameter (RFC 9211 §2.6).
+// Cache-Status's ttl parameter (RFC 9211 §2.4).
 func (s *StoredResponse) TTL() int64 { return s.Lifetime - s.Age }
 
 // Action is what to do with a stored response for a request.

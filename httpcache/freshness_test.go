@@ -355,7 +355,7 @@ func TestFreshTTL(t *testing.T) {
 	}{
 		{"RFC9111 §4.2 lifetime above age is fresh", 10, 60, true, 50},
 		{"RFC9111 §4.2 lifetime equal to age is stale", 60, 60, false, 0},
-		{"RFC9211 §2.6 negative ttl when stale", 70, 60, false, -10},
+		{"RFC9211 §2.4 negative ttl when stale", 70, 60, false, -10},
 		{"RFC9111 §4.2 lifetime 0 is stale at once", 0, 0, false, 0},
 	}
 	for _, tc := range tests {

@@ -363,8 +363,10 @@ func (p *Proxy) readBody(resp *fasthttp.Response) (body []byte, tooLarge bool, e
 }
 
 // cacheName is a cache's identifier in Cache-Status: the name when it is
-// a valid token (RFC 8941 §3.3.4), else a quoted string, so the members of
-// a forwarded response say which node did what.
+// a valid token (RFC 8941 §3.3.4), else a String (§3.3.3), so the members
+// of a forwarded response say which node did what. A String holds
+// printable ASCII only, with '"' and '\\' escaped: any other byte (a tab,
+// UTF-8) becomes '?', as a String has no way to carry it.
 func cacheName(name string) string {
 	token := name != "" && (isAlpha(name[0]) || name[0] == '*')
 	for i := 0; token && i < len(name); i++ {
@@ -374,7 +376,19 @@ func cacheName(name string) string {
 	if token {
 		return name
 	}
-	return strconv.Quote(name)
+	b := make([]byte, 0, len(name)+2)
+	b = append(b, '"')
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '"' || c == '\\':
+			b = append(b, '\\', c)
+		case c < 0x20 || c > 0x7e:
+			b = append(b, '?')
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(append(b, '"'))
 }
 
 func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
