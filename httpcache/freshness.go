@@ -102,8 +102,10 @@ type Response struct {
 // HasValidator reports whether a conditional request can revalidate the response.
 func (r *Response) HasValidator() bool { return len(r.ETag) > 0 || r.LastModified != 0 }
 
-// ParseResponse reads the caching-relevant facts of a response header.
-func ParseResponse(dst *Response, h *fasthttp.ResponseHeader) {
+// ParseResponse reads the caching-relevant facts of a response header. now
+// (unix seconds) dates the two-digit years of obsolete dates
+// (ParseHTTPDate).
+func ParseResponse(dst *Response, h *fasthttp.ResponseHeader, now int64) {
 	*dst = Response{Status: h.StatusCode(), Age: int64(Absent)}
 	dst.CC.Reset()
 	expiresSeen, ageSeen := false, false
@@ -113,17 +115,17 @@ func ParseResponse(dst *Response, h *fasthttp.ResponseHeader) {
 			dst.CC.Parse(v)
 		case FieldIs(k, "date"):
 			if dst.Date == 0 {
-				dst.Date, _ = ParseHTTPDate(v)
+				dst.Date, _ = ParseHTTPDate(v, now)
 			}
 		case FieldIs(k, "last-modified"):
 			if dst.LastModified == 0 {
-				dst.LastModified, _ = ParseHTTPDate(v)
+				dst.LastModified, _ = ParseHTTPDate(v, now)
 			}
 		case FieldIs(k, "expires"):
 			// Two Expires lines: use the first (§4.2.1).
 			if !expiresSeen {
 				expiresSeen = true
-				t, ok := ParseHTTPDate(v)
+				t, ok := ParseHTTPDate(v, now)
 				if ok && t == 0 {
 					// The epoch ("Thu, 01 Jan 1970 00:00:00 GMT", a common
 					// way to say "expired") is a past date, not "absent".
@@ -159,24 +161,6 @@ func ParseResponse(dst *Response, h *fasthttp.ResponseHeader) {
 			}
 		}
 	}
-}
-
-var httpDateLayouts = [...]string{
-	time.RFC1123,                     // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-	"Monday, 02-Jan-06 15:04:05 MST", // obsolete RFC 850
-	time.ANSIC,                       // asctime: Sun Nov  6 08:49:37 1994
-}
-
-// ParseHTTPDate parses the three HTTP-date formats of RFC 9110 §5.6.7 into
-// unix seconds.
-func ParseHTTPDate(b []byte) (int64, bool) {
-	s := string(trimSpace(b))
-	for _, layout := range httpDateLayouts {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.Unix(), true
-		}
-	}
-	return 0, false
 }
 
 // Policy holds the cache's own choices where the RFCs leave room.

@@ -128,7 +128,7 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *c
 		return nil, nil, nil
 	}
 	var r httpcache.Response
-	httpcache.ParseResponse(&r, &resp.Header)
+	httpcache.ParseResponse(&r, &resp.Header, p.now()/1e9)
 	if httpcache.Storable(true, &st.req, &r, *p.policy.Load()) != httpcache.Stored || r.SetCookie || r.CC.NoCache {
 		return nil, nil, nil
 	}

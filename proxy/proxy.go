@@ -598,7 +598,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 	}
 
 	var r httpcache.Response
-	httpcache.ParseResponse(&r, &resp.Header)
+	httpcache.ParseResponse(&r, &resp.Header, respTime/1e9)
 	reason := httpcache.Storable(true, req, &r, *p.policy.Load())
 	body, tooLarge, err := p.readBody(resp)
 	if err != nil {
@@ -710,7 +710,7 @@ func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, 
 	mergeHeaders(&merged.Header, stale, &nm.Header)
 	closeResponse(nm)
 	var r httpcache.Response
-	httpcache.ParseResponse(&r, &merged.Header)
+	httpcache.ParseResponse(&r, &merged.Header, respTime/1e9)
 	e := p.newEntry(stale.Key(), &merged.Header, stale.Body(), &r, reqTime, respTime)
 	res.outcome, res.entry, res.shareable = Revalidated, e, true
 	if httpcache.Storable(true, req, &r, *p.policy.Load()) == httpcache.Stored {

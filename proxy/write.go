@@ -157,7 +157,7 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *
 	status := int(e.Status)
 	cond := httpcache.CondNone
 	if status == fasthttp.StatusOK && req.HasPreconditions() {
-		cond = httpcache.EvaluateRequest(req, validators(e))
+		cond = httpcache.EvaluateRequest(req, validators(e, now), now/1e9)
 	}
 	resp.Header.DisableNormalizing()
 	switch cond {
@@ -183,7 +183,7 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *
 		p.setListField(resp, strVia, upstreamVia, p.via)
 		body := e.Body()
 		if status == fasthttp.StatusOK && len(req.Range) > 0 {
-			body = p.byteRange(ctx, req, e, body)
+			body = p.byteRange(ctx, req, e, body, now)
 		}
 		resp.SetBodyRaw(body)
 	}
@@ -228,12 +228,12 @@ func setField(h *fasthttp.ResponseHeader, f *cache.FieldIter) {
 }
 
 // validators of a stored response; Last-Modified falls back to Date, then
-// to the time it was received (RFC 9111 §4.3.2).
-func validators(e *cache.Entry) httpcache.Validators {
+// to the time it was received (RFC 9111 §4.3.2). now is unix nanoseconds.
+func validators(e *cache.Entry, now int64) httpcache.Validators {
 	v := httpcache.Validators{ETag: e.Get("etag")}
-	if lm, ok := httpcache.ParseHTTPDate(e.Get("last-modified")); ok {
+	if lm, ok := httpcache.ParseHTTPDate(e.Get("last-modified"), now/1e9); ok {
 		v.LastModified = lm
-	} else if d, ok := httpcache.ParseHTTPDate(e.Get("date")); ok {
+	} else if d, ok := httpcache.ParseHTTPDate(e.Get("date"), now/1e9); ok {
 		v.LastModified = d
 	} else {
 		v.LastModified = e.ResponseTime / 1e9
@@ -244,12 +244,9 @@ func validators(e *cache.Entry) httpcache.Validators {
 // byteRange answers a single byte range from a stored 200 (RFC 9110 §14).
 // Multiple ranges, or an If-Range that does not match, get the full body,
 // which the RFC allows.
-func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, body []byte) []byte {
-	if ifRange := req.IfRange; len(ifRange) > 0 {
-		etag := e.Get("etag")
-		if !(len(etag) > 0 && httpcache.ETagEqual(ifRange, etag, true)) && !bytes.Equal(ifRange, e.Get("last-modified")) {
-			return body
-		}
+func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, body []byte, now int64) []byte {
+	if len(req.IfRange) > 0 && !httpcache.IfRange(req.IfRange, e.Get("etag"), e.Get("last-modified"), e.Get("date"), now/1e9) {
+		return body
 	}
 	r := req.Range
 	if bytes.IndexByte(r, ',') >= 0 {
