@@ -333,6 +333,7 @@ func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool)
 		ReadBufferSize:               16 << 10, // room for large cookies and tokens
 		NoDefaultServerHeader:        true,     // the origin's Server header passes through
 		NoDefaultContentType:         true,     // never invent a type the origin did not send
+		NoDefaultDate:                true,     // the proxy writes each Date: a hit keeps its stored one (RFC 9110 §6.6.1)
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
 		StreamRequestBody:            true,

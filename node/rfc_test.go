@@ -152,3 +152,31 @@ func TestInvalidExpiresIsExpired(t *testing.T) {
 		})
 	}
 }
+
+// TestHitKeepsOriginDate: through a real node, a miss and the hits after it
+// carry the origin's Date (RFC 9110 §6.6.1); the time since is in Age (RFC
+// 9111 §4), which covers the response's age before it arrived too.
+func TestHitKeepsOriginDate(t *testing.T) {
+	made := time.Now().Add(-100 * time.Second)
+	date := imfDate(made)
+	tn, o := startRawNode(t, func(int64, *fasthttp.Request) (string, bool) {
+		return response("200 OK", "dated", "Date: "+date, "Cache-Control: max-age=3600"), false
+	}, nil)
+	miss := tn.get(t, "/dated")
+	testutil.ExpectStatus(t, "miss", miss, 200)
+	hit := tn.get(t, "/dated")
+	if !strings.Contains(hit.CacheStatus(), "hit") {
+		t.Fatalf("second request: Cache-Status %q, want a hit", hit.CacheStatus())
+	}
+	for _, r := range []testutil.Reply{miss, hit} {
+		if r.Header["Date"] != date {
+			t.Errorf("%s: Date %q, want the origin's %q", r.CacheStatus(), r.Header["Date"], date)
+		}
+		if age := ageOf(t, "answer", r); age < 100 || age > 100+int(time.Since(made)/time.Second) {
+			t.Errorf("%s: Age %d, want the %s since the origin's Date", r.CacheStatus(), age, time.Since(made).Round(time.Second))
+		}
+	}
+	if n := o.requests.Load(); n != 1 {
+		t.Errorf("origin requests = %d, want 1", n)
+	}
+}

@@ -92,10 +92,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 			p.m.requests[Forwarded].Inc()
 			// The copy dropped the owner's Cache-Status member; this
 			// answer still went through the owner, so it keeps it.
-			if len(upstream) > 0 {
-				ctx.Response.Header.SetCanonical(strCacheStatus, upstream)
-			}
-			p.writeEntry(ctx, &st.req, e, p.now(), cs)
+			cs.upstream = upstream
+			p.writeEntry(ctx, st, e, p.now(), cs)
 			return true
 		}
 	}

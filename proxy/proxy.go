@@ -109,6 +109,7 @@ type Proxy struct {
 	top        topKeys
 	gen        atomic.Int64 // last Vary marker generation handed out
 	states     sync.Pool    // *reqState
+	seeds      sync.Pool    // *dateSeed
 	bg         sync.WaitGroup
 	announced  announcer
 	clock      *Clock // owned, when Options.Clock was nil
@@ -127,6 +128,7 @@ type reqState struct {
 	req       httpcache.Request
 	marker    *cache.Entry // the URL's Vary marker, if any
 	forwarded bool         // sent by an authenticated peer: never forward again
+	seed      *dateSeed    // writes a hit's Date
 }
 
 // New returns a Proxy answering from st and filling from origin.
@@ -179,8 +181,9 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	p.SetPolicy(o.Policy)
 	p.SetPurgeAllow(o.PurgeAllow)
 	p.states.New = func() any {
-		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256)}
+		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256), seed: newDateSeed()}
 	}
+	p.seeds.New = func() any { return newDateSeed() }
 	return p
 }
 
@@ -279,7 +282,7 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		if e := p.hotHit(st, now); e != nil {
 			s := storedResponse(e, now)
 			p.m.requests[Hit].Inc()
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailHot})
+			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailHot})
 			return
 		}
 		if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
@@ -301,16 +304,16 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		switch httpcache.Reuse(&s, &st.req.CC) {
 		case httpcache.Serve:
 			p.m.requests[Hit].Inc()
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true})
+			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true})
 			return
 		case httpcache.ServeStale:
 			p.m.requests[StaleHit].Inc()
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailMaxStale})
+			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailMaxStale})
 			return
 		case httpcache.ServeStaleRevalidate:
 			p.m.requests[StaleHit].Inc()
 			p.revalidateAsync(ctx, st, e)
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailStaleWhileRevalidate})
+			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailStaleWhileRevalidate})
 			return
 		}
 		if st.req.CC.OnlyIfCached {
@@ -707,7 +710,7 @@ func (p *Proxy) setPass(key []byte, now int64) {
 func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, req *httpcache.Request, reqTime, respTime int64) *result {
 	merged := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(merged)
-	mergeHeaders(&merged.Header, stale, &nm.Header)
+	p.mergeHeaders(&merged.Header, stale, &nm.Header, respTime)
 	closeResponse(nm)
 	var r httpcache.Response
 	httpcache.ParseResponse(&r, &merged.Header, respTime/1e9)
@@ -780,7 +783,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, st *reqState, res *result, colla
 			s := storedResponse(res.entry, now)
 			cs.ttl, cs.hasTTL = s.TTL(), true
 		}
-		p.writeEntry(ctx, &st.req, res.entry, now, cs)
+		p.writeEntry(ctx, st, res.entry, now, cs)
 		if !collapsed {
 			for _, c := range res.cookies {
 				ctx.Response.Header.AddBytesV("Set-Cookie", c)

@@ -109,6 +109,9 @@ type cacheStatus struct {
 	stored    bool
 	collapsed bool
 	detail    detail
+	// upstream is the Cache-Status of the caches nearer the origin, when
+	// the answer's header does not hold it (a hot copy dropped it).
+	upstream []byte
 }
 
 func (p *Proxy) appendCacheStatus(dst []byte, cs cacheStatus) []byte {
@@ -150,36 +153,31 @@ var (
 
 // writeEntry answers from a stored (or just fetched) response: a 304 or
 // 412 when the client's preconditions say so, a 206 for a satisfiable
-// single byte range, else the full response. It does not allocate on the
+// single byte range, else the full response. The answer carries the stored
+// Date, as the origin sent it (a 412, made here, the current one), and the
+// entry's current age in Age (RFC 9111 §4). It does not allocate on the
 // common paths: the body is shared, not copied.
-func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, now int64, cs cacheStatus) {
+func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entry, now int64, cs cacheStatus) {
 	resp := &ctx.Response
+	req := &st.req
 	status := int(e.Status)
 	cond := httpcache.CondNone
 	if status == fasthttp.StatusOK && req.HasPreconditions() {
 		cond = httpcache.EvaluateRequest(req, validators(e, now), now/1e9)
 	}
+	// Stored names are canonical already: the parser need not normalise.
 	resp.Header.DisableNormalizing()
+	var upstreamVia []byte
 	switch cond {
 	case httpcache.CondNotModified:
+		upstreamVia = p.writeFields(&resp.Header, st.seed, e, now, notModifiedField, false)
 		resp.SetStatusCode(fasthttp.StatusNotModified)
-		for f := e.Fields(); f.Next(); {
-			if notModifiedField(f.Key()) {
-				setField(&resp.Header, &f)
-			}
-		}
 	case httpcache.CondPrecondition:
+		st.seed.seed(&resp.Header, nil, now, true)
 		resp.SetStatusCode(fasthttp.StatusPreconditionFailed)
 	default:
+		upstreamVia = p.writeFields(&resp.Header, st.seed, e, now, nil, true)
 		resp.SetStatusCode(status)
-		var upstreamVia []byte
-		for f := e.Fields(); f.Next(); {
-			if bytes.EqualFold(f.Key(), strVia) {
-				upstreamVia = f.Value()
-			} else {
-				setField(&resp.Header, &f)
-			}
-		}
 		p.setListField(resp, strVia, upstreamVia, p.via)
 		body := e.Body()
 		if status == fasthttp.StatusOK && len(req.Range) > 0 {
@@ -190,6 +188,33 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *
 	var age [20]byte
 	resp.Header.SetCanonical(strAge, strconv.AppendInt(age[:0], max(0, int64(e.InitialAge)+max(0, now-e.ResponseTime)/1e9), 10))
 	p.addCacheStatus(resp, cs)
+}
+
+// writeFields resets h to the stored fields of e that keep accepts (all
+// when nil), Date included, and returns the stored Via, which the caller
+// extends. The Date is seeded first (see dateSeed); newEntry stores it as
+// the first field, so one pass over the fields finds it and sets the rest.
+func (p *Proxy) writeFields(h *fasthttp.ResponseHeader, s *dateSeed, e *cache.Entry, now int64, keep func([]byte) bool, bodied bool) (via []byte) {
+	f := e.Fields()
+	more := f.Next()
+	if more && bytes.EqualFold(f.Key(), strDate) {
+		s.seed(h, f.Value(), now, bodied)
+		more = f.Next()
+	} else {
+		s.seed(h, e.Get("date"), now, bodied) // an entry from before Date went first
+	}
+	for ; more; more = f.Next() {
+		switch k := f.Key(); {
+		case keep != nil && !keep(k):
+		case bytes.EqualFold(k, strVia):
+			via = f.Value()
+		case bytes.EqualFold(k, strDate):
+			// Seeded.
+		default:
+			setField(h, &f)
+		}
+	}
+	return via
 }
 
 // setListField sets a list-valued field (Via) to upstream + ", " + ours.
@@ -208,7 +233,11 @@ func (p *Proxy) setListField(resp *fasthttp.Response, key, upstream, ours []byte
 func (p *Proxy) addCacheStatus(resp *fasthttp.Response, cs cacheStatus) {
 	var scratch [160]byte
 	v := scratch[:0]
-	if prev := resp.Header.PeekBytes(strCacheStatus); len(prev) > 0 {
+	prev := cs.upstream
+	if len(prev) == 0 {
+		prev = resp.Header.PeekBytes(strCacheStatus)
+	}
+	if len(prev) > 0 {
 		v = append(append(v, prev...), ", "...)
 	}
 	v = p.appendCacheStatus(v, cs)
@@ -268,6 +297,7 @@ func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *c
 func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg string, fwd fwdReason) {
 	resp := &ctx.Response
 	resp.Reset()
+	p.seedDate(&resp.Header, nil, p.now())
 	resp.SetStatusCode(status)
 	resp.Header.SetContentType("text/plain; charset=utf-8")
 	resp.Header.Set("Cache-Control", "no-store")
@@ -287,6 +317,8 @@ func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg string, fwd
 // origin response is released then.
 func (p *Proxy) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, prefix []byte, cs cacheStatus) {
 	out := &ctx.Response
+	// The origin's Date, or now if it sent none (RFC 9110 §6.6.1).
+	p.seedDate(&out.Header, firstDate(&resp.Header), p.now())
 	out.Header.DisableNormalizing()
 	copyResponseHeaders(&out.Header, &resp.Header)
 	via := resp.Header.Peek("Via")
