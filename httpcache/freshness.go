@@ -97,6 +97,10 @@ type Response struct {
 	// Vary is the Vary field value (lines joined); VaryStar marks "*".
 	Vary     []byte
 	VaryStar bool
+
+	// Target is 1 + the index in the target list of the targeted field
+	// that set CC (RFC 9213), 0 when CC is the Cache-Control field.
+	Target int
 }
 
 // HasValidator reports whether a conditional request can revalidate the response.
@@ -104,8 +108,10 @@ func (r *Response) HasValidator() bool { return len(r.ETag) > 0 || r.LastModifie
 
 // ParseResponse reads the caching-relevant facts of a response header. now
 // (unix seconds) dates the two-digit years of obsolete dates
-// (ParseHTTPDate).
-func ParseResponse(dst *Response, h *fasthttp.ResponseHeader, now int64) {
+// (ParseHTTPDate). targets is the cache's target list (RFC 9213 §2.1): the
+// first of its fields present with a valid, non-empty value stands in for
+// Cache-Control, and Expires is then ignored.
+func ParseResponse(dst *Response, h *fasthttp.ResponseHeader, now int64, targets Targets) {
 	*dst = Response{Status: h.StatusCode(), Age: int64(Absent)}
 	dst.CC.Reset()
 	expiresSeen, ageSeen := false, false
@@ -161,6 +167,9 @@ func ParseResponse(dst *Response, h *fasthttp.ResponseHeader, now int64) {
 			}
 		}
 	}
+	if len(targets) > 0 {
+		dst.applyTargets(h, targets)
+	}
 }
 
 // Policy holds the cache's own choices where the RFCs leave room.
@@ -176,6 +185,16 @@ type Policy struct {
 	// StripSetCookie stores responses with Set-Cookie without that field;
 	// otherwise such responses are not stored.
 	StripSetCookie bool
+	// Targets is the target list of targeted cache control (RFC 9213
+	// §2.1), for ParseResponse: e.g. CDN-Cache-Control. Nil obeys
+	// Cache-Control alone.
+	Targets Targets
+	// StripTargets are targeted fields of Targets the proxy removes from
+	// its answers to clients (RFC 9213 §3 lets a cache remove a field it
+	// obeys, e.g. one only this cluster reads); they are stored and pass
+	// between members, whose copies must obey them too. Fields not in
+	// Targets always pass through (§2.1).
+	StripTargets Targets
 }
 
 // Reason says why a response is not stored; it doubles as Cache-Status detail.

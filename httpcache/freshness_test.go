@@ -20,6 +20,12 @@ func httpDate(sec int64) string {
 // respOf parses a raw response header with the given status and lines.
 func respOf(t testing.TB, status int, lines ...string) *Response {
 	t.Helper()
+	return respOfTargets(t, nil, status, lines...)
+}
+
+// respOfTargets is respOf for a cache with a target list (RFC 9213).
+func respOfTargets(t testing.TB, targets Targets, status int, lines ...string) *Response {
+	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "HTTP/1.1 %d Whatever\r\n", status)
 	for _, l := range lines {
@@ -32,7 +38,7 @@ func respOf(t testing.TB, status int, lines ...string) *Response {
 		t.Fatalf("parsing response header %d %q: %v", status, lines, err)
 	}
 	r := new(Response)
-	ParseResponse(r, h, base)
+	ParseResponse(r, h, base, targets)
 	return r
 }
 
@@ -177,7 +183,7 @@ func TestParseResponseResets(t *testing.T) {
 	r := respOf(t, 200, dateBase, lmOld, etagA, "Set-Cookie: a=b", "Vary: *", "Age: 3", "Expires: 0", "Cache-Control: no-store")
 	h := new(fasthttp.ResponseHeader)
 	h.SetStatusCode(404)
-	ParseResponse(r, h, base)
+	ParseResponse(r, h, base, nil)
 	if r.Status != 404 || r.Date != 0 || r.LastModified != 0 || r.ETag != nil || r.SetCookie || r.VaryStar ||
 		r.Vary != nil || r.Age != int64(Absent) || r.ExpiresInvalid || r.Expires != 0 || r.CC.NoStore || r.CC.MaxAge != Absent {
 		t.Fatalf("ParseResponse kept old state: %+v", *r)

@@ -351,7 +351,18 @@ func policy(cfg config.Config) httpcache.Policy {
 		MaxHeuristic:   int64(cfg.MaxHeuristicTTL / time.Second),
 		NoHeuristic:    cfg.MaxHeuristicTTL == 0,
 		StripSetCookie: cfg.StripSetCookie,
+		Targets:        fieldNames(cfg.TargetedCacheControl),
+		StripTargets:   fieldNames(cfg.StripTargetedCacheControl),
 	}
+}
+
+// fieldNames converts a list of header field names.
+func fieldNames(names []string) httpcache.Targets {
+	var t httpcache.Targets
+	for _, n := range names {
+		t = append(t, []byte(n))
+	}
+	return t
 }
 
 // prefixes parses purge_allow (validated by config).

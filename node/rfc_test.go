@@ -108,6 +108,16 @@ func startRawNode(t testing.TB, answer rawAnswer, mutate func(*config.Config)) (
 	return tn, o
 }
 
+// field is r's field name, whatever the case the client normalised it to.
+func field(r testutil.Reply, name string) string {
+	for k, v := range r.Header {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
 // imfDate is t as an IMF-fixdate, the HTTP-date a sender generates.
 func imfDate(t time.Time) string { return t.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT") }
 
@@ -178,5 +188,54 @@ func TestHitKeepsOriginDate(t *testing.T) {
 	}
 	if n := o.requests.Load(); n != 1 {
 		t.Errorf("origin requests = %d, want 1", n)
+	}
+}
+
+// TestTargetedCacheControl: a node obeys CDN-Cache-Control over
+// Cache-Control (RFC 9213 §2.1, its default target list), ignores one that
+// is not a valid Structured Field dictionary (§2.2), passes Cache-Control
+// on for the caches after it, and obeys a field of its own first when
+// configured, leaving it out of answers to clients.
+func TestTargetedCacheControl(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*config.Config)
+		fields []string
+		hit    bool
+		absent string // a field the client must not see
+	}{
+		{"CDN-Cache-Control stores what Cache-Control forbids", nil,
+			[]string{"Cache-Control: no-store", "CDN-Cache-Control: max-age=600"}, true, ""},
+		{"an invalid CDN-Cache-Control is ignored", nil,
+			[]string{"Cache-Control: no-store", "CDN-Cache-Control: Max-Age=600"}, false, ""},
+		{"targeted no-store wins over Cache-Control", nil,
+			[]string{"Cache-Control: max-age=600", "CDN-Cache-Control: no-store"}, false, ""},
+		{"no target list: Cache-Control alone", func(c *config.Config) { c.TargetedCacheControl = nil },
+			[]string{"Cache-Control: no-store", "CDN-Cache-Control: max-age=600"}, false, ""},
+		{"a field of the cluster's own, first, stripped", func(c *config.Config) {
+			c.TargetedCacheControl = []string{"Ringcache-Cache-Control", "CDN-Cache-Control"}
+			c.StripTargetedCacheControl = []string{"Ringcache-Cache-Control"}
+		}, []string{"Cache-Control: no-store", "CDN-Cache-Control: no-store", "Ringcache-Cache-Control: max-age=600"}, true, "Ringcache-Cache-Control"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tn, o := startRawNode(t, func(int64, *fasthttp.Request) (string, bool) {
+				return response("200 OK", "targeted", append([]string{"Date: " + imfDate(time.Now())}, tc.fields...)...), false
+			}, tc.mutate)
+			tn.get(t, "/targeted")
+			r := tn.get(t, "/targeted")
+			testutil.ExpectStatus(t, "second", r, 200)
+			if hit := strings.Contains(r.CacheStatus(), "; hit"); hit != tc.hit {
+				t.Fatalf("second request: Cache-Status %q, want hit %v", r.CacheStatus(), tc.hit)
+			}
+			if want := int64(map[bool]int{true: 1, false: 2}[tc.hit]); o.requests.Load() != want {
+				t.Errorf("origin requests = %d, want %d", o.requests.Load(), want)
+			}
+			for _, f := range tc.fields {
+				k, v, _ := strings.Cut(f, ": ")
+				if want := map[bool]string{true: "", false: v}[k == tc.absent]; field(r, k) != want {
+					t.Errorf("%s = %q, want %q", k, field(r, k), want)
+				}
+			}
+		})
 	}
 }

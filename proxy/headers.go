@@ -164,12 +164,14 @@ func copyRequestHeaders(out, in *fasthttp.RequestHeader, fill, trusted bool) {
 }
 
 // copyResponseHeaders copies the end-to-end fields of an origin response
-// that is relayed without being stored.
-func copyResponseHeaders(out, in *fasthttp.ResponseHeader) {
+// that is relayed without being stored, but for the targeted fields in
+// strip.
+func copyResponseHeaders(out, in *fasthttp.ResponseHeader, strip httpcache.Targets) {
 	connection := in.Peek("Connection")
 	out.SetStatusCode(in.StatusCode())
 	for k, v := range in.All() {
-		if hopByHop(k, connection) || httpcache.FieldIs(k, "content-length") || httpcache.FieldIs(k, "date") {
+		if hopByHop(k, connection) || httpcache.FieldIs(k, "content-length") || httpcache.FieldIs(k, "date") ||
+			(len(strip) > 0 && namedIn(strip, k)) {
 			continue // Date: seeded by the caller (fasthttp would drop it)
 		}
 		out.AddBytesKV(k, v)

@@ -98,7 +98,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 		}
 	}
 	p.m.requests[Forwarded].Inc()
-	p.relay(ctx, resp, nil, cs)
+	p.relay(ctx, st, resp, nil, cs)
 	return true
 }
 
@@ -126,8 +126,9 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *c
 		return nil, nil, nil
 	}
 	var r httpcache.Response
-	httpcache.ParseResponse(&r, &resp.Header, p.now()/1e9)
-	if httpcache.Storable(true, &st.req, &r, *p.policy.Load()) != httpcache.Stored || r.SetCookie || r.CC.NoCache {
+	pol := p.policy.Load()
+	httpcache.ParseResponse(&r, &resp.Header, p.now()/1e9, pol.Targets)
+	if httpcache.Storable(true, &st.req, &r, *pol) != httpcache.Stored || r.SetCookie || r.CC.NoCache {
 		return nil, nil, nil
 	}
 	// Content-Length is known and within MaxObjectSize: the whole body is read.

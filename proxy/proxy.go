@@ -601,8 +601,9 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 	}
 
 	var r httpcache.Response
-	httpcache.ParseResponse(&r, &resp.Header, respTime/1e9)
-	reason := httpcache.Storable(true, req, &r, *p.policy.Load())
+	pol := p.policy.Load()
+	httpcache.ParseResponse(&r, &resp.Header, respTime/1e9, pol.Targets)
+	reason := httpcache.Storable(true, req, &r, *pol)
 	body, tooLarge, err := p.readBody(resp)
 	if err != nil {
 		closeResponse(resp)
@@ -713,10 +714,11 @@ func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, 
 	p.mergeHeaders(&merged.Header, stale, &nm.Header, respTime)
 	closeResponse(nm)
 	var r httpcache.Response
-	httpcache.ParseResponse(&r, &merged.Header, respTime/1e9)
+	pol := p.policy.Load()
+	httpcache.ParseResponse(&r, &merged.Header, respTime/1e9, pol.Targets)
 	e := p.newEntry(stale.Key(), &merged.Header, stale.Body(), &r, reqTime, respTime)
 	res.outcome, res.entry, res.shareable = Revalidated, e, true
-	if httpcache.Storable(true, req, &r, *p.policy.Load()) == httpcache.Stored {
+	if httpcache.Storable(true, req, &r, *pol) == httpcache.Stored {
 		res.stored = p.store.Set(e)
 	} else {
 		p.store.Delete(stale.Key())
@@ -776,7 +778,7 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, st *reqState, res *result, colla
 	cs := cacheStatus{hit: res.hit, fwd: res.fwd, fwdStatus: res.fwdStatus, stored: res.stored && !res.hit, collapsed: collapsed, detail: res.detail}
 	switch {
 	case res.stream != nil:
-		p.relay(ctx, res.stream, res.prefix, cs)
+		p.relay(ctx, st, res.stream, res.prefix, cs)
 	case res.entry != nil:
 		now := p.now()
 		if res.stored || res.hit || res.outcome == StaleError {
@@ -890,7 +892,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 		p.invalidate(ctx, st, &resp.Header)
 	}
 	p.m.requests[Pass].Inc()
-	p.relay(ctx, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status})
+	p.relay(ctx, st, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status})
 }
 
 // setBody gives out the body of the client's request in. A streamed body

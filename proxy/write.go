@@ -170,13 +170,13 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entr
 	var upstreamVia []byte
 	switch cond {
 	case httpcache.CondNotModified:
-		upstreamVia = p.writeFields(&resp.Header, st.seed, e, now, notModifiedField, false)
+		upstreamVia = p.writeFields(&resp.Header, st, e, now, notModifiedField, false)
 		resp.SetStatusCode(fasthttp.StatusNotModified)
 	case httpcache.CondPrecondition:
 		st.seed.seed(&resp.Header, nil, now, true)
 		resp.SetStatusCode(fasthttp.StatusPreconditionFailed)
 	default:
-		upstreamVia = p.writeFields(&resp.Header, st.seed, e, now, nil, true)
+		upstreamVia = p.writeFields(&resp.Header, st, e, now, nil, true)
 		resp.SetStatusCode(status)
 		p.setListField(resp, strVia, upstreamVia, p.via)
 		body := e.Body()
@@ -191,18 +191,20 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entr
 }
 
 // writeFields resets h to the stored fields of e that keep accepts (all
-// when nil), Date included, and returns the stored Via, which the caller
-// extends. The Date is seeded first (see dateSeed); newEntry stores it as
-// the first field, so one pass over the fields finds it and sets the rest.
-func (p *Proxy) writeFields(h *fasthttp.ResponseHeader, s *dateSeed, e *cache.Entry, now int64, keep func([]byte) bool, bodied bool) (via []byte) {
+// when nil) and the request may see (strip), Date included, and returns
+// the stored Via, which the caller extends. The Date is seeded first (see
+// dateSeed); newEntry stores it as the first field, so one pass over the
+// fields finds it and sets the rest.
+func (p *Proxy) writeFields(h *fasthttp.ResponseHeader, st *reqState, e *cache.Entry, now int64, keep func([]byte) bool, bodied bool) (via []byte) {
 	f := e.Fields()
 	more := f.Next()
 	if more && bytes.EqualFold(f.Key(), strDate) {
-		s.seed(h, f.Value(), now, bodied)
+		st.seed.seed(h, f.Value(), now, bodied)
 		more = f.Next()
 	} else {
-		s.seed(h, e.Get("date"), now, bodied) // an entry from before Date went first
+		st.seed.seed(h, e.Get("date"), now, bodied) // an entry from before Date went first
 	}
+	strip := p.strip(st)
 	for ; more; more = f.Next() {
 		switch k := f.Key(); {
 		case keep != nil && !keep(k):
@@ -210,11 +212,32 @@ func (p *Proxy) writeFields(h *fasthttp.ResponseHeader, s *dateSeed, e *cache.En
 			via = f.Value()
 		case bytes.EqualFold(k, strDate):
 			// Seeded.
+		case len(strip) > 0 && namedIn(strip, k):
 		default:
 			setField(h, &f)
 		}
 	}
 	return via
+}
+
+// strip is the targeted fields the answer to st leaves out: those of the
+// policy's StripTargets, for clients; a member gets them all, as its copy
+// must obey them too.
+func (p *Proxy) strip(st *reqState) httpcache.Targets {
+	if st.forwarded {
+		return nil
+	}
+	return p.policy.Load().StripTargets
+}
+
+// namedIn reports whether names holds k, ignoring case.
+func namedIn(names httpcache.Targets, k []byte) bool {
+	for _, n := range names {
+		if len(n) == len(k) && bytes.EqualFold(n, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // setListField sets a list-valued field (Via) to upstream + ", " + ours.
@@ -315,12 +338,12 @@ func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg string, fwd
 // relay writes an origin response that is not served from the cache. A
 // streamed body is handed to fasthttp, which closes it after writing; the
 // origin response is released then.
-func (p *Proxy) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, prefix []byte, cs cacheStatus) {
+func (p *Proxy) relay(ctx *fasthttp.RequestCtx, st *reqState, resp *fasthttp.Response, prefix []byte, cs cacheStatus) {
 	out := &ctx.Response
 	// The origin's Date, or now if it sent none (RFC 9110 §6.6.1).
 	p.seedDate(&out.Header, firstDate(&resp.Header), p.now())
 	out.Header.DisableNormalizing()
-	copyResponseHeaders(&out.Header, &resp.Header)
+	copyResponseHeaders(&out.Header, &resp.Header, p.strip(st))
 	via := resp.Header.Peek("Via")
 	p.setListField(out, strVia, via, p.via)
 	p.addCacheStatus(out, cs)
