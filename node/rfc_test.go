@@ -6,13 +6,9 @@ package node
 // server reach the node as they would from a real origin.
 
 import (
-	"bufio"
-	"io"
-	"net"
+	"compress/gzip"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,86 +17,13 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// rawOrigin answers each request with the bytes answer returns for it, on
-// as many keep-alive connections as the node opens. close ends the
-// connection after that answer (the framing "until the server closes").
-type rawOrigin struct {
-	addr     string
-	requests atomic.Int64 // requests read
-	conns    atomic.Int64 // connections accepted
-}
-
-type rawAnswer func(n int64, req *fasthttp.Request) (reply string, close bool)
-
-func startRawOrigin(t testing.TB, answer rawAnswer) *rawOrigin {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := &rawOrigin{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	open := map[net.Conn]struct{}{}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			o.conns.Add(1)
-			mu.Lock()
-			open[c] = struct{}{}
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() {
-					mu.Lock()
-					delete(open, c)
-					mu.Unlock()
-					c.Close()
-				}()
-				br := bufio.NewReader(c)
-				// Bounded by the deadline: a connection the node keeps idle
-				// is closed by the cleanup below.
-				_ = c.SetDeadline(time.Now().Add(time.Minute))
-				for {
-					req := fasthttp.AcquireRequest()
-					if err := req.Read(br); err != nil {
-						fasthttp.ReleaseRequest(req)
-						return
-					}
-					reply, closeAfter := answer(o.requests.Add(1), req)
-					fasthttp.ReleaseRequest(req)
-					if _, err := io.WriteString(c, reply); err != nil || closeAfter {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return o
-}
-
 // startRawNode starts a node in front of a raw origin answering with
 // answer.
-func startRawNode(t testing.TB, answer rawAnswer, mutate func(*config.Config)) (*testNode, *rawOrigin) {
+func startRawNode(t testing.TB, answer testutil.RawAnswer, mutate func(*config.Config)) (*testNode, *testutil.RawOrigin) {
 	t.Helper()
-	o := startRawOrigin(t, answer)
+	o := testutil.ServeRaw(t, answer)
 	tn := startTestNode(t, func(c *config.Config) {
-		c.Origin = "http://" + o.addr
+		c.Origin = "http://" + o.Addr
 		if mutate != nil {
 			mutate(c)
 		}
@@ -156,7 +79,7 @@ func TestInvalidExpiresIsExpired(t *testing.T) {
 					t.Fatalf("request %d with Expires %q: Cache-Status %q, want no hit", i+1, tc.expires, r.CacheStatus())
 				}
 			}
-			if n := o.requests.Load(); n != 2 {
+			if n := o.Requests(); n != 2 {
 				t.Errorf("origin requests = %d, want 2 (Expires %q must count as expired)", n, tc.expires)
 			}
 		})
@@ -186,7 +109,7 @@ func TestHitKeepsOriginDate(t *testing.T) {
 			t.Errorf("%s: Age %d, want the %s since the origin's Date", r.CacheStatus(), age, time.Since(made).Round(time.Second))
 		}
 	}
-	if n := o.requests.Load(); n != 1 {
+	if n := o.Requests(); n != 1 {
 		t.Errorf("origin requests = %d, want 1", n)
 	}
 }
@@ -227,14 +150,92 @@ func TestTargetedCacheControl(t *testing.T) {
 			if hit := strings.Contains(r.CacheStatus(), "; hit"); hit != tc.hit {
 				t.Fatalf("second request: Cache-Status %q, want hit %v", r.CacheStatus(), tc.hit)
 			}
-			if want := int64(map[bool]int{true: 1, false: 2}[tc.hit]); o.requests.Load() != want {
-				t.Errorf("origin requests = %d, want %d", o.requests.Load(), want)
+			if want := int64(map[bool]int{true: 1, false: 2}[tc.hit]); o.Requests() != want {
+				t.Errorf("origin requests = %d, want %d", o.Requests(), want)
 			}
 			for _, f := range tc.fields {
 				k, v, _ := strings.Cut(f, ": ")
 				if want := map[bool]string{true: "", false: v}[k == tc.absent]; field(r, k) != want {
 					t.Errorf("%s = %q, want %q", k, field(r, k), want)
 				}
+			}
+		})
+	}
+}
+
+// gzipBody is s in the gzip coding.
+func gzipBody(s string) string {
+	var b strings.Builder
+	w := gzip.NewWriter(&b)
+	_, _ = w.Write([]byte(s))
+	_ = w.Close()
+	return b.String()
+}
+
+// chunked frames s as chunks of at most n bytes and the last chunk.
+func chunked(s string, n int) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		c := s[:min(n, len(s))]
+		s = s[len(c):]
+		b.WriteString(strconv.FormatInt(int64(len(c)), 16) + "\r\n" + c + "\r\n")
+	}
+	return b.String() + "0\r\n\r\n"
+}
+
+// TestResponseFramings: every framing RFC 9112 §6.3 lists, from a raw
+// socket through a real node: the body arrives whole and is stored, the
+// Transfer-Encoding field is neither stored nor forwarded, and a
+// connection whose answer was framed by its end, or whose framing was
+// suspect, carries no other request.
+func TestResponseFramings(t *testing.T) {
+	const body = "a body framed every way HTTP/1.1 allows"
+	head := func(lines ...string) string {
+		return "HTTP/1.1 200 OK\r\nDate: " + imfDate(time.Now()) + "\r\nCache-Control: max-age=600\r\n" + strings.Join(lines, "") + "\r\n"
+	}
+	tests := []struct {
+		name   string
+		reply  string
+		close  bool
+		status int
+		reused bool // the next miss may use the same origin connection
+	}{
+		{"RFC9112 §6.3 Content-Length", head("Content-Length: 39\r\n") + body, false, 200, true},
+		{"RFC9112 §6.3 chunked", head("Transfer-Encoding: chunked\r\n") + chunked(body, 8), false, 200, true},
+		{"RFC9112 §6.3 no length: until the server closes", head() + body, true, 200, false},
+		{"RFC9112 §6.3 gzip not final: until the server closes", head("Transfer-Encoding: gzip\r\n") + gzipBody(body), true, 200, false},
+		{"RFC9112 §6.3 gzip, chunked", head("Transfer-Encoding: gzip, chunked\r\n") + chunked(gzipBody(body), 8), false, 200, false},
+		{"RFC9112 §6.3 Transfer-Encoding overrides Content-Length", head("Content-Length: 5\r\n", "Transfer-Encoding: chunked\r\n") + chunked(body, 8), false, 200, false},
+		{"RFC9112 §6.3 a coding the node cannot undo: 502", head("Transfer-Encoding: compress\r\n") + body, true, 502, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tn, o := startRawNode(t, func(int64, *fasthttp.Request) (string, bool) { return tc.reply, tc.close }, nil)
+			r := tn.get(t, "/framed")
+			testutil.ExpectStatus(t, "miss", r, tc.status)
+			if tc.status != 200 {
+				testutil.ExpectCacheStatus(t, "miss", r, "detail=origin-error")
+				return
+			}
+			if string(r.Body) != body {
+				t.Fatalf("miss body %q, want %q", r.Body, body)
+			}
+			hit := tn.get(t, "/framed")
+			testutil.ExpectCacheStatus(t, "second request", hit, "; hit")
+			if string(hit.Body) != body {
+				t.Errorf("hit body %q, want %q", hit.Body, body)
+			}
+			for _, rr := range []testutil.Reply{r, hit} {
+				if te := field(rr, "Transfer-Encoding"); te != "" && te != "chunked" {
+					t.Errorf("%s: Transfer-Encoding %q forwarded", rr.CacheStatus(), te)
+				}
+				if cl := field(rr, "Content-Length"); cl != "" && cl != strconv.Itoa(len(body)) {
+					t.Errorf("%s: Content-Length %q, want the body's", rr.CacheStatus(), cl)
+				}
+			}
+			tn.get(t, "/another")
+			if want := map[bool]int64{true: 1, false: 2}[tc.reused]; o.Conns() != want {
+				t.Errorf("two misses over %d origin connections, want %d", o.Conns(), want)
 			}
 		})
 	}
