@@ -22,6 +22,7 @@ import (
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/sniff"
 	"github.com/ringcache/ringcache/origin"
 	"github.com/ringcache/ringcache/proxy"
@@ -178,9 +179,11 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			// client's (client TLS is not served on listen).
 			clientLn, peerLn = sniff.Split(n.ln, sniff.Options{Timeout: cfg.ReadTimeout})
 		}
-		n.peerLn = tls.NewListener(peerLn, n.peerTLS.Server)
+		// Interim responses an owner forwards (h1.Quiet) are written under TLS.
+		n.peerLn = tls.NewListener(h1.TrackServed(peerLn), n.peerTLS.Server)
 		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
 	}
+	clientLn = h1.TrackServed(clientLn) // for interim responses (h1.Quiet)
 	n.srv = n.newServer(handler, cfg.MaxRequestBody, false)
 	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringcache_peer_refused_total",
@@ -324,7 +327,8 @@ func (c clusterPeers) Previous(key []byte) (proxy.Peer, bool) {
 func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool) *fasthttp.Server {
 	cfg := n.cfg
 	return &fasthttp.Server{
-		Handler:                      bodyGate(h, bodyLimit, peers),
+		// Outermost: every request counts for h1.Quiet.
+		Handler:                      h1.MarkServed(bodyGate(h, bodyLimit, peers)),
 		ErrorHandler:                 badRequest,
 		ReadTimeout:                  cfg.ReadTimeout,
 		WriteTimeout:                 cfg.WriteTimeout,

@@ -6,7 +6,10 @@ package node
 // server reach the node as they would from a real origin.
 
 import (
+	"bufio"
 	"compress/gzip"
+	"io"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
@@ -238,5 +241,106 @@ func TestResponseFramings(t *testing.T) {
 				t.Errorf("two misses over %d origin connections, want %d", o.Conns(), want)
 			}
 		})
+	}
+}
+
+// exchangeRaw writes req to addr on a fresh connection and returns the
+// interim heads before the answer, and the answer.
+func exchangeRaw(t *testing.T, addr, req string) ([]string, *fasthttp.Response) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	var heads []string
+	for {
+		first, err := br.Peek(12)
+		if err != nil {
+			t.Fatalf("reading the answer to %.40q: %v", req, err)
+		}
+		if first[9] != '1' {
+			break
+		}
+		var head strings.Builder
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l == "\r\n" {
+				break
+			}
+			head.WriteString(l)
+		}
+		heads = append(heads, head.String())
+	}
+	resp := &fasthttp.Response{}
+	if err := resp.Read(br); err != nil {
+		t.Fatalf("reading the answer to %.40q: %v", req, err)
+	}
+	return heads, resp
+}
+
+// earlyAnswer is an origin that sends 103 Early Hints before each answer.
+func earlyAnswer(int64, *fasthttp.Request) (string, bool) {
+	return "HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n" +
+		response("200 OK", "hinted", "Date: "+imfDate(time.Now()), "Cache-Control: max-age=600"), false
+}
+
+// TestInterimThroughNode: a 103 from the origin reaches the client of a
+// miss before the answer, through a real node (RFC 9110 §15.2); the hit
+// after it, from the cache, has none, nor has an HTTP/1.0 client.
+func TestInterimThroughNode(t *testing.T) {
+	tn, _ := startRawNode(t, earlyAnswer, nil)
+	req := func(path, proto string) string { return "GET " + path + " " + proto + "\r\nHost: site.test\r\n\r\n" }
+	heads, resp := exchangeRaw(t, tn.n.Addr(), req("/hinted", "HTTP/1.1"))
+	if len(heads) != 1 || !strings.HasPrefix(heads[0], "HTTP/1.1 103 Early Hints\r\n") || !strings.Contains(heads[0], "Link: </app.css>; rel=preload\r\n") {
+		t.Fatalf("miss: interim %q, want the origin's 103", heads)
+	}
+	if resp.StatusCode() != 200 || string(resp.Body()) != "hinted" {
+		t.Fatalf("miss: %d %q", resp.StatusCode(), resp.Body())
+	}
+	heads, resp = exchangeRaw(t, tn.n.Addr(), req("/hinted", "HTTP/1.1"))
+	if len(heads) != 0 || !strings.Contains(string(resp.Header.Peek("Cache-Status")), "hit") {
+		t.Errorf("hit: interim %q, Cache-Status %q", heads, resp.Header.Peek("Cache-Status"))
+	}
+	heads, resp = exchangeRaw(t, tn.n.Addr(), req("/other", "HTTP/1.0"))
+	if len(heads) != 0 || resp.StatusCode() != 200 {
+		t.Errorf("HTTP/1.0 miss: interim %q, status %d", heads, resp.StatusCode())
+	}
+}
+
+// TestInterimThroughCluster: a miss answered by another member, the key's
+// owner, still brings the origin's 103 to the client: the owner writes it
+// to the member that forwarded the request, which passes it on.
+func TestInterimThroughCluster(t *testing.T) {
+	o := testutil.ServeRaw(t, earlyAnswer)
+	c := startCluster(t, 2, func(cfg *config.Config) { cfg.Origin = "http://" + o.Addr })
+	forwarded := 0
+	for i := range 8 {
+		for _, n := range c.live() {
+			path := "/k" + strconv.Itoa(i) + "-" + n.Addr()
+			heads, resp := exchangeRaw(t, n.Addr(), "GET "+path+" HTTP/1.1\r\nHost: site.test\r\n\r\n")
+			cs := string(resp.Header.Peek("Cache-Status"))
+			if resp.StatusCode() != 200 || len(heads) != 1 || !strings.HasPrefix(heads[0], "HTTP/1.1 103 ") {
+				t.Fatalf("%s via %s: %d %q, interim %q; want the 103 first", path, n.Addr(), resp.StatusCode(), cs, heads)
+			}
+			if strings.Contains(cs, "detail=peer") {
+				forwarded++
+				// Both members are on the way, in order (RFC 9110 §7.6.3).
+				if strings.Count(heads[0], "1.1 n") != 2 {
+					t.Errorf("forwarded 103 Via: %q, want both members", heads[0])
+				}
+			}
+		}
+	}
+	if forwarded == 0 {
+		t.Fatal("no request was forwarded to its owner; the test proves nothing")
 	}
 }

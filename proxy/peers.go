@@ -70,7 +70,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 	setBody(out, &ctx.Request) // held whole: not a stream
 	resp := fasthttp.AcquireResponse()
 	start := p.now()
-	err := peer.Forward(context.Background(), out, resp)
+	err := peer.Forward(p.interim(ctx, st), out, resp)
 	p.m.observePeer(p.now()-start, err)
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)

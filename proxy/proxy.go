@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/reqbody"
 	"github.com/valyala/fasthttp"
 )
@@ -129,6 +130,9 @@ type reqState struct {
 	marker    *cache.Entry // the URL's Vary marker, if any
 	forwarded bool         // sent by an authenticated peer: never forward again
 	seed      *dateSeed    // writes a hit's Date
+	// quiet: interim responses may be written to the client's connection
+	// (h1.Quiet, as the request started).
+	quiet bool
 }
 
 // New returns a Proxy answering from st and filling from origin.
@@ -233,6 +237,8 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 
 	h := &ctx.Request.Header
 	st.forwarded = fromPeer
+	// Before the handler reads a body of its own from the connection.
+	st.quiet = h.IsHTTP11() && h1.Quiet(ctx.Conn())
 	if h.IsConnect() || h.IsTrace() {
 		// CONNECT tunnels and TRACE echoes have no place behind a cache
 		// (and CONNECT's authority-form target names no resource).
@@ -260,7 +266,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 var methodPurge = []byte("PURGE")
 
 func (p *Proxy) putState(st *reqState) {
-	st.host, st.marker, st.forwarded = nil, nil, false
+	st.host, st.marker, st.forwarded, st.quiet = nil, nil, false, false
 	st.req.CC.Reset()
 	if cap(st.key) > 64<<10 || cap(st.vkey) > 64<<10 {
 		return // do not pool buffers grown by a freak request
@@ -522,7 +528,7 @@ func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	p.buildFill(out, ctx, st, stale)
-	return p.fetchWith(out, st.key, st.marker, &st.req, stale, fwd)
+	return p.fetchWith(p.interim(ctx, st), out, st.key, st.marker, &st.req, stale, fwd)
 }
 
 // buildFill makes the origin request of a cache fill: a GET (HEAD misses
@@ -579,12 +585,13 @@ func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, s
 
 // fetchWith sends a fill request to the origin and stores what may be
 // stored. It does not touch the client's request, so background
-// revalidation uses it too.
-func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, stale *cache.Entry, fwd fwdReason) *result {
+// revalidation uses it too; fctx carries the client's interim responses
+// (interim), if any.
+func (p *Proxy) fetchWith(fctx context.Context, out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, stale *cache.Entry, fwd fwdReason) *result {
 	res := &result{fwd: fwd, outcome: Miss}
 	resp := fasthttp.AcquireResponse()
 	reqTime := p.now()
-	err := p.origin.Fetch(context.Background(), out, resp)
+	err := p.origin.Fetch(fctx, out, resp)
 	respTime := p.now()
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
@@ -838,7 +845,7 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *c
 			p.flights.finish(fkey, f, res)
 			fasthttp.ReleaseRequest(out)
 		}()
-		res = p.fetchWith(out, key, marker, &req, stale, fwdStale)
+		res = p.fetchWith(context.Background(), out, key, marker, &req, stale, fwdStale)
 		if res.stream != nil {
 			closeResponse(res.stream)
 			res.stream = nil
@@ -873,7 +880,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 		fwd = fwdMethod
 	}
 	resp := fasthttp.AcquireResponse()
-	if err := p.origin.Fetch(context.Background(), out, resp); err != nil {
+	if err := p.origin.Fetch(p.interim(ctx, st), out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
 		p.m.requests[Error].Inc()
 		if reqbody.FromClient(err) {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/testutil"
 
 	"github.com/ringcache/ringcache/cache"
@@ -44,9 +45,12 @@ type fakeOrigin struct {
 	mu     sync.Mutex
 	handle func(req *fasthttp.Request, resp *fasthttp.Response)
 	last   *fasthttp.Request // copy of the last request seen
+	// interim holds raw interim responses ("HTTP/1.1 103 ...\r\n...\r\n\r\n")
+	// sent before each answer, as the origin client hands them on.
+	interim []string
 }
 
-func (o *fakeOrigin) Fetch(_ context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+func (o *fakeOrigin) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
 	o.calls.Add(1)
 	if err := o.fail.Load(); err != nil {
 		return *err
@@ -55,7 +59,18 @@ func (o *fakeOrigin) Fetch(_ context.Context, req *fasthttp.Request, resp *fasth
 	h := o.handle
 	o.last = &fasthttp.Request{}
 	req.CopyTo(o.last)
+	interim := o.interim
 	o.mu.Unlock()
+	if f := h1.InterimFrom(ctx); f != nil {
+		for _, raw := range interim {
+			var ih fasthttp.ResponseHeader
+			ih.SetNoDefaultContentType(true)
+			if err := ih.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+				panic(err)
+			}
+			f(ih.StatusCode(), &ih)
+		}
+	}
 	h(req, resp)
 	return nil
 }
@@ -104,9 +119,9 @@ func newNodeAt(t testing.TB, clk *testutil.Clock, o Options, handle func(req *fa
 	serveOn := func(h fasthttp.RequestHandler) (*fasthttp.Client, *fasthttputil.InmemoryListener) {
 		ln := fasthttputil.NewInmemoryListener()
 		// NoDefaultDate, as the node's servers: the proxy writes each Date.
-		srv := &fasthttp.Server{Handler: h, NoDefaultContentType: true, NoDefaultServerHeader: true, NoDefaultDate: true, Logger: quietLogger{}}
+		srv := &fasthttp.Server{Handler: h1.MarkServed(h), NoDefaultContentType: true, NoDefaultServerHeader: true, NoDefaultDate: true, Logger: quietLogger{}}
 		done := make(chan struct{})
-		go func() { _ = srv.Serve(ln); close(done) }()
+		go func() { _ = srv.Serve(h1.TrackServed(ln)); close(done) }()
 		t.Cleanup(func() {
 			_ = srv.Shutdown()
 			<-done

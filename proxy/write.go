@@ -2,12 +2,15 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/valyala/fasthttp"
 )
 
@@ -444,3 +447,50 @@ func cacheName(name string) string {
 }
 
 func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
+
+// interimTimeout bounds writing one interim response to a client: a few
+// hundred bytes, which only a client that stopped reading holds up, and
+// the fetch that waits for it may have other requests waiting on it.
+const interimTimeout = time.Second
+
+// interim returns the context of a fetch made for the client of ctx, which
+// passes the origin's interim responses on to it (RFC 9110 §15.2: a proxy
+// forwards 1xx responses): with their end-to-end fields and our Via, to an
+// HTTP/1.1 client only (an HTTP/1.0 one must get none) and only when no
+// earlier answer on its connection is still unsent (st.quiet, h1.Quiet).
+// 101 never comes here: fasthttp's client takes it as final. They are
+// written as they come, before the final answer; a stored answer has none.
+func (p *Proxy) interim(ctx *fasthttp.RequestCtx, st *reqState) context.Context {
+	if !st.quiet {
+		return context.Background()
+	}
+	broken := false
+	return h1.WithInterim(context.Background(), func(status int, h *fasthttp.ResponseHeader) {
+		if broken {
+			return
+		}
+		connection := h.Peek("Connection")
+		// Via: the upstream's, then ours (RFC 9110 §7.6.3).
+		via := append([]byte(nil), "Via: "...)
+		keep := func(k, v []byte) bool {
+			if bytes.EqualFold(k, strVia) {
+				via = append(append(via, v...), ", "...)
+				return false
+			}
+			return !hopByHop(k, connection)
+		}
+		b := h1.AppendInterim(nil, status, h, keep) // fills via
+		b = append(append(append(b, via...), p.via...), "\r\n\r\n"...)
+		c := ctx.Conn()
+		// The server sets the deadline of the final answer after the
+		// handler returns.
+		_ = c.SetWriteDeadline(time.Now().Add(interimTimeout))
+		if _, err := c.Write(b); err != nil {
+			// Part of it may be out: the connection can carry nothing
+			// more. The fetch goes on for whoever waits on it.
+			broken = true
+			_ = c.Close()
+			p.log.Debug("interim response not written; connection closed", "status", status, "err", err)
+		}
+	})
+}

@@ -248,6 +248,7 @@ func readHead(br *bufio.Reader, resp *fasthttp.Response, interim Interim, skipBo
 		// An interim response has no body (RFC 9110 §15.2): any framing
 		// field it carries means nothing.
 		h := fasthttp.AcquireResponse()
+		h.Header.SetNoDefaultContentType(true) // no Content-Type it did not send
 		err = parseHead(&h.Header, head, func(name []byte) bool { return isField(name, "transfer-encoding") || isField(name, "content-length") }, nil)
 		if err == nil {
 			_, err = br.Discard(len(head))

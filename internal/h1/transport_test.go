@@ -167,6 +167,9 @@ func TestInterim(t *testing.T) {
 	defer hc.CloseIdleConnections()
 	var seen []string
 	record := func(status int, h *fasthttp.ResponseHeader) {
+		if ct := h.Peek("Content-Type"); len(ct) > 0 {
+			t.Errorf("interim %d: Content-Type %q it did not carry", status, ct)
+		}
 		var links []string
 		for _, v := range h.PeekAll("Link") {
 			links = append(links, string(v))
