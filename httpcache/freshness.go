@@ -430,8 +430,21 @@ func Reuse(s *StoredResponse, req *Directives) Action {
 	return Validate
 }
 
+// ErrorStatus reports the statuses an origin answer may be replaced by a
+// stale response for, as an error (RFC 5861 §4): 500, 502, 503 and 504.
+// Any other answer, 501 or 505 included, is the answer: serving stale
+// instead is permitted by nothing (RFC 9111 §4.2.4).
+func ErrorStatus(status int) bool {
+	switch status {
+	case 500, 502, 503, 504:
+		return true
+	}
+	return false
+}
+
 // StaleOnError reports whether the stored response may answer the request
-// when the origin fails or answers 5xx (RFC 5861 §4; RFC 9111 §4.2.4).
+// when the origin fails or answers with an ErrorStatus (RFC 5861 §4; RFC
+// 9111 §4.2.4).
 func StaleOnError(s *StoredResponse, req *Directives) bool {
 	// Response no-cache and must-revalidate forbid stale use (§4.2.4).
 	if s.MustRevalidate || s.NoCache {

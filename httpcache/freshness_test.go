@@ -504,3 +504,14 @@ func TestStrings(t *testing.T) {
 		})
 	}
 }
+
+func TestErrorStatus(t *testing.T) {
+	// RFC5861 §4: "an error is any situation that would result in a 500,
+	// 502, 503, or 504 HTTP response status code being returned".
+	for status := 100; status < 600; status++ {
+		want := status == 500 || status == 502 || status == 503 || status == 504
+		if got := ErrorStatus(status); got != want {
+			t.Errorf("RFC5861 §4 ErrorStatus(%d) = %v, want %v", status, got, want)
+		}
+	}
+}

@@ -602,7 +602,7 @@ func (p *Proxy) fetchWith(fctx context.Context, out *fasthttp.Request, key []byt
 	if status == fasthttp.StatusNotModified && stale != nil {
 		return p.refresh(res, stale, resp, req, reqTime, respTime)
 	}
-	if status >= 500 && stale != nil && p.staleOnError(stale, req, respTime) {
+	if httpcache.ErrorStatus(status) && stale != nil && p.staleOnError(stale, req, respTime) {
 		closeResponse(resp)
 		return p.originFailed(res, nil, status, stale, req, respTime)
 	}

@@ -702,6 +702,40 @@ func TestStaleIfError(t *testing.T) {
 	}
 }
 
+// TestStaleIfErrorStatuses: only 500, 502, 503 and 504 are errors a stale
+// response may stand in for (RFC 5861 §4); a 501 or a 505 is the origin's
+// answer, relayed (RFC 9111 §4.2.4: nothing permits the stale one).
+func TestStaleIfErrorStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		stale  bool
+	}{{500, true}, {501, false}, {502, true}, {503, true}, {504, true}, {505, false}, {599, false}} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			n := newNode(t, Options{}, answer(nil, 200, "Cache-Control: max-age=10, stale-if-error=60"))
+			n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=10, stale-if-error=60"))
+			n.get("/e")
+			n.clk.Advance(20 * time.Second)
+			n.origin.set(answer(n.clk, tc.status))
+			r := n.get("/e")
+			if stale := r.StatusCode() == 200; stale != tc.stale {
+				t.Errorf("origin %d: answered %d %q, want stale %v", tc.status, r.StatusCode(), csOf(r), tc.stale)
+			}
+		})
+	}
+}
+
+// TestAgeOverflow: an age past what the cache holds is sent as 2147483648
+// (RFC 9111 §5.1, §1.2.2).
+func TestAgeOverflow(t *testing.T) {
+	n := newNode(t, Options{}, nil)
+	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=2147483648, public", "Age: 99999999999"))
+	n.get("/old")
+	r := n.get("/old")
+	if got := string(r.Header.Peek("Age")); got != "2147483648" {
+		t.Errorf("Age = %q (%q), want 2147483648", got, csOf(r))
+	}
+}
+
 func TestMustRevalidateNeverStale(t *testing.T) {
 	n := newNode(t, Options{}, nil)
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=10, must-revalidate, stale-if-error=60"))

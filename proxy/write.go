@@ -189,8 +189,20 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entr
 		resp.SetBodyRaw(body)
 	}
 	var age [20]byte
-	resp.Header.SetCanonical(strAge, strconv.AppendInt(age[:0], max(0, int64(e.InitialAge)+max(0, now-e.ResponseTime)/1e9), 10))
+	resp.Header.SetCanonical(strAge, strconv.AppendInt(age[:0], ageValue(e, now), 10))
 	p.addCacheStatus(resp, cs)
+}
+
+// ageValue is the Age of e at now (RFC 9111 §5.1). An age the entry could
+// not hold (InitialAge saturates at 2^31-1) or beyond 2^31 is sent as
+// 2147483648, as §5.1 requires of an age calculation that overflows.
+func ageValue(e *cache.Entry, now int64) int64 {
+	const overflow = 1 << 31
+	age := max(0, int64(e.InitialAge)+max(0, now-e.ResponseTime)/1e9)
+	if e.InitialAge == overflow-1 || age >= overflow {
+		return overflow
+	}
+	return age
 }
 
 // writeFields resets h to the stored fields of e that keep accepts (all
