@@ -10,6 +10,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -257,6 +258,14 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	case bytes.Equal(h.Method(), methodPurge):
 		p.purgeMethod(ctx, st)
 	case h.IsOptions():
+		if n, ok := maxForwards(h); ok && n == 0 {
+			// RFC 9110 §7.6.2: not forwarded; answered as the final
+			// recipient.
+			p.seedDate(&ctx.Response.Header, nil, p.now())
+			ctx.Response.Header.SetContentLength(0)
+			p.addCacheStatus(&ctx.Response, cacheStatus{})
+			return
+		}
 		p.pass(ctx, st, false)
 	default:
 		p.pass(ctx, st, true)
@@ -873,6 +882,11 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
 	out.Header.SetHostBytes(p.keys.Host(st.host))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
+	if n, ok := maxForwards(&ctx.Request.Header); ok && ctx.Request.Header.IsOptions() {
+		// RFC 9110 §7.6.2: an intermediary decrements it (0 never
+		// gets here).
+		out.Header.Set("Max-Forwards", strconv.Itoa(n-1))
+	}
 	p.addForwarding(out, ctx, st)
 	setBody(out, &ctx.Request)
 	fwd := fwdRequest
@@ -946,4 +960,21 @@ func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.
 		}
 		fasthttp.ReleaseURI(u)
 	}
+}
+
+// maxForwards returns the request's Max-Forwards (RFC 9110 §7.6.2), if it
+// has a valid one.
+func maxForwards(h *fasthttp.RequestHeader) (int, bool) {
+	v := h.Peek("Max-Forwards")
+	if len(v) == 0 || len(v) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }

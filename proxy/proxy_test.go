@@ -944,3 +944,21 @@ func TestBadRequests(t *testing.T) {
 type quietLogger struct{}
 
 func (quietLogger) Printf(string, ...any) {}
+
+// TestMaxForwards: an OPTIONS request with Max-Forwards 0 is answered here;
+// otherwise the value goes on one less (RFC 9110 §7.6.2).
+func TestMaxForwards(t *testing.T) {
+	n := newNode(t, Options{}, answer(nil, 200))
+	r := n.do("OPTIONS", "/o", "Max-Forwards: 0")
+	if r.StatusCode() != 200 || n.origin.calls.Load() != 0 || len(r.Header.Peek("Date")) == 0 {
+		t.Fatalf("Max-Forwards 0: %d, origin calls %d, Date %q", r.StatusCode(), n.origin.calls.Load(), r.Header.Peek("Date"))
+	}
+	n.do("OPTIONS", "/o", "Max-Forwards: 5")
+	if got := string(n.origin.lastRequest().Header.Peek("Max-Forwards")); got != "4" {
+		t.Errorf("forwarded Max-Forwards %q, want 4", got)
+	}
+	n.do("OPTIONS", "/o")
+	if got := n.origin.lastRequest().Header.Peek("Max-Forwards"); len(got) != 0 {
+		t.Errorf("Max-Forwards %q invented", got)
+	}
+}
