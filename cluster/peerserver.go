@@ -8,8 +8,10 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/opt"
 	"github.com/valyala/fasthttp"
 )
@@ -90,6 +92,8 @@ func (s *PeerServer) Stats() PeerServerStats {
 
 // Handle serves one request whose path starts with PathPrefix.
 func (s *PeerServer) Handle(ctx *fasthttp.RequestCtx) {
+	// The node's servers leave Date to their handlers (NoDefaultDate).
+	h1.SetDate(&ctx.Response.Header, time.Now())
 	path := ctx.Path()
 	if !bytes.HasPrefix(path, []byte(PathPrefix)) {
 		plainError(ctx, fasthttp.StatusNotFound, "not a peer endpoint")

@@ -1,12 +1,12 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/valyala/fasthttp"
 )
 
@@ -208,65 +208,6 @@ func (p *Proxy) mergeHeaders(dst *fasthttp.ResponseHeader, old *cache.Entry, nm 
 	}
 }
 
-// dateSeed puts a Date field into a response header. fasthttp keeps Date
-// to itself: Set and Add drop it, and a server without NoDefaultDate
-// writes the current date on every response. A stored response must keep
-// the Date it was given (RFC 9110 §6.6.1: the time it was originated; only
-// Age says how old it is, RFC 9111 §4), so the node's servers set
-// NoDefaultDate and every answer carries the Date its header holds; and
-// the one way into a header for a Date is to be parsed. seed parses a
-// header of that one field, which costs a hit about a tenth of its time.
-type dateSeed struct {
-	buf []byte
-	r   bytes.Reader
-	br  *bufio.Reader
-}
-
-// maxSeedDate bounds a Date value the seed takes (an HTTP-date has at
-// most 33 bytes); a longer one is no date.
-const maxSeedDate = 64
-
-func newDateSeed() *dateSeed {
-	s := &dateSeed{buf: make([]byte, 0, 128)}
-	s.br = bufio.NewReaderSize(&s.r, 128)
-	return s
-}
-
-// seed resets h to a header holding only Date: date, or the date of now
-// (unix nanoseconds) when date is empty or too long. It must come before
-// anything else is set in h: parsing resets the header. h is then a 200
-// until the caller sets its status. It does not allocate.
-//
-// bodied says the answer will have a status that carries a body: the seed
-// then declares "Content-Length: 0", which spares fasthttp's parser its
-// look for "Connection: upgrade" and which writing the body replaces.
-// Otherwise (a 304, whose Content-Length would describe the 200 it stands
-// for, RFC 9110 §8.6) it declares no length: parsed as a 304's, that leaves
-// neither a length nor "close" behind.
-func (s *dateSeed) seed(h *fasthttp.ResponseHeader, date []byte, now int64, bodied bool) {
-	if bodied {
-		s.buf = append(s.buf[:0], "HTTP/1.1 200 K\r\nContent-Length: 0\r\nDate: "...)
-	} else {
-		s.buf = append(s.buf[:0], "HTTP/1.1 304 N\r\nDate: "...)
-	}
-	if len(date) == 0 || len(date) > maxSeedDate {
-		s.buf = fasthttp.AppendHTTPDate(s.buf, time.Unix(0, now))
-	} else {
-		s.buf = append(s.buf, date...)
-	}
-	s.buf = append(s.buf, "\r\n\r\n"...)
-	s.r.Reset(s.buf)
-	s.br.Reset(&s.r)
-	if err := h.Read(s.br); err != nil {
-		// Not reached: dates are checked before they are stored or seeded,
-		// and the rest is ours. Answer without a Date rather than not at all.
-		h.Reset()
-	}
-	h.SetStatusCode(fasthttp.StatusOK)
-	h.SetStatusMessage(nil)
-	h.SetProtocol(nil)
-}
-
 // seedDate resets h to a header holding the Date of date, or of now when
 // date is not a valid HTTP-date (RFC 9110 §6.6.1: a recipient adds the
 // Date a response lacks).
@@ -274,8 +215,8 @@ func (p *Proxy) seedDate(h *fasthttp.ResponseHeader, date []byte, now int64) {
 	if _, ok := httpcache.ParseHTTPDate(date, now/1e9); !ok {
 		date = nil
 	}
-	s := p.seeds.Get().(*dateSeed)
-	s.seed(h, date, now, false)
+	s := p.seeds.Get().(*h1.DateSeed)
+	s.Seed(h, date, now, false)
 	p.seeds.Put(s)
 }
 

@@ -111,7 +111,7 @@ type Proxy struct {
 	top        topKeys
 	gen        atomic.Int64 // last Vary marker generation handed out
 	states     sync.Pool    // *reqState
-	seeds      sync.Pool    // *dateSeed
+	seeds      sync.Pool    // *h1.DateSeed
 	bg         sync.WaitGroup
 	announced  announcer
 	clock      *Clock // owned, when Options.Clock was nil
@@ -130,7 +130,7 @@ type reqState struct {
 	req       httpcache.Request
 	marker    *cache.Entry // the URL's Vary marker, if any
 	forwarded bool         // sent by an authenticated peer: never forward again
-	seed      *dateSeed    // writes a hit's Date
+	seed      *h1.DateSeed // writes a hit's Date
 	// quiet: interim responses may be written to the client's connection
 	// (h1.Quiet, as the request started).
 	quiet bool
@@ -186,9 +186,9 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	p.SetPolicy(o.Policy)
 	p.SetPurgeAllow(o.PurgeAllow)
 	p.states.New = func() any {
-		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256), seed: newDateSeed()}
+		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256), seed: h1.NewDateSeed()}
 	}
-	p.seeds.New = func() any { return newDateSeed() }
+	p.seeds.New = func() any { return h1.NewDateSeed() }
 	return p
 }
 

@@ -34,7 +34,7 @@ func httpDate(c *testutil.Clock) string {
 // drops Date, as it writes its own, so it is parsed in as the proxy's hits
 // do. It resets h: call it first.
 func setOriginDate(h *fasthttp.ResponseHeader, date string) {
-	newDateSeed().seed(h, []byte(date), 0, false)
+	h1.NewDateSeed().Seed(h, []byte(date), 0, false)
 }
 
 // fakeOrigin is an in-process origin: handle decides each answer; calls

@@ -176,7 +176,7 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entr
 		upstreamVia = p.writeFields(&resp.Header, st, e, now, notModifiedField, false)
 		resp.SetStatusCode(fasthttp.StatusNotModified)
 	case httpcache.CondPrecondition:
-		st.seed.seed(&resp.Header, nil, now, true)
+		st.seed.Seed(&resp.Header, nil, now, true)
 		resp.SetStatusCode(fasthttp.StatusPreconditionFailed)
 	default:
 		upstreamVia = p.writeFields(&resp.Header, st, e, now, nil, true)
@@ -208,16 +208,16 @@ func ageValue(e *cache.Entry, now int64) int64 {
 // writeFields resets h to the stored fields of e that keep accepts (all
 // when nil) and the request may see (strip), Date included, and returns
 // the stored Via, which the caller extends. The Date is seeded first (see
-// dateSeed); newEntry stores it as the first field, so one pass over the
+// h1.DateSeed); newEntry stores it as the first field, so one pass over the
 // fields finds it and sets the rest.
 func (p *Proxy) writeFields(h *fasthttp.ResponseHeader, st *reqState, e *cache.Entry, now int64, keep func([]byte) bool, bodied bool) (via []byte) {
 	f := e.Fields()
 	more := f.Next()
 	if more && bytes.EqualFold(f.Key(), strDate) {
-		st.seed.seed(h, f.Value(), now, bodied)
+		st.seed.Seed(h, f.Value(), now, bodied)
 		more = f.Next()
 	} else {
-		st.seed.seed(h, e.Get("date"), now, bodied) // an entry from before Date went first
+		st.seed.Seed(h, e.Get("date"), now, bodied) // an entry from before Date went first
 	}
 	strip := p.strip(st)
 	for ; more; more = f.Next() {
