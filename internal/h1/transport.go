@@ -4,7 +4,8 @@
 // "chunked", and hands the interim (1xx) responses fasthttp's client
 // discards to a caller who forwards them (RFC 9110 §15.2). On the server
 // side, TrackServed and Quiet tell when an interim response may be written
-// to a client connection without overtaking an answer fasthttp still holds.
+// to a client connection without overtaking an answer fasthttp still holds,
+// and DateSeed writes the Date fasthttp's setters refuse.
 package h1
 
 import (
