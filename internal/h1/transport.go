@@ -137,7 +137,10 @@ func (t *Transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 		// server closed a kept-alive connection) is worth another try.
 		return !errors.Is(err, ErrFraming), err
 	}
-	reuse := framing.reusable && !req.ConnectionClose() && !resp.ConnectionClose()
+	// After a 101 the connection speaks another protocol: never reused (no
+	// upgrade is asked for; one that comes anyway ends there).
+	reuse := framing.reusable && !req.ConnectionClose() && !resp.ConnectionClose() &&
+		resp.StatusCode() != fasthttp.StatusSwitchingProtocols
 	if skipBody || bodiless(resp.StatusCode()) || resp.Header.ContentLength() == 0 {
 		hc.ReleaseReader(br)
 		if reuse {
