@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
+	"unsafe"
 )
 
 // entryVersion is the first byte of an encoded Entry. A node that reads
@@ -47,19 +49,93 @@ func (e *Entry) AppendBinary(dst []byte) []byte {
 	return append(dst, e.data...)
 }
 
+// EncodedSize is the length of e's encoding by AppendBinary.
+func (e *Entry) EncodedSize() int {
+	n := 1 + uvarintLen(uint64(e.Status)) + uvarintLen(uint64(e.Flags)) +
+		varint64Len(e.ResponseTime) + varint64Len(e.Expires) +
+		varint64Len(int64(e.InitialAge)) + varint64Len(int64(e.Lifetime)) +
+		uvarintLen(uint64(e.keyLen)) + uvarintLen(uint64(len(e.Body())))
+	if e.data == "" {
+		return n + 3
+	}
+	return n + len(e.data)
+}
+
+func varint64Len(v int64) int { return uvarintLen(uint64(v)<<1 ^ uint64(v>>63)) } // zigzag, as AppendVarint
+
+// Fetched is an entry read off the wire for one answer. Entry borrows a
+// buffer — Buf, reused from one fetch to the next, or the transport's own,
+// held by Borrowed until Release — so a forwarded hit decodes without
+// allocating. Keep an entry beyond the answer with Entry.Clone.
+type Fetched struct {
+	Entry Entry
+	Buf   []byte
+	// Borrowed, when set, holds the buffer Entry borrows: Release gives it
+	// back.
+	Borrowed interface{ Release() }
+	// Max is the largest encoding to take; a larger entry is not fetched
+	// (the request is forwarded instead, and streamed).
+	Max int
+}
+
+// Release ends the use of Entry: it gives back the buffer it borrows, if
+// the transport lent one. Entry must not be used after it.
+func (f *Fetched) Release() {
+	if f.Borrowed != nil {
+		f.Borrowed.Release()
+		f.Borrowed = nil
+	}
+	f.Entry = Entry{}
+}
+
+// Clone returns a copy of e that shares nothing with it: for keeping an
+// entry that borrows a buffer.
+func (e *Entry) Clone() *Entry {
+	c := *e
+	c.data = strings.Clone(e.data)
+	return &c
+}
+
+// Rebase moves e's times by skew nanoseconds: an entry from another member,
+// stamped on its clock, read on this one (skew = here minus there). A Vary
+// marker's ResponseTime is a generation that names its variants, not a
+// time, so it stays.
+func (e *Entry) Rebase(skew int64) {
+	if !e.Has(VaryMarker) {
+		e.ResponseTime += skew
+	}
+	if e.Expires != 0 {
+		e.Expires += skew
+	}
+}
+
 // DecodeEntry decodes an entry encoded by AppendBinary. The entry does not
 // share memory with b: its array is a fresh copy, so decoding costs two
 // allocations. Malformed input yields an error wrapping ErrVersion or
 // ErrMalformed.
 func DecodeEntry(b []byte) (*Entry, error) {
+	e := new(Entry)
+	if err := DecodeEntryInto(e, b); err != nil {
+		return nil, err
+	}
+	e.data = strings.Clone(e.data)
+	return e, nil
+}
+
+// DecodeEntryInto decodes an entry encoded by AppendBinary into e without
+// copying or allocating: e borrows b, and is valid only while b is neither
+// changed nor reused. For an entry read off the wire and answered at once
+// (a hit forwarded from its owner); keep one with DecodeEntry. On error e
+// is left unusable.
+func DecodeEntryInto(e *Entry, b []byte) error {
 	if len(b) == 0 {
-		return nil, fmt.Errorf("decode entry: %w: empty input", ErrMalformed)
+		return fmt.Errorf("decode entry: %w: empty input", ErrMalformed)
 	}
 	if b[0] != entryVersion {
-		return nil, fmt.Errorf("decode entry: %w %d (this node reads %d)", ErrVersion, b[0], entryVersion)
+		return fmt.Errorf("decode entry: %w %d (this node reads %d)", ErrVersion, b[0], entryVersion)
 	}
 	d := decoder{b: b, off: 1}
-	e := &Entry{
+	*e = Entry{
 		Status:       uint16(d.uint(math.MaxUint16, "status")),
 		Flags:        Flags(d.uint(math.MaxUint16, "flags")),
 		ResponseTime: d.int(math.MinInt64, math.MaxInt64, "response time"),
@@ -70,21 +146,21 @@ func DecodeEntry(b []byte) (*Entry, error) {
 	e.keyLen = uint32(d.uint(math.MaxUint32, "key length"))
 	body := d.uint(uint64(len(b)), "body length")
 	if d.err != nil {
-		return nil, d.err
+		return d.err
 	}
 	arr := d.b[d.off:]
 	if uint64(e.keyLen)+body > uint64(len(arr)) {
-		return nil, fmt.Errorf("decode entry: %w: key and body lengths %d+%d exceed the %d bytes left", ErrMalformed, e.keyLen, body, len(arr))
+		return fmt.Errorf("decode entry: %w: key and body lengths %d+%d exceed the %d bytes left", ErrMalformed, e.keyLen, body, len(arr))
 	}
 	d.off += int(e.keyLen)
 	d.int(math.MinInt32, math.MaxInt32, "stale-while-revalidate")
 	d.int(math.MinInt32, math.MaxInt32, "stale-if-error")
 	d.fields(len(b) - int(body))
 	if d.err != nil {
-		return nil, d.err
+		return d.err
 	}
-	e.data = string(arr)
-	return e, nil
+	e.data = unsafe.String(unsafe.SliceData(arr), len(arr))
+	return nil
 }
 
 // fields checks the field block at off: its length, which must take it to

@@ -250,3 +250,63 @@ func FuzzDecodeEntry(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeEntryIntoBorrows: decoding into a given Entry allocates
+// nothing and shares the input; DecodeEntry's copy does not.
+func TestDecodeEntryIntoBorrows(t *testing.T) {
+	orig := NewEntry([]byte("example.com/x"), []Field{{Key: []byte("Content-Type"), Value: []byte("text/plain")}}, []byte("hello"), Stale{})
+	orig.Status, orig.ResponseTime, orig.Expires = 200, 1e18, 2e18
+	wire := orig.AppendBinary(nil)
+	var e Entry
+	if n := testing.AllocsPerRun(100, func() {
+		if err := DecodeEntryInto(&e, wire); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("DecodeEntryInto allocates %.1f times", n)
+	}
+	if string(e.Body()) != "hello" || string(e.Key()) != "example.com/x" || e.Status != 200 || string(e.Get("content-type")) != "text/plain" {
+		t.Fatalf("decoded %q %q %d", e.Key(), e.Body(), e.Status)
+	}
+	kept, err := DecodeEntry(wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(wire[len(wire)-5:], "XXXXX") // the body, last in the encoding
+	if string(e.Body()) != "XXXXX" {
+		t.Fatalf("DecodeEntryInto's entry does not borrow the input: %q", e.Body())
+	}
+	if string(kept.Body()) != "hello" {
+		t.Fatalf("DecodeEntry's entry shares the input: %q", kept.Body())
+	}
+}
+
+func TestEncodedSize(t *testing.T) {
+	for _, e := range []*Entry{
+		{},
+		NewEntry([]byte("k"), nil, nil, Stale{}),
+		NewEntry([]byte("example.com/x"), []Field{{Key: []byte("A"), Value: []byte("b")}}, make([]byte, 70000), Stale{WhileRevalidate: 30}),
+	} {
+		e.Status, e.ResponseTime, e.Expires, e.InitialAge, e.Lifetime = 200, -1e18, 1<<62, -5, 1<<30
+		if got, want := e.EncodedSize(), len(e.AppendBinary(nil)); got != want {
+			t.Errorf("EncodedSize = %d, encoding is %d bytes", got, want)
+		}
+	}
+}
+
+// TestRebase: times move to this node's clock, a Vary marker's generation
+// does not.
+func TestRebase(t *testing.T) {
+	e := NewEntry([]byte("k"), nil, nil, Stale{})
+	e.ResponseTime, e.Expires = 1000, 5000
+	e.Rebase(-10)
+	if e.ResponseTime != 990 || e.Expires != 4990 {
+		t.Fatalf("response %d expires %d", e.ResponseTime, e.Expires)
+	}
+	m := NewEntry([]byte("k"), nil, []byte("accept"), Stale{})
+	m.Flags, m.ResponseTime, m.Expires = VaryMarker, 77, 0
+	m.Rebase(100)
+	if m.ResponseTime != 77 || m.Expires != 0 {
+		t.Fatalf("marker generation %d expires %d", m.ResponseTime, m.Expires)
+	}
+}

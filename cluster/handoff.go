@@ -45,6 +45,9 @@ type HandoffStats struct {
 	// node or by nobody, entries too large for a frame, and entries left
 	// over when maxBytes or ctx ran out.
 	Skipped int64
+	// Replicated counts entries not sent because their new owner already
+	// holds a copy (it was a replica); they are in Skipped too.
+	Replicated int64
 }
 
 // HandoffSender sends one batch to a peer; (*PeerSet).SendHandoff is one.
@@ -62,16 +65,24 @@ type HandoffSender func(ctx context.Context, peer Node, body []byte) error
 // that checks a variant against its marker finds the marker. A variant
 // shares its marker's primary key, hence its owner.
 //
+// With replicas above 1, an entry whose new owner was one of its first
+// replicas holders on prev (the ring this node leaves) is not sent: the
+// owner holds the copy already, and sending every entry again would double
+// the traffic of each leave.
+//
 // Handoff stops sending when ctx is done or when the next batch would take
 // the bytes sent beyond maxBytes; maxBytes <= 0 sends nothing (use
 // math.MaxInt64 for no limit). It only reads st, which may stay live.
 // The error reports failed batches and, if ctx cut the handoff short,
 // ctx's error; stats are valid either way. Entries Range had not reached
 // when ctx ended are not counted.
-func Handoff(ctx context.Context, st cache.Store, next Ring, self string, send HandoffSender, maxBytes int64) (HandoffStats, error) {
+func Handoff(ctx context.Context, st cache.Store, prev, next Ring, replicas int, self string, send HandoffSender, maxBytes int64) (HandoffStats, error) {
 	h := handoffRun{
 		ctx: ctx, send: send, maxBytes: maxBytes,
 		batchBytes: HandoffBatchBytes, maxFrame: DefaultMaxEntryBytes,
+	}
+	if replicas > 1 && prev != nil {
+		h.prev, h.replicas = prev, min(replicas, MaxReplicas)
 	}
 	return h.run(st, next, self)
 }
@@ -83,13 +94,15 @@ type handoffRun struct {
 	maxBytes   int64
 	batchBytes int
 	maxFrame   int
+	prev       Ring // with replicas > 1: owners holding a copy are skipped
+	replicas   int
 
-	reserved                                 atomic.Int64 // bytes sent or being sent
-	entries, bytes, batches, failed, skipped atomic.Int64
-	cutByCtx                                 atomic.Bool
-	mu                                       sync.Mutex // guards failedBatches, firstErr
-	failedBatches                            int
-	firstErr                                 error
+	reserved                                             atomic.Int64 // bytes sent or being sent
+	entries, bytes, batches, failed, skipped, replicated atomic.Int64
+	cutByCtx                                             atomic.Bool
+	mu                                                   sync.Mutex // guards failedBatches, firstErr
+	failedBatches                                        int
+	firstErr                                             error
 }
 
 // handoffGroup is one owner's share, markers apart.
@@ -106,6 +119,7 @@ type handoffJob struct {
 
 func (h *handoffRun) run(st cache.Store, next Ring, self string) (HandoffStats, error) {
 	groups := make(map[string]*handoffGroup)
+	var held [MaxReplicas]Node
 	st.Range(func(e *cache.Entry) bool {
 		if h.ctx.Err() != nil {
 			h.cutByCtx.Store(true)
@@ -115,9 +129,15 @@ func (h *handoffRun) run(st cache.Store, next Ring, self string) (HandoffStats, 
 			h.skipped.Add(1)
 			return true
 		}
-		n, ok := next.Owner(cache.PrimaryKey(e.Key()))
+		pk := cache.PrimaryKey(e.Key())
+		n, ok := next.Owner(pk)
 		if !ok || n.Name == self {
 			h.skipped.Add(1)
+			return true
+		}
+		if h.prev != nil && slices.ContainsFunc(h.prev.Owners(held[:0], pk, h.replicas), func(m Node) bool { return m.Name == n.Name }) {
+			h.skipped.Add(1)
+			h.replicated.Add(1)
 			return true
 		}
 		g := groups[n.Name]
@@ -145,7 +165,7 @@ func (h *handoffRun) run(st cache.Store, next Ring, self string) (HandoffStats, 
 
 	stats := HandoffStats{
 		Entries: h.entries.Load(), Bytes: h.bytes.Load(), Batches: h.batches.Load(),
-		Failed: h.failed.Load(), Skipped: h.skipped.Load(),
+		Failed: h.failed.Load(), Skipped: h.skipped.Load(), Replicated: h.replicated.Load(),
 	}
 	var errs []error
 	if h.failedBatches > 0 {

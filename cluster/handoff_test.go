@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -71,7 +72,7 @@ func TestHandoffMovesEntries(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), peerTestTimeout)
 	defer cancel()
-	stats, err := Handoff(ctx, st, next, "c", leaving.peers.SendHandoff, math.MaxInt64)
+	stats, err := Handoff(ctx, st, nil, next, 1, "c", leaving.peers.SendHandoff, math.MaxInt64)
 	if err != nil {
 		t.Fatalf("Handoff: %v", err)
 	}
@@ -327,8 +328,48 @@ func BenchmarkHandoffBatch(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(moving)) * 4 << 10)
 	for b.Loop() {
-		if _, err := Handoff(context.Background(), st, next, "c", send, math.MaxInt64); err != nil {
+		if _, err := Handoff(context.Background(), st, nil, next, 1, "c", send, math.MaxInt64); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// With replicas, a leaving node sends only the entries whose new owner did
+// not hold a copy: the others are there already. (When the next ring is
+// the previous one without the leaver, that is none: each key's new owner
+// is its next holder. Here a member joined too.)
+func TestHandoffSkipsReplicated(t *testing.T) {
+	st, moving, pass := handoffFixture(t, 300, 100)
+	prev := newTestRing(t, nodeA, nodeB, nodeC)
+	next := newTestRing(t, nodeA, nodeB, Node{Name: "d", Addr: "127.0.0.1:4"})
+	rec := newRecorder()
+	stats, err := Handoff(context.Background(), st, prev, next, 2, "c", rec.send, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf [MaxReplicas]Node
+	sent, kept := map[string]bool{}, 0
+	for _, es := range rec.order {
+		for _, e := range es {
+			sent[string(e.Key())] = true
+		}
+	}
+	for _, e := range moving {
+		pk := cache.PrimaryKey(e.Key())
+		owner, _ := next.Owner(pk)
+		held := slices.ContainsFunc(prev.Owners(buf[:0], pk, 2), func(m Node) bool { return m.Name == owner.Name })
+		if held == sent[string(e.Key())] {
+			t.Errorf("%q: new owner %s held a copy: %v; sent: %v", e.Key(), owner.Name, held, !held)
+		}
+		if held {
+			kept++
+		}
+	}
+	if kept == 0 || kept == len(moving) {
+		t.Fatalf("%d of %d entries already on their new owner: the test measures nothing", kept, len(moving))
+	}
+	if stats.Replicated != int64(kept) || stats.Entries != int64(len(moving)-kept) {
+		t.Errorf("stats %+v, want %d replicated and %d sent", stats, kept, len(moving)-kept)
+	}
+	checkAccounting(t, stats, len(moving)+pass)
 }

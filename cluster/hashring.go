@@ -1,51 +1,68 @@
 package cluster
 
 import (
-	"unsafe"
+	"slices"
+	"strconv"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/serialx/hashring"
 )
 
-// hashRing is a consistent-hash ring backed by serialx/hashring, with
-// vnodes points per node so shares are even.
+// hashRing is a consistent-hash ring laid out as serialx/hashring lays one
+// out with weights: each node gets vnodes points, point j of node n at
+// hash(n + "-" + j), and a key belongs to the first point above its hash,
+// wrapping around. The hash is xxhash into 64 bits rather than the
+// library's MD5: faster, and a collision between two nodes' points — which
+// would make owners depend on build order — is practically impossible
+// (~1e-12 at 32 nodes x 160 points).
+//
+// The points are kept here in one sorted slice, so that Owner is a binary
+// search that allocates nothing; the library's GetNode takes a string and
+// boxes the hash, two allocations per request. TestHashRingMatchesLibrary
+// pins the layout to the library's.
 type hashRing struct {
-	ring   *hashring.HashRing
-	nodes  []Node          // sorted by name
-	byName map[string]Node // the library returns names; built once here
+	nodes  []Node   // sorted by name
+	points []uint64 // sorted
+	owner  []uint16 // owner[i] indexes nodes: who holds points[i]
 }
 
 var _ Ring = (*hashRing)(nil)
 
-// ringPoint is the library's HashKey for our hash. The library's default
-// (MD5 into a heap-allocated 128-bit pair) costs about four allocations per
-// lookup; xxhash into a uint64 costs one (boxing the key) and hashes faster.
-// A 64-bit point space makes a collision between two nodes' points, which
-// would make the library's point->node map depend on build order,
-// practically impossible (~1e-12 at 32 nodes x 160 points).
-type ringPoint uint64
-
-func (p ringPoint) Less(other hashring.HashKey) bool { return p < other.(ringPoint) }
-
-func hashPoint(b []byte) hashring.HashKey { return ringPoint(xxhash.Sum64(b)) }
+// maxRingNodes is what owner's uint16 can index; far beyond any cluster.
+const maxRingNodes = 1 << 16
 
 func newHashRing(sorted []Node, vnodes int) *hashRing {
-	weights := make(map[string]int, len(sorted))
-	byName := make(map[string]Node, len(sorted))
-	for _, n := range sorted {
-		weights[n.Name] = vnodes
-		byName[n.Name] = n
+	type point struct {
+		at   uint64
+		node uint16
 	}
-	return &hashRing{
-		ring:   hashring.NewWithHashAndWeights(weights, hashPoint),
-		nodes:  sorted,
-		byName: byName,
+	pts := make([]point, 0, len(sorted)*vnodes)
+	var buf []byte
+	for i, n := range sorted {
+		for j := range vnodes {
+			buf = append(append(buf[:0], n.Name...), '-')
+			buf = strconv.AppendInt(buf, int64(j), 10)
+			pts = append(pts, point{xxhash.Sum64(buf), uint16(i)})
+		}
 	}
+	// Ties (never seen in practice) go to the node first by name, so the
+	// layout does not depend on anything but the set of nodes.
+	slices.SortFunc(pts, func(a, b point) int {
+		if a.at != b.at {
+			if a.at < b.at {
+				return -1
+			}
+			return 1
+		}
+		return int(a.node) - int(b.node)
+	})
+	r := &hashRing{nodes: sorted, points: make([]uint64, len(pts)), owner: make([]uint16, len(pts))}
+	for i, p := range pts {
+		r.points[i], r.owner[i] = p.at, p.node
+	}
+	return r
 }
 
-// Owner costs two small allocations inside the library (GetNode copies the
-// string back into a []byte for the hash, and the HashKey is boxed); the
-// []byte->string conversion on our side is avoided.
+// Owner allocates nothing: a hash of the key and a binary search.
 func (r *hashRing) Owner(key []byte) (Node, bool) {
 	switch len(r.nodes) {
 	case 0:
@@ -53,14 +70,56 @@ func (r *hashRing) Owner(key []byte) (Node, bool) {
 	case 1:
 		return r.nodes[0], true
 	}
-	// The library only reads the string during the call and keeps no
-	// reference to it, so viewing key's bytes without a copy is safe.
-	name, ok := r.ring.GetNode(unsafe.String(unsafe.SliceData(key), len(key)))
-	if !ok {
-		return Node{}, false
+	return r.nodes[r.owner[r.search(key)]], true
+}
+
+// search returns the index of key's point: the first strictly above its
+// hash, as the library searches, wrapping around.
+func (r *hashRing) search(key []byte) int {
+	h := xxhash.Sum64(key)
+	lo, hi := 0, len(r.points)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if r.points[mid] <= h {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
 	}
-	n, ok := r.byName[name]
-	return n, ok
+	if lo == len(r.points) {
+		lo = 0
+	}
+	return lo
+}
+
+// Owners walks the ring clockwise from key's point, taking each member the
+// first time it is met: the members that would own the key as those before
+// them left, in that order.
+func (r *hashRing) Owners(dst []Node, key []byte, n int) []Node {
+	n = min(n, len(r.nodes))
+	if n <= 0 {
+		return dst
+	}
+	start := len(dst)
+	for i, at := 0, r.search(key); i < len(r.points) && len(dst)-start < n; i, at = i+1, at+1 {
+		if at == len(r.points) {
+			at = 0
+		}
+		m := r.nodes[r.owner[at]]
+		if !contains(dst[start:], m.Name) {
+			dst = append(dst, m)
+		}
+	}
+	return dst
+}
+
+func contains(nodes []Node, name string) bool {
+	for _, n := range nodes {
+		if n.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *hashRing) Members() []Node { return r.nodes }

@@ -135,13 +135,24 @@ func TestClusterConverges(t *testing.T) {
 					}
 				}
 			}
-			members := c.Members()
-			if len(members) != 3 {
-				t.Fatalf("Members() = %v, want 3", members)
-			}
+			// A member a loaded machine made miss a probe may be suspect
+			// for a moment before it refutes it: everyone is alive soon.
+			var members []Member
+			testutil.Eventually(t, 10*time.Second, func() bool {
+				members = c.Members()
+				if len(members) != 3 {
+					return false
+				}
+				for _, mem := range members {
+					if mem.Status != "alive" {
+						return false
+					}
+				}
+				return true
+			}, func() string { return fmt.Sprintf("Members() = %+v, want 3 alive", members) })
 			for _, mem := range members {
-				if mem.Status != "alive" || mem.PeerAddr != peerAddrOf(mem.Name) || mem.GossipAddr == "" {
-					t.Errorf("member %+v: want alive with peer %s", mem, peerAddrOf(mem.Name))
+				if mem.PeerAddr != peerAddrOf(mem.Name) || mem.GossipAddr == "" {
+					t.Errorf("member %+v: want peer %s and a gossip address", mem, peerAddrOf(mem.Name))
 				}
 			}
 			if s := b.Stats(); !s.Joined || s.JoinAttempts == 0 || s.MemberJoin == 0 {

@@ -17,9 +17,9 @@ type Peer interface {
 	// refused): the caller falls back to the origin. As with the origin
 	// client, resp's body may be a stream the caller must read or close.
 	Forward(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
-	// Lookup returns the entry stored under the exact store key on the
-	// peer, or nil when it has none.
-	Lookup(ctx context.Context, key []byte) (*cache.Entry, error)
+	// Get looks up the entry stored under the exact store key on the peer
+	// (see peer.Get): decoded into f.Entry, borrowing f.Buf, when found.
+	Get(ctx context.Context, key []byte, f *cache.Fetched) (bool, error)
 }
 
 // Local is what a node's peer endpoints need from its own cache.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -93,6 +92,18 @@ type PeerOptions struct {
 	Clock func() time.Time
 	// Logger receives peer health changes. Nil discards.
 	Logger *slog.Logger
+	// Replicas is how many members hold each entry, its owner included: 1
+	// keeps one copy; 2 or 3 keep copies on the next members of the key's
+	// preference list, which take over when the owner goes (see Stored,
+	// Lookup, Rebalance). Default 1; at most MaxReplicas.
+	Replicas int
+	// Store is this node's store: after each membership change, with
+	// Replicas above 1, its entries whose holders changed are pushed to
+	// their new holders (Rebalance). Nil: no rebalancing.
+	Store cache.Store
+	// RebalanceRate paces that push, in bytes per second. Default
+	// DefaultRebalanceRate.
+	RebalanceRate int64
 	// TLS is the client side of the peers' mutual TLS (PeerTLS.Client):
 	// every request to a peer goes over it, and the peers' listeners must
 	// serve PeerTLS.Server. Required: users' requests and the answers
@@ -116,9 +127,16 @@ type PeerSet struct {
 	maxBackoff     time.Duration
 	idle           time.Duration
 	maxEntry       int64
+	replicas       int
+	store          cache.Store
+	rebalanceRate  int64
+	rebalanced     atomic.Uint64      // entries queued by rebalances
+	rebalancing    atomic.Int32       // rebalances running
+	stopRebalance  context.CancelFunc // the running rebalance's; under mu
+	timers         sync.Pool          // *time.Timer, for hedged lookups
+	holderBufs     sync.Pool          // *[]Node of MaxReplicas capacity, for preference lists
 	now            func() time.Time
 	log            *slog.Logger
-	entryPath      []byte // PathPrefix + "entry?key="
 	handoffPath    []byte // PathPrefix + "handoff"
 	contentTypeBin []byte
 
@@ -172,11 +190,21 @@ func NewPeerSet(o PeerOptions) *PeerSet {
 		maxEntry:       opt.Or(o.MaxEntryBytes, DefaultMaxEntryBytes),
 		now:            o.Clock,
 		log:            o.Logger,
-		entryPath:      []byte(PathPrefix + "entry?key="),
 		handoffPath:    []byte(PathPrefix + "handoff"),
 		contentTypeBin: []byte("application/octet-stream"),
 	}
 	s.maxBackoff = max(s.maxBackoff, s.backoff)
+	s.replicas = min(max(o.Replicas, 1), MaxReplicas)
+	s.store, s.rebalanceRate = o.Store, o.RebalanceRate
+	s.holderBufs.New = func() any {
+		b := make([]Node, 0, MaxReplicas)
+		return &b
+	}
+	s.timers.New = func() any {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+		return t
+	}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -247,14 +275,41 @@ func (s *PeerSet) Update(old, next Ring) {
 			st.peers[n.Name] = p
 			continue
 		}
-		st.peers[n.Name] = s.newPeer(n)
+		p := s.newPeer(n)
+		st.peers[n.Name] = p
+		// Open the lookup connection now, off the request path: the first
+		// request for the member's keys should not wait for a handshake.
+		go p.frames.connect()
 	}
 	s.state.Store(st)
 	for name, p := range cur.peers {
 		if st.peers[name] != p {
-			p.hc.CloseIdleConnections()
+			p.release()
 		}
 	}
+	if s.replicas > 1 && s.store != nil && prev != nil {
+		s.rebalance(prev, next)
+	}
+}
+
+// rebalance starts pushing the entries whose holders changed from old to
+// next, stopping the push for an earlier change: its remaining work is
+// recomputed against the newest ring. Called under s.mu.
+func (s *PeerSet) rebalance(old, next Ring) {
+	if s.stopRebalance != nil {
+		s.stopRebalance()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopRebalance = cancel
+	s.rebalancing.Add(1)
+	go func() {
+		defer s.rebalancing.Add(-1)
+		n := s.Rebalance(ctx, s.store, old, next, s.rebalanceRate)
+		s.rebalanced.Add(uint64(n))
+		if n > 0 {
+			s.log.Info("rebalanced", "entries", n, "members", len(next.Members()))
+		}
+	}()
 }
 
 // Close closes the idle connections of every peer client and stops Update;
@@ -264,29 +319,12 @@ func (s *PeerSet) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
+	if s.stopRebalance != nil {
+		s.stopRebalance()
+	}
 	for _, p := range s.state.Load().peers {
-		p.hc.CloseIdleConnections()
+		p.release()
 	}
-}
-
-// Owner returns the peer owning key on the current ring, or ok == false when
-// this node owns it, the ring is empty, or the owner is paused by passive
-// health after a failure: then this node serves the key from the origin.
-// It allocates nothing beyond what the Ring's Owner does.
-func (s *PeerSet) Owner(key []byte) (Peer, bool) {
-	st := s.state.Load()
-	if st.cur == nil {
-		return nil, false
-	}
-	n, ok := st.cur.Owner(key)
-	if !ok || n.Name == s.self {
-		return nil, false
-	}
-	p := st.peers[n.Name]
-	if p == nil || !p.health.Available() {
-		return nil, false
-	}
-	return p, true
 }
 
 // Previous returns the owner of key on the previous ring while the last
@@ -328,7 +366,7 @@ func (s *PeerSet) SendHandoff(ctx context.Context, node Node, body []byte) error
 	if p == nil || p.node.Addr != node.Addr {
 		// Not a member of our ring (yet): a one-off client.
 		p = s.newPeer(node)
-		defer p.hc.CloseIdleConnections()
+		defer p.release()
 	}
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
@@ -355,7 +393,8 @@ func (s *PeerSet) SendHandoff(ctx context.Context, node Node, body []byte) error
 
 func (s *PeerSet) newPeer(n Node) *peer {
 	timeout := s.timeout
-	p := &peer{set: s, node: n, health: s.newHealth()}
+	p := &peer{set: s, node: n, health: s.newHealth(), frames: newFramesClient(n.Addr, s.tls, s.timeout, s.maxEntry)}
+	p.copies.init(p)
 	p.hc = &fasthttp.HostClient{
 		Addr: n.Addr,
 		// Our own dialer: fasthttp's default one caches DNS in a process-wide
@@ -412,13 +451,67 @@ func (s *PeerSet) retryIfErr(req *fasthttp.Request, _ int, _ error) (resetTimeou
 
 // peer is one member's client. It implements Peer.
 type peer struct {
-	set    *PeerSet
-	node   Node
-	hc     *fasthttp.HostClient
-	health *health.Monitor
+	set     *PeerSet
+	node    Node
+	hc      *fasthttp.HostClient // forwarded requests, handoffs, purges
+	frames  *framesClient        // lookups and replica copies
+	copies  copier               // replica copies waiting to go
+	latency atomic.Int64         // lookups' average answer time, nanoseconds
+	health  *health.Monitor
 }
 
 var _ Peer = (*peer)(nil)
+
+// release closes the peer's idle connections and its lookup connection;
+// requests in flight on the HTTP client finish.
+func (p *peer) release() {
+	p.hc.CloseIdleConnections()
+	p.copies.close()
+	p.frames.close()
+}
+
+// Get looks key up on the peer over the frame exchange (FramesALPN). When
+// the peer holds an entry whose encoding is at most f.Max bytes, it is
+// decoded into f.Entry, borrowing the call's buffer until f.Release, with
+// its times moved to this node's clock, and Get reports true; a missing or
+// larger entry reports false and nil. It allocates nothing. A transport
+// error or timeout pauses the peer (passive health).
+func (p *peer) Get(ctx context.Context, key []byte, f *cache.Fetched) (bool, error) {
+	f.Release() // a previous fetch's entry is done with
+	cl, err := p.frames.startGet(ctx, key, int64(f.Max))
+	if err == nil {
+		err = cl.wait(ctx, p.set.timeout)
+	}
+	return p.finishGet(ctx, cl, err, f)
+}
+
+// finishGet turns an answered lookup (or its failure) into Get's result.
+func (p *peer) finishGet(ctx context.Context, cl *call, err error, f *cache.Fetched) (bool, error) {
+	if err != nil {
+		if !errors.Is(err, errFramesDown) && !errors.Is(err, errFramesClosed) && ctx.Err() == nil {
+			p.failed(err)
+		}
+		if cl != nil {
+			cl.Release()
+		}
+		return false, fmt.Errorf("lookup on peer %s: %w", p.node.Name, err)
+	}
+	p.observe(cl)
+	if status := cl.status; status != statusFound {
+		cl.Release() // from here the call may be another caller's
+		if status == statusMissing || status == statusTooLarge {
+			return false, nil
+		}
+		return false, fmt.Errorf("lookup on peer %s: status %d", p.node.Name, status)
+	}
+	if err := cache.DecodeEntryInto(&f.Entry, cl.buf); err != nil {
+		cl.Release()
+		return false, fmt.Errorf("lookup on peer %s: %w", p.node.Name, err)
+	}
+	f.Borrowed = cl
+	f.Entry.Rebase(p.set.now().UnixNano() - cl.now)
+	return true, nil
+}
 
 func (p *peer) Name() string { return p.node.Name }
 
@@ -476,41 +569,6 @@ func isPeerError(resp *fasthttp.Response) bool {
 	return len(v) == 1 && v[0] == '1'
 }
 
-// Lookup fetches the entry stored under key on the peer; nil, nil when the
-// peer has none.
-func (p *peer) Lookup(ctx context.Context, key []byte) (*cache.Entry, error) {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	buf := make([]byte, 0, len(p.set.entryPath)+base64.RawURLEncoding.EncodedLen(len(key)))
-	buf = append(buf, p.set.entryPath...)
-	buf = base64.RawURLEncoding.AppendEncode(buf, key)
-	req.Header.SetRequestURIBytes(buf)
-	req.Header.SetHost(p.node.Addr)
-	if err := p.do(ctx, req, resp); err != nil {
-		return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
-	}
-	switch sc := resp.StatusCode(); sc {
-	case fasthttp.StatusOK:
-		body, err := readBody(resp, p.set.maxEntry)
-		if err != nil {
-			return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
-		}
-		e, err := cache.DecodeEntry(body)
-		if err != nil {
-			return nil, fmt.Errorf("lookup %q on peer %s: %w", key, p.node.Name, err)
-		}
-		return e, nil
-	case fasthttp.StatusNotFound:
-		_, _ = readBody(resp, maxReplyBytes) // drain, so the connection is reused
-		return nil, nil
-	default:
-		_ = resp.CloseBodyStream()
-		return nil, fmt.Errorf("lookup %q on peer %s: unexpected status %d", key, p.node.Name, sc)
-	}
-}
-
 // do signs req and sends it within ctx's deadline (or Timeout), counting
 // transport failures for passive health. req's request URI must be final.
 func (p *peer) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
@@ -542,7 +600,7 @@ func (p *peer) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 
 func (p *peer) failed(err error) {
 	if d, first := p.health.Failure(); first {
-		p.set.log.Warn("peer failed; serving its keys from the origin", "peer", p.node.Name, "pause", d, "err", err)
+		p.set.log.Warn("peer failed; its keys go to their next holders or the origin", "peer", p.node.Name, "pause", d, "err", err)
 	}
 }
 

@@ -2,11 +2,9 @@ package cluster
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/binary"
 	"log/slog"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,10 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// maxKeyParam bounds the base64url key of an entry lookup.
-const maxKeyParam = 64 << 10
-
-// Authenticator checks a peer request's credentials; Peers and *Signer
+// Authenticator checks a peer request's credentials; PeerSet and *Signer
 // implement it.
 type Authenticator interface {
 	Authenticate(req *fasthttp.Request) (from string, ok bool)
@@ -34,6 +29,7 @@ type PeerServerStats struct {
 	Accepted     uint64 // handed-off entries Local.Accept kept
 	Rejected     uint64 // handed-off entries Local.Accept refused
 	Malformed    uint64 // handoff frames dropped: bad length or undecodable entry
+	ReplicasIn   uint64 // replica copies received and kept
 }
 
 // PeerServerOptions configures a PeerServer. Zero values mean the default.
@@ -43,15 +39,23 @@ type PeerServerOptions struct {
 	// bounded by the fasthttp server's MaxRequestBodySize. Default
 	// DefaultMaxEntryBytes.
 	MaxEntryBytes int64
+	// Timeout bounds the rest of a lookup frame once its first bytes came:
+	// a half-written frame ends the connection. Default DefaultPeerTimeout.
+	Timeout time.Duration
+	// Clock is this node's time in unix nanoseconds, sent with each lookup
+	// answer so the asker can read entries on its own clock. Default
+	// time.Now.
+	Clock func() int64
 	// Logger receives dropped frames and refused requests. Nil discards.
 	Logger *slog.Logger
 }
 
-// PeerServer serves the peer endpoints under PathPrefix to authenticated
+// PeerServer serves members: lookups over the lookup exchange
+// (ServeFrames), and the HTTP endpoints under PathPrefix to authenticated
 // members only:
 //
-//	GET  PathPrefix+"entry?key=<base64url key>"  200 + encoded entry, or 404
-//	POST PathPrefix+"handoff"                    frames: uvarint length + encoded entry
+//	POST PathPrefix+"handoff"  frames: uvarint length + encoded entry
+//	POST PathPrefix+"purge"    a cache.Purge as JSON
 //
 // A handoff is answered {"accepted":N,"rejected":M,"malformed":K}. Bad
 // frames are counted and skipped (or, when the framing itself is lost, end
@@ -60,20 +64,25 @@ type PeerServer struct {
 	local    Local
 	auth     Authenticator
 	maxEntry int64
+	timeout  time.Duration
+	now      func() int64
 	log      *slog.Logger
-	bufs     sync.Pool // *[]byte for encoding lookup answers
 
 	unauthorized, refused, lookups, hits, accepted, rejected, malformed atomic.Uint64
+	replicasIn                                                          atomic.Uint64
 }
 
 // NewPeerServer returns a PeerServer answering from local and admitting
 // requests auth accepts.
 func NewPeerServer(local Local, auth Authenticator, o PeerServerOptions) *PeerServer {
-	s := &PeerServer{local: local, auth: auth, maxEntry: opt.Or(o.MaxEntryBytes, DefaultMaxEntryBytes), log: o.Logger}
+	s := &PeerServer{local: local, auth: auth, maxEntry: opt.Or(o.MaxEntryBytes, DefaultMaxEntryBytes),
+		timeout: opt.Or(o.Timeout, DefaultPeerTimeout), now: o.Clock, log: o.Logger}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.bufs.New = func() any { return new([]byte) }
+	if s.now == nil {
+		s.now = func() int64 { return time.Now().UnixNano() }
+	}
 	return s
 }
 
@@ -87,6 +96,7 @@ func (s *PeerServer) Stats() PeerServerStats {
 		Accepted:     s.accepted.Load(),
 		Rejected:     s.rejected.Load(),
 		Malformed:    s.malformed.Load(),
+		ReplicasIn:   s.replicasIn.Load(),
 	}
 }
 
@@ -112,12 +122,6 @@ func (s *PeerServer) Handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	switch string(path[len(PathPrefix):]) {
-	case "entry":
-		if !ctx.IsGet() {
-			methodNotAllowed(ctx, fasthttp.MethodGet)
-			return
-		}
-		s.lookup(ctx)
 	case "handoff":
 		if !ctx.IsPost() {
 			methodNotAllowed(ctx, fasthttp.MethodPost)
@@ -149,67 +153,48 @@ func plainError(ctx *fasthttp.RequestCtx, status int, msg string) {
 	ctx.SetBodyString(msg)
 }
 
-func (s *PeerServer) lookup(ctx *fasthttp.RequestCtx) {
-	k := bytes.TrimRight(ctx.QueryArgs().Peek("key"), "=") // tolerate padding
-	if len(k) == 0 || len(k) > maxKeyParam {
-		plainError(ctx, fasthttp.StatusBadRequest, "key must be 1.."+strconv.Itoa(maxKeyParam)+" bytes of base64url")
-		return
-	}
-	key := make([]byte, base64.RawURLEncoding.DecodedLen(len(k)))
-	n, err := base64.RawURLEncoding.Decode(key, k)
-	if err != nil {
-		plainError(ctx, fasthttp.StatusBadRequest, "key is not base64url")
-		return
-	}
-	s.lookups.Add(1)
-	e, ok := s.local.Get(key[:n])
-	if !ok {
-		ctx.SetStatusCode(fasthttp.StatusNotFound)
-		return
-	}
-	s.hits.Add(1)
-	bp := s.bufs.Get().(*[]byte)
-	*bp = e.AppendBinary((*bp)[:0])
-	ctx.SetContentType("application/octet-stream")
-	ctx.SetBody(*bp) // copies into the response's pooled buffer
-	s.bufs.Put(bp)
-}
-
-func (s *PeerServer) handoff(ctx *fasthttp.RequestCtx, from string) {
-	body := ctx.PostBody()
-	var accepted, rejected, malformed uint64
-	for off := 0; off < len(body); {
-		n, k := binary.Uvarint(body[off:])
+// accept keeps the entries of a batch — frames of a uvarint length and an
+// encoded entry — that Local.Accept takes, after moving their times by
+// skew (this node's clock minus the sender's). Bad frames are counted and
+// skipped, or, when the framing itself is lost, end the batch.
+func (s *PeerServer) accept(batch []byte, skew int64) (accepted, rejected, malformed uint64) {
+	for off := 0; off < len(batch); {
+		n, k := binary.Uvarint(batch[off:])
 		if k <= 0 {
 			malformed++ // an unreadable length loses the framing: stop
 			break
 		}
 		off += k
-		left := uint64(len(body) - off)
-		if n > left {
+		if n > uint64(len(batch)-off) {
 			malformed++ // truncated
 			break
 		}
-		frame := body[off : off+int(n)]
+		frame := batch[off : off+int(n)]
 		off += int(n)
 		if n == 0 || n > uint64(s.maxEntry) {
 			malformed++
 			continue
 		}
-		e, err := cache.DecodeEntry(frame) // copies: body is recycled after return
+		e, err := cache.DecodeEntry(frame) // copies: the batch's buffer is reused
 		if err != nil || len(e.Key()) == 0 {
 			malformed++
 			continue
 		}
+		e.Rebase(skew)
 		if s.local.Accept(e) {
 			accepted++
 		} else {
 			rejected++
 		}
 	}
+	s.malformed.Add(malformed)
+	return accepted, rejected, malformed
+}
+
+func (s *PeerServer) handoff(ctx *fasthttp.RequestCtx, from string) {
+	accepted, rejected, malformed := s.accept(ctx.PostBody(), 0)
 	s.accepted.Add(accepted)
 	s.rejected.Add(rejected)
-	s.malformed.Add(malformed)
 	if malformed > 0 {
 		s.log.Warn("handoff frames dropped as malformed", "from", from, "malformed", malformed, "accepted", accepted)
 	}

@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ringcache/ringcache/cache"
 	"sync"
+
+	"github.com/ringcache/ringcache/cache"
 
 	"github.com/valyala/fasthttp"
 )

@@ -38,6 +38,27 @@ func (r *rendezvous) Owner(key []byte) (Node, bool) {
 	return r.nodes[best], true
 }
 
+// Owners ranks the members by score for key, highest first: the order in
+// which they would own it as those before them left. O(n × members).
+func (r *rendezvous) Owners(dst []Node, key []byte, n int) []Node {
+	n = min(n, len(r.nodes))
+	start := len(dst)
+	h := xxhash.Sum64(key)
+	for len(dst)-start < n {
+		best, bestScore := -1, uint64(0)
+		for i := range r.seeds {
+			if contains(dst[start:], r.nodes[i].Name) {
+				continue
+			}
+			if s := mix64(h ^ r.seeds[i]); best < 0 || s > bestScore {
+				best, bestScore = i, s
+			}
+		}
+		dst = append(dst, r.nodes[best])
+	}
+	return dst
+}
+
 func (r *rendezvous) Members() []Node { return r.nodes }
 
 // mix64 is the splitmix64 finaliser: a bijection with full avalanche, so

@@ -39,6 +39,12 @@ type Ring interface {
 	// Owner returns the node owning key; ok is false only when the ring is
 	// empty. key is borrowed for the call only.
 	Owner(key []byte) (n Node, ok bool)
+	// Owners appends to dst the first n distinct members of key's
+	// preference list — its owner, then the members that own it, in
+	// order, should the ones before them leave — and returns it: the
+	// owner and n-1 replicas. Fewer when the ring has fewer members.
+	// With dst's capacity it allocates nothing.
+	Owners(dst []Node, key []byte, n int) []Node
 	// Members returns the ring's nodes sorted by Name. Callers must not
 	// modify the returned slice.
 	Members() []Node
@@ -54,6 +60,9 @@ func NewRing(kind string, nodes []Node, vnodes int) (Ring, error) {
 	}
 	if vnodes < 0 || vnodes > maxVNodes {
 		return nil, fmt.Errorf("ring vnodes must be in 1..%d (got %d)", maxVNodes, vnodes)
+	}
+	if len(nodes) > maxRingNodes {
+		return nil, fmt.Errorf("a ring holds at most %d nodes (got %d)", maxRingNodes, len(nodes))
 	}
 	sorted, err := sortedNodes(nodes)
 	if err != nil {

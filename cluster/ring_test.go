@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/serialx/hashring"
 )
 
 var ringKinds = []string{KindHashRing, KindRendezvous}
@@ -293,5 +296,75 @@ func BenchmarkNewRing(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestHashRingMatchesLibrary: the hashring kind places keys exactly as
+// serialx/hashring does with the same points (weights of vnodes, xxhash),
+// though it looks them up without the library's string API.
+func TestHashRingMatchesLibrary(t *testing.T) {
+	for _, size := range []int{2, 3, 7} {
+		nodes := testNodes(nodeNames(size)...)
+		weights := map[string]int{}
+		for _, n := range nodes {
+			weights[n.Name] = DefaultVNodes
+		}
+		lib := hashring.NewWithHashAndWeights(weights, func(b []byte) hashring.HashKey { return libPoint(xxhash.Sum64(b)) })
+		ours := mustRing(t, KindHashRing, nodes)
+		for _, key := range urlKeys(10000) {
+			want, _ := lib.GetNode(string(key))
+			if got, _ := ours.Owner(key); got.Name != want {
+				t.Fatalf("%d nodes, key %q: owner %s, the library says %s", size, key, got.Name, want)
+			}
+		}
+	}
+}
+
+type libPoint uint64
+
+func (p libPoint) Less(other hashring.HashKey) bool { return p < other.(libPoint) }
+
+// TestRingOwnerAllocs: a lookup on either ring kind allocates nothing,
+// so a forwarded hit does not either.
+func TestRingOwnerAllocs(t *testing.T) {
+	keys := urlKeys(64)
+	for _, kind := range ringKinds {
+		r := mustRing(t, kind, testNodes(nodeNames(5)...))
+		i := 0
+		if got := testing.AllocsPerRun(500, func() { r.Owner(keys[i&63]); i++ }); got != 0 {
+			t.Errorf("%s: Owner allocates %.1f times, want 0", kind, got)
+		}
+	}
+}
+
+// TestRingOwners: the preference list starts with the owner, holds
+// distinct members, and its second member is exactly who owns the key once
+// the owner leaves (so a replica kept there is the next owner's copy).
+func TestRingOwners(t *testing.T) {
+	names := nodeNames(5)
+	for _, kind := range ringKinds {
+		r := mustRing(t, kind, testNodes(names...))
+		var buf []Node
+		for _, key := range urlKeys(2000) {
+			buf = r.Owners(buf[:0], key, 3)
+			owner, _ := r.Owner(key)
+			if len(buf) != 3 || buf[0] != owner {
+				t.Fatalf("%s: Owners(%q) = %v, owner %v", kind, key, buf, owner)
+			}
+			if buf[1].Name == buf[0].Name || buf[2].Name == buf[0].Name || buf[2].Name == buf[1].Name {
+				t.Fatalf("%s: Owners(%q) repeats a member: %v", kind, key, buf)
+			}
+			without := mustRing(t, kind, Others(r, owner.Name))
+			if next, _ := without.Owner(key); next != buf[1] {
+				t.Fatalf("%s: after %s leaves, %q goes to %s, not the first replica %s", kind, owner.Name, key, next.Name, buf[1].Name)
+			}
+		}
+		if got := r.Owners(nil, urlKeys(1)[0], 9); len(got) != 5 {
+			t.Fatalf("%s: Owners beyond the ring's size = %d members, want 5", kind, len(got))
+		}
+		dst, key := make([]Node, 0, 3), urlKeys(1)[0]
+		if n := testing.AllocsPerRun(200, func() { dst = r.Owners(dst[:0], key, 3) }); n != 0 {
+			t.Fatalf("%s: Owners allocates %.1f times", kind, n)
+		}
 	}
 }

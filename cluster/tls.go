@@ -13,10 +13,14 @@ import (
 	"time"
 )
 
-// PeerALPN is the TLS application protocol members offer each other, so a
-// listener shared with clients can tell a member's handshake from a
-// client's.
+// PeerALPN is the TLS application protocol of the members' HTTP exchange
+// (forwarded requests, handoffs, purges); FramesALPN is the lookup
+// exchange's. A peer listener serves both, routed by what the handshake
+// agreed on.
 const PeerALPN = "ringcache-peer/1"
+
+// serverProtos are the protocols a peer listener offers.
+var serverProtos = []string{PeerALPN, FramesALPN}
 
 // PeerTLS is mutual TLS 1.3 between members: all peer traffic (forwarded
 // requests and their answers, lookups, handoffs, purges) is encrypted, and
@@ -57,7 +61,7 @@ func LoadPeerTLS(certFile, keyFile, caFile string) (*PeerTLS, error) {
 	}
 	t.Server = &tls.Config{
 		MinVersion: tls.VersionTLS13,
-		NextProtos: []string{PeerALPN},
+		NextProtos: serverProtos,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			return t.cur.Load().server, nil
 		},
@@ -117,7 +121,7 @@ func (t *PeerTLS) Reload() error {
 		roots: roots,
 		server: &tls.Config{
 			MinVersion:   tls.VersionTLS13,
-			NextProtos:   []string{PeerALPN},
+			NextProtos:   serverProtos,
 			Certificates: []tls.Certificate{cert},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
 			ClientCAs:    roots,
@@ -177,7 +181,7 @@ func SecretPeerTLS(secret []byte) (*PeerTLS, error) {
 	t := &PeerTLS{
 		Server: &tls.Config{
 			MinVersion:       tls.VersionTLS13,
-			NextProtos:       []string{PeerALPN},
+			NextProtos:       serverProtos,
 			Certificates:     []tls.Certificate{cert},
 			ClientAuth:       tls.RequireAnyClientCert, // checked by VerifyConnection
 			VerifyConnection: verify,

@@ -29,6 +29,9 @@ const (
 
 	LogFormatText = "text"
 	LogFormatJSON = "json"
+
+	AccessLogCombined = "combined" // access_log_format: combined log format, Cache-Status and duration
+	AccessLogJSON     = "json"     // access_log_format: one JSON object per line
 )
 
 // Config is every setting of `ringcache serve`. Sizes are bytes; a zero
@@ -122,6 +125,21 @@ type Config struct {
 	// PreserveHost sends the client's Host header to the origin instead of
 	// the origin URL's host.
 	PreserveHost bool
+	// TrustedProxies lists the networks (CIDR) of the proxies in front of
+	// the node, such as an ingress or a load balancer. A request whose
+	// connection comes from one keeps its X-Forwarded-Proto and
+	// X-Forwarded-Host (and Forwarded), and its X-Forwarded-For gets the
+	// connecting address appended; everyone else's are replaced by what the
+	// node saw. None of them is part of the cache key. Default: none.
+	TrustedProxies []string
+	// ForwardedHeader also sends the origin RFC 7239's Forwarded field
+	// (for, host, proto), extending a trusted proxy's and replacing anyone
+	// else's; off, a trusted proxy's is passed on and anyone else's dropped.
+	ForwardedHeader bool
+	// TunnelIdleTimeout closes a tunnel (a connection switched to another
+	// protocol, such as a WebSocket, relayed to the origin) after this long
+	// without a byte either way. Must be > 0.
+	TunnelIdleTimeout time.Duration
 
 	// ReadTimeout, WriteTimeout and IdleTimeout bound client connections
 	// (IdleTimeout between keep-alive requests). Each must be > 0.
@@ -152,6 +170,11 @@ type Config struct {
 	LogFormat string
 	// AccessLog is "" for no access log, "-" for stdout, or a file path.
 	AccessLog string
+	// AccessLogFormat is AccessLogCombined or AccessLogJSON; "" follows
+	// LogFormat (json gives JSON lines, text the combined format), so
+	// one setting makes every line a JSON object and another keeps the
+	// combined format for tools that read it beside JSON logs.
+	AccessLogFormat string
 	// StatsFullURLs shows top keys with their query strings on the admin
 	// /stats endpoint; by default only host and path are shown, since
 	// queries may carry tokens.
@@ -192,6 +215,13 @@ type Config struct {
 	// PeerTimeout bounds a request forwarded to the owning peer before the
 	// node falls back to the origin. Must be > 0.
 	PeerTimeout time.Duration
+	// Replicas is how many members hold each entry, its owner included
+	// (1 to 3): with 2, a member's crash loses none of its entries, and the
+	// cluster holds half as many distinct entries in the same memory.
+	Replicas int
+	// RebalanceRate paces pushing entries to their new holders after a
+	// membership change, in bytes per second. Must be > 0.
+	RebalanceRate int64
 	// HotCacheSize is the byte budget for local copies of popular keys owned
 	// by other nodes. 0 disables the hot cache.
 	HotCacheSize int64
@@ -226,6 +256,7 @@ func Default() Config {
 		OriginConnectTimeout: 3 * time.Second,
 		OriginTimeout:        30 * time.Second,
 		OriginMaxConns:       1024,
+		TunnelIdleTimeout:    5 * time.Minute,
 
 		ReadTimeout:    30 * time.Second,
 		WriteTimeout:   30 * time.Second,
@@ -242,6 +273,8 @@ func Default() Config {
 		RingVnodes:      160,
 		PeerTimeout:     2 * time.Second,
 		HotCacheSize:    16 << 20,
+		Replicas:        2,
+		RebalanceRate:   64 << 20,
 		HandoffTimeout:  10 * time.Second,
 		HandoffMaxBytes: 1 << 30,
 

@@ -3,11 +3,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,9 +33,19 @@ func writeFile(t *testing.T, name, content string) string {
 	return p
 }
 
+// load is Load for tests that expect no warnings: a warning fails them
+// as an error would.
+func load(args, env []string, out io.Writer) (Config, error) {
+	c, warnings, err := Load(args, env, out)
+	if err == nil && len(warnings) > 0 {
+		err = fmt.Errorf("warnings: %s", strings.Join(warnings, "; "))
+	}
+	return c, err
+}
+
 func mustLoad(t *testing.T, args, env []string) Config {
 	t.Helper()
-	c, err := Load(args, env, nil)
+	c, err := load(args, env, nil)
 	if err != nil {
 		t.Fatalf("Load(%q, %q): %v", args, env, err)
 	}
@@ -43,7 +55,7 @@ func mustLoad(t *testing.T, args, env []string) Config {
 // loadErr loads and returns the error text, failing the test if there is none.
 func loadErr(t *testing.T, args, env []string) string {
 	t.Helper()
-	_, err := Load(args, env, nil)
+	_, err := load(args, env, nil)
 	if err == nil {
 		t.Fatalf("Load(%q, %q) succeeded; want an error", args, env)
 	}
@@ -69,7 +81,7 @@ func TestDefault(t *testing.T) {
 		"CoalesceTimeout": 10 * time.Second, "OriginConnectTimeout": 3 * time.Second,
 		"OriginTimeout": 30 * time.Second, "OriginMaxConns": 1024, "PreserveHost": false,
 		"ReadTimeout": 30 * time.Second, "WriteTimeout": 30 * time.Second, "IdleTimeout": 60 * time.Second,
-		"MaxRequestBody": int64(16 << 20), "LogLevel": "info", "LogFormat": "text", "AccessLog": "",
+		"MaxRequestBody": int64(16 << 20), "LogLevel": "info", "LogFormat": "text", "AccessLog": "", "AccessLogFormat": "",
 		"Gossip": "", "Ring": "hashring", "RingVnodes": 160, "PeerTimeout": 2 * time.Second,
 		"HotCacheSize": int64(16 << 20), "HandoffTimeout": 10 * time.Second,
 		"HandoffMaxBytes": int64(1 << 30), "ShutdownTimeout": 30 * time.Second,
@@ -217,7 +229,7 @@ func TestExampleYAML(t *testing.T) {
 }
 
 func TestHelpWithoutWriter(t *testing.T) {
-	_, err := Load([]string{"--help"}, nil, nil) // nil out must not panic
+	_, err := load([]string{"--help"}, nil, nil) // nil out must not panic
 	if !errors.Is(err, ErrHelp) {
 		t.Fatalf("Load(--help) = %v; want ErrHelp", err)
 	}
@@ -262,5 +274,37 @@ func TestReload(t *testing.T) {
 	}
 	if _, applied, restart := Reload(merged, next); len(applied) != 0 || strings.Join(restart, ",") != "cache_size" {
 		t.Errorf("second reload: applied %v, restart %v", applied, restart)
+	}
+}
+
+// TestREADMETable: the README's configuration table is one table (a blank
+// line would end it, and Markdown would show the rows after it as text)
+// with a row for every setting but config, which the text above it names.
+func TestREADMETable(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	start := slices.Index(lines, "| setting | default | meaning |")
+	if start < 0 {
+		t.Fatal("README.md has no configuration table")
+	}
+	documented := map[string]bool{}
+	end := start + 2 // past the delimiter row
+	for ; end < len(lines) && strings.HasPrefix(lines[end], "| "); end++ {
+		names, _, _ := strings.Cut(strings.TrimPrefix(lines[end], "| "), " |")
+		for _, n := range strings.Split(names, ", ") {
+			documented[strings.Trim(n, "`")] = true
+		}
+	}
+	if rest := strings.Join(lines[end:], "\n"); strings.Contains(rest, "\n| `") && strings.Index(rest, "\n| `") < strings.Index(rest, "\n## ") {
+		t.Errorf("README.md: setting rows after the configuration table ends at line %d (a blank line splits it?)", end+1)
+	}
+	var c Config
+	for _, s := range c.settings() {
+		if s.name != "config" && !documented[s.name] {
+			t.Errorf("README.md's configuration table has no row for %s", s.name)
+		}
 	}
 }

@@ -10,10 +10,13 @@ import (
 
 func ExampleLoad() {
 	// In main: config.Load(os.Args[2:], os.Environ(), os.Stdout).
-	cfg, err := config.Load(
+	cfg, warnings, err := config.Load(
 		[]string{"--origin", "https://origin.example.com", "--cache-size", "1GiB"},
-		[]string{"RINGCACHE_CACHE_SIZE=512MiB", "RINGCACHE_STORE=lru", "HOME=/root"},
+		[]string{"RINGCACHE_CACHE_SIZE=512MiB", "RINGCACHE_STORE=lru", "RINGCACHE_STROE=arc", "HOME=/root"},
 		os.Stdout)
+	for _, w := range warnings {
+		fmt.Println("warning:", w) // log them, also beside an error
+	}
 	if errors.Is(err, config.ErrHelp) {
 		return // usage printed; exit 0
 	}
@@ -24,9 +27,10 @@ func ExampleLoad() {
 	// The flag beats the environment; the environment beats the default.
 	fmt.Println(config.FormatBytes(cfg.CacheSize), cfg.Store, cfg.Ring)
 
-	_, err = config.Load([]string{"--origin=https://origin.example.com", "--store=arc"}, nil, nil)
+	_, _, err = config.Load([]string{"--origin=https://origin.example.com", "--store=arc"}, nil, nil)
 	fmt.Println(err)
 	// Output:
+	// warning: unknown environment variable RINGCACHE_STROE ignored (did you mean RINGCACHE_STORE?)
 	// 1GiB lru hashring
 	// invalid store "arc" (flag --store): want ristretto or lru
 }

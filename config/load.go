@@ -22,17 +22,26 @@ import (
 // the result. Errors from every layer are reported together; each names the
 // setting, the offending value and where it came from. On --help or -h the
 // usage goes to out and the error satisfies errors.Is(err, ErrHelp).
-func Load(args []string, environ []string, out io.Writer) (Config, error) {
+//
+// warnings are problems that do not stop a node, one sentence each, for
+// the caller to log, also beside an error (a misspelt variable may be why
+// a required setting is missing): an unknown RINGCACHE_* variable, unlike
+// an unknown flag or YAML key, is ignored with a warning, because the
+// environment is shared with whatever else runs there. Kubernetes, for one,
+// sets RINGCACHE_PORT, RINGCACHE_SERVICE_HOST and others in every pod of a
+// namespace with a Service named ringcache; those (serviceLinkVar) are
+// ignored without a word.
+func Load(args []string, environ []string, out io.Writer) (cfg Config, warnings []string, err error) {
 	l := newLoader()
 	flags, err := l.parseFlags(args)
 	if errors.Is(err, ErrHelp) {
 		if out != nil {
 			Usage(out)
 		}
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	if err != nil {
-		return Config{}, err
+		return Config{}, nil, err
 	}
 	env := l.parseEnv(environ)
 
@@ -61,9 +70,9 @@ func Load(args []string, environ []string, out io.Writer) (Config, error) {
 	l.errs = append(l.errs, l.cfg.validate(l.src, l.failed))
 	l.readSecretFiles()
 	if err := errors.Join(l.errs...); err != nil {
-		return Config{}, err
+		return Config{}, l.warnings, err
 	}
-	return *l.cfg, nil
+	return *l.cfg, l.warnings, nil
 }
 
 // loader carries one Load call: the Config being built, the table bound to
@@ -75,6 +84,8 @@ type loader struct {
 	src    map[string]source // setting name -> layer that set it last
 	failed map[string]bool   // settings whose latest value did not parse
 	errs   []error
+	// warnings are what Load returns as such.
+	warnings []string
 }
 
 func newLoader() *loader {
@@ -153,8 +164,8 @@ func (l *loader) parseFlags(args []string) ([]pending, error) {
 	return out, nil
 }
 
-// parseEnv picks the RINGCACHE_* entries and reports unknown ones, which
-// are most likely misspelt settings.
+// parseEnv picks the RINGCACHE_* entries and warns of unknown ones, which
+// are most likely misspelt settings, unless Kubernetes put them there.
 func (l *loader) parseEnv(environ []string) []pending {
 	byEnv := make(map[string]*setting, len(l.table))
 	names := make([]string, 0, len(l.table))
@@ -172,14 +183,16 @@ func (l *loader) parseEnv(environ []string) []pending {
 		}
 		s := byEnv[k]
 		if s == nil {
-			unknown = append(unknown, k)
+			if !serviceLinkVar(k, v) {
+				unknown = append(unknown, k)
+			}
 			continue
 		}
 		out = append(out, pending{s: s, raw: v, src: source{kind: fromEnv, key: k}})
 	}
 	sort.Strings(unknown)
-	for _, k := range unknown {
-		l.errs = append(l.errs, fmt.Errorf("unknown environment variable %s%s", k, suggest(k, names)))
+	for _, k := range slices.Compact(unknown) {
+		l.warnings = append(l.warnings, fmt.Sprintf("unknown environment variable %s ignored%s", k, suggest(k, names)))
 	}
 	return out
 }

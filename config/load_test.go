@@ -25,16 +25,16 @@ func sources() []via {
 	return []via{
 		{"flag", func(t *testing.T, key, text string, extra []string) (Config, error) {
 			args := append([]string{originFlag, "--" + strings.ReplaceAll(key, "_", "-") + "=" + text}, extra...)
-			return Load(args, nil, nil)
+			return load(args, nil, nil)
 		}},
 		{"env", func(t *testing.T, key, text string, extra []string) (Config, error) {
 			args := append(baseArgs(key), extra...)
-			return Load(args, []string{envName(key) + "=" + text}, nil)
+			return load(args, []string{envName(key) + "=" + text}, nil)
 		}},
 		{"file", func(t *testing.T, key, text string, extra []string) (Config, error) {
 			path := writeFile(t, "ringcache.yaml", key+": "+yamlQuote(text)+"\n")
 			args := append(baseArgs(key), extra...)
-			return Load(append(args, "--config", path), nil, nil)
+			return load(append(args, "--config", path), nil, nil)
 		}},
 	}
 }
@@ -252,6 +252,7 @@ func TestValueErrors(t *testing.T) {
 		{"ring", "chord", "want hashring or rendezvous", nil},
 		{"log_level", "verbose", "want debug, info, warn or error", nil},
 		{"log_format", "xml", "want text or json", nil},
+		{"access_log_format", "text", "want combined or json", nil},
 		{"default_ttl", "-1s", "must not be negative", nil},
 		{"max_heuristic_ttl", "-1h", "must not be negative", nil},
 		{"stale_keep", "5", "want a duration such as 1.5s", nil},
@@ -399,7 +400,7 @@ func TestPeerSecretWithGossip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(append([]string{originFlag}, tt.args...), nil, nil)
+			_, err := load(append([]string{originFlag}, tt.args...), nil, nil)
 			if (err == nil) != tt.ok {
 				t.Fatalf("Load = %v; want ok %v", err, tt.ok)
 			}
@@ -499,7 +500,7 @@ func TestFileErrors(t *testing.T) {
 
 	t.Run("missing file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "nope.yaml")
-		_, err := Load([]string{originFlag}, []string{"RINGCACHE_CONFIG=" + path}, nil)
+		_, err := load([]string{originFlag}, []string{"RINGCACHE_CONFIG=" + path}, nil)
 		if !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("error %v does not wrap fs.ErrNotExist", err)
 		}
@@ -518,10 +519,8 @@ func TestCommandLineAndEnvErrors(t *testing.T) {
 		{"positional", []string{originFlag, "extra"}, nil, []string{`unexpected argument "extra"`}},
 		{"bool with space", []string{originFlag, "--sort-query", "false"}, nil, []string{`unexpected argument "false" (a boolean flag takes its value after =`}},
 		{"missing value", []string{originFlag, "--store"}, nil, []string{"flag needs an argument: --store"}},
-		{"unknown env", []string{originFlag}, []string{"RINGCACHE_CACHE_SISE=1GiB", "RINGCACHE_BOGUS=1"},
-			[]string{"unknown environment variable RINGCACHE_BOGUS", "unknown environment variable RINGCACHE_CACHE_SISE (did you mean RINGCACHE_CACHE_SIZE?)"}},
 		{"env and flag errors together", []string{"--store=arc"}, []string{"RINGCACHE_RING=chord", "RINGCACHE_X=1"},
-			[]string{`invalid store "arc" (flag --store)`, `invalid ring "chord" (env RINGCACHE_RING)`, "RINGCACHE_X", "origin is required"}},
+			[]string{`invalid store "arc" (flag --store)`, `invalid ring "chord" (env RINGCACHE_RING)`, "origin is required"}},
 		// The file's value is wrong even if a flag overrides it; say so.
 		{"overridden bad value still reported", []string{originFlag, "--cache-size=1GiB"}, []string{"RINGCACHE_CACHE_SIZE=12XB"},
 			[]string{`invalid cache_size "12XB" (env RINGCACHE_CACHE_SIZE)`}},
@@ -539,11 +538,108 @@ func TestCommandLineAndEnvErrors(t *testing.T) {
 	}
 }
 
+// An unknown RINGCACHE_* variable is a warning, not an error: the
+// environment is shared (a misspelt flag or YAML key is still an error).
+func TestUnknownEnvWarns(t *testing.T) {
+	env := []string{"RINGCACHE_CACHE_SISE=1GiB", "RINGCACHE_BOGUS=1", "RINGCACHE_BOGUS=2", "RINGCACHE_STORE=lru"}
+	c, warnings, err := Load([]string{originFlag}, env, nil)
+	if err != nil {
+		t.Fatalf("Load with unknown variables: %v", err)
+	}
+	want := []string{
+		"unknown environment variable RINGCACHE_BOGUS ignored",
+		"unknown environment variable RINGCACHE_CACHE_SISE ignored (did you mean RINGCACHE_CACHE_SIZE?)",
+	}
+	if !reflect.DeepEqual(warnings, want) {
+		t.Errorf("warnings %q, want %q", warnings, want)
+	}
+	if c.Store != StoreLRU || c.CacheSize != Default().CacheSize {
+		t.Errorf("store %s, cache_size %d: the known variable must apply, the unknown one not", c.Store, c.CacheSize)
+	}
+	// Beside an error too: the misspelling may be its cause.
+	_, warnings, err = Load(nil, []string{"RINGCACHE_ORIGN=http://127.0.0.1:9000"}, nil)
+	if err == nil || !strings.Contains(err.Error(), "origin is required") {
+		t.Fatalf("error %v, want origin is required", err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "RINGCACHE_ORIGN ignored (did you mean RINGCACHE_ORIGIN?)") {
+		t.Errorf("warnings %q, want the misspelt RINGCACHE_ORIGN named", warnings)
+	}
+}
+
+// What the kubelet puts into every pod for Services named ringcache or
+// ringcache-*, is ignored without a warning; lookalikes set by hand warn.
+func TestKubernetesServiceLinks(t *testing.T) {
+	injected := []string{
+		// Service ringcache: ports 8080 (http) and 7946/UDP (gossip).
+		"RINGCACHE_SERVICE_HOST=10.96.0.11",
+		"RINGCACHE_SERVICE_PORT=8080",
+		"RINGCACHE_SERVICE_PORT_HTTP=8080",
+		"RINGCACHE_SERVICE_PORT_GOSSIP_UDP=7946",
+		"RINGCACHE_PORT=tcp://10.96.0.11:8080",
+		"RINGCACHE_PORT_8080_TCP=tcp://10.96.0.11:8080",
+		"RINGCACHE_PORT_8080_TCP_PROTO=tcp",
+		"RINGCACHE_PORT_8080_TCP_PORT=8080",
+		"RINGCACHE_PORT_8080_TCP_ADDR=10.96.0.11",
+		"RINGCACHE_PORT_7946_UDP=udp://10.96.0.11:7946",
+		"RINGCACHE_PORT_7946_UDP_PROTO=udp",
+		"RINGCACHE_PORT_7946_UDP_PORT=7946",
+		"RINGCACHE_PORT_7946_UDP_ADDR=10.96.0.11",
+		// Service ringcache-admin on an IPv6 cluster, SCTP for good measure.
+		"RINGCACHE_ADMIN_SERVICE_HOST=fd00:10:96::a",
+		"RINGCACHE_ADMIN_SERVICE_PORT=8081",
+		"RINGCACHE_ADMIN_PORT=sctp://[fd00:10:96::a]:8081",
+		"RINGCACHE_ADMIN_PORT_8081_SCTP=sctp://[fd00:10:96::a]:8081",
+		"RINGCACHE_ADMIN_PORT_8081_SCTP_ADDR=fd00:10:96::a",
+		// Service ringcache-port-forward: its name holds _PORT itself.
+		"RINGCACHE_PORT_FORWARD_SERVICE_HOST=10.96.0.12",
+		"RINGCACHE_PORT_FORWARD_PORT=tcp://10.96.0.12:80",
+	}
+	c, warnings, err := Load([]string{originFlag}, injected, nil)
+	if err != nil || len(warnings) > 0 {
+		t.Fatalf("Load with Kubernetes' service variables: warnings %q, error %v", warnings, err)
+	}
+	if !reflect.DeepEqual(c, mustLoad(t, []string{originFlag}, nil)) {
+		t.Error("Kubernetes' service variables changed the configuration")
+	}
+
+	for _, kv := range []string{
+		"RINGCACHE_ADMIN_PORT=9091",                     // not tcp://ip:port: someone's guess at a setting
+		"RINGCACHE_SERVICE_HOST=cache.example",          // not an IP
+		"RINGCACHE_SERVICE_PORT=http",                   // not a port
+		"RINGCACHE_PORT_8080_TCP=tcp://10.96.0.11:9090", // port disagrees with the name
+		"RINGCACHE_PORT_8080_TCP_PROTO=udp",
+		"RINGCACHE_PORT_8080_HTTP=tcp://10.96.0.11:8080", // no such protocol
+		"RINGCACHE_PORT_0_TCP_PORT=0",
+		"RINGCACHE__PORT=tcp://10.96.0.11:80", // no Service name has "--" turned "__" at its end
+		"RINGCACHE_LISTEN_PORT=8080x",
+	} {
+		_, warnings, err := Load([]string{originFlag}, []string{kv}, nil)
+		name, _, _ := strings.Cut(kv, "=")
+		if err != nil || len(warnings) != 1 || !strings.Contains(warnings[0], name) {
+			t.Errorf("%s: warnings %q, error %v; want one warning naming it", kv, warnings, err)
+		}
+	}
+}
+
+// No setting may be spelt like a variable Kubernetes derives from a
+// Service's name: a Service named ringcache-admin would otherwise set
+// RINGCACHE_ADMIN_PORT in every pod, and with it a setting admin_port.
+func TestNoSettingLooksLikeAServiceLink(t *testing.T) {
+	var c Config
+	for _, s := range c.settings() {
+		for _, v := range []string{"10.96.0.11", "8080", "tcp://10.96.0.11:8080", "tcp", "udp", "sctp"} {
+			if serviceLinkVar(s.envName(), v) {
+				t.Errorf("%s=%s is what Kubernetes sets for a Service: rename the setting %s", s.envName(), v, s.name)
+			}
+		}
+	}
+}
+
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"-h"}, {originFlag, "--store=arc", "--help"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			var out strings.Builder
-			_, err := Load(args, []string{"RINGCACHE_BOGUS=1"}, &out)
+			_, err := load(args, []string{"RINGCACHE_BOGUS=1"}, &out)
 			if !errors.Is(err, ErrHelp) {
 				t.Fatalf("Load(%q) error = %v; want ErrHelp", args, err)
 			}

@@ -45,6 +45,9 @@ func (c *Config) settings() []setting {
 		{name: "origin_timeout", val: dur(&c.OriginTimeout, positive), help: "deadline for the origin's response headers"},
 		{name: "origin_max_conns", val: integer(&c.OriginMaxConns, positive), help: "maximum connections to the origin"},
 		{name: "preserve_host", val: boolean(&c.PreserveHost), help: "send the client's Host header to the origin"},
+		{name: "trusted_proxies", val: list(&c.TrustedProxies, cidr), help: "networks (CIDR) of proxies in front of the node whose X-Forwarded-* fields are kept and extended; others' are replaced"},
+		{name: "forwarded_header", val: boolean(&c.ForwardedHeader), help: "also send the origin an RFC 7239 Forwarded field"},
+		{name: "tunnel_idle_timeout", val: dur(&c.TunnelIdleTimeout, positive), help: "close a WebSocket (or other Upgrade) tunnel to the origin after this long without a byte either way"},
 		{name: "read_timeout", val: dur(&c.ReadTimeout, positive), help: "client connection read timeout"},
 		{name: "write_timeout", val: dur(&c.WriteTimeout, positive), help: "client connection write timeout"},
 		{name: "idle_timeout", val: dur(&c.IdleTimeout, positive), help: "client keep-alive idle timeout"},
@@ -54,6 +57,7 @@ func (c *Config) settings() []setting {
 		{name: "log_level", live: true, val: str(&c.LogLevel, oneOf("debug", "info", "warn", "error")), help: "debug, info, warn or error"},
 		{name: "log_format", val: str(&c.LogFormat, oneOf(LogFormatText, LogFormatJSON)), help: "text or json"},
 		{name: "access_log", val: str(&c.AccessLog, nil), help: `access log: "" off, "-" stdout, or a file path`},
+		{name: "access_log_format", val: str(&c.AccessLogFormat, optional(oneOf(AccessLogCombined, AccessLogJSON))), help: `access log lines: combined or json; "" follows log_format`},
 		{name: "stats_full_urls", val: boolean(&c.StatsFullURLs), help: "show query strings in /stats top keys (they may carry tokens)"},
 		{name: "node_name", val: str(&c.NodeName, notEmpty), help: "unique cluster member name; defaults to the host name"},
 		{name: "gossip", val: str(&c.Gossip, optional(anyAddr)), help: `serf bind address (host:port); "" runs a single node`},
@@ -69,6 +73,8 @@ func (c *Config) settings() []setting {
 		{name: "ring", val: str(&c.Ring, oneOf(RingHashring, RingRendezvous)), help: "key placement: hashring or rendezvous"},
 		{name: "ring_vnodes", val: integer(&c.RingVnodes, positive), help: "virtual nodes per member on the ring"},
 		{name: "peer_timeout", val: dur(&c.PeerTimeout, positive), help: "deadline for a forwarded request before falling back to the origin"},
+		{name: "replicas", val: integer(&c.Replicas, between(1, 3)), help: "members holding each entry, its owner included: 2 or 3 keep a crashed member's entries served, at that cost in capacity"},
+		{name: "rebalance_rate", val: size(&c.RebalanceRate, positive), help: "bytes per second of entries pushed to their new holders after a membership change"},
 		{name: "hot_cache_size", val: size(&c.HotCacheSize, nonNegative), help: "bytes for local copies of popular keys owned by peers; 0 disables"},
 		{name: "handoff_timeout", val: dur(&c.HandoffTimeout, positive), help: "deadline for handing entries to new owners at shutdown"},
 		{name: "handoff_max_bytes", val: size(&c.HandoffMaxBytes, nonNegative), help: "most bytes handed to new owners at shutdown; 0 disables handoff"},
@@ -251,6 +257,15 @@ func positive[T int | int64 | time.Duration](v T) error {
 		return errors.New("must be greater than 0")
 	}
 	return nil
+}
+
+func between(lo, hi int) func(int) error {
+	return func(v int) error {
+		if v < lo || v > hi {
+			return fmt.Errorf("must be from %d to %d", lo, hi)
+		}
+		return nil
+	}
 }
 
 func nonNegative[T int | int64 | time.Duration](v T) error {

@@ -128,7 +128,7 @@ func TestComposeExample(t *testing.T) {
 			}
 			env = append(env, k+"="+interpolation.ReplaceAllStringFunc(v, func(string) string { return newSecret() }))
 		}
-		cfg, err := config.Load(nil, env, io.Discard)
+		cfg, err := loadConfig(nil, env, io.Discard)
 		if err != nil {
 			t.Errorf("service %s: its environment is not a valid configuration: %v", name, err)
 			continue

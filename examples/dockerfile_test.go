@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cluster"
-	"github.com/ringcache/ringcache/config"
 	"github.com/valyala/fasthttp"
 )
 
@@ -464,7 +463,7 @@ func TestDockerfile(t *testing.T) {
 	})
 
 	t.Run("image environment is a valid configuration", func(t *testing.T) {
-		cfg, err := config.Load(nil, append(slices.Clone(d.env), "RINGCACHE_ORIGIN=http://app:9000"), io.Discard)
+		cfg, err := loadConfig(nil, append(slices.Clone(d.env), "RINGCACHE_ORIGIN=http://app:9000"), io.Discard)
 		if err != nil {
 			t.Fatalf("config.Load with the image's ENV: %v", err)
 		}

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/config"
 	"github.com/valyala/fasthttp"
 )
 
@@ -166,18 +168,25 @@ const startTimeout = 30 * time.Second
 // --listen, and returns the address the origin reports in its log.
 func startApp(t *testing.T, args []string) string {
 	t.Helper()
-	bin := ringcacheBinary(t)
 	args, ok := setFlag(args, "listen", "127.0.0.1:0")
 	if !ok {
 		t.Fatalf("app command %q: no --listen", args)
 	}
+	return startRingcache(t, args, nil, originServing)
+}
+
+// startRingcache runs the binary with args and exactly env until the test
+// ends, and returns the first submatch of match in its log, once there.
+func startRingcache(t *testing.T, args, env []string, match *regexp.Regexp) string {
+	t.Helper()
+	bin := ringcacheBinary(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = []string{}
+	cmd.Env = append([]string{}, env...) // nil would inherit the test's environment
 	// Stop it as docker stop does; kill it if it does not go.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
-	log := &logWatch{match: originServing, found: make(chan string, 1)}
+	log := &logWatch{match: match, found: make(chan string, 1)}
 	cmd.Stderr = log
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -276,6 +285,17 @@ func healthServer(t *testing.T, status int) string {
 }
 
 // --- small helpers -----------------------------------------------------------
+
+// loadConfig is config.Load for an example's settings, which must not
+// draw warnings (an unknown RINGCACHE_* variable is one, and most likely a
+// misspelt setting): a warning is returned as an error.
+func loadConfig(args, env []string, out io.Writer) (config.Config, error) {
+	cfg, warnings, err := config.Load(args, env, out)
+	if err == nil && len(warnings) > 0 {
+		err = fmt.Errorf("warnings: %s", strings.Join(warnings, "; "))
+	}
+	return cfg, err
+}
 
 func portOf(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)

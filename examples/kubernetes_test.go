@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ringcache/ringcache/config"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -231,14 +230,14 @@ func TestKubernetesExample(t *testing.T) {
 	}
 
 	env := append(imageEnv(t), k8sEnv(t, rc.Env, secrets, func(string, string) string { return newSecret() })...)
-	cfg, err := config.Load(nil, env, io.Discard)
+	cfg, err := loadConfig(nil, env, io.Discard)
 	if err != nil {
 		t.Fatalf("the sidecar's environment is not a valid configuration: %v", err)
 	}
 
 	t.Run("placeholder secrets are refused", func(t *testing.T) {
 		env := append(imageEnv(t), k8sEnv(t, rc.Env, secrets, func(name, key string) string { return secrets[name].StringData[key] })...)
-		_, err := config.Load(nil, env, io.Discard)
+		_, err := loadConfig(nil, env, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), "peer_secret") || !strings.Contains(err.Error(), "gossip_key") {
 			t.Errorf("with the manifest's placeholder secrets config.Load says %v; want peer_secret and gossip_key refused", err)
 		}

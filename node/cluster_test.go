@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -61,15 +62,37 @@ func startCluster(t *testing.T, n int, mutate func(*config.Config)) *testCluster
 // add starts one more node, joining the first live one.
 func (c *testCluster) add() *Node {
 	c.t.Helper()
-	i := len(c.nodes)
+	n := c.start(fmt.Sprintf("n%d", len(c.nodes)))
+	c.nodes = append(c.nodes, n)
+	c.names = append(c.names, n.Name())
+	return n
+}
+
+// restart stops node i gracefully and starts it again, empty, under the
+// same name, as a rolling deploy does.
+func (c *testCluster) restart(i int) *Node {
+	c.t.Helper()
+	c.stop(i, true)
+	n := c.start(c.names[i])
+	c.nodes[i] = n
+	return n
+}
+
+// start starts a node named name, joining the first live one.
+func (c *testCluster) start(name string) *Node {
+	c.t.Helper()
 	cfg := config.Default()
-	cfg.NodeName = fmt.Sprintf("n%d", i)
+	cfg.NodeName = name
 	cfg.Origin = "http://" + c.origin.addr
 	cfg.Listen, cfg.Admin, cfg.Gossip = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.PeerSecret = "cluster-test-secret-0123456789"
 	cfg.CacheSize = 64 << 20
 	cfg.KeyHost = "site.test"
 	cfg.HandoffTimeout = 10 * time.Second
+	// Generous: under the race detector on a loaded machine a forwarded
+	// request can take seconds, and a timeout makes the forwarder fetch
+	// too, which the tests counting origin requests would see.
+	cfg.PeerTimeout = 10 * time.Second
 	for _, n := range c.nodes {
 		if n != nil {
 			cfg.Join = []string{n.GossipAddr()}
@@ -82,12 +105,10 @@ func (c *testCluster) add() *Node {
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("config: %v", err)
 	}
-	n, err := Start(cfg, Options{Membership: func(o *cluster.Options) { o.Tune = clustertest.FastTimers }})
+	n, err := Start(cfg, Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Membership: func(o *cluster.Options) { o.Tune = clustertest.FastTimers }})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", cfg.NodeName, err)
 	}
-	c.nodes = append(c.nodes, n)
-	c.names = append(c.names, cfg.NodeName)
 	return n
 }
 
@@ -527,17 +548,20 @@ func moved(keys int, before, after cluster.Ring) int {
 	return n
 }
 
-// TestClusterLeastDataLoss is the measured scenario of issue 3: a warm
-// three-node cluster holding 10,000 keys loses a member gracefully, or
-// gains a fourth. Target: under 2% of the keys refetched from the origin,
-// where a plain ring refetches every key whose owner changed (about a third
-// and a quarter).
+// TestClusterLeastDataLoss: a warm three-node cluster holding 10,000 keys
+// (3,000 under the race detector) goes through a membership change — a
+// graceful leave (also under load), a join, a crash (Close: no leave, no
+// handoff, as SIGKILL), a second crash after a join and re-replication, a
+// rolling restart where each member comes back empty under its name — and
+// then every key is read again. Target (issues 3 and 12): under 1% of the
+// keys refetched from the origin, where a plain ring refetches every key
+// whose owner changed.
 func TestClusterLeastDataLoss(t *testing.T) {
 	keys := 10000
-	if testing.Short() {
-		keys = 2000
+	if testing.Short() || nodeRaceEnabled {
+		keys = 3000 // the issue's rolling restart; the race detector is slow
 	}
-	for _, change := range []string{"graceful leave", "graceful leave under load", "join"} {
+	for _, change := range []string{"graceful leave", "graceful leave under load", "join", "crash", "second crash", "rolling restart"} {
 		t.Run(change, func(t *testing.T) {
 			c := startCluster(t, 3, nil)
 			if bad := c.requestAll(keys, c.live()); bad != 0 {
@@ -569,10 +593,37 @@ func TestClusterLeastDataLoss(t *testing.T) {
 					}
 				}()
 			}
-			if change == "join" {
+			switch change {
+			case "join":
 				c.add()
 				c.waitConverged(4)
-			} else {
+			case "crash":
+				// With two replicas (the default) every entry is on a
+				// second member once its copy lands; then a crash loses
+				// nothing.
+				c.waitReplicated()
+				c.stop(2, false)
+				c.waitConverged(2)
+			case "second crash":
+				// A member joins, one crashes, and once the survivors have
+				// re-replicated what lost a copy, another crashes.
+				c.add()
+				c.waitConverged(4)
+				c.waitReplicated()
+				c.stop(2, false)
+				c.waitConverged(3)
+				c.waitReplicated()
+				c.stop(1, false)
+				c.waitConverged(2)
+			case "rolling restart":
+				// Each member in turn leaves, comes back empty under its
+				// name, and gets its keys back before the next goes.
+				for i := range 3 {
+					c.restart(i)
+					c.waitConverged(3)
+					c.waitReplicated()
+				}
+			default:
 				c.stop(2, true) // hands its entries to their new owners
 				c.waitConverged(2)
 			}
@@ -581,20 +632,38 @@ func TestClusterLeastDataLoss(t *testing.T) {
 				loadDone.Wait()
 			}
 			plain := moved(keys, ringBefore, c.live()[0].Ring())
+			if change == "rolling restart" {
+				plain = keys // every member came back empty once
+			}
 			if bad := c.requestAll(keys, c.live()); bad != 0 {
 				t.Fatalf("after the %s: %d failures", change, bad)
 			}
 			refetched := c.originRequests() - base
 			t.Logf("%s, %d keys: refetched %d from the origin (%.2f%%); a plain ring would refetch %d (%.1f%%)",
 				change, keys, refetched, pct(refetched, keys), plain, pct(int64(plain), keys))
-			if limit := int64(keys) * 2 / 100; refetched >= limit {
-				t.Fatalf("refetched %d; want under %d (2%%)", refetched, limit)
+			if limit := int64(keys) / 100; refetched >= limit {
+				t.Fatalf("refetched %d; want under %d (1%%)", refetched, limit)
 			}
 			if plain < keys/6 {
 				t.Fatalf("the change moved only %d keys: nothing was measured", plain)
 			}
 		})
 	}
+}
+
+// waitReplicated waits until every copy the live nodes queued for other
+// members was delivered (or given up).
+func (c *testCluster) waitReplicated() {
+	c.t.Helper()
+	testutil.WaitFor(c.t, 20*time.Second, func() bool {
+		for _, n := range c.live() {
+			r := n.Stats().Replicas
+			if r.Members != len(n.Ring().Members()) || r.Rebalancing || r.Sent+r.Dropped < r.Queued {
+				return false
+			}
+		}
+		return true
+	}, "replica copies to land")
 }
 
 func pct(n int64, of int) float64 { return 100 * float64(n) / float64(of) }

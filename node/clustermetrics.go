@@ -15,6 +15,7 @@ func (n *Node) registerClusterMetrics(ps *cluster.PeerServer) {
 	pss := func(f func(cluster.PeerServerStats) uint64) func() float64 {
 		return func() float64 { return float64(f(ps.Stats())) }
 	}
+	rs := n.replicaStats
 	n.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ringcache_cluster_members", Help: "Members on this node's ring (alive, with a peer address)."},
 			func() float64 { return float64(len(n.members.Ring().Members())) }),
@@ -34,7 +35,25 @@ func (n *Node) registerClusterMetrics(ps *cluster.PeerServer) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ringcache_handoff_rejected_entries_total", Help: "Handed-over entries refused (older than a local copy or a purge)."},
 			pss(func(s cluster.PeerServerStats) uint64 { return s.Rejected })),
 		n.handoffSent,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ringcache_replica_received_entries_total", Help: "Replica copies other members pushed here and kept."},
+			pss(func(s cluster.PeerServerStats) uint64 { return s.ReplicasIn })),
+		replicaCounter("queued", "Entries queued for copying to their other holders (fills and rebalances).", rs(func(s cluster.ReplicaStats) uint64 { return s.Queued })),
+		replicaCounter("sent", "Replica copies sent.", rs(func(s cluster.ReplicaStats) uint64 { return s.Sent })),
+		replicaCounter("accepted", "Replica copies their receivers kept.", rs(func(s cluster.ReplicaStats) uint64 { return s.Accepted })),
+		replicaCounter("dropped", "Replica copies dropped: a member's queue was full.", rs(func(s cluster.ReplicaStats) uint64 { return s.Dropped })),
+		replicaCounter("failed", "Replica copies in batches that could not be delivered.", rs(func(s cluster.ReplicaStats) uint64 { return s.Failed })),
+		replicaCounter("rebalanced", "Entries queued for their new holders after membership changes.", rs(func(s cluster.ReplicaStats) uint64 { return s.Rebalanced })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ringcache_replica_lag_seconds", Help: "Time from storing an entry to a replica keeping it, for the last batch sent."},
+			func() float64 { return n.peers.ReplicaStats().Lag.Seconds() }),
 	)
+}
+
+func (n *Node) replicaStats(f func(cluster.ReplicaStats) uint64) func() float64 {
+	return func() float64 { return float64(f(n.peers.ReplicaStats())) }
+}
+
+func replicaCounter(name, help string, f func() float64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ringcache_replica_" + name + "_total", Help: help}, f)
 }
 
 func eventCounter(kind string, f func() float64) prometheus.Collector {

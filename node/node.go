@@ -2,11 +2,11 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -60,11 +60,16 @@ type Node struct {
 	peers      *cluster.PeerSet
 	peerTLS    *cluster.PeerTLS // nil without peer TLS
 	peerSrv    *fasthttp.Server
-	peerLn     net.Listener
+	peerLn     net.Listener  // the peer listener's HTTP side
+	framesLn   net.Listener  // its lookup side
+	framesDone chan struct{} // closed when ServeFrames returns
 	peerServer *cluster.PeerServer
 	// handoffSent counts entries this node handed to others on leaving.
 	handoffSent prometheus.Counter
 	cancel      context.CancelFunc
+
+	stopOnce sync.Once
+	stopErr  error
 }
 
 // Options are what a node takes beyond its configuration. The zero value
@@ -117,13 +122,18 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
+	n.registerNodeMetrics()
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
+	// The origin client dials the tunnels of Upgrade (WebSocket) requests.
+	popt.Tunnels, popt.TunnelIdleTimeout = n.origin, cfg.TunnelIdleTimeout
 	if cfg.Gossip != "" {
 		// Peer traffic is always mutual TLS: from the operator's CA when
 		// given, else from a key derived from the peer secret.
 		if cfg.PeerTLSCert != "" {
-			n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA)
+			if err = peerTLSFiles(cfg); err == nil {
+				n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA)
+			}
 		} else if n.peerTLS, err = cluster.SecretPeerTLS([]byte(cfg.PeerSecret)); err != nil {
 			err = fmt.Errorf("peer_secret: %w", err)
 		}
@@ -138,6 +148,9 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			Self: cfg.NodeName, Signer: signer, Timeout: cfg.PeerTimeout, Logger: log,
 			TLS:           n.peerTLS.Client,
 			MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize),
+			Replicas:      cfg.Replicas,
+			Store:         n.store,
+			RebalanceRate: cfg.RebalanceRate,
 			NewRing: func(nodes []cluster.Node) (cluster.Ring, error) {
 				return cluster.NewRing(cfg.Ring, nodes, cfg.RingVnodes)
 			},
@@ -151,40 +164,46 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	}
 	n.proxy = proxy.New(popt, n.store, n.origin)
 
-	if n.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	if n.ln, err = Listen("listen", cfg.Listen); err != nil {
+		return nil, err
 	}
 	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
 	clientLn := n.ln
-	handler := n.gate.Handler(n.proxy.Handler)
+	var access *accessLogger
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
 		if err != nil {
 			return nil, err
 		}
-		al := newAccessLogger(w, file)
-		n.access = al
-		handler = al.wrap(handler)
+		access = newAccessLogger(w, file, accessLogFormat(cfg))
+		n.access = access
 	}
 	if n.peers != nil {
-		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{Logger: log, MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize)})
+		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{
+			Logger: log, MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize), Timeout: cfg.PeerTimeout, Clock: n.clock.Now,
+		})
 		var peerLn net.Listener
 		if cfg.PeerListen != "" {
-			if peerLn, err = net.Listen("tcp", cfg.PeerListen); err != nil {
-				return nil, fmt.Errorf("peer listen %s: %w", cfg.PeerListen, err)
+			if peerLn, err = Listen("peer_listen", cfg.PeerListen); err != nil {
+				return nil, err
 			}
 			peerLn = n.guard(peerLn, 0) // beneath TLS: write deadlines act on the socket
 		} else {
 			// One port for both: a TLS handshake is a peer's, plain HTTP a
 			// client's (client TLS is not served on listen).
-			clientLn, peerLn = sniff.Split(n.ln, sniff.Options{Timeout: cfg.ReadTimeout})
+			sides := sniff.Split(n.ln, 2, sniff.FirstByte, sniff.Options{Timeout: cfg.ReadTimeout})
+			clientLn, peerLn = sides[0], sides[1]
 		}
-		// Interim responses an owner forwards (h1.Quiet) are written under TLS.
-		n.peerLn = tls.NewListener(h1.TrackServed(peerLn), n.peerTLS.Server)
-		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
+		// Members' two protocols share the peer listener: the handshake's
+		// agreed protocol routes a connection to the lookup exchange or to
+		// the HTTP server. Tracked beneath TLS: interim responses an owner
+		// forwards (h1.Quiet) are written under it.
+		sides := sniff.Split(h1.TrackServed(peerLn), 2, sniff.ALPN(n.peerTLS.Server, cluster.FramesALPN), sniff.Options{Timeout: cfg.ReadTimeout})
+		n.framesLn, n.peerLn = sides[0], sides[1]
+		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true, nil)
 	}
 	clientLn = h1.TrackServed(clientLn) // for interim responses (h1.Quiet)
-	n.srv = n.newServer(handler, cfg.MaxRequestBody, false)
+	n.srv = n.newServer(n.gate.Handler(n.proxy.Handler), cfg.MaxRequestBody, false, access)
 	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringcache_peer_refused_total",
 		Help: "Requests claiming to come from a member that were refused: on the client listener, or without a member's credentials.",
@@ -196,8 +215,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		return float64(refused)
 	}))
 	if cfg.Admin != "" {
-		if n.adminLn, err = net.Listen("tcp", cfg.Admin); err != nil {
-			return nil, fmt.Errorf("admin listen %s: %w", cfg.Admin, err)
+		if n.adminLn, err = Listen("admin", cfg.Admin); err != nil {
+			return nil, err
 		}
 		n.admin = &fasthttp.Server{Handler: n.AdminHandler(), Logger: fasthttpLogger{log}, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	}
@@ -213,6 +232,13 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 				log.Error("admin listener stopped", "err", err)
 			}
 		})
+	}
+	if n.framesLn != nil {
+		n.framesDone = make(chan struct{})
+		go func() {
+			defer close(n.framesDone)
+			n.peerServer.ServeFrames(n.framesLn)
+		}()
 	}
 	if n.peerSrv != nil {
 		serve(n.peerSrv, n.peerLn, func(err error) {
@@ -266,7 +292,7 @@ func (n *Node) joinCluster(tune func(*cluster.Options)) error {
 	n.cancel = cancel
 	m, err := cluster.Start(ctx, copt)
 	if err != nil {
-		return fmt.Errorf("gossip: %w", err)
+		return bindError("gossip", cfg.Gossip, err)
 	}
 	n.members = m
 	n.peers.Follow(m)
@@ -313,6 +339,16 @@ func (c clusterPeers) Owner(key []byte) (proxy.Peer, bool) {
 	return nil, false
 }
 
+// Lookup converts the answering member to the proxy's Peer; a nil
+// *cluster.Peer must not become a non-nil interface.
+func (c clusterPeers) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (proxy.Peer, bool, error) {
+	p, ok, err := c.PeerSet.Lookup(ctx, key, f)
+	if p == nil {
+		return nil, ok, err
+	}
+	return p, ok, err
+}
+
 func (c clusterPeers) Previous(key []byte) (proxy.Peer, bool) {
 	if p, ok := c.PeerSet.Previous(key); ok {
 		return p, true
@@ -324,11 +360,17 @@ func (c clusterPeers) Previous(key []byte) (proxy.Peer, bool) {
 // bodyLimit bounds request bodies, which are streamed: see bodyGate. Its
 // listener must go through guard, which makes WriteTimeout an idle timeout
 // per write.
-func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool) *fasthttp.Server {
+func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool, access *accessLogger) *fasthttp.Server {
 	cfg := n.cfg
+	h = bodyGate(h, bodyLimit, peers)
+	if access != nil {
+		// Outside the body gate, so that requests refused for their
+		// bodies are logged.
+		h = access.wrap(h)
+	}
 	return &fasthttp.Server{
 		// Outermost: every request counts for h1.Quiet.
-		Handler:                      h1.MarkServed(bodyGate(h, bodyLimit, peers)),
+		Handler:                      h1.MarkServed(h),
 		ErrorHandler:                 badRequest,
 		ReadTimeout:                  cfg.ReadTimeout,
 		WriteTimeout:                 cfg.WriteTimeout,
@@ -369,7 +411,8 @@ func fieldNames(names []string) httpcache.Targets {
 	return t
 }
 
-// prefixes parses purge_allow (validated by config).
+// prefixes parses a list of networks config validated (purge_allow,
+// trusted_proxies).
 func prefixes(cidrs []string) []netip.Prefix {
 	out := []netip.Prefix{}
 	for _, c := range cidrs {
@@ -386,6 +429,8 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 		Key:             cache.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost, Codings: cfg.NormalizeAcceptEncoding},
 		Policy:          policy(cfg),
 		PurgeAllow:      prefixes(cfg.PurgeAllow),
+		TrustedProxies:  prefixes(cfg.TrustedProxies),
+		Forwarded:       cfg.ForwardedHeader,
 		MaxObjectSize:   cfg.MaxObjectSize,
 		StaleKeep:       cfg.StaleKeep,
 		PassTTL:         cfg.PassTTL,
@@ -416,6 +461,9 @@ type Stats struct {
 	Hot   cache.Stats // zero without a hot cache
 	// OpenConnections counts the client connections open now.
 	OpenConnections int
+	// Replicas counts the copies this node sent to other members (zero
+	// for a single node).
+	Replicas cluster.ReplicaStats
 }
 
 // Stats returns the node's counters now.
@@ -423,6 +471,9 @@ func (n *Node) Stats() Stats {
 	s := Stats{Proxy: n.proxy.Snapshot(), Store: n.store.Stats(), OpenConnections: int(n.srv.GetOpenConnectionsCount())}
 	if n.hot != nil {
 		s.Hot = n.hot.Stats()
+	}
+	if n.peers != nil {
+		s.Replicas = n.peers.ReplicaStats()
 	}
 	return s
 }
@@ -499,7 +550,14 @@ func (n *Node) Close(ctx context.Context) error {
 	return n.stop(ctx, false)
 }
 
+// stop stops the node once; later calls (Shutdown after Close, a test's
+// cleanup after the test's own Shutdown) return the first one's result.
 func (n *Node) stop(ctx context.Context, graceful bool) error {
+	n.stopOnce.Do(func() { n.stopErr = n.stopNow(ctx, graceful) })
+	return n.stopErr
+}
+
+func (n *Node) stopNow(ctx context.Context, graceful bool) error {
 	n.serving.Store(false)
 	if n.members != nil {
 		if graceful {
@@ -513,6 +571,10 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 	if n.peerSrv != nil {
 		_ = n.peerSrv.ShutdownWithContext(ctx)
 	}
+	if n.framesLn != nil {
+		_ = n.framesLn.Close()
+		<-n.framesDone
+	}
 	n.closeAll()
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("drain: %w", err)
@@ -521,7 +583,9 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 }
 
 // leave hands this node's entries to the members that will own them once
-// it is gone, then announces the departure. Handing off first matters
+// it is gone, then announces the departure. With replicas, the new owners
+// hold copies already: it sends the copies still queued and hands off only
+// what no holder has. Handing off first matters
 // under load: peers drop a leaving node from their rings within
 // milliseconds, and every request for its keys before the entries arrive
 // would go to the origin. Until the leave, this node keeps serving (and
@@ -533,10 +597,23 @@ func (n *Node) leave(ctx context.Context) {
 			n.log.Error("handoff ring", "err", err)
 		} else {
 			hctx, cancel := context.WithTimeout(ctx, n.cfg.HandoffTimeout)
-			st, err := cluster.Handoff(hctx, n.store, next, self.Name, n.peers.SendHandoff, n.cfg.HandoffMaxBytes)
+			// The copies stand in for the handoff only when every one was
+			// delivered: a drop, a failed batch or a rebalance cut short
+			// leaves holders without theirs, and then everything goes.
+			replicas := 1
+			if n.cfg.Replicas > 1 {
+				flushed := n.peers.Flush(hctx)
+				rs := n.peers.ReplicaStats()
+				if flushed && !rs.Rebalancing && rs.Dropped+rs.Failed == 0 {
+					replicas = n.cfg.Replicas
+				} else {
+					n.log.Warn("replica copies incomplete; handing off every entry", "flushed", flushed, "rebalancing", rs.Rebalancing, "dropped", rs.Dropped, "failed", rs.Failed)
+				}
+			}
+			st, err := cluster.Handoff(hctx, n.store, n.members.Ring(), next, replicas, self.Name, n.peers.SendHandoff, n.cfg.HandoffMaxBytes)
 			cancel()
 			n.handoffSent.Add(float64(st.Entries))
-			n.log.Info("handed off entries", "entries", st.Entries, "bytes", st.Bytes, "batches", st.Batches, "failed", st.Failed, "err", err)
+			n.log.Info("handed off entries", "entries", st.Entries, "bytes", st.Bytes, "batches", st.Batches, "failed", st.Failed, "replicated", st.Replicated, "err", err)
 		}
 	}
 	if err := n.members.Leave(); err != nil {
@@ -555,7 +632,7 @@ func (n *Node) closeAll() {
 		n.proxy.Close()
 	}
 	if !n.started {
-		for _, ln := range []net.Listener{n.ln, n.peerLn, n.adminLn} {
+		for _, ln := range []net.Listener{n.ln, n.peerLn, n.framesLn, n.adminLn} {
 			if ln != nil {
 				_ = ln.Close()
 			}
@@ -582,6 +659,59 @@ func (n *Node) closeAll() {
 	if n.clock != nil {
 		n.clock.Stop()
 	}
+}
+
+// Listen opens the TCP listener of the setting named (listen, admin, ...)
+// on addr. Its error names both, with the reason alone: "listen
+// 127.0.0.1:8080: address already in use", not Go's "listen tcp
+// 127.0.0.1:8080: bind: address already in use". The reason stays wrapped
+// (errors.Is(err, syscall.EADDRINUSE)).
+func Listen(setting, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, bindError(setting, addr, err)
+	}
+	return ln, nil
+}
+
+// bindError is Listen's error, also for the gossip address, which serf
+// binds.
+func bindError(setting, addr string, err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		err = op.Err
+		var sys *os.SyscallError
+		if errors.As(err, &sys) {
+			err = sys.Err
+		}
+	}
+	return fmt.Errorf("%s %s: %w", setting, addr, err)
+}
+
+// fileError is a file named by a setting that could not be opened, named
+// as bindError names addresses: "access_log /var/log: is a directory".
+func fileError(setting string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s %s: %w", setting, pe.Path, pe.Err)
+	}
+	return fmt.Errorf("%s: %w", setting, err)
+}
+
+// peerTLSFiles checks that the peer TLS files can be read, so that a
+// missing one is named by its setting; what is in them is the cluster's to
+// judge.
+func peerTLSFiles(cfg config.Config) error {
+	for _, f := range [...]struct{ setting, path string }{
+		{"peer_tls_cert", cfg.PeerTLSCert}, {"peer_tls_key", cfg.PeerTLSKey}, {"peer_tls_ca", cfg.PeerTLSCA},
+	} {
+		file, err := os.Open(f.path)
+		if err != nil {
+			return fileError(f.setting, err)
+		}
+		file.Close()
+	}
+	return nil
 }
 
 // badRequest answers requests fasthttp could not parse: a clear 4xx, never
@@ -625,7 +755,7 @@ func openAccessLog(path string) (io.Writer, io.Closer, error) {
 	}
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
-		return nil, nil, fmt.Errorf("access_log: %w", err)
+		return nil, nil, fileError("access_log", err)
 	}
 	return f, f, nil
 }

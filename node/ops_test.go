@@ -112,9 +112,11 @@ func TestClusterPurge(t *testing.T) {
 	missEverywhere(urls[0])
 
 	fill()
-	if got := purgeVia(t, c.client, admin, "", []byte(`{"url":"/v?cc=max-age=600&vary=Accept"}`)); got != 2 {
+	// Both variants, on every member holding them (replicas count too).
+	if got := purgeVia(t, c.client, admin, "", []byte(`{"url":"/v?cc=max-age=600&vary=Accept"}`)); got < 2 {
 		t.Fatalf("URL purge of a Vary'd URL dropped %d, want both variants", got)
 	}
+	missEverywhere("/v?cc=max-age=600&vary=Accept")
 
 	fill()
 	if got := purgeVia(t, c.client, admin, "?tag=t1", nil); got < 4 {
@@ -149,7 +151,8 @@ func TestPurgeMethodFromLoopback(t *testing.T) {
 		c.get(n, u)
 	}
 	r, err := testutil.Do(c.client, "PURGE", "http://"+nodes[0].Addr()+u, nil)
-	if err != nil || r.Status != 200 || !strings.Contains(string(r.Body), `"purged":1`) {
+	// One entry, counted on each member that held it (owner, replica).
+	if err != nil || r.Status != 200 || !strings.Contains(string(r.Body), `"purged":`) || strings.Contains(string(r.Body), `"purged":0`) {
 		t.Fatalf("PURGE: %v %d %s", err, r.Status, r.Body)
 	}
 	for _, n := range nodes {

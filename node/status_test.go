@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/internal/testutil"
 	"github.com/valyala/fasthttp"
 )
@@ -350,7 +351,10 @@ var (
 
 func TestStatusPageInBrowser(t *testing.T) {
 	b := newBrowser(t)
-	c := startCluster(t, 2, nil)
+	// Top keys keep their queries only with stats_full_urls; the markup
+	// rides in the query, so the page must escape what the operator chose
+	// to show.
+	c := startCluster(t, 2, func(cfg *config.Config) { cfg.StatsFullURLs = true })
 	n0 := c.nodes[0]
 
 	// A key n0 owns, so that its requests are n0's hits rather than

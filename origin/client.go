@@ -104,6 +104,8 @@ type Client struct {
 	failThreshold   int              // for the log line
 	breaker         *health.Monitor  // the circuit: fixed cooldown, one probe per cooldown
 	conns           streamconn.Table // relaxes deadlines of streamed bodies
+	addr            string           // host:port dialled
+	tunnelTLS       *tls.Config      // for Dial to an https origin; nil for http
 	// errUnavailable is built once so that failing fast allocates nothing.
 	errUnavailable error
 }
@@ -167,12 +169,16 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	})
 
 	isTLS := u.Scheme == "https"
+	c.addr = fasthttp.AddMissingPort(u.Host, isTLS)
+	if isTLS {
+		c.tunnelTLS = tunnelTLS(opts.TLSConfig, u.Hostname())
+	}
 	c.transport = &h1.Transport{}
 	c.hc = &fasthttp.HostClient{
 		// fasthttp's own transport answers a Transfer-Encoding other than
 		// chunked with an error, and drops interim responses: see h1.
 		Transport:           c.transport,
-		Addr:                fasthttp.AddMissingPort(u.Host, isTLS),
+		Addr:                c.addr,
 		IsTLS:               isTLS,
 		TLSConfig:           opts.TLSConfig,
 		DialTimeout:         c.dial,
@@ -228,24 +234,7 @@ func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 		return c.errUnavailable
 	}
 
-	u := req.URI()
-	if c.preserveHost && len(req.Header.Host()) == 0 {
-		// A request built from an absolute URI carries its host there.
-		req.Header.SetHostBytes(u.Host())
-	}
-	u.SetSchemeBytes(c.scheme)
-	u.SetHostBytes(c.host)
-	// fasthttp sends userinfo parsed from the URI or the Host header
-	// ("user:pw@host") as Authorization: Basic. A cache that never saw that
-	// header would store and share the answer, so only credentials the
-	// caller set as a header go out.
-	u.SetUsernameBytes(nil)
-	u.SetPasswordBytes(nil)
-	// fasthttp rewrites Host from the URI unless UseHostHeader is set.
-	req.UseHostHeader = c.preserveHost
-	if !c.preserveHost {
-		req.Header.SetHostBytes(c.host)
-	}
+	c.target(req)
 
 	start := time.Now()
 	err := c.transport.Do(req, h1.InterimFrom(ctx), func() error {
@@ -270,6 +259,29 @@ func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 		c.observe(d, err)
 	}
 	return err
+}
+
+// target points req at the origin: the URI's scheme and host, and Host per
+// PreserveHost.
+func (c *Client) target(req *fasthttp.Request) {
+	u := req.URI()
+	if c.preserveHost && len(req.Header.Host()) == 0 {
+		// A request built from an absolute URI carries its host there.
+		req.Header.SetHostBytes(u.Host())
+	}
+	u.SetSchemeBytes(c.scheme)
+	u.SetHostBytes(c.host)
+	// fasthttp sends userinfo parsed from the URI or the Host header
+	// ("user:pw@host") as Authorization: Basic. A cache that never saw that
+	// header would store and share the answer, so only credentials the
+	// caller set as a header go out.
+	u.SetUsernameBytes(nil)
+	u.SetPasswordBytes(nil)
+	// fasthttp rewrites Host from the URI unless UseHostHeader is set.
+	req.UseHostHeader = c.preserveHost
+	if !c.preserveHost {
+		req.Header.SetHostBytes(c.host)
+	}
 }
 
 // failed classifies and wraps a transport error and tells the breaker.

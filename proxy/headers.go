@@ -28,6 +28,74 @@ func hopByHop(key, connection []byte) bool {
 	return len(connection) > 0 && httpcache.ListContains(connection, key)
 }
 
+var (
+	strUpgradeToken = []byte("upgrade")
+	strH2C          = []byte("h2c")
+)
+
+// upgradeRequested reports a request to switch protocols (RFC 9110 §7.8):
+// HTTP/1.1 (a server ignores Upgrade in HTTP/1.0), an Upgrade field, and
+// the "upgrade" connection option that makes the field this hop's. An
+// upgrade to cleartext HTTP/2 (h2c, deprecated by RFC 9113 §3.1, which
+// curl --http2 still offers) is ignored, as a server may: tunnelled, every
+// later request on the connection would bypass the cache. It does not
+// allocate: every request asks it.
+func upgradeRequested(h *fasthttp.RequestHeader) bool {
+	if !h.IsHTTP11() {
+		return false
+	}
+	up := h.Peek("Upgrade")
+	return len(up) > 0 && httpcache.ListContains(h.Peek("Connection"), strUpgradeToken) &&
+		!httpcache.ListContains(up, strH2C)
+}
+
+// setUpgrade puts back on out, a copy of in without its hop-by-hop fields,
+// the two that ask the origin to switch protocols: in's Upgrade, and the
+// upgrade connection option (alone: in's other options were for this hop).
+func setUpgrade(out, in *fasthttp.RequestHeader) {
+	out.Set("Connection", "Upgrade")
+	out.SetBytesV("Upgrade", in.Peek("Upgrade"))
+}
+
+// appendSwitchingHead appends the 101 Switching Protocols this node sends
+// its client for the origin's 101 h: h's end-to-end fields, the protocol
+// switched to (Upgrade, and the connection option naming it), then Via and
+// Cache-Status with this node's member.
+func (p *Proxy) appendSwitchingHead(dst []byte, h *fasthttp.ResponseHeader, cs cacheStatus) []byte {
+	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\n"...)
+	connection := h.Peek("Connection")
+	var via, status []byte
+	for k, v := range h.All() {
+		switch {
+		case hopByHop(k, connection), httpcache.FieldIs(k, "content-length"):
+		case httpcache.FieldIs(k, "via"):
+			via = v
+		case httpcache.FieldIs(k, "cache-status"):
+			status = v
+		default:
+			dst = appendField(dst, k, v)
+		}
+	}
+	dst = appendField(dst, []byte("Connection"), []byte("Upgrade"))
+	dst = appendField(dst, []byte("Upgrade"), h.Peek("Upgrade"))
+	dst = append(dst, "Via: "...)
+	if len(via) > 0 {
+		dst = append(append(dst, via...), ", "...)
+	}
+	dst = append(append(dst, p.via...), "\r\n"...)
+	dst = append(dst, "Cache-Status: "...)
+	if len(status) > 0 {
+		dst = append(append(dst, status...), ", "...)
+	}
+	dst = p.appendCacheStatus(dst, cs)
+	return append(dst, "\r\n\r\n"...)
+}
+
+func appendField(dst, k, v []byte) []byte {
+	dst = append(append(dst, k...), ": "...)
+	return append(append(dst, v...), "\r\n"...)
+}
+
 // conditionalOrRange reports request fields that a cache fill must drop:
 // the fill wants the full representation to store; the client's own
 // preconditions are then answered from the stored copy.
@@ -40,9 +108,8 @@ func conditionalOrRange(key []byte) bool {
 		httpcache.FieldIs(key, "range")
 }
 
-// forwarding reports client-sent forwarding fields. They are replaced, not
-// trusted: a client could otherwise make the origin build a response for a
-// host of its choosing, and that response would be cached for everyone.
+// forwarding reports the forwarding fields: Forwarded and X-Forwarded-*.
+// A client's are replaced, a trusted proxy's extended (see addForwarding).
 func forwarding(key []byte) bool {
 	return httpcache.FieldIs(key, "forwarded") ||
 		(len(key) > 12 && httpcache.FieldIs(key[:12], "x-forwarded-"))
@@ -149,12 +216,12 @@ func clamp32(n int64) int32 {
 
 // copyRequestHeaders copies the end-to-end fields of in to out, leaving out
 // hop-by-hop fields, the peer protocol's fields, forwarding fields unless
-// the request came from a trusted peer, and, for a cache fill,
-// preconditions.
-func copyRequestHeaders(out, in *fasthttp.RequestHeader, fill, trusted bool) {
+// the request came from a peer (addForwarding decides what a client's
+// become), and, for a cache fill, preconditions.
+func copyRequestHeaders(out, in *fasthttp.RequestHeader, fill, fromPeer bool) {
 	connection := in.Peek("Connection")
 	for k, v := range in.All() {
-		if hopByHop(k, connection) || (forwarding(k) && !trusted) || peerField(k) ||
+		if hopByHop(k, connection) || (forwarding(k) && !fromPeer) || peerField(k) ||
 			httpcache.FieldIs(k, "host") || httpcache.FieldIs(k, "content-length") ||
 			(fill && conditionalOrRange(k)) {
 			continue

@@ -38,7 +38,10 @@ func (o Outcome) String() string {
 // Metrics are a node's Prometheus instruments, registered on a registry of
 // the caller's so that several nodes can live in one process.
 type Metrics struct {
-	requests  [numOutcomes]prometheus.Counter
+	requests [numOutcomes]prometheus.Counter
+	// durations are ringcache_request_duration_seconds's children, bound
+	// once like requests': observing one allocates nothing.
+	durations [numOutcomes]prometheus.Observer
 	coalesced prometheus.Counter
 	// coalesceOverdue counts waiters still waiting after CoalesceTimeout,
 	// coalesceHedged the fetches started again for them.
@@ -51,6 +54,10 @@ type Metrics struct {
 	purges          *prometheus.CounterVec
 	purgedEntries   prometheus.Counter
 	announcements   *prometheus.CounterVec
+	// tunnels counts the connections switched to another protocol
+	// (Upgrade, e.g. WebSocket), tunnelsOpen those open now.
+	tunnels     prometheus.Counter
+	tunnelsOpen prometheus.Gauge
 }
 
 // NewMetrics creates the proxy's instruments on reg (nil: unregistered).
@@ -60,9 +67,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "ringcache_requests_total",
 		Help: "Proxied requests by cache outcome.",
 	}, []string{"outcome"})
+	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "ringcache_request_duration_seconds",
+		Help: "Proxied requests, from the handler's start until the response is ready to write (a streamed body's transfer is not included), by cache outcome.",
+		// From a hit (microseconds) to an origin at its timeout.
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"outcome"})
 	for o := Outcome(0); o < numOutcomes; o++ {
-		// Resolve the children once: the hit path only does an atomic add.
+		// Resolve the children once: the hit path only does atomic adds.
 		m.requests[o] = requests.WithLabelValues(o.String())
+		m.durations[o] = durations.WithLabelValues(o.String())
 	}
 	m.coalesced = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ringcache_coalesced_requests_total",
@@ -106,8 +120,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "ringcache_invalidation_announcements_total",
 		Help: "Keys invalidated here by unsafe requests and announced to the other members, by result (sent, failed, dropped).",
 	}, []string{"result"})
+	m.tunnels = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ringcache_tunnels_total",
+		Help: "Client connections switched to another protocol (Upgrade, e.g. WebSocket) and tunnelled to the origin after its 101.",
+	})
+	m.tunnelsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ringcache_tunnels_open",
+		Help: "Tunnels to the origin (Upgrade, e.g. WebSocket) open now.",
+	})
 	if reg != nil {
-		reg.MustRegister(requests, m.coalesced, m.coalesceOverdue, m.coalesceHedged, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.purges, m.purgedEntries, m.announcements)
+		reg.MustRegister(requests, durations, m.coalesced, m.coalesceOverdue, m.coalesceHedged, m.revalidations, m.origin, m.peer, m.peerFallbacks, m.purges, m.purgedEntries, m.announcements,
+			m.tunnels, m.tunnelsOpen)
 	}
 	return m
 }

@@ -28,6 +28,14 @@ type Peers interface {
 	// Broadcast applies a purge on every other member and returns how many
 	// entries they dropped.
 	Broadcast(ctx context.Context, p cache.Purge) (int, error)
+	// Lookup asks the member that should answer key (as Owner) for its
+	// entry, as Peer.Get does, and returns the member that answered: when
+	// that member is slow, the key's next holder may be asked too and
+	// answer first. f.Release ends the use of the entry.
+	Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Peer, bool, error)
+	// Stored tells the cluster this node stored e, so that the other
+	// members holding its key (replicas) get a copy. It must not block.
+	Stored(e *cache.Entry)
 }
 
 // Peer is another member.
@@ -39,9 +47,81 @@ type Peer interface {
 	// slow, refused): the caller falls back to the origin. As with the
 	// origin, resp's body may be a stream the caller must read or close.
 	Forward(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
-	// Lookup returns the entry stored under the exact store key on the
-	// peer, or nil when it has none.
-	Lookup(ctx context.Context, key []byte) (*cache.Entry, error)
+	// Get looks up the entry stored under the exact store key on the peer.
+	// When the peer holds one no larger than f.Max encoded bytes, it is
+	// decoded into f.Entry, on this node's clock, and Get reports true;
+	// nothing usable reports false and nil. f.Release ends the use of the
+	// entry. An error means the peer could not answer.
+	Get(ctx context.Context, key []byte, f *cache.Fetched) (bool, error)
+}
+
+// What peerHit did.
+const (
+	peerServed = iota // answered from the owner's entry
+	peerAsk           // the owner has nothing this node may serve: forward the request
+	peerFailed        // the owner did not answer: serve the request here
+)
+
+// lookupMax is the largest entry a forwarded hit takes from its owner (an
+// encoding, so headers included); larger ones are forwarded and streamed,
+// so a member never holds more than this per request in flight.
+const lookupMax = 1 << 20
+
+// peerHit asks the key's owner (or, when it is slow or down, the key's
+// next holder) for its entry and, when it is one this node may serve for
+// this request as it stands — fresh, shared as the
+// request needs — answers from it here, through the local hit path, as the
+// owner would have. Anything the owner must decide (a miss, a stale or
+// revalidating entry, a pass marker, a larger object) is forwarded instead,
+// so misses still coalesce at the owner. A Vary marker costs a second
+// lookup, for the variant.
+func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, now int64) int {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		return peerAsk
+	}
+	f := &st.fetched
+	f.Max = lookupMax
+	sent := now
+	from, found, err := p.opt.Peers.Lookup(context.Background(), st.key, f)
+	if err == nil && found && f.Entry.Has(cache.VaryMarker) {
+		st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, &f.Entry, &ctx.Request.Header)
+		from, found, err = p.opt.Peers.Lookup(context.Background(), st.vkey, f)
+	}
+	if err != nil {
+		p.m.peerFallbacks.Inc()
+		p.log.Debug("owner unavailable", "err", err)
+		return peerFailed
+	}
+	if !found {
+		return peerAsk
+	}
+	e := &f.Entry
+	if e.Has(cache.VaryMarker) || (st.req.Authorization && !e.Has(cache.Shared)) {
+		return peerAsk // a marker's variant keyed as a marker (a race with a change of Vary); credentials
+	}
+	s := storedResponse(e, now)
+	if httpcache.Reuse(&s, &st.req.CC) != httpcache.Serve {
+		return peerAsk // stale or revalidating: the owner decides, and refreshes once
+	}
+	p.keepHotCopy(st, e, &s, sent)
+	p.m.requests[Forwarded].Inc()
+	p.writeEntryFrom(ctx, st, e, now, from.Name(), s.TTL())
+	return peerServed
+}
+
+// keepHotCopy keeps a sample of the entries forwarded hits fetched, as
+// keepHot does for forwarded answers: for no longer than HotTTL nor its
+// freshness, and not when an invalidation came since the lookup left.
+func (p *Proxy) keepHotCopy(st *reqState, e *cache.Entry, s *httpcache.StoredResponse, sent int64) {
+	if p.hot == nil || p.hotTick.Add(1)%hotSample != 0 || e.Status != fasthttp.StatusOK || len(e.Get("vary")) > 0 {
+		return
+	}
+	if e.Has(cache.NoCache) || p.local.Stale(e, sent) {
+		return
+	}
+	c := e.Clone()
+	c.Expires = p.now() + min(s.TTL()*1e9, int64(p.opt.HotTTL))
+	p.hot.Set(c)
 }
 
 // forward hands a request for a key owned by another member to that member
@@ -89,7 +169,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 			return false
 		}
 		if e != nil {
-			p.m.requests[Forwarded].Inc()
+			p.count(st, Forwarded)
 			// The copy dropped the owner's Cache-Status member; this
 			// answer still went through the owner, so it keeps it.
 			cs.upstream = upstream
@@ -97,7 +177,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 			return true
 		}
 	}
-	p.m.requests[Forwarded].Inc()
+	p.count(st, Forwarded)
 	p.relay(ctx, st, resp, nil, cs)
 	return true
 }
@@ -164,9 +244,8 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *cache.Entry {
 	if !ok {
 		return nil
 	}
-	ctx := context.Background()
-	e, err := prev.Lookup(ctx, st.key)
-	if err != nil || e == nil || !p.local.Accept(e) {
+	e := p.fetchFrom(prev, st.key, st)
+	if e == nil || !p.local.Accept(e) {
 		return nil
 	}
 	if !e.Has(cache.VaryMarker) {
@@ -174,9 +253,21 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *cache.Entry {
 	}
 	st.marker = e
 	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h)
-	v, err := prev.Lookup(ctx, st.vkey)
-	if err != nil || v == nil || !p.local.Accept(v) {
+	v := p.fetchFrom(prev, st.vkey, st)
+	if v == nil || !p.local.Accept(v) {
 		return nil
 	}
 	return v
+}
+
+// fetchFrom returns a copy of the entry peer stores under key, to keep, or
+// nil. The entry may be as large as any this node stores.
+func (p *Proxy) fetchFrom(peer Peer, key []byte, st *reqState) *cache.Entry {
+	f := &st.fetched
+	f.Max = 0 // the peer's limit: every storable entry
+	if found, err := peer.Get(context.Background(), key, f); err != nil || !found {
+		return nil
+	}
+	defer f.Release()
+	return f.Entry.Clone()
 }

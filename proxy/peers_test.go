@@ -22,6 +22,8 @@ import (
 type fakePeer struct {
 	name     string
 	forwards atomic.Int64
+	gets     atomic.Int64
+	getErr   error // what Get fails with, if set
 	forward  func(req *fasthttp.Request, resp *fasthttp.Response) error
 	held     map[string]*cache.Entry
 }
@@ -31,8 +33,20 @@ func (f *fakePeer) Forward(_ context.Context, req *fasthttp.Request, resp *fasth
 	f.forwards.Add(1)
 	return f.forward(req, resp)
 }
-func (f *fakePeer) Lookup(_ context.Context, key []byte) (*cache.Entry, error) {
-	return f.held[string(key)], nil
+
+// Get answers from held as the lookup exchange does: the entry encoded,
+// then decoded into f borrowing its buffer, if no larger than f.Max.
+func (f *fakePeer) Get(_ context.Context, key []byte, fe *cache.Fetched) (bool, error) {
+	f.gets.Add(1)
+	if f.getErr != nil {
+		return false, f.getErr
+	}
+	e := f.held[string(key)]
+	if e == nil || (fe.Max > 0 && e.EncodedSize() > fe.Max) {
+		return false, nil
+	}
+	fe.Buf = e.AppendBinary(fe.Buf[:0])
+	return true, cache.DecodeEntryInto(&fe.Entry, fe.Buf)
 }
 
 // fakePeers says owner owns every key (nil: this node), prev owned them
@@ -41,6 +55,27 @@ type fakePeers struct {
 	owner, prev *fakePeer
 	mu          sync.Mutex
 	broadcasts  []cache.Purge
+	stored      []string // keys Stored was told of
+}
+
+func (f *fakePeers) Lookup(ctx context.Context, key []byte, fe *cache.Fetched) (Peer, bool, error) {
+	if f.owner == nil {
+		return nil, false, nil
+	}
+	ok, err := f.owner.Get(ctx, key, fe)
+	return f.owner, ok, err
+}
+
+func (f *fakePeers) Stored(e *cache.Entry) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stored = append(f.stored, string(e.Key()))
+}
+
+func (f *fakePeers) storedKeys() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.stored)
 }
 
 func (f *fakePeers) Owner([]byte) (Peer, bool) {

@@ -78,6 +78,28 @@ type Options struct {
 	// (Varnish/Squid style, purging the URL cluster-wide). Default:
 	// loopback only. Others get 403.
 	PurgeAllow []netip.Prefix
+	// TrustedProxies lists the networks of the proxies in front of this
+	// node (an ingress, a load balancer). From a connection whose address
+	// is in one, X-Forwarded-For gets that address appended and
+	// X-Forwarded-Proto, -Host and the other forwarding fields are kept;
+	// anyone else's are replaced by what this node saw (see addForwarding).
+	// Default: none is trusted.
+	TrustedProxies []netip.Prefix
+	// Forwarded also sends RFC 7239's Forwarded field (for, host, proto):
+	// a trusted proxy's gets this hop's element appended, anyone else's is
+	// replaced by it. Off, a trusted proxy's Forwarded is passed on as it
+	// is and anyone else's dropped.
+	Forwarded bool
+	// Tunnels dials the origin for requests that switch protocols (an
+	// HTTP/1.1 request with Upgrade and Connection: upgrade, as a
+	// WebSocket handshake is): they are tunnelled to the origin after its
+	// 101, never cached, coalesced or forwarded to the key's owner. Nil:
+	// Upgrade is dropped as any hop-by-hop field and the request served as
+	// any other.
+	Tunnels Dialer
+	// TunnelIdleTimeout ends a tunnel after this long without a byte
+	// either way. Default 5m.
+	TunnelIdleTimeout time.Duration
 	// StatsFullURLs shows top keys with their query strings in Snapshot;
 	// by default only host and path, as queries may carry credentials.
 	StatsFullURLs bool
@@ -114,6 +136,7 @@ type Proxy struct {
 	seeds      sync.Pool    // *h1.DateSeed
 	bg         sync.WaitGroup
 	announced  announcer
+	tunnels    tunnelSet
 	clock      *Clock // owned, when Options.Clock was nil
 	closeOnce  sync.Once
 }
@@ -134,6 +157,12 @@ type reqState struct {
 	// quiet: interim responses may be written to the client's connection
 	// (h1.Quiet, as the request started).
 	quiet bool
+	// fetched holds entries looked up at other members; its buffer is
+	// reused from request to request.
+	fetched cache.Fetched
+	// outcome is how the request was answered, once counted is set.
+	outcome Outcome
+	counted bool
 }
 
 // New returns a Proxy answering from st and filling from origin.
@@ -159,6 +188,9 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	}
 	if o.PurgeAllow == nil {
 		o.PurgeAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	}
+	if o.TunnelIdleTimeout <= 0 {
+		o.TunnelIdleTimeout = 5 * time.Minute
 	}
 	if o.HotTTL <= 0 {
 		o.HotTTL = 10 * time.Second
@@ -203,9 +235,10 @@ func (p *Proxy) SetPolicy(pol httpcache.Policy) { p.policy.Store(&pol) }
 // SetPurgeAllow replaces the networks allowed to send PURGE.
 func (p *Proxy) SetPurgeAllow(nets []netip.Prefix) { p.purgeAllow.Store(&nets) }
 
-// Close waits for background revalidations to finish. It may be called
-// more than once.
+// Close ends the open tunnels and waits for them and for background
+// revalidations to finish. It may be called more than once.
 func (p *Proxy) Close() {
+	p.tunnels.close()
 	p.bg.Wait()
 	p.closeOnce.Do(func() {
 		if p.clock != nil {
@@ -233,6 +266,7 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 			ctx.Error("internal error\n", fasthttp.StatusInternalServerError)
 		}
 	}()
+	start := time.Now()
 	st := p.states.Get().(*reqState)
 	defer p.putState(st)
 
@@ -253,6 +287,8 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	}
 	st.host = host
 	switch {
+	case p.opt.Tunnels != nil && !fromPeer && upgradeRequested(h):
+		p.tunnel(ctx, st)
 	case h.IsGet(), h.IsHead():
 		p.serveCacheable(ctx, st)
 	case bytes.Equal(h.Method(), methodPurge):
@@ -270,13 +306,27 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	default:
 		p.pass(ctx, st, true)
 	}
+	if st.counted {
+		p.m.durations[st.outcome].Observe(time.Since(start).Seconds())
+	}
 }
 
 var methodPurge = []byte("PURGE")
 
+// count records how a request was answered: ringcache_requests_total now,
+// its duration when the handler returns.
+func (p *Proxy) count(st *reqState, o Outcome) {
+	p.m.requests[o].Inc()
+	st.outcome, st.counted = o, true
+}
+
 func (p *Proxy) putState(st *reqState) {
-	st.host, st.marker, st.forwarded, st.quiet = nil, nil, false, false
+	st.host, st.marker, st.forwarded, st.quiet, st.counted = nil, nil, false, false, false
 	st.req.CC.Reset()
+	st.fetched.Release()
+	if cap(st.fetched.Buf) > 64<<10 {
+		st.fetched.Buf = nil // a large entry's buffer: let it go
+	}
 	if cap(st.key) > 64<<10 || cap(st.vkey) > 64<<10 {
 		return // do not pool buffers grown by a freak request
 	}
@@ -296,12 +346,21 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	if p.opt.Peers != nil && !st.forwarded {
 		if e := p.hotHit(st, now); e != nil {
 			s := storedResponse(e, now)
-			p.m.requests[Hit].Inc()
+			p.count(st, Hit)
 			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailHot})
 			return
 		}
-		if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
-			return
+		if _, ok := p.opt.Peers.Owner(st.key); ok {
+			switch p.peerHit(ctx, st, now) {
+			case peerServed:
+				return
+			case peerAsk:
+				// The member that should fill it now: the owner, or, if the
+				// lookup found the owner slow, the next holder.
+				if peer, ok := p.opt.Peers.Owner(st.key); ok && p.forward(ctx, st, peer) {
+					return
+				}
+			}
 		}
 	}
 	e, fwd := p.lookup(st, h, now)
@@ -318,15 +377,15 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		s := storedResponse(e, now)
 		switch httpcache.Reuse(&s, &st.req.CC) {
 		case httpcache.Serve:
-			p.m.requests[Hit].Inc()
+			p.count(st, Hit)
 			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true})
 			return
 		case httpcache.ServeStale:
-			p.m.requests[StaleHit].Inc()
+			p.count(st, StaleHit)
 			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailMaxStale})
 			return
 		case httpcache.ServeStaleRevalidate:
-			p.m.requests[StaleHit].Inc()
+			p.count(st, StaleHit)
 			p.revalidateAsync(ctx, st, e)
 			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailStaleWhileRevalidate})
 			return
@@ -570,28 +629,6 @@ func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *r
 	}
 }
 
-// addForwarding adds Via (RFC 9110 §7.6.3) and X-Forwarded-For/Host/Proto,
-// replacing whatever the client sent.
-// A request forwarded by an authenticated peer keeps the peer's forwarding
-// fields: they already describe the real client.
-func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *reqState) {
-	if via := ctx.Request.Header.Peek("Via"); len(via) > 0 {
-		out.Header.SetBytesV("Via", append(append(append([]byte(nil), via...), ", "...), p.via...))
-	} else {
-		out.Header.SetBytesV("Via", p.via)
-	}
-	if st.forwarded {
-		return // a peer already set them from the client's connection
-	}
-	out.Header.Set("X-Forwarded-For", ctx.RemoteIP().String())
-	out.Header.SetBytesV("X-Forwarded-Host", p.keys.Host(st.host))
-	if ctx.IsTLS() {
-		out.Header.Set("X-Forwarded-Proto", "https")
-	} else {
-		out.Header.Set("X-Forwarded-Proto", "http")
-	}
-}
-
 // fetchWith sends a fill request to the origin and stores what may be
 // stored. It does not touch the client's request, so background
 // revalidation uses it too; fctx carries the client's interim responses
@@ -663,12 +700,24 @@ func (p *Proxy) fetchWith(fctx context.Context, out *fasthttp.Request, key []byt
 		// it to those who asked, but do not keep it.
 		return res
 	}
-	res.stored = p.store.Set(e)
+	res.stored = p.keep(e)
 	if newMarker != nil && res.stored {
 		newMarker.Expires = max(newMarker.Expires, e.Expires)
-		p.store.Set(newMarker)
+		p.keep(newMarker)
 	}
 	return res
+}
+
+// keep stores a response (or a Vary marker) this node fetched and, in a
+// cluster, has the other members holding its key copy it.
+func (p *Proxy) keep(e *cache.Entry) bool {
+	if !p.store.Set(e) {
+		return false
+	}
+	if p.opt.Peers != nil {
+		p.opt.Peers.Stored(e)
+	}
+	return true
 }
 
 // variant returns the store key for a response with Vary, and the marker
@@ -735,7 +784,7 @@ func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, 
 	e := p.newEntry(stale.Key(), &merged.Header, stale.Body(), &r, reqTime, respTime)
 	res.outcome, res.entry, res.shareable = Revalidated, e, true
 	if httpcache.Storable(true, req, &r, *pol) == httpcache.Stored {
-		res.stored = p.store.Set(e)
+		res.stored = p.keep(e)
 	} else {
 		p.store.Delete(stale.Key())
 	}
@@ -790,7 +839,7 @@ func (p *Proxy) staleOnError(e *cache.Entry, req *httpcache.Request, now int64) 
 
 // serve writes a fetch result to the client.
 func (p *Proxy) serve(ctx *fasthttp.RequestCtx, st *reqState, res *result, collapsed bool) {
-	p.m.requests[res.outcome].Inc()
+	p.count(st, res.outcome)
 	cs := cacheStatus{hit: res.hit, fwd: res.fwd, fwdStatus: res.fwdStatus, stored: res.stored && !res.hit, collapsed: collapsed, detail: res.detail}
 	switch {
 	case res.stream != nil:
@@ -896,7 +945,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	resp := fasthttp.AcquireResponse()
 	if err := p.origin.Fetch(p.interim(ctx, st), out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
-		p.m.requests[Error].Inc()
+		p.count(st, Error)
 		if reqbody.FromClient(err) {
 			// The client's body broke off or ran past the limit: its fault,
 			// and the origin never got a complete request.
@@ -912,7 +961,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	if unsafe && status >= 200 && status < 400 {
 		p.invalidate(ctx, st, &resp.Header)
 	}
-	p.m.requests[Pass].Inc()
+	p.count(st, Pass)
 	p.relay(ctx, st, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status})
 }
 

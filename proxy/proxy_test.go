@@ -123,8 +123,16 @@ func newNodeAt(t testing.TB, clk *testutil.Clock, o Options, handle func(req *fa
 		done := make(chan struct{})
 		go func() { _ = srv.Serve(h1.TrackServed(ln)); close(done) }()
 		t.Cleanup(func() {
-			_ = srv.Shutdown()
-			<-done
+			// fasthttp's Shutdown stops only a listener Serve has
+			// registered: one that has not started yet would serve on.
+			for {
+				_ = srv.Shutdown()
+				select {
+				case <-done:
+					return
+				case <-time.After(testutil.PollInterval):
+				}
+			}
 		})
 		return &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}, ln
 	}

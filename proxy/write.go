@@ -161,6 +161,32 @@ var (
 // entry's current age in Age (RFC 9111 §4). It does not allocate on the
 // common paths: the body is shared, not copied.
 func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entry, now int64, cs cacheStatus) {
+	p.answerEntry(ctx, st, e, now, cs, nil)
+}
+
+// writeEntryFrom answers from an entry the key's owner holds, borrowed for
+// this answer, exactly as the owner's answer relayed here would read: the
+// owner's Via hop and Cache-Status member ("owner; hit; ttl=N") before
+// this node's ("fwd=miss; fwd-status=<status>; detail=peer"), and the
+// stored Date. The body is copied: the entry's buffer is reused after the
+// handler returns.
+func (p *Proxy) writeEntryFrom(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entry, now int64, owner string, ttl int64) {
+	var scratch [128]byte
+	name := appendCacheName(scratch[:0], owner)
+	via := append(append(scratch[len(name):len(name)], "1.1 "...), name...)
+	member := append(append(via[len(via):len(via)], name...), "; hit; ttl="...)
+	member = strconv.AppendInt(member, ttl, 10)
+	p.answerEntry(ctx, st, e, now, cacheStatus{fwd: fwdMiss, detail: detailPeer}, &ownerHop{via: via, status: member})
+}
+
+// ownerHop is what the key's owner adds to an answer it makes: its Via
+// entry and its Cache-Status member.
+type ownerHop struct{ via, status []byte }
+
+// answerEntry is writeEntry, with the owner's hop when the entry came from
+// another member (then fwd-status is the status written, as the owner's
+// would have been).
+func (p *Proxy) answerEntry(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entry, now int64, cs cacheStatus, hop *ownerHop) {
 	resp := &ctx.Response
 	req := &st.req
 	status := int(e.Status)
@@ -181,16 +207,43 @@ func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entr
 	default:
 		upstreamVia = p.writeFields(&resp.Header, st, e, now, nil, true)
 		resp.SetStatusCode(status)
-		p.setListField(resp, strVia, upstreamVia, p.via)
+		if hop != nil {
+			p.setVia(resp, upstreamVia, hop.via)
+		} else {
+			p.setListField(resp, strVia, upstreamVia, p.via)
+		}
 		body := e.Body()
 		if status == fasthttp.StatusOK && len(req.Range) > 0 {
 			body = p.byteRange(ctx, req, e, body, now)
 		}
-		resp.SetBodyRaw(body)
+		if hop != nil {
+			resp.SetBody(body)
+		} else {
+			resp.SetBodyRaw(body)
+		}
 	}
 	var age [20]byte
 	resp.Header.SetCanonical(strAge, strconv.AppendInt(age[:0], ageValue(e, now), 10))
+	if hop != nil {
+		if cond != httpcache.CondNone {
+			// The owner's 304 or 412 carries no Via; relayed, it got ours.
+			resp.Header.SetCanonical(strVia, p.via)
+		}
+		resp.Header.SetCanonical(strCacheStatus, hop.status)
+		cs.fwdStatus = resp.StatusCode()
+	}
 	p.addCacheStatus(resp, cs)
+}
+
+// setVia sets Via to the stored hops, the owner's, then this node's.
+func (p *Proxy) setVia(resp *fasthttp.Response, upstream, owner []byte) {
+	var scratch [256]byte
+	v := scratch[:0]
+	if len(upstream) > 0 {
+		v = append(append(v, upstream...), ", "...)
+	}
+	v = append(append(append(v, owner...), ", "...), p.via...)
+	resp.Header.SetCanonical(strVia, v)
 }
 
 // ageValue is the Age of e at now (RFC 9111 §5.1). An age the entry could
@@ -378,18 +431,6 @@ func (p *Proxy) relay(ctx *fasthttp.RequestCtx, st *reqState, resp *fasthttp.Res
 	out.SetBodyStream(&streamCloser{Reader: r, resp: resp}, size)
 }
 
-// streamCloser releases the origin response once fasthttp has written its
-// body to the client.
-type streamCloser struct {
-	io.Reader
-	resp *fasthttp.Response
-}
-
-func (s *streamCloser) Close() error {
-	closeResponse(s.resp)
-	return nil
-}
-
 // closeResponse returns the origin connection (closing a half-read body
 // stream) and releases the response.
 func closeResponse(resp *fasthttp.Response) {
@@ -435,27 +476,31 @@ func (p *Proxy) readBody(resp *fasthttp.Response) (body []byte, tooLarge bool, e
 // printable ASCII only, with '"' and '\\' escaped: any other byte (a tab,
 // UTF-8) becomes '?', as a String has no way to carry it.
 func cacheName(name string) string {
+	return string(appendCacheName(nil, name))
+}
+
+// appendCacheName appends cacheName(name) to dst.
+func appendCacheName(dst []byte, name string) []byte {
 	token := name != "" && (isAlpha(name[0]) || name[0] == '*')
 	for i := 0; token && i < len(name); i++ {
 		c := name[i]
 		token = isAlpha(c) || ('0' <= c && c <= '9') || strings.IndexByte("!#$%&'*+-.^_`|~:/", c) >= 0
 	}
 	if token {
-		return name
+		return append(dst, name...)
 	}
-	b := make([]byte, 0, len(name)+2)
-	b = append(b, '"')
+	dst = append(dst, '"')
 	for i := 0; i < len(name); i++ {
 		switch c := name[i]; {
 		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
+			dst = append(dst, '\\', c)
 		case c < 0x20 || c > 0x7e:
-			b = append(b, '?')
+			dst = append(dst, '?')
 		default:
-			b = append(b, c)
+			dst = append(dst, c)
 		}
 	}
-	return string(append(b, '"'))
+	return append(dst, '"')
 }
 
 func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }

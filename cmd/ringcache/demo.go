@@ -38,9 +38,9 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log, _ := node.NewLogger(stderr, "warn", "text")
-	oln, err := net.Listen("tcp", *originAddr)
+	oln, err := node.Listen("origin-listen", *originAddr)
 	if err != nil {
-		fmt.Fprintf(stderr, "ringcache demo: origin listen %s: %v\n", *originAddr, err)
+		fmt.Fprintf(stderr, "ringcache demo: %v\n", err)
 		return 1
 	}
 	osrv, odone := startOrigin(oln, log)
@@ -74,7 +74,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		n, err := node.Start(cfg, node.Options{Logger: log.With("node", cfg.NodeName)})
 		if err != nil {
-			fmt.Fprintf(stderr, "ringcache demo: %v\n", err)
+			fmt.Fprintf(stderr, "ringcache demo: %s: %v\n", cfg.NodeName, err)
 			return 1
 		}
 		started = append(started, n)

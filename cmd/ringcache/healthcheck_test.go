@@ -25,18 +25,6 @@ func healthServer(t *testing.T, status int) string {
 	})
 }
 
-// deadAddr returns a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // silentAddr accepts connections and never answers, until the test ends.
 func silentAddr(t *testing.T) string {
 	t.Helper()
@@ -67,7 +55,7 @@ func silentAddr(t *testing.T) string {
 func TestHealthcheck(t *testing.T) {
 	ok := healthServer(t, fasthttp.StatusOK)
 	draining := healthServer(t, fasthttp.StatusServiceUnavailable)
-	dead := deadAddr(t)
+	dead := testutil.FreeAddr(t)
 	silent := silentAddr(t)
 
 	tests := []struct {

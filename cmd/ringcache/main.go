@@ -5,6 +5,7 @@
 //	ringcache serve   run a cache node in front of an origin
 //	ringcache origin  run the demo origin (for the quick start, tests, benches)
 //	ringcache demo    run a demo origin and a cache node on loopback
+//	ringcache version print the version, Go release and VCS revision
 package main
 
 import (
@@ -14,6 +15,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/ringcache/ringcache/internal/buildinfo"
 )
 
 const usage = `ringcache: a distributed HTTP cache
@@ -23,6 +26,7 @@ Usage:
   ringcache origin [flags]   run the demo origin server
   ringcache demo   [flags]   run a demo origin and a cache node on loopback
   ringcache healthcheck [flags]  exit 0 if the admin /healthz answers 200 (container HEALTHCHECK)
+  ringcache version          print the version, Go release and revision (also --version)
 `
 
 func main() {
@@ -50,6 +54,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return healthcheckCmd(args[1:], environ, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
+		return 0
+	case "version", "--version":
+		fmt.Fprintln(stdout, buildinfo.Read())
 		return 0
 	}
 	fmt.Fprintf(stderr, "ringcache: unknown command %q\n\n%s", args[0], usage)

@@ -31,9 +31,9 @@ func originCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	log, _ := node.NewLogger(stderr, *level, "text")
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := node.Listen("listen", *listen)
 	if err != nil {
-		fmt.Fprintf(stderr, "ringcache origin: listen %s: %v\n", *listen, err)
+		fmt.Fprintf(stderr, "ringcache origin: %v\n", err)
 		return 1
 	}
 	srv, done := startOrigin(ln, log)

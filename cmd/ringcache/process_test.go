@@ -183,7 +183,15 @@ type child struct {
 
 func startChild(t *testing.T, bin string, args ...string) *child {
 	t.Helper()
+	return startChildEnv(t, bin, nil, args...)
+}
+
+// startChildEnv is startChild with exactly env as the environment (nil:
+// the test's own).
+func startChildEnv(t *testing.T, bin string, env []string, args ...string) *child {
+	t.Helper()
 	c := &child{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	c.cmd.Env = env
 	c.cmd.Stderr = c.stderr
 	c.cmd.Stdout = c.stderr
 	if err := c.cmd.Start(); err != nil {

@@ -15,15 +15,21 @@ import (
 
 // serveCmd runs one node until ctx ends (SIGINT/SIGTERM), then drains it.
 func serveCmd(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
-	cfg, err := config.Load(args, environ, stdout)
+	cfg, warnings, err := config.Load(args, environ, stdout)
 	if errors.Is(err, config.ErrHelp) {
 		return 0
 	}
 	if err != nil {
+		for _, w := range warnings {
+			fmt.Fprintf(stderr, "ringcache serve: warning: %s\n", w)
+		}
 		fmt.Fprintf(stderr, "ringcache serve: %v\n", err)
 		return 2
 	}
 	log, level := node.NewLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	node.ApplyMemoryLimit(cfg, log) // here, not in node.Start: the limit is the process's, and tests and the demo run several nodes in one
 	n, err := node.Start(cfg, node.Options{Logger: log, LogLevel: level})
 	if err != nil {
@@ -38,7 +44,10 @@ func serveCmd(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		case <-ctx.Done():
 			running = false
 		case <-hup:
-			next, err := config.Load(args, os.Environ(), io.Discard)
+			next, warnings, err := config.Load(args, os.Environ(), io.Discard)
+			for _, w := range warnings {
+				log.Warn(w)
+			}
 			if err != nil {
 				log.Error("reload failed; keeping the running configuration", "err", err)
 				continue

@@ -1,14 +1,17 @@
-// Package sniff splits one listener in two by the first byte each
-// connection sends: a TLS handshake record (0x16) goes one way, anything
-// else (plain HTTP) the other. A node serves its clients and its peers'
-// mutual TLS on one port this way, so a cluster needs no second port
+// Package sniff splits one listener into several by what each connection
+// starts with. A node serves its clients and its peers' mutual TLS on one
+// port by the first byte (a TLS handshake record, 0x16, or anything else),
+// and its peers' two protocols on one TLS listener by the application
+// protocol their handshake agreed on, so a cluster needs no second port
 // opened, yet no peer request ever travels in plaintext.
 package sniff
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -25,53 +28,93 @@ const (
 
 // Options configure Split. Zero values take the defaults.
 type Options struct {
-	// Timeout bounds the wait for a new connection's first byte; a client
-	// that connects and says nothing is closed after it. Default 10s.
+	// Timeout bounds classifying a new connection (its first byte, its TLS
+	// handshake); a client that connects and says nothing is closed after
+	// it. Default 10s.
 	Timeout time.Duration
-	// MaxPending bounds connections waiting for their first byte, so idle
-	// connections cannot pile up goroutines without limit; beyond it new
-	// connections are closed at once. Default 4096.
+	// MaxPending bounds connections being classified, so idle connections
+	// cannot pile up goroutines without limit; beyond it new connections
+	// are closed at once. Default 4096.
 	MaxPending int
 	// OnError, if set, hears Accept errors other than the listener's
 	// closing; accepting goes on after a pause.
 	OnError func(error)
 }
 
-// Split accepts on ln and returns two listeners: plain receives the
-// connections whose first byte is not a TLS handshake, tlsSide those whose
-// first byte is (wrap it with tls.NewListener). The first byte is not lost:
-// the connections returned replay it. Closing both closes ln; a closed
-// side's connections are closed as they arrive.
-func Split(ln net.Listener, o Options) (plain, tlsSide net.Listener) {
+// A Classifier looks at a new connection, within deadline, and says which
+// listener it goes to (an index into Split's result) and as what
+// connection (the same, or one that wraps it). An error closes it.
+type Classifier func(c net.Conn, deadline time.Time) (net.Conn, int, error)
+
+// FirstByte sends connections that open with a TLS handshake to listener 1
+// and the rest (plain HTTP) to listener 0. The byte is not lost: the
+// connections it returns replay it.
+func FirstByte(c net.Conn, deadline time.Time) (net.Conn, int, error) {
+	_ = c.SetReadDeadline(deadline)
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return nil, 0, err
+	}
+	_ = c.SetReadDeadline(time.Time{})
+	side := 0
+	if b[0] == recordTypeHandshake {
+		side = 1
+	}
+	return &replayConn{Conn: c, first: b[0], hasFirst: true}, side, nil
+}
+
+// ALPN completes the server side of a TLS handshake with cfg and sends the
+// connection to the listener of the application protocol agreed on: the
+// index of the protocol in protos, or len(protos) when none of them was.
+// The connections it returns are the *tls.Conn, handshake done.
+func ALPN(cfg *tls.Config, protos ...string) Classifier {
+	return func(c net.Conn, deadline time.Time) (net.Conn, int, error) {
+		tc := tls.Server(c, cfg)
+		_ = tc.SetDeadline(deadline)
+		if err := tc.Handshake(); err != nil {
+			return nil, 0, err
+		}
+		_ = tc.SetDeadline(time.Time{})
+		i := slices.Index(protos, tc.ConnectionState().NegotiatedProtocol)
+		if i < 0 {
+			i = len(protos)
+		}
+		return tc, i, nil
+	}
+}
+
+// Split accepts on ln and returns n listeners, handing each connection to
+// the one classify chooses. Closing all of them closes ln; a closed
+// listener's connections are closed as they arrive.
+func Split(ln net.Listener, n int, classify Classifier, o Options) []net.Listener {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = DefaultMaxPending
 	}
-	m := &mux{ln: ln, o: o, pending: make(chan struct{}, o.MaxPending), done: make(chan struct{})}
-	m.plain = m.newSide()
-	m.tls = m.newSide()
+	m := &mux{ln: ln, o: o, classify: classify, pending: make(chan struct{}, o.MaxPending), done: make(chan struct{}), open: n}
+	out := make([]net.Listener, n)
+	for i := range n {
+		s := &side{m: m, conns: make(chan net.Conn), closed: make(chan struct{})}
+		m.sides = append(m.sides, s)
+		out[i] = s
+	}
 	go m.accept()
-	return m.plain, m.tls
+	return out
 }
 
 type mux struct {
-	ln      net.Listener
-	o       Options
-	pending chan struct{} // a semaphore of connections being sniffed
-	plain   *side
-	tls     *side
+	ln       net.Listener
+	o        Options
+	classify Classifier
+	pending  chan struct{} // a semaphore of connections being classified
+	sides    []*side
 
 	done    chan struct{} // closed when ln's Accept fails for good
 	err     error         // why; set before done is closed
 	closeMu sync.Mutex
 	open    int // sides not yet closed
-}
-
-func (m *mux) newSide() *side {
-	m.open++
-	return &side{m: m, conns: make(chan net.Conn), closed: make(chan struct{})}
 }
 
 func (m *mux) accept() {
@@ -97,38 +140,32 @@ func (m *mux) accept() {
 		backoff = 0
 		select {
 		case m.pending <- struct{}{}:
-			go m.sniff(c)
+			go m.route(c)
 		default:
 			_ = c.Close()
 		}
 	}
 }
 
-// sniff reads c's first byte and hands c to the side it belongs to.
-func (m *mux) sniff(c net.Conn) {
+// route classifies c and hands it to its side.
+func (m *mux) route(c net.Conn) {
 	defer func() { <-m.pending }()
-	_ = c.SetReadDeadline(time.Now().Add(m.o.Timeout))
-	var b [1]byte
-	if _, err := io.ReadFull(c, b[:]); err != nil {
+	conn, i, err := m.classify(c, time.Now().Add(m.o.Timeout))
+	if err != nil || i < 0 || i >= len(m.sides) {
 		_ = c.Close()
 		return
 	}
-	_ = c.SetReadDeadline(time.Time{})
-	s := m.plain
-	if b[0] == recordTypeHandshake {
-		s = m.tls
-	}
-	pc := &conn{Conn: c, first: b[0], hasFirst: true}
+	s := m.sides[i]
 	select {
-	case s.conns <- pc:
+	case s.conns <- conn:
 	case <-s.closed:
-		_ = c.Close()
+		_ = conn.Close()
 	case <-m.done:
-		_ = c.Close()
+		_ = conn.Close()
 	}
 }
 
-// side is one of the two listeners Split returns.
+// side is one of the listeners Split returns.
 type side struct {
 	m      *mux
 	conns  chan net.Conn
@@ -166,14 +203,14 @@ func (s *side) Close() error {
 
 func (s *side) Addr() net.Addr { return s.m.ln.Addr() }
 
-// conn replays the sniffed byte before reading on.
-type conn struct {
+// replayConn replays the sniffed byte before reading on.
+type replayConn struct {
 	net.Conn
 	first    byte
 	hasFirst bool
 }
 
-func (c *conn) Read(p []byte) (int, error) {
+func (c *replayConn) Read(p []byte) (int, error) {
 	if c.hasFirst && len(p) > 0 {
 		p[0] = c.first
 		c.hasFirst = false

@@ -25,7 +25,8 @@ func listen(t *testing.T, o Options) (addr string, plain, tlsSide net.Listener) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, tlsSide = Split(ln, o)
+	sides := Split(ln, 2, FirstByte, o)
+	plain, tlsSide = sides[0], sides[1]
 	t.Cleanup(func() { plain.Close(); tlsSide.Close() })
 	return ln.Addr().String(), plain, tlsSide
 }
@@ -145,7 +146,8 @@ func TestClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, tlsSide := Split(ln, Options{})
+	sides := Split(ln, 2, FirstByte, Options{})
+	plain, tlsSide := sides[0], sides[1]
 	if err := tlsSide.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -166,5 +168,42 @@ func TestClose(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 		t.Fatal("the listener still accepts after both sides closed")
+	}
+}
+
+// TestALPN: TLS connections go to the listener of the protocol their
+// handshake agreed on, handshake done; one that agreed on none to the last.
+func TestALPN(t *testing.T) {
+	cert := selfSigned(t)
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"a/1", "b/1"}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sides := Split(ln, 3, ALPN(cfg, "a/1", "b/1"), Options{})
+	defer func() {
+		for _, s := range sides {
+			s.Close()
+		}
+	}()
+	for want, protos := range [][]string{{"a/1"}, {"b/1"}, nil} {
+		done := make(chan error, 1)
+		go func() {
+			c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: protos})
+			if err == nil {
+				_, err = io.WriteString(c, "x")
+				c.Close()
+			}
+			done <- err
+		}()
+		c := accept(t, sides[want])
+		tc, ok := c.(*tls.Conn)
+		if !ok || !tc.ConnectionState().HandshakeComplete {
+			t.Fatalf("protocols %v: side %d got %T without a finished handshake", protos, want, c)
+		}
+		c.Close()
+		if err := <-done; err != nil {
+			t.Fatalf("protocols %v: client: %v", protos, err)
+		}
 	}
 }

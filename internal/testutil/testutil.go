@@ -289,3 +289,33 @@ func ServeRaw(t testing.TB, answer RawAnswer) *RawOrigin {
 	})
 	return o
 }
+
+// FreeAddr returns a loopback address nothing listens on (for now): for a
+// dial that must be refused, or a fixed port to check is free again later.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// HoldAddr returns a loopback address held over TCP and UDP (serf binds
+// both) until the test ends: one a listener cannot have.
+func HoldAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	pc, err := net.ListenPacket("udp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	return ln.Addr().String()
+}

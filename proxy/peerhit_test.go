@@ -1,0 +1,166 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/internal/testutil"
+	"github.com/valyala/fasthttp"
+)
+
+// ownerEntry is what an owner stores for the URL uri after a 200 with
+// Cache-Control cc, fetched now on clk.
+func ownerEntry(t *testing.T, clk *testutil.Clock, uri, cc string) *cache.Entry {
+	t.Helper()
+	n := newNodeAt(t, clk, Options{Name: "owner"}, nil)
+	n.origin.set(answer(clk, 200, "Cache-Control: "+cc, "ETag: \"v1\"", "Via: 1.1 origin-gw"))
+	n.get(uri)
+	e, ok := n.st.Get([]byte("example.com" + uri))
+	if !ok {
+		t.Fatalf("owner stored nothing for %s", uri)
+	}
+	return e
+}
+
+// TestPeerHitServedLocally: a hit the key's owner holds is served by the
+// node the client asked, from the owner's entry, reading exactly as the
+// owner's relayed answer did: both Cache-Status members, both Via hops,
+// fwd-status the status written (a 304 for a matching If-None-Match, a 206
+// for a range).
+func TestPeerHitServedLocally(t *testing.T) {
+	clk := testutil.NewClock()
+	e := ownerEntry(t, clk, "/p", "max-age=60")
+	owner := &fakePeer{name: "owner", forward: ownerAnswer, held: map[string]*cache.Entry{"example.com/p": e}}
+	n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}}, nil)
+	for _, tc := range []struct {
+		name   string
+		hdr    []string
+		status int
+		cs     string
+	}{
+		{"plain", nil, 200, "owner; hit; ttl=60, me; fwd=miss; fwd-status=200; detail=peer"},
+		{"If-None-Match", []string{`If-None-Match: "v1"`}, 304, "owner; hit; ttl=60, me; fwd=miss; fwd-status=304; detail=peer"},
+		{"Range", []string{"Range: bytes=0-3"}, 206, "owner; hit; ttl=60, me; fwd=miss; fwd-status=206; detail=peer"},
+	} {
+		r := n.get("/p", tc.hdr...)
+		if r.StatusCode() != tc.status || csOf(r) != tc.cs {
+			t.Errorf("%s: %d %q, want %d %q", tc.name, r.StatusCode(), csOf(r), tc.status, tc.cs)
+		}
+		want := "1.1 origin-gw, 1.1 owner, 1.1 me"
+		if tc.status == 304 {
+			want = "1.1 me" // the owner's 304 had none
+		}
+		if via := string(r.Header.Peek("Via")); via != want {
+			t.Errorf("%s: Via %q, want %q", tc.name, via, want)
+		}
+	}
+	if got := owner.forwards.Load(); got != 0 {
+		t.Fatalf("%d requests forwarded; the owner's entry should have answered them", got)
+	}
+	if n.origin.calls.Load() != 0 || n.st.Stats().Items != 0 {
+		t.Fatalf("a non-owner fetched (%d) or stored (%d)", n.origin.calls.Load(), n.st.Stats().Items)
+	}
+	if got := counterValue(n.p.m.requests[Forwarded]); got != 3 {
+		t.Fatalf("forwarded outcome counted %v times, want 3", got)
+	}
+}
+
+// TestPeerHitForwardsWhatTheOwnerDecides: what only the owner may decide —
+// a stale entry (it revalidates once), credentials on an unshared entry, a
+// key it does not hold — is forwarded, not served from the lookup.
+func TestPeerHitForwardsWhatTheOwnerDecides(t *testing.T) {
+	clk := testutil.NewClock()
+	stale := ownerEntry(t, clk, "/stale", "max-age=10")
+	private := ownerEntry(t, clk, "/unshared", "max-age=600")
+	clk.Advance(time.Minute)
+	owner := &fakePeer{name: "owner", forward: ownerAnswer, held: map[string]*cache.Entry{
+		"example.com/stale": stale, "example.com/unshared": private,
+	}}
+	n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}}, nil)
+	for _, tc := range []struct {
+		uri string
+		hdr []string
+	}{
+		{"/stale", nil},
+		{"/unshared", []string{"Authorization: Bearer x"}},
+		{"/unknown", nil},
+	} {
+		before := owner.forwards.Load()
+		r := n.get(tc.uri, tc.hdr...)
+		if owner.forwards.Load() != before+1 || !strings.Contains(csOf(r), "detail=peer") {
+			t.Errorf("%s: not forwarded (Cache-Status %q)", tc.uri, csOf(r))
+		}
+	}
+}
+
+// TestPeerHitVariant: for a URL that varies, the lookup finds the owner's
+// Vary marker and then the request's variant.
+func TestPeerHitVariant(t *testing.T) {
+	clk := testutil.NewClock()
+	owner := newNodeAt(t, clk, Options{Name: "owner"}, nil)
+	owner.origin.set(answer(clk, 200, "Cache-Control: max-age=60", "Vary: Accept-Language"))
+	owner.get("/v", "Accept-Language: fr")
+	held := map[string]*cache.Entry{}
+	owner.st.Range(func(e *cache.Entry) bool { held[string(e.Key())] = e; return true })
+	if len(held) != 2 {
+		t.Fatalf("owner holds %d entries, want a marker and a variant", len(held))
+	}
+	peer := &fakePeer{name: "owner", forward: ownerAnswer, held: held}
+	n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: peer}}, nil)
+	r := n.get("/v", "Accept-Language: fr")
+	if !strings.HasPrefix(csOf(r), "owner; hit") || peer.forwards.Load() != 0 || peer.gets.Load() != 2 {
+		t.Fatalf("variant hit: %q, %d forwards, %d lookups", csOf(r), peer.forwards.Load(), peer.gets.Load())
+	}
+	r = n.get("/v", "Accept-Language: de")
+	if peer.forwards.Load() != 1 {
+		t.Fatalf("a variant the owner lacks was not forwarded: %q", csOf(r))
+	}
+}
+
+// TestPeerHitOwnerDown: a lookup that fails is the owner failing: the
+// request is served here, from the origin, and not forwarded to wait again.
+func TestPeerHitOwnerDown(t *testing.T) {
+	owner := &fakePeer{name: "owner", forward: ownerAnswer, getErr: errors.New("connection refused")}
+	n := newNode(t, Options{Name: "me", Peers: &fakePeers{owner: owner}}, nil)
+	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=60"))
+	r := n.get("/down")
+	wantStatus(t, r, 200, "me; fwd=uri-miss; fwd-status=200; ttl=60; stored")
+	if owner.forwards.Load() != 0 {
+		t.Fatal("forwarded to an owner whose lookup just failed")
+	}
+}
+
+// TestPeerHitAllocs: a hit served from the owner's entry allocates nothing
+// on this node (the lookup's buffer is the request state's, reused).
+func TestPeerHitAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	st, clk := clockedStore(t, "ristretto", 64<<20)
+	held := hitProxy(t, st, 1024, clk)
+	e, ok := held.store.Get([]byte("example.com/obj"))
+	if !ok {
+		t.Fatal("no entry to hold")
+	}
+	owner := &fakePeer{name: "owner", held: map[string]*cache.Entry{"example.com/obj": e}}
+	p := New(Options{Name: "me", Clock: clk.Now, Peers: &fakePeers{owner: owner}}, st, FetcherFunc(func(context.Context, *fasthttp.Request, *fasthttp.Response) error {
+		return errors.New("no origin here")
+	}))
+	t.Cleanup(p.Close)
+	ctx := newCtx("/obj")
+	serve := func() {
+		ctx.Response.Reset()
+		p.Handler(ctx)
+	}
+	serve()
+	if cs := string(ctx.Response.Header.Peek("Cache-Status")); !strings.HasPrefix(cs, "owner; hit; ttl=") {
+		t.Fatalf("not a forwarded hit: %q", cs)
+	}
+	if n := testing.AllocsPerRun(200, serve); n != 0 {
+		t.Fatalf("a forwarded hit allocates %.1f times per request, want 0", n)
+	}
+}
