@@ -344,3 +344,72 @@ func TestInterimThroughCluster(t *testing.T) {
 		t.Fatal("no request was forwarded to its owner; the test proves nothing")
 	}
 }
+
+// TestUpgradeInterimAndFraming: a request to switch protocols is tunnelled
+// (not cached), yet the rules of any request that goes forward hold: the
+// origin's 103 before its 101 reaches the client first (RFC 9110 §15.2),
+// and an answer other than 101 is read in any framing of RFC 9112 §6.3,
+// here gzip until the origin closes, and relayed decoded instead of 502.
+// A targeted field the cluster strips is left out of the 101 too.
+func TestUpgradeInterimAndFraming(t *testing.T) {
+	const refused = "no websocket for you"
+	tn, _ := startRawNode(t, func(n int64, req *fasthttp.Request) (string, bool) {
+		switch {
+		case string(req.URI().Path()) == "/refused":
+			return "HTTP/1.1 403 Forbidden\r\nDate: " + imfDate(time.Now()) + "\r\nTransfer-Encoding: gzip\r\n\r\n" + gzipBody(refused), true
+		case len(req.Header.Peek("Upgrade")) > 0:
+			return "HTTP/1.1 103 Early Hints\r\nLink: </app.js>; rel=preload\r\n\r\n" +
+				"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\nRingcache-Cache-Control: no-store\r\n\r\n", false
+		default:
+			// Bytes the client sent through the tunnel, read here as a
+			// request: the answer goes back through it.
+			return response("200 OK", "through the tunnel "+string(req.URI().Path())), false
+		}
+	}, func(c *config.Config) {
+		c.TargetedCacheControl = []string{"Ringcache-Cache-Control", "CDN-Cache-Control"}
+		c.StripTargetedCacheControl = []string{"Ringcache-Cache-Control"}
+	})
+	upgrade := func(path string) (net.Conn, *bufio.Reader) {
+		c, err := net.DialTimeout("tcp", tn.n.Addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: site.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		return c, bufio.NewReader(c)
+	}
+
+	c, br := upgrade("/switch")
+	var early, final fasthttp.ResponseHeader
+	if err := early.Read(br); err != nil || early.StatusCode() != 103 || string(early.Peek("Link")) != "</app.js>; rel=preload" {
+		t.Fatalf("first answer: %d, Link %q, %v; want the origin's 103", early.StatusCode(), early.Peek("Link"), err)
+	}
+	if err := final.Read(br); err != nil || final.StatusCode() != 101 {
+		t.Fatalf("second answer: %d %v; want 101", final.StatusCode(), err)
+	}
+	if v := final.Peek("Ringcache-Cache-Control"); len(v) > 0 {
+		t.Errorf("101: Ringcache-Cache-Control %q, a stripped targeted field, reached the client", v)
+	}
+	if _, err := io.WriteString(c, "GET /inside HTTP/1.1\r\nHost: site.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	var inside fasthttp.Response
+	if err := inside.Read(br); err != nil || string(inside.Body()) != "through the tunnel /inside" {
+		t.Fatalf("through the tunnel: %q %v", inside.Body(), err)
+	}
+
+	_, br = upgrade("/refused")
+	var resp fasthttp.Response
+	if err := resp.Read(br); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != 403 || string(resp.Body()) != refused {
+		t.Fatalf("refused upgrade: %d %q (Cache-Status %q); want the origin's 403, decoded", resp.StatusCode(), resp.Body(), resp.Header.Peek("Cache-Status"))
+	}
+	if te := resp.Header.Peek("Transfer-Encoding"); len(te) > 0 && string(te) != "chunked" {
+		t.Errorf("refused upgrade: Transfer-Encoding %q forwarded", te)
+	}
+}

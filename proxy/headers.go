@@ -60,14 +60,15 @@ func setUpgrade(out, in *fasthttp.RequestHeader) {
 // appendSwitchingHead appends the 101 Switching Protocols this node sends
 // its client for the origin's 101 h: h's end-to-end fields, the protocol
 // switched to (Upgrade, and the connection option naming it), then Via and
-// Cache-Status with this node's member.
-func (p *Proxy) appendSwitchingHead(dst []byte, h *fasthttp.ResponseHeader, cs cacheStatus) []byte {
+// Cache-Status with this node's member. The targeted fields in strip are
+// left out, as from any answer to a client.
+func (p *Proxy) appendSwitchingHead(dst []byte, h *fasthttp.ResponseHeader, cs cacheStatus, strip httpcache.Targets) []byte {
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\n"...)
 	connection := h.Peek("Connection")
 	var via, status []byte
 	for k, v := range h.All() {
 		switch {
-		case hopByHop(k, connection), httpcache.FieldIs(k, "content-length"):
+		case hopByHop(k, connection), httpcache.FieldIs(k, "content-length"), len(strip) > 0 && namedIn(strip, k):
 		case httpcache.FieldIs(k, "via"):
 			via = v
 		case httpcache.FieldIs(k, "cache-status"):

@@ -515,8 +515,9 @@ const interimTimeout = time.Second
 // forwards 1xx responses): with their end-to-end fields and our Via, to an
 // HTTP/1.1 client only (an HTTP/1.0 one must get none) and only when no
 // earlier answer on its connection is still unsent (st.quiet, h1.Quiet).
-// 101 never comes here: fasthttp's client takes it as final. They are
-// written as they come, before the final answer; a stored answer has none.
+// 101 never comes here: h1 takes it as final (a tunnel writes its own).
+// They are written as they come, before the final answer; a stored answer
+// has none.
 func (p *Proxy) interim(ctx *fasthttp.RequestCtx, st *reqState) context.Context {
 	if !st.quiet {
 		return context.Background()

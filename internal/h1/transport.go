@@ -151,19 +151,14 @@ func (t *Transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 		return false, nil
 	}
 
-	// fasthttp's stream reader frames the body by the header it parsed
-	// (for a rewritten head, the framing left in it), over a response of
-	// our own: its stream would be released by the first SetBodyStream.
-	raw := fasthttp.AcquireResponse()
-	raw.StreamBody = true
-	resp.Header.CopyTo(&raw.Header)
-	if err := raw.ReadBody(br, 0); err != nil {
-		fasthttp.ReleaseResponse(raw)
+	raw, r, err := bodyReader(br, resp, framing)
+	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
 		return false, err
 	}
 	body := &connBody{
+		r:         r,
 		raw:       raw,
 		reuse:     reuse,
 		interrupt: func() { _ = conn.Close() },
@@ -176,11 +171,6 @@ func (t *Transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 			}
 		},
 	}
-	var r io.Reader = raw.BodyStream()
-	for i := len(framing.decode) - 1; i >= 0; i-- {
-		r = decoder(framing.decode[i], r)
-	}
-	body.r = r
 	size := resp.Header.ContentLength()
 	if len(framing.decode) > 0 || size < -1 {
 		size = -1
@@ -196,6 +186,62 @@ func (t *Transport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 	}
 	resp.SetBodyStream(body, size)
 	return false, nil
+}
+
+// bodyReader returns the body of a response whose head readHead read
+// into resp: fasthttp's stream reader frames it by the header parsed (for
+// a rewritten head, the framing left in it), over a response of our own,
+// raw, which the caller closes and releases (a stream would be released by
+// the first SetBodyStream on resp); the transfer codings of f are undone
+// over it.
+func bodyReader(br *bufio.Reader, resp *fasthttp.Response, f framing) (*fasthttp.Response, io.Reader, error) {
+	raw := fasthttp.AcquireResponse()
+	raw.StreamBody = true
+	resp.Header.CopyTo(&raw.Header)
+	if err := raw.ReadBody(br, 0); err != nil {
+		fasthttp.ReleaseResponse(raw)
+		return nil, nil, err
+	}
+	var r io.Reader = raw.BodyStream()
+	for i := len(f.decode) - 1; i >= 0; i-- {
+		r = decoder(f.decode[i], r)
+	}
+	return raw, r, nil
+}
+
+// ReadResponse reads the answer to a request the caller wrote on a
+// connection of its own (one no HostClient pools, such as one asking to
+// switch protocols) as Transport reads one: interim responses to interim
+// (if not nil), then the final response in any framing of RFC 9112 §6.3,
+// its body whole, without Transfer-Encoding. A body beyond maxBody bytes
+// is fasthttp.ErrBodyTooLarge. The body of a 101 is not read: what follows
+// its head in br is the protocol switched to. reuse reports whether the
+// connection may carry another request.
+func ReadResponse(br *bufio.Reader, resp *fasthttp.Response, interim Interim, skipBody bool, maxBody int) (reuse bool, err error) {
+	f, err := readHead(br, resp, interim, skipBody)
+	if err != nil {
+		return false, err
+	}
+	status := resp.StatusCode()
+	reuse = f.reusable && !resp.ConnectionClose() && status != fasthttp.StatusSwitchingProtocols
+	if skipBody || bodiless(status) || resp.Header.ContentLength() == 0 {
+		return reuse, nil
+	}
+	raw, r, err := bodyReader(br, resp, f)
+	if err != nil {
+		return false, err
+	}
+	defer fasthttp.ReleaseResponse(raw)
+	defer func() { _ = raw.CloseBodyStream() }()
+	b, err := io.ReadAll(io.LimitReader(r, int64(maxBody)+1))
+	if err != nil {
+		return false, err
+	}
+	if len(b) > maxBody {
+		return false, fasthttp.ErrBodyTooLarge
+	}
+	resp.SetBody(b)
+	return reuse, nil
 }
 
 // bodiless reports the statuses whose responses end with their header
