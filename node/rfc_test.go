@@ -413,3 +413,32 @@ func TestUpgradeInterimAndFraming(t *testing.T) {
 		t.Errorf("refused upgrade: Transfer-Encoding %q forwarded", te)
 	}
 }
+
+// TestNodeErrorsCarryDate: the answers the node makes itself to requests it
+// refuses carry a Date (RFC 9110 §6.6.1: every 4xx from a server with a
+// clock), though its servers leave Date to the handlers (NoDefaultDate):
+// a request fasthttp cannot parse, one whose header is too large, and one
+// whose body is over max_request_body, declared or chunked.
+func TestNodeErrorsCarryDate(t *testing.T) {
+	tn := startTestNode(t, func(c *config.Config) { c.MaxRequestBody = 1 << 10 })
+	for _, tc := range []struct {
+		name, req string
+		status    int
+	}{
+		{"RFC9112 §3 garbage request line", "\x01\x02GARBAGE\r\n\r\n", 400},
+		{"RFC6585 §5 header larger than the read buffer", "GET /x HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", 431},
+		{"RFC9110 §15.5.14 declared body over the limit", "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2048\r\n\r\n" + strings.Repeat("y", 2048), 413},
+		{"RFC9110 §15.5.14 chunked body over the limit", "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + strings.Repeat("z", 2048) + "\r\n0\r\n\r\n", 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rawExchange(t, tn.n.Addr(), tc.req)
+			if r.StatusCode() != tc.status {
+				t.Fatalf("status %d, want %d", r.StatusCode(), tc.status)
+			}
+			date := r.Header.Peek("Date")
+			if d, err := time.Parse(time.RFC1123, string(date)); err != nil || time.Since(d).Abs() > time.Minute {
+				t.Errorf("Date %q (%v), want the time of the answer", date, err)
+			}
+		})
+	}
+}
