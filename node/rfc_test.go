@@ -70,6 +70,8 @@ func TestInvalidExpiresIsExpired(t *testing.T) {
 		{"another zone name", "Fri, 06 Nov 2099 08:49:37 PST"},
 		{"two spaces between fields", "Fri, 06 Nov 2099  08:49:37 GMT"},
 		{"a one-digit hour", "Fri, 06 Nov 2099 8:49:37 GMT"},
+		// RFC 9112 §5.2: an obs-fold becomes a space, inside the time here.
+		{"folded over two lines", "Fri, 06 Nov 2099 08:49\r\n :37 GMT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tn, o := startRawNode(t, func(n int64, _ *fasthttp.Request) (string, bool) {
