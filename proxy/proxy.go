@@ -351,6 +351,12 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 			return
 		}
 		if _, ok := p.opt.Peers.Owner(st.key); ok {
+			if e := p.replicaHit(st, h, now); e != nil {
+				s := storedResponse(e, now)
+				p.count(st, Hit)
+				p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailReplica})
+				return
+			}
 			switch p.peerHit(ctx, st, now) {
 			case peerServed:
 				return
@@ -559,6 +565,27 @@ func (p *Proxy) hotHit(st *reqState, now int64) *cache.Entry {
 	}
 	s := storedResponse(e, now)
 	if httpcache.Reuse(&s, &st.req.CC) != httpcache.Serve {
+		return nil
+	}
+	return e
+}
+
+// replicaHit returns a fresh entry this node stores for a key another
+// member owns: with replicas, each key's next holders keep a copy that the
+// owner pushed after its fill, and a purge or an invalidation reaches them
+// as it reaches the owner. Serving it here saves the lookup at the owner —
+// with two copies on three members, two hits in three. Anything else (a
+// stale or revalidating copy, a pass marker, credentials on an unshared
+// response) is the owner's to decide, as when nothing is stored here.
+func (p *Proxy) replicaHit(st *reqState, h *fasthttp.RequestHeader, now int64) *cache.Entry {
+	e, _ := p.lookup(st, h, now)
+	if e == nil || e.Has(cache.Pass) || (st.req.Authorization && !e.Has(cache.Shared)) {
+		st.marker = nil
+		return nil
+	}
+	s := storedResponse(e, now)
+	if httpcache.Reuse(&s, &st.req.CC) != httpcache.Serve {
+		st.marker = nil
 		return nil
 	}
 	return e

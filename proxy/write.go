@@ -62,6 +62,7 @@ type detail uint8
 const (
 	detailNone                 detail = iota
 	detailHot                         // a hit on this node's copy of a key another member owns
+	detailReplica                     // a hit on the replica this node holds of a key another member owns
 	detailMaxStale                    // a stale hit the request allowed with max-stale
 	detailStaleWhileRevalidate        // a stale hit while the entry revalidates (RFC 5861 §3)
 	detailStaleIfError                // a stale answer as the origin failed (RFC 5861 §4)
@@ -78,6 +79,7 @@ const (
 // header; appending a string to the header buffer does not allocate.
 var detailText = [detailNotStored]string{
 	detailHot:                  "hot",
+	detailReplica:              "replica",
 	detailMaxStale:             "max-stale",
 	detailStaleWhileRevalidate: "stale-while-revalidate",
 	detailStaleIfError:         "stale-if-error",

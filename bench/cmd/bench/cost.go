@@ -74,7 +74,7 @@ var hitCheck = []string{"Cache-Status", "; hit"}
 func (e *env) clusterCost(ctx context.Context, r *results) {
 	sec := r.section("10. Cluster cost per hit")
 	n := e.opts.costKeys
-	sec.printf("%s warm 1 KiB keys, each asked equally often, all through one node: one node alone, and 3-node clusters (other settings at their defaults) with the hot cache off and on, where two keys in three are owned by another member than node 1.\n\n", fmtInt(float64(n)))
+	sec.printf("%s warm 1 KiB keys, each asked equally often, all through one node: one node alone, and 3-node clusters (other settings at their defaults, so two copies of each key) with the hot cache off and on, where two keys in three are owned by another member than node 1 and one in three is neither owned nor held as a replica there; to show the peer protocol alone, a cluster with one copy of each key (`--replicas 1`) and no hot cache, where each of those two in three is a lookup at its owner.\n\n", fmtInt(float64(n)))
 	sec.printf("- Keys: `/cost/<setup>/{k}?size=1024&cc=max-age=3600`, `-keys cycle` (0 to %d in turn), swept once through node 1 before the rounds so that each is stored at its owner. Every answer must be a hit (`Cache-Status` contains `; hit`: a local hit, a hot copy or a forwarded one), and the origin must see no request during the rounds.\n", n-1)
 	sec.printf("- Nodes: `GOMAXPROCS=1`, `--key-host`; %s.\n", e.costPinning())
 	sec.printf("- Load: %d connections, %v measured after a separate %v warm-up run, %d rounds with the setups interleaved; first as fast as each setup goes (the issue's method), then at one scheduled rate for all (`-rate`, half the slowest setup's), since CPU per request grows as load falls (fewer requests per wake-up, an idle client to wake for each answer).\n", e.opts.conns, e.opts.dur, e.opts.warmup, e.opts.rounds)
@@ -92,6 +92,11 @@ func (e *env) clusterCost(ctx context.Context, r *results) {
 				return nil, err
 			}
 			return []*rcNode{n}, err
+		}},
+		{label: "3-node cluster, one copy, hot cache off", what: "one copy of each key, hot cache off", short: "lookup", start: func() ([]*rcNode, error) {
+			// The peer protocol's own cost: every key not owned by node 1 is
+			// a lookup at its owner (two in three).
+			return e.startCluster(ctx, []string{"l1", "l2", "l3"}, nodeOpts{cacheSize: "64MiB", hotCache: "0", replicas: "1"}, cpus)
 		}},
 		{label: "3-node cluster, hot cache off", what: "hot cache off", short: "cold", goal: costGoalCold, start: func() ([]*rcNode, error) {
 			return e.startCluster(ctx, []string{"c1", "c2", "c3"}, nodeOpts{cacheSize: "64MiB", hotCache: "0"}, cpus)

@@ -189,6 +189,7 @@ type nodeOpts struct {
 	name       string
 	cacheSize  string // e.g. "256MiB"
 	hotCache   string // "" leaves the default
+	replicas   string // "" leaves the default (2)
 	maxObject  string // "" leaves the default (8MiB, which must fit in cacheSize)
 	adminToken string // "" leaves admin writes and profiles refused
 	cluster    bool   // run gossip
@@ -216,6 +217,9 @@ func (e *env) startNode(ctx context.Context, o nodeOpts) (*rcNode, error) {
 		"--cache-size", o.cacheSize, "--log-level", e.opts.nodeLogLevel, "--node-name", o.name, "--key-host", benchHost}
 	if o.hotCache != "" {
 		args = append(args, "--hot-cache-size", o.hotCache)
+	}
+	if o.replicas != "" {
+		args = append(args, "--replicas", o.replicas)
 	}
 	if o.maxObject != "" {
 		args = append(args, "--max-object-size", o.maxObject)
