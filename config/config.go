@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/rules"
 )
 
 // Values of the enumerated settings. Store and ring kinds are the names
@@ -101,6 +102,14 @@ type Config struct {
 	// codings a request accepts (br, deflate, gzip, zstd) and asks the
 	// origin for that set, instead of one variant per spelling.
 	NormalizeAcceptEncoding bool
+	// Rules are the operator's rules, compiled (regular expressions
+	// included) when the file is loaded: the first that matches a GET or
+	// HEAD request may bypass the cache, force or cap the TTL of what is
+	// stored, add request fields or cookies to the key, or let a stale copy
+	// answer when the origin fails. Set only in the YAML file, as a list
+	// under rules:. nil: none.
+	Rules *rules.Set
+
 	// KeyHost replaces the client's Host in cache keys and towards the
 	// origin (Host with preserve_host, X-Forwarded-Host) when every client
 	// reaches one site through any node, e.g. by each node's IP address.

@@ -143,6 +143,9 @@ func (l *loader) parseFlags(args []string) ([]pending, error) {
 	var out []pending
 	for i := range l.table {
 		s := &l.table[i]
+		if s.fileOnly {
+			continue
+		}
 		f := fs.VarPF(&recorder{s: s, out: &out}, s.flagName(), "", s.help)
 		if s.val.Type() == "bool" {
 			f.NoOptDefVal = "true" // --sort-query alone means true
@@ -169,8 +172,13 @@ func (l *loader) parseFlags(args []string) ([]pending, error) {
 func (l *loader) parseEnv(environ []string) []pending {
 	byEnv := make(map[string]*setting, len(l.table))
 	names := make([]string, 0, len(l.table))
+	fileOnly := map[string]*setting{}
 	for i := range l.table {
 		s := &l.table[i]
+		if s.fileOnly {
+			fileOnly[s.envName()] = s
+			continue
+		}
 		byEnv[s.envName()] = s
 		names = append(names, s.envName())
 	}
@@ -182,6 +190,10 @@ func (l *loader) parseEnv(environ []string) []pending {
 			continue
 		}
 		s := byEnv[k]
+		if f := fileOnly[k]; f != nil {
+			l.warnings = append(l.warnings, fmt.Sprintf("environment variable %s ignored: %s can be set only in the config file", k, f.name))
+			continue
+		}
 		if s == nil {
 			if !serviceLinkVar(k, v) {
 				unknown = append(unknown, k)
@@ -273,6 +285,16 @@ func (l *loader) loadFile(path string) {
 			continue
 		}
 		src := source{kind: fromFile, file: path, line: v.Line}
+		if nv, ok := s.val.(nodeValue); ok {
+			if errs := nv.setNode(path, v); len(errs) > 0 {
+				l.errs = append(l.errs, errs...)
+				l.failed[name] = true
+				continue
+			}
+			src.raw = s.val.String()
+			l.succeed(s, src)
+			continue
+		}
 		switch {
 		case v.Kind == yaml.ScalarNode:
 			raw := v.Value
@@ -649,6 +671,10 @@ func Usage(w io.Writer) {
 		live := ""
 		if s.live {
 			live = "; reloads on SIGHUP"
+		}
+		if s.fileOnly {
+			fmt.Fprintf(tw, "  %s: (config file only)\t%s (default none%s)\n", s.name, s.help, live)
+			continue
 		}
 		fmt.Fprintf(tw, "  --%s %s\t%s (default %s, env %s%s)\n", s.flagName(), s.val.Type(), s.help, def, s.envName(), live)
 	}

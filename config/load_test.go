@@ -648,6 +648,10 @@ func TestHelp(t *testing.T) {
 			def := Default()
 			defaults := def.settings()
 			for i, s := range c.settings() {
+				if s.fileOnly {
+					wantContains(t, help, "  "+s.name+": (config file only)", s.help)
+					continue
+				}
 				line := ""
 				for l := range strings.SplitSeq(help, "\n") {
 					if strings.HasPrefix(strings.TrimSpace(l), "--"+s.flagName()+" ") {

@@ -428,6 +428,7 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 	o := proxy.Options{
 		Key:             cache.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost, Codings: cfg.NormalizeAcceptEncoding},
 		Policy:          policy(cfg),
+		Rules:           cfg.Rules,
 		PurgeAllow:      prefixes(cfg.PurgeAllow),
 		TrustedProxies:  prefixes(cfg.TrustedProxies),
 		Forwarded:       cfg.ForwardedHeader,

@@ -36,4 +36,5 @@ func (n *Node) apply() {
 	n.adminToken.Store(&n.cfg.AdminToken)
 	n.proxy.SetPurgeAllow(prefixes(n.cfg.PurgeAllow))
 	n.proxy.SetPolicy(policy(n.cfg))
+	n.proxy.SetRules(n.cfg.Rules)
 }

@@ -149,8 +149,9 @@ func (p *Proxy) storedField(key, connection []byte, r *httpcache.Response) bool 
 		!httpcache.ListContains(r.CC.NoCacheFields, key)
 }
 
-// newEntry copies the stored part of an origin response into one Entry.
-func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r *httpcache.Response, reqTime, respTime int64) *cache.Entry {
+// newEntry copies the stored part of an origin response into one Entry,
+// kept as pol says (the node's policy with the request's rule applied).
+func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r *httpcache.Response, pol httpcache.Policy, reqTime, respTime int64) *cache.Entry {
 	connection := h.Peek("Connection")
 	// The Date goes first, where a hit finds it before the other fields
 	// (writeEntry): one Date, a valid one, the first as ParseResponse took
@@ -173,14 +174,15 @@ func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r 
 	if fields[0].Value == nil {
 		fields[0].Value = fasthttp.AppendHTTPDate(nil, time.Unix(0, respTime))
 	}
+	// A rule's stale_if_error counts as if the response had said it.
 	stale := cache.Stale{
 		WhileRevalidate: max(0, r.CC.StaleWhileRevalidate),
-		IfError:         max(0, r.CC.StaleIfError),
+		IfError:         max(0, r.CC.StaleIfError, clamp32(pol.StaleIfError)),
 	}
 	e := cache.NewEntry(key, fields, body, stale)
 
-	lifetime, heuristic := httpcache.Lifetime(r, respTime/1e9, *p.policy.Load())
 	age := httpcache.InitialAge(r, reqTime, respTime)
+	lifetime, heuristic := httpcache.StoredLifetime(r, age, respTime/1e9, pol)
 	e.Status = uint16(r.Status)
 	e.ResponseTime = respTime
 	e.InitialAge, e.Lifetime = clamp32(age), clamp32(lifetime)

@@ -22,7 +22,7 @@ type fwdReason uint8
 
 const (
 	fwdNone     fwdReason = iota
-	fwdBypass             // the URL holds a pass marker (recently unstorable), or the request is malformed
+	fwdBypass             // the URL holds a pass marker (recently unstorable), a rule bypasses the cache, or the request is malformed
 	fwdMethod             // the method is never answered from the cache
 	fwdURIMiss            // nothing stored for the URL
 	fwdVaryMiss           // the URL is stored, but not the request's variant
@@ -72,6 +72,7 @@ const (
 	detailPreviousOwner               // the copy held by the key's previous owner
 	detailOriginTimeout               // the origin did not answer in time (504)
 	detailOriginError                 // the origin could not answer (502)
+	detailRule                        // an operator's rule bypasses the cache for the request
 	detailNotStored                   // + an httpcache.Reason; must stay last
 )
 
@@ -89,6 +90,7 @@ var detailText = [detailNotStored]string{
 	detailPreviousOwner:        "previous-owner",
 	detailOriginTimeout:        "origin-timeout",
 	detailOriginError:          "origin-error",
+	detailRule:                 "rule",
 }
 
 // notStored is the detail of a response that was not stored for reason r
