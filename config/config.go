@@ -44,6 +44,12 @@ type Config struct {
 
 	// Listen is the proxy listener, host:port.
 	Listen string
+	// TLSCert and TLSKey name PEM files: the certificate chain and private
+	// key the proxy listener shows clients. Set both and Listen serves
+	// HTTP/1.1 over TLS 1.2 or 1.3 only (plain HTTP is answered 400);
+	// leave both empty for plain HTTP. The files are reloaded when they
+	// change on disk.
+	TLSCert, TLSKey string
 	// Origin is the base URL requests are proxied to: http:// or https://,
 	// with a host and no path, query, fragment or user info (the rule is
 	// origin.ParseURL). Required.
@@ -214,8 +220,10 @@ type Config struct {
 	PeerSecretFile string
 	// PeerTLSCert, PeerTLSKey and PeerTLSCA name PEM files: this node's
 	// certificate chain and key, and the CA certificates that sign every
-	// member's. Set together (with PeerListen), they put peer traffic on
-	// mutual TLS; all empty leaves it plain HTTP.
+	// member's. Set together, peer TLS proves membership with the CA;
+	// all empty, with a key derived from PeerSecret (peer traffic is
+	// mutual TLS either way). The files are reloaded when they change on
+	// disk.
 	PeerTLSCert, PeerTLSKey, PeerTLSCA string
 	// Ring picks key placement: RingHashring or RingRendezvous.
 	Ring string

@@ -499,17 +499,28 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 			"`head -c32 /dev/urandom | base64` and pass it as --peer-secret, RINGCACHE_PEER_SECRET, "+
 			"peer_secret: in the config file, or in a file named by peer_secret_file", src["gossip"].short()))
 	}
-	if tls := []string{"peer_tls_cert", "peer_tls_key", "peer_tls_ca"}; c.Gossip != "" && ok(tls...) {
+	// Settings that only make sense together: all of a group, or none.
+	for _, g := range []struct {
+		names []string
+		what  string
+		on    bool
+	}{
+		{[]string{"tls_cert", "tls_key"}, "client TLS needs both", true},
+		{[]string{"peer_tls_cert", "peer_tls_key", "peer_tls_ca"}, "peer TLS needs all three", c.Gossip != ""},
+	} {
+		if !g.on || !ok(g.names...) {
+			continue
+		}
 		var set []string
-		for _, name := range tls {
+		for _, name := range g.names {
 			if byName[name].val.String() != "" {
 				set = append(set, name)
 			}
 		}
-		if len(set) > 0 && len(set) < len(tls) {
-			for _, name := range tls {
+		if len(set) > 0 && len(set) < len(g.names) {
+			for _, name := range g.names {
 				if byName[name].val.String() == "" {
-					bad(name, fmt.Errorf("is required with %s (peer TLS needs all three)", strings.Join(set, " and ")))
+					bad(name, fmt.Errorf("is required with %s (%s)", strings.Join(set, " and "), g.what))
 				}
 			}
 		}

@@ -21,6 +21,8 @@ func (c *Config) settings() []setting {
 	return []setting{
 		{name: "config", val: str(&c.ConfigFile, nil), notInFile: true, help: "YAML config file to read settings from"},
 		{name: "listen", val: str(&c.Listen, required(anyAddr)), help: "proxy listen address (host:port)"},
+		{name: "tls_cert", val: str(&c.TLSCert, nil), help: "PEM certificate (chain) for clients: with tls_key, listen serves HTTPS (TLS 1.2+) instead of plain HTTP; reloaded when the file changes"},
+		{name: "tls_key", val: str(&c.TLSKey, nil), help: "PEM private key of tls_cert"},
 		{name: "origin", val: str(&c.Origin, originURL), required: true, help: "origin base URL: http:// or https:// and a host, no path or query; required"},
 		{name: "admin", val: str(&c.Admin, optional(anyAddr)), help: `admin listen address for /healthz and /metrics; "" disables it`},
 		{name: "admin_token", live: true, val: str(&c.AdminToken, nil), secret: true, help: "bearer token for the admin write endpoints"},

@@ -37,13 +37,22 @@ type testCluster struct {
 	names  []string
 	client *fasthttp.Client
 	mutate func(*config.Config)
+	// options, if set, adjusts the Options each node starts with.
+	options func(name string, o *Options)
 }
 
 // startCluster starts a demo origin and n nodes; the others join the first.
 func startCluster(t *testing.T, n int, mutate func(*config.Config)) *testCluster {
 	t.Helper()
+	return startClusterOpts(t, n, mutate, nil)
+}
+
+// startClusterOpts is startCluster with options adjusting each node's
+// Options.
+func startClusterOpts(t *testing.T, n int, mutate func(*config.Config), options func(name string, o *Options)) *testCluster {
+	t.Helper()
 	c := &testCluster{
-		t: t, origin: startTestOrigin(t, "127.0.0.1:0"), mutate: mutate,
+		t: t, origin: startTestOrigin(t, "127.0.0.1:0"), mutate: mutate, options: options,
 		client: &fasthttp.Client{ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second, MaxConnsPerHost: 512},
 	}
 	t.Cleanup(func() {
@@ -105,7 +114,11 @@ func (c *testCluster) start(name string) *Node {
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("config: %v", err)
 	}
-	n, err := Start(cfg, Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Membership: func(o *cluster.Options) { o.Tune = clustertest.FastTimers }})
+	o := Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Membership: func(o *cluster.Options) { o.Tune = clustertest.FastTimers }}
+	if c.options != nil {
+		c.options(name, &o)
+	}
+	n, err := Start(cfg, o)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", cfg.NodeName, err)
 	}

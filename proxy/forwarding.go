@@ -15,7 +15,9 @@ import (
 // Who may set them:
 //
 //   - anyone: the node replaces them with what it saw itself (the
-//     connecting address, its own scheme, the request's authority). A
+//     connecting address, its own scheme — https when the connection is
+//     TLS, as on a node's HTTPS listen, also for tunnels — and the
+//     request's authority). A
 //     client could otherwise make the origin build a page for a host or
 //     scheme of its choosing, which would then be cached for everyone.
 //   - a trusted proxy (the connecting address is in Options.TrustedProxies,
