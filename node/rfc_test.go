@@ -254,6 +254,12 @@ func exchangeRaw(t *testing.T, addr, req string) ([]string, *fasthttp.Response) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return exchangeOn(t, c, req)
+}
+
+// exchangeOn is exchangeRaw on the connection c, which it closes.
+func exchangeOn(t *testing.T, c net.Conn, req string) ([]string, *fasthttp.Response) {
+	t.Helper()
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	if _, err := io.WriteString(c, req); err != nil {
