@@ -326,6 +326,7 @@ func TestClusterClientTLS(t *testing.T) {
 	c := startClusterOpts(t, 2, func(cfg *config.Config) {
 		cfg.Origin = "http://" + o.addr
 		cfg.TLSCert, cfg.TLSKey = vol.Path("tls.crt"), vol.Path("tls.key")
+		cfg.Replicas = 1 // the subject is the peer hop: no replica may answer instead
 	}, func(_ string, o *Options) { o.TLSCheckInterval = tlsCheck })
 	c.client.TLSConfig = &tls.Config{RootCAs: ca.Pool()}
 	n0 := c.nodes[0]
@@ -393,10 +394,7 @@ func TestClusterPeerTLSRotation(t *testing.T) {
 		next++
 		cfg.PeerListen = "127.0.0.1:0"
 		cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA = peerFiles(t, ca, dir, name, serials[name])
-		// With two copies on two members n0 holds a replica of the path
-		// a moment after the first forward, and answers it itself: nothing
-		// would be forwarded after the rotation.
-		cfg.Replicas = 1
+		cfg.Replicas = 1 // the subject is the peer hop: no replica may answer instead
 	}, func(name string, o *Options) {
 		o.Logger, o.TLSCheckInterval = logs[name].logger(), tlsCheck
 	})
