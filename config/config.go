@@ -113,6 +113,17 @@ type Config struct {
 	// StripSetCookie stores responses carrying Set-Cookie without that
 	// header; when false such responses are not stored at all.
 	StripSetCookie bool
+	// TargetedCacheControl is the cluster's target list of targeted cache
+	// control (RFC 9213): response fields that carry Cache-Control
+	// directives for this kind of cache, most applicable first, such as
+	// [Ringcache-Cache-Control, CDN-Cache-Control]. The first present with
+	// a valid value decides a response's caching in place of Cache-Control
+	// and Expires. Empty: Cache-Control alone.
+	TargetedCacheControl []string
+	// StripTargetedCacheControl names fields of TargetedCacheControl left
+	// out of the answers to clients (members still pass them to each
+	// other): for a field only this cluster reads.
+	StripTargetedCacheControl []string
 	// IgnoreQuery lists query parameter names dropped from the cache key,
 	// such as utm_source.
 	IgnoreQuery []string
@@ -310,8 +321,9 @@ func Default() Config {
 		HandoffTimeout:  10 * time.Second,
 		HandoffMaxBytes: 1 << 30,
 
-		ShutdownTimeout: 30 * time.Second,
-		PurgeAllow:      []string{"127.0.0.0/8", "::1/128"},
+		ShutdownTimeout:      30 * time.Second,
+		PurgeAllow:           []string{"127.0.0.0/8", "::1/128"},
+		TargetedCacheControl: []string{"CDN-Cache-Control"},
 	}
 }
 

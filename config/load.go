@@ -490,6 +490,15 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 			bad(name, fmt.Errorf("has no effect with an http:// origin%s", src["origin"].short()))
 		}
 	}
+	if ok("targeted_cache_control", "strip_targeted_cache_control") {
+		for _, f := range c.StripTargetedCacheControl {
+			if !slices.ContainsFunc(c.TargetedCacheControl, func(t string) bool { return strings.EqualFold(t, f) }) {
+				// RFC 9213 §2.1: a field this cache does not obey passes through.
+				bad("strip_targeted_cache_control", fmt.Errorf("%s is not in targeted_cache_control: fields the cluster does not obey pass through", f))
+				break
+			}
+		}
+	}
 
 	if ok("max_object_size", "cache_size") && c.MaxObjectSize > c.CacheSize {
 		bad("max_object_size", fmt.Errorf("must not exceed cache_size (%s)", FormatBytes(c.CacheSize)))

@@ -88,6 +88,10 @@ func TestKindsParse(t *testing.T) {
 		{"ignore_query", "utm_source, utm_medium,,fbclid", func(c Config) any { return c.IgnoreQuery },
 			[]string{"utm_source", "utm_medium", "fbclid"}},
 		{"ignore_query", "", func(c Config) any { return c.IgnoreQuery }, []string(nil)},
+		{"targeted_cache_control", "Ringcache-Cache-Control, CDN-Cache-Control", func(c Config) any { return c.TargetedCacheControl },
+			[]string{"Ringcache-Cache-Control", "CDN-Cache-Control"}},
+		{"targeted_cache_control", "", func(c Config) any { return c.TargetedCacheControl }, []string(nil)},
+		{"strip_targeted_cache_control", "cdn-cache-control", func(c Config) any { return c.StripTargetedCacheControl }, []string{"cdn-cache-control"}},
 		{"store", "lru", func(c Config) any { return c.Store }, "lru"},
 		{"ring", "rendezvous", func(c Config) any { return c.Ring }, "rendezvous"},
 	}
@@ -307,6 +311,9 @@ func TestValueErrors(t *testing.T) {
 		{"peer_listen", "127.0.0.1:9090", "has no effect unless gossip is set", nil},
 		{"peer_tls_cert", "/etc/ringcache/peer.pem", "has no effect unless gossip is set", nil},
 		{"admin_token_file", "/nonexistent/ringcache-token", "open /nonexistent/ringcache-token: no such file or directory", nil},
+		{"targeted_cache_control", "CDN-Cache-Control,Cache-Control", `item "Cache-Control": Cache-Control is obeyed anyway`, nil},
+		{"targeted_cache_control", "CDN Cache Control", `item "CDN Cache Control": want a header field name`, nil},
+		{"strip_targeted_cache_control", "Surrogate-Control", "Surrogate-Control is not in targeted_cache_control", nil},
 	}
 	for _, tt := range tests {
 		for _, v := range sources() {

@@ -42,6 +42,8 @@ func (c *Config) settings() []setting {
 		{name: "max_heuristic_ttl", live: true, val: dur(&c.MaxHeuristicTTL, nonNegative), help: "cap on heuristic freshness (10% of Date - Last-Modified); 0 disables"},
 		{name: "stale_keep", val: dur(&c.StaleKeep, nonNegative), help: "how long an expired entry is kept for revalidation and stale serving"},
 		{name: "strip_set_cookie", live: true, val: boolean(&c.StripSetCookie), help: "store responses with Set-Cookie minus that header (false: do not store them)"},
+		{name: "targeted_cache_control", live: true, val: list(&c.TargetedCacheControl, targetedField), help: "targeted cache control fields obeyed over Cache-Control (RFC 9213), first present wins; empty: Cache-Control alone"},
+		{name: "strip_targeted_cache_control", live: true, val: list(&c.StripTargetedCacheControl, targetedField), help: "fields of targeted_cache_control removed from answers to clients"},
 		{name: "ignore_query", val: list(&c.IgnoreQuery, nil), help: "query parameter names dropped from the cache key"},
 		{name: "sort_query", val: boolean(&c.SortQuery), help: "sort query parameters in the cache key"},
 		{name: "normalize_accept_encoding", val: boolean(&c.NormalizeAcceptEncoding), help: "key Vary: Accept-Encoding by the codings accepted (br, deflate, gzip, zstd), not by its spelling"},
@@ -309,6 +311,21 @@ func filePath(s string) error {
 func cidr(s string) error {
 	if _, err := netip.ParsePrefix(s); err != nil {
 		return errors.New("want a network in CIDR form, such as 10.0.0.0/8")
+	}
+	return nil
+}
+
+// targetedField accepts a response field name (a token, RFC 9110 §5.1)
+// other than Cache-Control, which is no targeted field.
+func targetedField(s string) error {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return errors.New("want a header field name, such as CDN-Cache-Control")
+		}
+	}
+	if strings.EqualFold(s, "Cache-Control") {
+		return errors.New("Cache-Control is obeyed anyway; name targeted fields such as CDN-Cache-Control")
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/sniff"
 	"github.com/ringcache/ringcache/internal/tlsfiles"
 	"github.com/ringcache/ringcache/origin"
@@ -191,7 +192,11 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
-	clientLn, shared := n.ln, false // shared: members use listen too
+	// Interim responses are written to a connection only when nothing of
+	// its server's is waiting (h1.Quiet), which TrackServed tells from
+	// beneath TLS and the sniffing (they find it through NetConn).
+	base := h1.TrackServed(n.ln)
+	clientLn, shared := base, false // shared: members use listen too
 	var access *accessLogger
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
@@ -219,32 +224,28 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 				return nil, err
 			}
 			peerLn = n.guard(peerLn, 0) // beneath TLS: write deadlines act on the socket
-			sides := sniff.Split(peerLn, 2, peerSides, sniffOpt)
+			sides := sniff.Split(h1.TrackServed(peerLn), 2, peerSides, sniffOpt)
 			n.framesLn, n.peerLn = sides[0], sides[1]
 		case clientTLS != nil:
 			// One port, TLS for everyone: the protocols a handshake
 			// offers tell a member from a client (sharedTLS).
-			sides := sniff.Split(n.ln, 3, sniff.RequireTLS(sniff.ALPN(sharedTLS(clientTLS, n.peerTLS), cluster.FramesALPN, cluster.PeerALPN), plainToTLS), sniffOpt)
+			sides := sniff.Split(base, 3, sniff.RequireTLS(sniff.ALPN(sharedTLS(clientTLS, n.peerTLS), cluster.FramesALPN, cluster.PeerALPN), plainToTLS), sniffOpt)
 			n.framesLn, n.peerLn, clientLn, shared = sides[0], sides[1], sides[2], true
 		default:
 			// One port for both: a TLS handshake is a peer's, plain HTTP a
 			// client's.
-			sides := sniff.Split(n.ln, 2, sniff.FirstByte, sniffOpt)
+			sides := sniff.Split(base, 2, sniff.FirstByte, sniffOpt)
 			clientLn, shared = sides[0], true
 			sides = sniff.Split(sides[1], 2, peerSides, sniffOpt)
 			n.framesLn, n.peerLn = sides[0], sides[1]
 		}
-		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
+		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true, nil)
 	}
 	if clientTLS != nil && !shared {
 		// Clients alone on listen, over TLS only.
-		clientLn = sniff.Split(n.ln, 1, sniff.RequireTLS(sniff.ALPN(clientTLS), plainToTLS), sniffOpt)[0]
+		clientLn = sniff.Split(base, 1, sniff.RequireTLS(sniff.ALPN(clientTLS), plainToTLS), sniffOpt)[0]
 	}
-	n.srv = n.newServer(n.gate.Handler(n.proxy.Handler), cfg.MaxRequestBody, false)
-	if access != nil {
-		// Outermost, so that requests refused for their bodies are logged.
-		n.srv.Handler = access.wrap(n.srv.Handler)
-	}
+	n.srv = n.newServer(n.gate.Handler(n.proxy.Handler), cfg.MaxRequestBody, false, access)
 	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringcache_peer_refused_total",
 		Help: "Requests claiming to come from a member that were refused: on the client listener, or without a member's credentials.",
@@ -411,10 +412,17 @@ func (c clusterPeers) Previous(key []byte) (proxy.Peer, bool) {
 // bodyLimit bounds request bodies, which are streamed: see bodyGate. Its
 // listener must go through guard, which makes WriteTimeout an idle timeout
 // per write.
-func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool) *fasthttp.Server {
+func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool, access *accessLogger) *fasthttp.Server {
 	cfg := n.cfg
+	h = bodyGate(h, bodyLimit, peers)
+	if access != nil {
+		// Outside the body gate, so that requests refused for their
+		// bodies are logged.
+		h = access.wrap(h)
+	}
 	return &fasthttp.Server{
-		Handler:                      bodyGate(h, bodyLimit, peers),
+		// Outermost: every request counts for h1.Quiet.
+		Handler:                      h1.MarkServed(h),
 		ErrorHandler:                 badRequest,
 		ReadTimeout:                  cfg.ReadTimeout,
 		WriteTimeout:                 cfg.WriteTimeout,
@@ -423,6 +431,7 @@ func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool)
 		ReadBufferSize:               16 << 10, // room for large cookies and tokens
 		NoDefaultServerHeader:        true,     // the origin's Server header passes through
 		NoDefaultContentType:         true,     // never invent a type the origin did not send
+		NoDefaultDate:                true,     // the proxy writes each Date: a hit keeps its stored one (RFC 9110 §6.6.1)
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
 		StreamRequestBody:            true,
@@ -440,7 +449,18 @@ func policy(cfg config.Config) httpcache.Policy {
 		MaxHeuristic:   int64(cfg.MaxHeuristicTTL / time.Second),
 		NoHeuristic:    cfg.MaxHeuristicTTL == 0,
 		StripSetCookie: cfg.StripSetCookie,
+		Targets:        fieldNames(cfg.TargetedCacheControl),
+		StripTargets:   fieldNames(cfg.StripTargetedCacheControl),
 	}
+}
+
+// fieldNames converts a list of header field names.
+func fieldNames(names []string) httpcache.Targets {
+	var t httpcache.Targets
+	for _, n := range names {
+		t = append(t, []byte(n))
+	}
+	return t
 }
 
 // prefixes parses a list of networks config validated (purge_allow,

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -441,5 +442,52 @@ func TestClusterPeerTLSRotation(t *testing.T) {
 	}
 	if r, err := c.get(n0, path); err != nil || !strings.HasPrefix(r.CacheStatus(), "n1; hit") {
 		t.Fatalf("forwarding after a broken rotation: %v %q", err, r.CacheStatus())
+	}
+}
+
+// TestInterimOverTLS: with tls_cert on listen, the origin's 103 still
+// reaches the client first (RFC 9110 §15.2), on a node alone and through
+// a member of a cluster sharing the TLS port with its peers: the servers
+// tell when a connection is quiet from beneath TLS and the sniffing.
+func TestInterimOverTLS(t *testing.T) {
+	ca := testutil.NewCA(t)
+	vol := testutil.NewSecretDir(t)
+	c1, k1 := ca.Issue(t, "node", 1)
+	vol.Update(t, map[string][]byte{"tls.crt": c1, "tls.key": k1})
+	o := testutil.ServeRaw(t, earlyAnswer)
+	dial := func(addr string) net.Conn {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: ca.Pool()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	get := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: site.test\r\n\r\n" }
+
+	var logs logSink
+	n, _ := startTLSNode(t, vol, ca, "http://"+o.Addr, &logs, nil)
+	heads, resp := exchangeOn(t, dial(n.Addr()), get("/alone"))
+	if len(heads) != 1 || !strings.HasPrefix(heads[0], "HTTP/1.1 103 ") || resp.StatusCode() != 200 {
+		t.Fatalf("one node: %d, interim %q; want the 103 first", resp.StatusCode(), heads)
+	}
+
+	c := startClusterOpts(t, 2, func(cfg *config.Config) {
+		cfg.Origin = "http://" + o.Addr
+		cfg.TLSCert, cfg.TLSKey = vol.Path("tls.crt"), vol.Path("tls.key")
+	}, func(_ string, o *Options) { o.TLSCheckInterval = tlsCheck })
+	n0 := c.nodes[0]
+	// n0's peer set follows the ring a moment later: paths until one is
+	// forwarded, each a miss.
+	forwarded := false
+	for i := 0; i < 50 && !forwarded; i++ {
+		heads, resp := exchangeOn(t, dial(n0.Addr()), get(pathOwnedBy(t, n0, c.names[1], "/hinted"+strconv.Itoa(i)+"-%d")))
+		cs := string(resp.Header.Peek("Cache-Status"))
+		if resp.StatusCode() != 200 || len(heads) != 1 || !strings.HasPrefix(heads[0], "HTTP/1.1 103 ") {
+			t.Fatalf("cluster: %d %q, interim %q; want the 103 first", resp.StatusCode(), cs, heads)
+		}
+		forwarded = strings.Contains(cs, "detail=peer")
+	}
+	if !forwarded {
+		t.Fatal("no request was forwarded to its owner; the test proves nothing")
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/health"
 	"github.com/ringcache/ringcache/internal/opt"
 	"github.com/ringcache/ringcache/internal/reqbody"
@@ -105,6 +106,7 @@ type ClientOptions struct {
 // It is safe for concurrent use.
 type Client struct {
 	hc              *fasthttp.HostClient
+	transport       *h1.Transport // every framing; interim responses to the caller
 	scheme          []byte
 	host            []byte // URL host as given, for the URI and Host header
 	origin          string // for error messages
@@ -192,9 +194,13 @@ func NewClient(opts ClientOptions) (*Client, error) {
 			c.getTLS = func() *tls.Config { return static }
 		}
 	}
+	c.transport = &h1.Transport{}
 	c.hc = &fasthttp.HostClient{
-		Addr:  c.addr,
-		IsTLS: isTLS,
+		// fasthttp's own transport answers a Transfer-Encoding other than
+		// chunked with an error, and drops interim responses: see h1.
+		Transport: c.transport,
+		Addr:      c.addr,
+		IsTLS:     isTLS,
 		// dial hands fasthttp connections whose TLS handshake is done.
 		DialTimeout:         c.dial,
 		MaxConns:            opt.Or(opts.MaxConns, DefaultMaxConns),
@@ -211,7 +217,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	return c, nil
 }
 
-// Fetch sends req to the origin and fills resp. req must hold the path and
+// Fetch sends req to the origin and fills resp. Interim responses (1xx)
+// go to ctx's h1.Interim, if any; a Transfer-Encoding the response carries
+// is undone (h1.Transport), and one that cannot be is h1.ErrFraming. req must hold the path and
 // query in its URI and the headers to send (hop-by-hop already removed);
 // Fetch sets the URI's scheme and host to the origin's and the Host header
 // per PreserveHost, and drops the URI's userinfo: it never becomes an
@@ -253,12 +261,12 @@ func (c *Client) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthtt
 	c.sent.Add(1)
 
 	start := time.Now()
-	var err error
-	if hasDeadline {
-		err = c.hc.DoDeadline(req, resp, deadline)
-	} else {
-		err = c.hc.DoTimeout(req, resp, c.responseTimeout)
-	}
+	err := c.transport.Do(req, h1.InterimFrom(ctx), func() error {
+		if hasDeadline {
+			return c.hc.DoDeadline(req, resp, deadline)
+		}
+		return c.hc.DoTimeout(req, resp, c.responseTimeout)
+	})
 	d := time.Since(start)
 
 	if err != nil {
@@ -302,9 +310,10 @@ func (c *Client) target(req *fasthttp.Request) {
 
 // failed classifies and wraps a transport error and tells the breaker.
 func (c *Client) failed(req *fasthttp.Request, err error) error {
-	if errors.Is(err, fasthttp.ErrNoFreeConns) || reqbody.FromClient(err) {
-		// Our own pool is exhausted, or the client's request body broke off
-		// while it streamed: says nothing about the origin's health.
+	if errors.Is(err, fasthttp.ErrNoFreeConns) || reqbody.FromClient(err) || errors.Is(err, h1.ErrFraming) {
+		// Our own pool is exhausted, the client's request body broke off
+		// while it streamed, or the origin answered in a framing that
+		// cannot be read: says nothing about the origin's health.
 		return fmt.Errorf("fetch %s from origin %s: %w", req.URI().RequestURI(), c.origin, err)
 	}
 	if _, opened := c.breaker.Failure(); opened {
