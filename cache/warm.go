@@ -250,7 +250,9 @@ func (w *Warm) store(x *snapIndex, seq int, e *Entry, key []byte) (*Entry, bool)
 	if w.idx != x || x.isGone(seq) {
 		return w.inner.Get(key)
 	}
-	w.forget(seq)
+	// In the inner store before it stops waiting: a Get that finds nothing
+	// waiting trusts the inner store alone (see Get).
+	defer w.forget(seq)
 	switch {
 	case e == nil || !e.Transferable():
 		return nil, false // a record its block does not back (cannot happen with a sound index), or a pass marker
@@ -441,9 +443,10 @@ func (w *Warm) moveBlock() bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := w.now()
+	moved := todo[:0] // the seqs stored now, forgotten once they are in
 	for i, e := range copies {
 		if seq := todo[2*i]; e != nil && w.idx == x && !x.isGone(seq) {
-			w.forget(seq)
+			moved = append(moved, seq)
 			if e.Expired(now) || !e.Transferable() {
 				w.moves.Expired++
 			} else {
@@ -453,6 +456,11 @@ func (w *Warm) moveBlock() bool {
 	}
 	w.moves.Moved += int64(len(w.batch))
 	setMany(w.inner, w.batch)
+	// Only now do they stop waiting: a Get that finds nothing waiting
+	// trusts the inner store alone (see Get).
+	for _, seq := range moved {
+		w.forget(seq)
+	}
 	clear(w.batch)
 	w.batch = w.batch[:0]
 	w.busy--
