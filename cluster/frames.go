@@ -68,6 +68,12 @@ const (
 	// framesRedial paces redialling a peer that refused the exchange (a
 	// member of another release) or could not be reached.
 	framesRedial = time.Second
+	// dialGrace is how long from its start a dial keeps hedged callers
+	// (lookups with another holder to ask) waiting: a handshake on a LAN
+	// takes milliseconds, and one that has not completed by then is most
+	// likely to a peer that accepts connections but does not run (a
+	// paused process), which would hold them for the whole timeout.
+	dialGrace = 100 * time.Millisecond
 )
 
 var (
@@ -79,6 +85,9 @@ var (
 	// errFramesDown: the peer was unreachable or refused the exchange
 	// recently, so no dial was tried.
 	errFramesDown = errors.New("peer exchange unavailable")
+	// errFramesDialing: a hedged caller did not wait for the dial in
+	// flight, which goes on without it. Not the peer's failure (yet).
+	errFramesDialing = errors.New("peer exchange still connecting")
 )
 
 // --- the server's side ---
@@ -253,10 +262,14 @@ type framesClient struct {
 	timeout  time.Duration
 	maxEntry int64
 
-	mu       sync.Mutex
-	conn     *framesConn
-	downTill time.Time // no dial before: the last one failed
-	closed   bool      // the peer left, or its set was closed: no more dials
+	mu         sync.Mutex
+	conn       *framesConn
+	dialing    chan struct{}      // closed when the dial in flight ends; nil: none
+	dialStart  time.Time          // when the dial in flight started
+	cancelDial context.CancelFunc // the dial in flight's
+	dialErr    error              // why the last dial failed
+	downTill   time.Time          // no dial before: the last one failed
+	closed     bool               // the peer left, or its set was closed: no more dials
 }
 
 func newFramesClient(addr string, peerTLS *tls.Config, timeout time.Duration, maxEntry int64) *framesClient {
@@ -266,12 +279,13 @@ func newFramesClient(addr string, peerTLS *tls.Config, timeout time.Duration, ma
 }
 
 // startGet sends a lookup of key, taking entries of at most maxEntry
-// encoded bytes (<= 0: the client's limit), and returns its call.
-func (f *framesClient) startGet(ctx context.Context, key []byte, maxEntry int64) (*call, error) {
+// encoded bytes (<= 0: the client's limit), and returns its call. A
+// hedged lookup (see connect) does not wait long for a dial.
+func (f *framesClient) startGet(ctx context.Context, key []byte, maxEntry int64, hedged bool) (*call, error) {
 	if len(key) == 0 || len(key) > maxKeyBytes {
 		return nil, fmt.Errorf("lookup key of %d bytes", len(key))
 	}
-	c, err := f.connect()
+	c, err := f.connect(ctx, hedged)
 	if err != nil {
 		return nil, err
 	}
@@ -285,7 +299,7 @@ func (f *framesClient) startGet(ctx context.Context, key []byte, maxEntry int64)
 
 // put sends a batch of encoded entries and waits for the counts.
 func (f *framesClient) put(ctx context.Context, now int64, batch []byte) (accepted, rejected int, err error) {
-	c, err := f.connect()
+	c, err := f.connect(ctx, false)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -305,44 +319,116 @@ func (f *framesClient) put(ctx context.Context, now int64, batch []byte) (accept
 	return int(binary.BigEndian.Uint32(cl.buf[0:4])), int(binary.BigEndian.Uint32(cl.buf[4:8])), nil
 }
 
-// connect returns the open connection, dialling one if there is none.
-func (f *framesClient) connect() (*framesConn, error) {
+// connect returns the open connection, dialling one if there is none. One
+// dial runs at a time, in the background, and callers wait for it until
+// ctx ends. A hedged caller, which has another holder to ask, waits only
+// while the dial is younger than dialGrace (errFramesDialing), so that it
+// does not wait on a peer that accepts connections but never completes a
+// handshake (a paused process) for the whole timeout.
+func (f *framesClient) connect(ctx context.Context, hedged bool) (*framesConn, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if c := f.conn; c != nil && !c.failed() {
+		f.mu.Unlock()
 		return c, nil
 	}
 	f.conn = nil
 	if f.closed {
+		f.mu.Unlock()
 		return nil, errFramesClosed
 	}
-	if time.Now().Before(f.downTill) {
-		return nil, errFramesDown
+	done := f.dialing
+	if done == nil {
+		if time.Now().Before(f.downTill) {
+			f.mu.Unlock()
+			return nil, errFramesDown
+		}
+		done = f.dialLocked()
 	}
-	c, err := dialFrames(f.addr, f.tls, f.timeout)
-	if err != nil {
-		f.downTill = time.Now().Add(framesRedial)
-		return nil, err
+	var giveUp <-chan time.Time
+	if hedged {
+		left := time.Until(f.dialStart.Add(dialGrace))
+		if left <= 0 {
+			f.mu.Unlock()
+			return nil, errFramesDialing
+		}
+		t := time.NewTimer(left) // dials are rare: this allocation is not per lookup
+		defer t.Stop()
+		giveUp = t.C
 	}
-	f.conn = c
-	return c, nil
+	f.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-giveUp:
+		return nil, errFramesDialing
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.conn != nil:
+		return f.conn, nil
+	case f.closed:
+		return nil, errFramesClosed
+	case f.dialErr != nil:
+		return nil, f.dialErr
+	}
+	return nil, errFramesDown
 }
 
-// close closes the connection, if any, for good; calls in flight fail.
+// prime starts dialling the connection, if none is open or being dialled,
+// and returns without waiting.
+func (f *framesClient) prime() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if (f.conn != nil && !f.conn.failed()) || f.dialing != nil || f.closed || time.Now().Before(f.downTill) {
+		return
+	}
+	f.dialLocked()
+}
+
+// dialLocked starts a dial and returns the channel closed when it ends.
+// f.mu must be held and no dial in flight.
+func (f *framesClient) dialLocked() chan struct{} {
+	done := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	f.dialing, f.cancelDial, f.dialStart = done, cancel, time.Now()
+	go func() {
+		c, err := dialFrames(ctx, f.addr, f.tls, f.timeout)
+		cancel()
+		f.mu.Lock()
+		f.dialing, f.cancelDial, f.dialErr = nil, nil, err
+		switch {
+		case err != nil:
+			f.downTill = time.Now().Add(framesRedial)
+		case f.closed:
+			c.fail(errFramesClosed)
+		default:
+			f.conn = c
+		}
+		f.mu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+// close closes the connection, if any, for good, and stops a dial in
+// flight; calls in flight fail.
 func (f *framesClient) close() {
 	f.mu.Lock()
 	c := f.conn
 	f.conn, f.closed = nil, true
+	if f.cancelDial != nil {
+		f.cancelDial()
+	}
 	f.mu.Unlock()
 	if c != nil {
 		c.fail(errFramesClosed)
 	}
 }
 
-func dialFrames(addr string, cfg *tls.Config, timeout time.Duration) (*framesConn, error) {
+func dialFrames(ctx context.Context, addr string, cfg *tls.Config, timeout time.Duration) (*framesConn, error) {
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: cfg}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial frames at %s: %w", addr, err)

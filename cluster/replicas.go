@@ -43,6 +43,12 @@ const (
 // another member answered it.
 var errSlow = errors.New("peer did not answer a lookup another member answered")
 
+// ErrHeldHere is Lookup's answer when the key's owner has not answered
+// within the hedge delay and this node, the key's next holder, stores an
+// unexpired entry for it: the caller serves the request from its own
+// store, as it would had the owner failed.
+var ErrHeldHere = errors.New("owner did not answer within the hedge delay; this node holds the key next")
+
 // Owner returns the member that should answer key now: the first of its
 // preference list that is not paused by passive health — its owner, or,
 // while the owner is unreachable, the replica that would own the key next
@@ -79,9 +85,11 @@ func (s *PeerSet) holders(st *peerState, key []byte) *[]Node {
 // not answered within a delay derived from its observed latency ("The
 // Tail at Scale"), the next holder is asked too and the first answer
 // wins; the slow member is paused (passive health), so the next requests
-// go to the next holder while a probe finds out whether it is back. A
-// lookup therefore never waits on a paused or dead owner past the hedge
-// delay, when a replica is there to ask.
+// go to the next holder while a probe finds out whether it is back. When
+// this node is that next holder, its own store is the replica: if it holds
+// the key, Lookup gives up on the owner after the hedge delay and returns
+// ErrHeldHere. A lookup therefore never waits on a paused or dead owner
+// past the hedge delay, when a replica is there to ask.
 func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Peer, bool, error) {
 	f.Release() // a previous fetch's entry is done with
 	st := s.state.Load()
@@ -90,9 +98,11 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 	}
 	var holders [MaxReplicas]*peer
 	n := 0
+	selfNext := false // this node holds the key after the holders found
 	h := s.holders(st, key)
 	for _, m := range *h {
 		if m.Name == s.self {
+			selfNext = true
 			break // this node holds the key after those before it
 		}
 		if p := st.peers[m.Name]; p != nil && p.health.Available() {
@@ -105,8 +115,24 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 		return nil, false, nil
 	}
 	first := holders[0]
-	cl1, err := first.frames.startGet(ctx, key, int64(f.Max))
+	// With another holder to turn to (a member, or this node's store),
+	// the lookup is hedged: it does not wait long for the owner's dial,
+	// and the owner has the hedge delay to answer.
+	hereNext := n == 1 && selfNext && s.store != nil
+	hedged := n > 1 || hereNext
+	cl1, err := first.frames.startGet(ctx, key, int64(f.Max), hedged)
 	if err != nil {
+		if hereNext && errors.Is(err, errFramesDialing) {
+			if s.heldHere(key) {
+				return first, false, ErrHeldHere
+			}
+			cl1, err = first.frames.startGet(ctx, key, int64(f.Max), false)
+			if err == nil {
+				err = cl1.wait(ctx, s.timeout)
+			}
+			found, err := first.finishGet(ctx, cl1, err, f)
+			return first, found, err
+		}
 		_, err = first.finishGet(ctx, nil, err, f)
 		if n == 1 {
 			return first, false, err
@@ -114,7 +140,7 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 		found, err := holders[1].Get(ctx, key, f)
 		return holders[1], found, err
 	}
-	if n == 1 {
+	if !hedged {
 		err := cl1.wait(ctx, s.timeout)
 		found, err := first.finishGet(ctx, cl1, err, f)
 		return first, found, err
@@ -128,8 +154,22 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 	case <-t.C:
 		s.putTimer(t)
 	}
+	if hereNext {
+		// The next holder is this node: its store answers at once.
+		if s.heldHere(key) {
+			// As when another holder answers first: slower is not down,
+			// so the owner is paused only if it stays silent.
+			cl1.orphan(first.stallGrace(), first.stalled)
+			return first, false, ErrHeldHere
+		}
+		// Nothing here: the owner's answer, or its miss, is the one that
+		// counts (a miss coalesces there).
+		err := cl1.wait(ctx, s.timeout)
+		found, err := first.finishGet(ctx, cl1, err, f)
+		return first, found, err
+	}
 	second := holders[1]
-	cl2, err := second.frames.startGet(ctx, key, int64(f.Max))
+	cl2, err := second.frames.startGet(ctx, key, int64(f.Max), true)
 	if err != nil {
 		second.finishGet(ctx, nil, err, f)
 		err := cl1.wait(ctx, s.timeout)
@@ -164,6 +204,13 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 		_, err := second.finishGet(ctx, cl2, ctx.Err(), f)
 		return second, false, err
 	}
+}
+
+// heldHere reports whether this node's store holds an unexpired entry
+// under key.
+func (s *PeerSet) heldHere(key []byte) bool {
+	e, ok := s.store.Get(key)
+	return ok && !e.Expired(s.now().UnixNano())
 }
 
 // timer returns a stopped timer, reset to d, from a pool: a hedged lookup

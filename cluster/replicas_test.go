@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -212,6 +213,102 @@ func TestLookupHedgesStalledOwner(t *testing.T) {
 	p, found, err = asker.Lookup(ctx, key, &f)
 	if err != nil || !found || p.Name() != "b" {
 		t.Fatalf("second Lookup = %v, %v, %v; want b's entry", p, found, err)
+	}
+}
+
+// TestLookupHedgesToOwnStore: when this node holds a key after its owner,
+// its store is the replica. An owner that stalls costs a lookup the hedge
+// delay: if the store holds the key, Lookup gives up on the owner
+// (ErrHeldHere, the caller serves from its store) and the owner, still
+// silent after the grace, is paused. With nothing stored here the owner's
+// answer is awaited, slow or not: a miss is decided (and coalesced) there.
+func TestLookupHedgesToOwnStore(t *testing.T) {
+	clock := testutil.NewClock()
+	const timeout = 20 * time.Second // far above any hedge: reaching it fails the test
+	newAsker := func(owner string) (*PeerSet, cache.Store, []byte) {
+		st := cache.NewLRU(1 << 20)
+		ps := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+			Timeout: timeout, IdleConnTimeout: 50 * time.Millisecond, Clock: clock.Now, Replicas: 2, Store: st})
+		t.Cleanup(ps.Close)
+		r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: owner})
+		ps.Update(nil, r)
+		return ps, st, keyHeldBy(t, r, "x", "a")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var f cache.Fetched
+	defer f.Release()
+
+	asker, st, key := newAsker(silentPeer(t, nil))
+	st.Set(testEntry(string(key), 10, 0))
+	start := time.Now()
+	if p, found, err := asker.Lookup(ctx, key, &f); !errors.Is(err, ErrHeldHere) || found {
+		t.Fatalf("Lookup = %v, %v, %v; want ErrHeldHere", p, found, err)
+	}
+	if d := time.Since(start); d >= timeout/2 {
+		t.Fatalf("Lookup waited %v for the stalled owner", d)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		_, ok := asker.Owner(key)
+		return !ok // x paused: this node answers for the key
+	}, func() string { return "x, silent, was not paused" })
+
+	slow, _ := slowPeer(t, 3*maxHedge)
+	asker, _, key = newAsker(slow)
+	start = time.Now()
+	p, found, err := asker.Lookup(ctx, key, &f)
+	if err != nil || found || p == nil || p.Name() != "x" {
+		t.Fatalf("Lookup of a key not stored here = %v, %v; want x's miss", found, err)
+	}
+	if d := time.Since(start); d < 3*maxHedge {
+		t.Fatalf("Lookup returned after %v, before the owner answered", d)
+	}
+}
+
+// TestLookupDoesNotWaitForDial: an owner that accepts connections but
+// never completes a handshake (a paused process whose lookup connection
+// was dropped) costs a lookup the hedge delay, not the dial timeout, when
+// the key's next holder — another member or this node — has it: the dial
+// goes on in the background.
+func TestLookupDoesNotWaitForDial(t *testing.T) {
+	clock := testutil.NewClock()
+	nodes, _ := startReplicatedCluster(t, clock, 2, "b")
+	b := nodes[0]
+	// A listener nobody accepts on: the kernel completes the TCP
+	// handshake, the TLS one never comes.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const timeout = 20 * time.Second
+	st := cache.NewLRU(1 << 20)
+	asker := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+		Timeout: timeout, IdleConnTimeout: 50 * time.Millisecond, Clock: clock.Now, Replicas: 2, Store: st})
+	defer asker.Close()
+	r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: ln.Addr().String()}, b.node())
+	asker.Update(nil, r) // starts dialling x
+	onB := keyHeldBy(t, r, "x", "b")
+	b.local.st.Set(testEntry(string(onB), 10, 0))
+	here := keyHeldBy(t, r, "x", "a")
+	st.Set(testEntry(string(here), 10, 0))
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var f cache.Fetched
+	defer f.Release()
+	for i := range 3 {
+		start := time.Now()
+		p, found, err := asker.Lookup(ctx, onB, &f)
+		if err != nil || !found || p.Name() != "b" {
+			t.Fatalf("Lookup %d = %v, %v, %v; want b's entry", i, p, found, err)
+		}
+		if _, found, err := asker.Lookup(ctx, here, &f); !errors.Is(err, ErrHeldHere) || found {
+			t.Fatalf("Lookup %d of a key held here = %v, %v; want ErrHeldHere", i, found, err)
+		}
+		if d := time.Since(start); d >= timeout/2 {
+			t.Fatalf("Lookups %d waited %v for x's handshake", i, d)
+		}
 	}
 }
 
