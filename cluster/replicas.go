@@ -150,6 +150,12 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 	case <-cl1.done:
 		s.putTimer(t)
 		found, err := first.finishGet(ctx, cl1, cl1.err, f)
+		if err != nil && n > 1 {
+			// The owner failed (a crash resets its connection): its
+			// replica answers instead of the origin.
+			found, err := holders[1].Get(ctx, key, f)
+			return holders[1], found, err
+		}
 		return first, found, err
 	case <-t.C:
 		s.putTimer(t)
@@ -178,32 +184,59 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 	}
 	t = s.timer(s.timeout)
 	defer s.putTimer(t)
-	select {
-	case <-cl1.done:
-		cl2.orphan(stallGrace, nil)
-		found, err := first.finishGet(ctx, cl1, cl1.err, f)
-		return first, found, err
-	case <-cl2.done:
-		// Slower is not down: a loaded owner still owns the key, and
-		// sending its requests elsewhere would fetch its misses twice.
-		// Only an owner that still has not answered after stallGrace is
-		// paused.
-		cl1.orphan(first.stallGrace(), first.stalled)
-		found, err := second.finishGet(ctx, cl2, cl2.err, f)
-		return second, found, err
-	case <-t.C:
-		cl1.abandon(errFramesTimeout)
-		cl2.abandon(errFramesTimeout)
-		first.finishGet(ctx, cl1, errFramesTimeout, f)
-		_, err := second.finishGet(ctx, cl2, errFramesTimeout, f)
-		return second, false, err
-	case <-ctx.Done():
-		cl1.abandon(ctx.Err())
-		cl2.abandon(ctx.Err())
-		first.finishGet(ctx, cl1, ctx.Err(), f) // releases the calls
-		_, err := second.finishGet(ctx, cl2, ctx.Err(), f)
-		return second, false, err
+	// The first answer wins; a holder that fails (rather than answers)
+	// leaves the other to answer. done1 and done2 go nil once their call
+	// has failed.
+	done1, done2 := cl1.done, cl2.done
+	for {
+		select {
+		case <-done1:
+			if cl1.err != nil && done2 != nil {
+				first.finishGet(ctx, cl1, cl1.err, f) // records the failure, releases the call
+				done1 = nil
+				continue
+			}
+			if done2 != nil {
+				cl2.orphan(stallGrace, nil)
+			}
+			found, err := first.finishGet(ctx, cl1, cl1.err, f)
+			return first, found, err
+		case <-done2:
+			if cl2.err != nil && done1 != nil {
+				second.finishGet(ctx, cl2, cl2.err, f)
+				done2 = nil
+				continue
+			}
+			if done1 != nil {
+				// Slower is not down: a loaded owner still owns the key,
+				// and sending its requests elsewhere would fetch its
+				// misses twice. Only an owner that still has not answered
+				// after stallGrace is paused.
+				cl1.orphan(first.stallGrace(), first.stalled)
+			}
+			found, err := second.finishGet(ctx, cl2, cl2.err, f)
+			return second, found, err
+		case <-t.C:
+			return second, false, abandonLookups(ctx, f, errFramesTimeout, first, cl1, done1, second, cl2, done2)
+		case <-ctx.Done():
+			return second, false, abandonLookups(ctx, f, ctx.Err(), first, cl1, done1, second, cl2, done2)
+		}
 	}
+}
+
+// abandonLookups gives up the calls of a hedged lookup still waiting
+// (done not nil) for why, and returns the error of the last.
+func abandonLookups(ctx context.Context, f *cache.Fetched, why error, p1 *peer, cl1 *call, done1 chan struct{}, p2 *peer, cl2 *call, done2 chan struct{}) error {
+	var err error
+	if done1 != nil {
+		cl1.abandon(why)
+		_, err = p1.finishGet(ctx, cl1, why, f) // releases the call
+	}
+	if done2 != nil {
+		cl2.abandon(why)
+		_, err = p2.finishGet(ctx, cl2, why, f)
+	}
+	return err
 }
 
 // heldHere reports whether this node's store holds an unexpired entry

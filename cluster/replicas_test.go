@@ -312,6 +312,49 @@ func TestLookupDoesNotWaitForDial(t *testing.T) {
 	}
 }
 
+// TestLookupOwnerFails: an owner whose lookup fails outright (a crashed
+// process resets its connection) leaves the answer to the key's next
+// holder, not to the origin: the lookup returns the replica's entry, not
+// the owner's error.
+func TestLookupOwnerFails(t *testing.T) {
+	clock := testutil.NewClock()
+	nodes, _ := startReplicatedCluster(t, clock, 2, "b")
+	b := nodes[0]
+	// An owner that completes the handshake, reads the lookup and hangs up.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := tls.NewListener(ln, testTLS().Server)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 512)
+			_, _ = c.Read(buf)
+			_ = c.Close()
+		}
+	})
+	defer func() { tl.Close(); wg.Wait() }()
+	asker := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+		Timeout: peerTestTimeout, IdleConnTimeout: 50 * time.Millisecond, Clock: clock.Now, Replicas: 2})
+	defer asker.Close()
+	r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: ln.Addr().String()}, b.node())
+	asker.Update(nil, r)
+	key := keyHeldBy(t, r, "x", "b")
+	b.local.st.Set(testEntry(string(key), 10, 0))
+
+	var f cache.Fetched
+	defer f.Release()
+	p, found, err := asker.Lookup(context.Background(), key, &f)
+	if err != nil || !found || p.Name() != "b" {
+		t.Fatalf("Lookup = %v, %v; want b's entry", found, err)
+	}
+}
+
 // slowPeer answers every lookup "missing" after delay, as a loaded but
 // healthy owner does.
 func slowPeer(t *testing.T, delay time.Duration) (addr string, answered *atomic.Int64) {
