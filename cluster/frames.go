@@ -376,6 +376,14 @@ func (f *framesClient) connect(ctx context.Context, hedged bool) (*framesConn, e
 	return nil, errFramesDown
 }
 
+// dialDone returns the channel closed when the dial in flight ends, nil
+// when none is.
+func (f *framesClient) dialDone() chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dialing
+}
+
 // prime starts dialling the connection, if none is open or being dialled,
 // and returns without waiting.
 func (f *framesClient) prime() {

@@ -88,8 +88,10 @@ func (s *PeerSet) holders(st *peerState, key []byte) *[]Node {
 // go to the next holder while a probe finds out whether it is back. When
 // this node is that next holder, its own store is the replica: if it holds
 // the key, Lookup gives up on the owner after the hedge delay and returns
-// ErrHeldHere. A lookup therefore never waits on a paused or dead owner
-// past the hedge delay, when a replica is there to ask.
+// ErrHeldHere. A holder that fails outright (a crash resets its
+// connection) leaves the answer to the other. A lookup therefore never
+// waits on a paused or dead owner past the hedge delay, when a replica is
+// there to ask.
 func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Peer, bool, error) {
 	f.Release() // a previous fetch's entry is done with
 	st := s.state.Load()
@@ -114,84 +116,98 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 	if n == 0 {
 		return nil, false, nil
 	}
-	first := holders[0]
-	// With another holder to turn to (a member, or this node's store),
-	// the lookup is hedged: it does not wait long for the owner's dial,
-	// and the owner has the hedge delay to answer.
-	hereNext := n == 1 && selfNext && s.store != nil
-	hedged := n > 1 || hereNext
-	cl1, err := first.frames.startGet(ctx, key, int64(f.Max), hedged)
-	if err != nil {
-		if hereNext && errors.Is(err, errFramesDialing) {
-			if s.heldHere(key) {
-				return first, false, ErrHeldHere
-			}
-			cl1, err = first.frames.startGet(ctx, key, int64(f.Max), false)
-			if err == nil {
-				err = cl1.wait(ctx, s.timeout)
-			}
-			found, err := first.finishGet(ctx, cl1, err, f)
-			return first, found, err
-		}
-		_, err = first.finishGet(ctx, nil, err, f)
-		if n == 1 {
-			return first, false, err
-		}
-		found, err := holders[1].Get(ctx, key, f)
-		return holders[1], found, err
-	}
-	if !hedged {
-		err := cl1.wait(ctx, s.timeout)
-		found, err := first.finishGet(ctx, cl1, err, f)
+	first, next := holders[0], holders[1] // next: nil when this node or nobody holds the key next
+	if next == nil && (!selfNext || s.store == nil) {
+		found, err := first.Get(ctx, key, f) // no other holder: the owner's answer it is
 		return first, found, err
+	}
+	// The lookup is hedged: it does not wait long for the owner's dial,
+	// and the owner has the hedge delay to answer.
+	cl1, err := first.frames.startGet(ctx, key, int64(f.Max), true)
+	if err != nil {
+		_, err = first.finishGet(ctx, nil, err, f)
+		return s.instead(ctx, key, f, first, err, next)
 	}
 	t := s.timer(first.hedgeDelay())
 	select {
 	case <-cl1.done:
 		s.putTimer(t)
 		found, err := first.finishGet(ctx, cl1, cl1.err, f)
-		if err != nil && n > 1 {
-			// The owner failed (a crash resets its connection): its
-			// replica answers instead of the origin.
-			found, err := holders[1].Get(ctx, key, f)
-			return holders[1], found, err
+		if err != nil {
+			return s.instead(ctx, key, f, first, err, next)
 		}
-		return first, found, err
+		return first, found, nil
 	case <-t.C:
 		s.putTimer(t)
 	}
-	if hereNext {
-		// The next holder is this node: its store answers at once.
-		if s.heldHere(key) {
-			// As when another holder answers first: slower is not down,
-			// so the owner is paused only if it stays silent.
-			cl1.orphan(first.stallGrace(), first.stalled)
-			return first, false, ErrHeldHere
+	if next != nil {
+		return s.race(ctx, key, f, first, cl1, next)
+	}
+	// The next holder is this node: its store answers at once.
+	if s.heldHere(key) {
+		// As when another holder answers first: slower is not down, so
+		// the owner is paused only if it stays silent.
+		cl1.orphan(first.stallGrace(), first.stalled)
+		return first, false, ErrHeldHere
+	}
+	// Nothing here: the owner's answer, or its miss, is the one that
+	// counts (a miss coalesces there).
+	err = cl1.wait(ctx, s.timeout)
+	found, err := first.finishGet(ctx, cl1, err, f)
+	return first, found, err
+}
+
+// instead answers a lookup whose first holder failed with err (or is
+// still being dialled): from next, or, when next is nil, from this node,
+// which holds the key next.
+func (s *PeerSet) instead(ctx context.Context, key []byte, f *cache.Fetched, first *peer, err error, next *peer) (Peer, bool, error) {
+	switch {
+	case next != nil:
+		found, err := next.Get(ctx, key, f)
+		return next, found, err
+	case s.heldHere(key):
+		return first, false, ErrHeldHere
+	case errors.Is(err, errFramesDialing):
+		// Nothing here: wait for the owner after all.
+		found, err := first.Get(ctx, key, f)
+		return first, found, err
+	}
+	return first, false, err
+}
+
+// race waits for the first of two holders' answers to a lookup: cl1, sent
+// to first, and one to second, sent now (or once its connection is open).
+// A holder that fails leaves the answer to the other; a slow first holder
+// is paused if it still has not answered stallGrace after the second did.
+func (s *PeerSet) race(ctx context.Context, key []byte, f *cache.Fetched, first *peer, cl1 *call, second *peer) (Peer, bool, error) {
+	var cl2 *call
+	var done2 chan struct{}  // cl2's; nil once it failed, or before it was sent
+	var dialed chan struct{} // second's dial in flight, once it ends: send then
+	var err2 error
+	send2 := func() {
+		for range 3 { // a dial that ended is followed by an open connection or a failure
+			cl2, err2 = second.frames.startGet(ctx, key, int64(f.Max), true)
+			if !errors.Is(err2, errFramesDialing) {
+				break
+			}
+			if dialed = second.frames.dialDone(); dialed != nil {
+				return
+			}
 		}
-		// Nothing here: the owner's answer, or its miss, is the one that
-		// counts (a miss coalesces there).
-		err := cl1.wait(ctx, s.timeout)
-		found, err := first.finishGet(ctx, cl1, err, f)
-		return first, found, err
+		if err2 != nil {
+			_, err2 = second.finishGet(ctx, nil, err2, f)
+			return
+		}
+		done2 = cl2.done
 	}
-	second := holders[1]
-	cl2, err := second.frames.startGet(ctx, key, int64(f.Max), true)
-	if err != nil {
-		second.finishGet(ctx, nil, err, f)
-		err := cl1.wait(ctx, s.timeout)
-		found, err := first.finishGet(ctx, cl1, err, f)
-		return first, found, err
-	}
-	t = s.timer(s.timeout)
+	send2()
+	done1 := cl1.done // nil once cl1 failed
+	t := s.timer(s.timeout)
 	defer s.putTimer(t)
-	// The first answer wins; a holder that fails (rather than answers)
-	// leaves the other to answer. done1 and done2 go nil once their call
-	// has failed.
-	done1, done2 := cl1.done, cl2.done
 	for {
 		select {
 		case <-done1:
-			if cl1.err != nil && done2 != nil {
+			if cl1.err != nil && (done2 != nil || dialed != nil) {
 				first.finishGet(ctx, cl1, cl1.err, f) // records the failure, releases the call
 				done1 = nil
 				continue
@@ -201,6 +217,12 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 			}
 			found, err := first.finishGet(ctx, cl1, cl1.err, f)
 			return first, found, err
+		case <-dialed:
+			dialed = nil
+			send2()
+			if done1 == nil && done2 == nil && dialed == nil {
+				return second, false, err2 // both failed
+			}
 		case <-done2:
 			if cl2.err != nil && done1 != nil {
 				second.finishGet(ctx, cl2, cl2.err, f)
@@ -227,7 +249,7 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 // abandonLookups gives up the calls of a hedged lookup still waiting
 // (done not nil) for why, and returns the error of the last.
 func abandonLookups(ctx context.Context, f *cache.Fetched, why error, p1 *peer, cl1 *call, done1 chan struct{}, p2 *peer, cl2 *call, done2 chan struct{}) error {
-	var err error
+	err := why
 	if done1 != nil {
 		cl1.abandon(why)
 		_, err = p1.finishGet(ctx, cl1, why, f) // releases the call

@@ -103,17 +103,22 @@ func TestStoredReplicates(t *testing.T) {
 			}
 		}
 	}
+	// A receiver keeps a batch before its sender reads the answer and
+	// counts it: wait for the counters too.
 	var sent, in uint64
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		sent, in = 0, 0
+		for _, n := range nodes {
+			s := n.peers.ReplicaStats()
+			sent += s.Accepted
+			in += n.ps.Stats().ReplicasIn
+		}
+		return sent == uint64(len(keys)) && in == sent
+	}, func() string { return fmt.Sprintf("%d copies accepted, %d received; want %d", sent, in, len(keys)) })
 	for _, n := range nodes {
-		s := n.peers.ReplicaStats()
-		if s.Dropped != 0 || s.Failed != 0 || s.Accepted != s.Sent {
+		if s := n.peers.ReplicaStats(); s.Dropped != 0 || s.Failed != 0 || s.Accepted != s.Sent {
 			t.Errorf("%s: %+v", n.name, s)
 		}
-		sent += s.Accepted
-		in += n.ps.Stats().ReplicasIn
-	}
-	if sent != uint64(len(keys)) || in != sent {
-		t.Errorf("%d copies accepted, %d received; want %d", sent, in, len(keys))
 	}
 }
 
@@ -174,6 +179,24 @@ func TestCrashAndRejoinKeepEverything(t *testing.T) {
 	}
 }
 
+// waitDialled waits until ps has an open lookup connection to the member
+// named. A hedged lookup waits for a dial only while it is young (a slow
+// handshake, as under the race detector, sends it to the next holder),
+// and these tests need the owner asked.
+func waitDialled(t *testing.T, ps *PeerSet, name string) {
+	t.Helper()
+	testutil.Eventually(t, peerTestTimeout, func() bool {
+		p := ps.state.Load().peers[name]
+		if p == nil {
+			return false
+		}
+		p.frames.prime()
+		p.frames.mu.Lock()
+		defer p.frames.mu.Unlock()
+		return p.frames.conn != nil && !p.frames.conn.failed()
+	}, func() string { return name + "'s lookup connection to open" })
+}
+
 // TestLookupHedgesStalledOwner: when a key's owner stalls, a lookup gets
 // the entry from the key's next holder after the hedge delay, not the peer
 // timeout; the owner, still silent after stallGrace, is paused, and later
@@ -191,6 +214,7 @@ func TestLookupHedgesStalledOwner(t *testing.T) {
 	asker.Update(nil, r)
 	key := keyHeldBy(t, r, "x", "b")
 	b.local.st.Set(testEntry(string(key), 10, 0))
+	waitDialled(t, asker, "x")
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -241,6 +265,7 @@ func TestLookupHedgesToOwnStore(t *testing.T) {
 
 	asker, st, key := newAsker(silentPeer(t, nil))
 	st.Set(testEntry(string(key), 10, 0))
+	waitDialled(t, asker, "x")
 	start := time.Now()
 	if p, found, err := asker.Lookup(ctx, key, &f); !errors.Is(err, ErrHeldHere) || found {
 		t.Fatalf("Lookup = %v, %v, %v; want ErrHeldHere", p, found, err)
@@ -355,6 +380,88 @@ func TestLookupOwnerFails(t *testing.T) {
 	}
 }
 
+// delayedProxy relays connections to target, each only after delay: a
+// member whose handshakes are slow.
+func delayedProxy(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	track := func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			track(c)
+			wg.Go(func() {
+				time.Sleep(delay) // the slowness is the point
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					c.Close()
+					return
+				}
+				track(up)
+				wg.Go(func() { _, _ = io.Copy(up, c); up.Close() })
+				_, _ = io.Copy(c, up)
+				c.Close()
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// TestLookupSecondHolderDialling: when the owner stalls and the next
+// holder's connection is still being dialled (slowly) at the hedge delay,
+// the lookup sends to the next holder once its connection opens, rather
+// than waiting out the timeout on the owner.
+func TestLookupSecondHolderDialling(t *testing.T) {
+	clock := testutil.NewClock()
+	nodes, _ := startReplicatedCluster(t, clock, 2, "b")
+	b := nodes[0]
+	const timeout = 20 * time.Second
+	asker := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+		Timeout: timeout, IdleConnTimeout: 50 * time.Millisecond, Clock: clock.Now, Replicas: 2})
+	defer asker.Close()
+	slowB := Node{Name: "b", Addr: delayedProxy(t, b.addr, 3*dialGrace)}
+	r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: silentPeer(t, nil)}, slowB)
+	asker.Update(nil, r) // dials both
+	key := keyHeldBy(t, r, "x", "b")
+	b.local.st.Set(testEntry(string(key), 10, 0))
+	waitDialled(t, asker, "x")
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var f cache.Fetched
+	defer f.Release()
+	start := time.Now()
+	p, found, err := asker.Lookup(ctx, key, &f)
+	if err != nil || !found || p.Name() != "b" {
+		t.Fatalf("Lookup = %v, %v; want b's entry", found, err)
+	}
+	if d := time.Since(start); d >= timeout/2 {
+		t.Fatalf("Lookup waited %v on the stalled owner", d)
+	}
+}
+
 // slowPeer answers every lookup "missing" after delay, as a loaded but
 // healthy owner does.
 func slowPeer(t *testing.T, delay time.Duration) (addr string, answered *atomic.Int64) {
@@ -416,6 +523,7 @@ func TestLookupSlowOwnerNotPaused(t *testing.T) {
 	asker.Update(nil, r)
 	key := keyHeldBy(t, r, "x", "b")
 	b.local.st.Set(testEntry(string(key), 10, 0))
+	waitDialled(t, asker, "x")
 
 	var f cache.Fetched
 	defer f.Release()
