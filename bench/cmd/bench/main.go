@@ -48,6 +48,8 @@ type options struct {
 	rssBudget                   int64
 	rssConns                    int
 	simKeys                     int
+	failoverKeys                int
+	failoverClients             int
 	only                        string
 	nodeLogLevel                string
 	noiseBudget                 time.Duration
@@ -88,7 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rssBudget := fs.String("rss-budget", "64MiB", "cache budget of the memory-against-the-budget scenario (bytes, KiB, MiB)")
 	fs.IntVar(&o.rssConns, "rss-conns", 8, "connections filling the node in the memory-against-the-budget scenario")
 	fs.IntVar(&o.simKeys, "sim-keys", 1_000_000, "keys of the ring churn simulation")
-	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss,sim", "scenarios to run")
+	fs.IntVar(&o.failoverKeys, "failover-keys", 10000, "warm keys of the failover scenario")
+	fs.IntVar(&o.failoverClients, "failover-clients", 8, "concurrent clients of the failover scenario")
+	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss,sim,failover", "scenarios to run")
 	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "ringcache nodes' --log-level (their logs stay in the scratch dir; see -keep-tmp)")
 	fs.DurationVar(&o.noiseBudget, "noise-budget", 2*time.Minute, "time the run may spend waiting out, and repeating runs disturbed by, other processes' CPU use")
 	fs.BoolVar(&o.install, "install", true, "apt-get install nginx, varnish and wrk when missing")
@@ -324,6 +328,9 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 	}
 	if want["sim"] && ctx.Err() == nil {
 		e.churnSim(ctx, r)
+	}
+	if want["failover"] && ctx.Err() == nil {
+		e.failover(ctx, r)
 	}
 	hw.loadEnd = loadavg()
 	hw.noise = fmt.Sprintf("%d timed runs were repeated because other processes used more than %.0f%% of the CPUs during them, %d kept although disturbed (budget spent), and %s was spent waiting for a quiet machine (budget %v)",
