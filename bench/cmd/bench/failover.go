@@ -53,8 +53,8 @@ func (e *env) failover(ctx context.Context, r *results) {
 	sec := r.section("10. Failover: a member killed or stopped under load")
 	n := e.opts.failoverKeys
 	clients := e.opts.failoverClients
-	sec.printf("Nodes a, b, c (default `replicas: 2`, hot copies off, `--peer-timeout 2s`, the default) hold %s warm keys (`%s`, swept once through the cluster; every copy delivered before the fault). %d clients (closed loop, keep-alive, uniform keys) read them through a and b; their requests run in the driver, pinned to CPU %s while they run, and each is timed. A request fails on a transport error, a status other than 200 or a body other than 1 KiB.\n\n",
-		fmtInt(float64(n)), failoverURI, clients, e.opts.clientCPU)
+	sec.printf("Nodes a, b, c (default `replicas: 2`, hot copies off, `--peer-timeout 2s`, the default) hold %s warm keys (`%s`, swept once through the cluster; every copy delivered before the fault). %d clients (closed loop, keep-alive, uniform keys) read them through a and b; their requests run in the driver, pinned to CPU %s while they run, and each is timed; \"driver stalled\" is the longest the driver itself went unscheduled in a window (a 5 ms timer waking %s or more late): then the machine's other work, not the cluster, delayed requests. A request fails on a transport error, a status other than 200 or a body other than 1 KiB.\n\n",
+		fmtInt(float64(n)), failoverURI, clients, e.opts.clientCPU, fmtMs(stallFloor))
 	fail := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		r.problem("failover: %s", msg)
@@ -144,11 +144,11 @@ func (e *env) failover(ctx context.Context, r *results) {
 		fail("%v", err)
 		return
 	}
-	steady := window(samples, time.Second, killed) // the first second opens connections
-	detect := window(samples, killed, converged)
-	rerep := window(samples, converged, restored)
-	whole := window(samples, killed, restored)
-	settled := window(samples, restored, load.now()+time.Hour)
+	steady := load.window(samples, time.Second, killed) // the first second opens connections
+	detect := load.window(samples, killed, converged)
+	rerep := load.window(samples, converged, restored)
+	whole := load.window(samples, killed, restored)
+	settled := load.window(samples, restored, load.now()+time.Hour)
 	kt := failoverTable()
 	kt.Rows = append(kt.Rows,
 		steady.row("steady state (before the kill)"),
@@ -157,8 +157,8 @@ func (e *env) failover(ctx context.Context, r *results) {
 		whole.row("whole failover (kill → copies restored)"),
 		settled.row("after"))
 	refetched := after.Requests
-	sec.printf("**(a) SIGKILL of c**, which owned %.0f%% of the key space. %s of %s keys (%.2f%%) were fetched from the origin again: %s while the clients ran, the rest when every key was read once more through a and b afterwards. The slowest request was sent %s after the kill. Other processes used %.0f%% of the CPUs during the load.\n\n%s\n",
-		100*cShare, fmtInt(float64(refetched)), fmtInt(float64(n)), 100*float64(refetched)/float64(n), fmtInt(float64(duringLoad.Requests)), fmtSec(whole.maxAt-killed), othersPct, kt.Markdown())
+	sec.printf("**(a) SIGKILL of c**, which owned %.0f%% of the key space. %s of %s keys (%.2f%%) were fetched from the origin again: %s while the clients ran, the rest when every key was read once more through a and b afterwards. The slowest request was sent %s after the kill. Other processes used %.0f%% of the CPUs during the load.\n\n%s\n%s",
+		100*cShare, fmtInt(float64(refetched)), fmtInt(float64(n)), 100*float64(refetched)/float64(n), fmtInt(float64(duringLoad.Requests)), fmtSec(whole.maxAt-killed), othersPct, kt.Markdown(), load.slowest(5, killed, "after the kill"))
 	r.verdicts = append(r.verdicts,
 		verdict(refetched*100 < int64(n), fmt.Sprintf("failover, SIGKILL of one node of three with %s warm keys: %s refetched (%.2f%%; target under 1%%)", fmtInt(float64(n)), fmtInt(float64(refetched)), 100*float64(refetched)/float64(n))),
 		verdict(whole.errs == 0, fmt.Sprintf("failover, SIGKILL: %d client errors of %s requests from the kill until the copies were restored (target 0)", whole.errs, fmtInt(float64(whole.n)))),
@@ -244,10 +244,10 @@ func (e *env) failover(ctx context.Context, r *results) {
 		fail("%v", err)
 		return
 	}
-	steady = window(samples, time.Second, stopped)
-	paused := window(samples, stopped, resumed)
-	rejoin := window(samples, resumed, back)
-	since := window(samples, stopped, load.now()+time.Hour)
+	steady = load.window(samples, time.Second, stopped)
+	paused := load.window(samples, stopped, resumed)
+	rejoin := load.window(samples, resumed, back)
+	since := load.window(samples, stopped, load.now()+time.Hour)
 	st := failoverTable()
 	st.Rows = append(st.Rows,
 		steady.row("steady state (before SIGSTOP)"),
@@ -264,8 +264,8 @@ func (e *env) failover(ctx context.Context, r *results) {
 			break
 		}
 	}
-	sec.printf("**(b) SIGSTOP of c for %s**, after it came back under its name (new addresses) and was sent its keys again by a and b (no origin request). c's process exists and its sockets accept connections, but it answers nothing; %s. The slowest request was sent %s after SIGSTOP. %s origin requests from SIGSTOP to the end. Other processes used %.0f%% of the CPUs during the load.\n\n%s\n",
-		fmtSec(failoverStop), ring, fmtSec(since.maxAt-stopped), fmtInt(float64(stopStats.Requests)), othersPct, st.Markdown())
+	sec.printf("**(b) SIGSTOP of c for %s**, after it came back under its name (new addresses) and was sent its keys again by a and b (no origin request). c's process exists and its sockets accept connections, but it answers nothing; %s. The slowest request was sent %s after SIGSTOP. %s origin requests from SIGSTOP to the end. Other processes used %.0f%% of the CPUs during the load.\n\n%s\n%s",
+		fmtSec(failoverStop), ring, fmtSec(since.maxAt-stopped), fmtInt(float64(stopStats.Requests)), othersPct, st.Markdown(), load.slowest(5, stopped, "after SIGSTOP"))
 	r.verdicts = append(r.verdicts,
 		verdict(since.errs == 0, fmt.Sprintf("failover, SIGSTOP of the owner for %s: %d client errors of %s requests (target 0)", fmtSec(failoverStop), since.errs, fmtInt(float64(since.n)))),
 		verdict(since.max < slowBound, fmt.Sprintf("failover, SIGSTOP: slowest request %s, %d over %s; p99 %s vs %s steady (target: none over %s)", fmtMs(since.max), since.over, fmtMs(slowBound), fmtMs(since.p99), fmtMs(steady.p99), fmtMs(slowBound))))
@@ -299,8 +299,8 @@ func pause(ctx context.Context, d time.Duration) {
 }
 
 func failoverTable() report.Table {
-	return report.Table{Header: []string{"window", "requests", "errors", "p50", "p99", "max", "over 250 ms"},
-		RightAlign: map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true}}
+	return report.Table{Header: []string{"window", "requests", "errors", "p50", "p99", "max", "over 250 ms", "driver stalled"},
+		RightAlign: map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true, 7: true}}
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -474,13 +474,37 @@ type timedLoad struct {
 	start time.Time
 	stop  atomic.Bool
 	wg    sync.WaitGroup
-	per   [][]sample // one per client, appended by it alone
+	per   [][]sample  // one per client, appended by it alone
+	slow  [][]slowReq // likewise: the requests over slowBound
+	// stalls are the driver's own scheduling delays over stallFloor
+	// (a timer that fired late), appended by one goroutine: a slow
+	// request sent during one may be the driver's, not the cluster's.
+	stalls []sample
 }
+
+// slowReq describes a request that took slowBound or longer.
+type slowReq struct {
+	sample
+	node, uri, cacheStatus, err string
+}
+
+// stallFloor is the smallest lateness of the driver's timer recorded.
+const stallFloor = 20 * time.Millisecond
 
 // startTimedLoad starts clients reading keys 0..keys-1 (uniform, seeded)
 // through nodes, each client cycling through them.
 func startTimedLoad(nodes []*rcNode, keys, clients int, seed uint64) *timedLoad {
-	l := &timedLoad{start: time.Now(), per: make([][]sample, clients)}
+	l := &timedLoad{start: time.Now(), per: make([][]sample, clients), slow: make([][]slowReq, clients)}
+	l.wg.Go(func() {
+		const tick = 5 * time.Millisecond
+		for !l.stop.Load() {
+			t0 := time.Now()
+			time.Sleep(tick) // the lateness of this wake-up is the measurement
+			if late := time.Since(t0) - tick; late >= stallFloor {
+				l.stalls = append(l.stalls, sample{at: t0.Sub(l.start), d: late})
+			}
+		}
+	})
 	hcs := make([]*fasthttp.HostClient, len(nodes))
 	for i, n := range nodes {
 		hcs[i] = &fasthttp.HostClient{
@@ -504,6 +528,7 @@ func startTimedLoad(nodes []*rcNode, keys, clients int, seed uint64) *timedLoad 
 			req.Header.SetHost(benchHost)
 			var uri []byte
 			out := make([]sample, 0, 1<<16)
+			var slow []slowReq
 			for i := w; !l.stop.Load(); i++ {
 				uri = append(uri[:0], prefix...)
 				uri = strconv.AppendInt(uri, int64(rng.IntN(keys)), 10)
@@ -514,9 +539,17 @@ func startTimedLoad(nodes []*rcNode, keys, clients int, seed uint64) *timedLoad 
 				err := hc.Do(req, resp)
 				d := time.Since(sent)
 				bad := err != nil || resp.StatusCode() != fasthttp.StatusOK || len(resp.Body()) != failoverSize
-				out = append(out, sample{at: sent.Sub(l.start), d: d, bad: bad})
+				x := sample{at: sent.Sub(l.start), d: d, bad: bad}
+				out = append(out, x)
+				if d >= slowBound || bad {
+					sr := slowReq{sample: x, node: nodes[i%len(nodes)].proc.name, uri: string(uri), cacheStatus: string(resp.Header.Peek("Cache-Status"))}
+					if err != nil {
+						sr.err = err.Error()
+					}
+					slow = append(slow, sr)
+				}
 			}
-			l.per[w] = out
+			l.per[w], l.slow[w] = out, slow
 		})
 	}
 	return l
@@ -537,11 +570,64 @@ func (l *timedLoad) end() []sample {
 	return all
 }
 
+// slowest describes up to n of the slowest requests (after end), each
+// with the driver's longest stall while it ran, times relative to from.
+func (l *timedLoad) slowest(n int, from time.Duration, what string) string {
+	var all []slowReq
+	for _, s := range l.slow {
+		all = append(all, s...)
+	}
+	if len(all) == 0 {
+		return ""
+	}
+	slices.SortFunc(all, func(a, b slowReq) int { return cmp.Compare(b.d, a.d) })
+	var b strings.Builder
+	fmt.Fprintf(&b, "The slowest requests (%d over %s), with the longest the driver itself was not scheduled while each ran:\n\n", len(all), fmtMs(slowBound))
+	for _, r := range all[:min(n, len(all))] {
+		var stall time.Duration
+		for _, st := range l.stalls {
+			if st.at+st.d > r.at && st.at < r.at+r.d {
+				stall = max(stall, st.d)
+			}
+		}
+		fmt.Fprintf(&b, "- %s, sent %s %s to %s, `%s`: Cache-Status `%s`%s; driver stalled %s\n",
+			fmtMs(r.d), fmtSec(r.at-from), what, strings.TrimPrefix(r.node, "ringcache-"), r.uri, r.cacheStatus, errText(r.err), fmtMs(stall))
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+func errText(err string) string {
+	if err == "" {
+		return ""
+	}
+	return "; error: " + err
+}
+
+// stalled is the driver's longest stall that began in [from, to).
+func (l *timedLoad) stalled(from, to time.Duration) time.Duration {
+	var m time.Duration
+	for _, st := range l.stalls {
+		if st.at >= from && st.at < to {
+			m = max(m, st.d)
+		}
+	}
+	return m
+}
+
 // windowStats summarise the requests sent in one window.
 type windowStats struct {
 	n, errs, over int
 	p50, p99, max time.Duration
 	maxAt         time.Duration // when the slowest was sent
+	stall         time.Duration // the driver's longest stall in the window
+}
+
+// window is window with the driver's longest stall in [from, to).
+func (l *timedLoad) window(samples []sample, from, to time.Duration) windowStats {
+	w := window(samples, from, to)
+	w.stall = l.stalled(from, to)
+	return w
 }
 
 // window summarises the requests sent in [from, to).
@@ -574,8 +660,12 @@ func window(samples []sample, from, to time.Duration) windowStats {
 }
 
 func (s windowStats) row(label string) []string {
-	if s.n == 0 {
-		return []string{label, "0", "", "", "", "", ""}
+	stall := "—"
+	if s.stall > 0 {
+		stall = fmtMs(s.stall)
 	}
-	return []string{label, fmtInt(float64(s.n)), fmt.Sprint(s.errs), fmtMs(s.p50), fmtMs(s.p99), fmtMs(s.max), fmt.Sprint(s.over)}
+	if s.n == 0 {
+		return []string{label, "0", "", "", "", "", "", stall}
+	}
+	return []string{label, fmtInt(float64(s.n)), fmt.Sprint(s.errs), fmtMs(s.p50), fmtMs(s.p99), fmtMs(s.max), fmt.Sprint(s.over), stall}
 }
