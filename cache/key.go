@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"encoding/binary"
 	"slices"
 
 	"github.com/ringcache/ringcache/httpcache"
@@ -12,13 +13,20 @@ import (
 //
 //	<lower-case host><raw path>[?<query>]
 //
-// A variant of a URL whose response varies (Vary) is stored under
+// A variant of a URL whose response varies (Vary), or whose request an
+// operator's rule keys by some of its fields (KeyFields), is stored under
 //
-//	<primary key> 0x00 <marker generation, 8 bytes big-endian> <values of the Vary fields>
+//	<primary key> 0x00 <marker generation, 8 bytes big-endian> <rule fields> <Vary fields>
 //
-// The generation is the URL's Vary marker's ResponseTime: invalidating
-// the URL replaces the marker, which orphans every variant at once. Paths
-// never hold a 0 byte, so the primary key is everything before the first.
+// where each rule field is 'h' (a request field) or 'c' (a cookie), then
+// its name and its value, each as uvarint(length) and bytes, and each Vary
+// field is 0x00, its lower-case name, ':' and the request's value. A rule
+// field never starts with 0x00 and says how long it is, so the two lists
+// cannot be confused, whatever the values hold. The generation is the URL's
+// Vary marker's ResponseTime: invalidating the URL replaces the marker,
+// which orphans every variant at once. Paths never hold a 0 byte, so the
+// primary key is everything before the first: the ring places a URL and
+// all its variants, rule-keyed ones included, on the same members.
 
 // KeyOptions shape the cache key: host, path and query of the request.
 type KeyOptions struct {
@@ -137,15 +145,94 @@ func (k *Keys) Host(h []byte) []byte {
 func (k *Keys) Codings() bool { return k.codings }
 
 // AppendVariant appends the store key of the variant of primary that the
-// request h selects, given the URL's Vary marker.
-func (k *Keys) AppendVariant(dst, primary []byte, marker *Entry, h *fasthttp.RequestHeader) []byte {
+// request h selects, given the URL's Vary marker and the rule fields of
+// the request (KeyFields.AppendKey; nil: no rule keys it). A nil marker
+// stands for generation 0 and no Vary fields, which no stored marker has:
+// the key a rule-keyed request's fill is coalesced on before the URL has a
+// marker.
+func (k *Keys) AppendVariant(dst, primary []byte, marker *Entry, h *fasthttp.RequestHeader, ruleKey []byte) []byte {
 	dst = append(dst, primary...)
 	dst = append(dst, 0)
-	g := uint64(marker.ResponseTime)
-	for i := 0; i < 8; i++ {
-		dst = append(dst, byte(g>>(56-8*i)))
+	var g uint64
+	var names []byte
+	if marker != nil {
+		g, names = uint64(marker.ResponseTime), marker.Body()
 	}
-	return httpcache.AppendVariantKey(dst, marker.Body(), h, k.codings)
+	dst = binary.BigEndian.AppendUint64(dst, g)
+	dst = append(dst, ruleKey...)
+	return httpcache.AppendVariantKey(dst, names, h, k.codings)
+}
+
+// KeyFields are the request fields and cookies an operator's rule adds to
+// the cache key. They go into the variant part of the key, behind a
+// marker, and never into the primary key: the ring places keys by their
+// primary key, so every member sends a URL to the same owner whatever the
+// requests' cookies, and invalidating or purging the URL drops every
+// variant with its marker.
+type KeyFields struct {
+	// Headers are request field names, lower-case. A field's lines are
+	// combined as for Vary ("a, b"); a missing field and an empty one are
+	// the same.
+	Headers []string
+	// Cookies are cookie names (case-sensitive). A missing cookie and an
+	// empty one are the same.
+	Cookies []string
+}
+
+// Keyed reports whether f adds anything to the key; nil adds nothing.
+func (f *KeyFields) Keyed() bool { return f != nil && len(f.Headers)+len(f.Cookies) > 0 }
+
+// FieldSource is the request a key's rule fields are read from: a
+// *fasthttp.RequestHeader, or a view of one as the origin receives it.
+// Returned values are borrowed.
+type FieldSource interface {
+	PeekAll(name string) [][]byte
+	Cookie(name string) []byte
+}
+
+// AppendKey appends the rule fields of the key format for the request h
+// to dst: what AppendVariant takes as ruleKey. Nothing is appended when f
+// adds nothing to the key, and something always is when it does. It does
+// not allocate once h has parsed its cookies.
+func (f *KeyFields) AppendKey(dst []byte, h FieldSource) []byte {
+	if f == nil {
+		return dst
+	}
+	for _, name := range f.Headers {
+		dst = appendKeyString(append(dst, 'h'), name)
+		lines := h.PeekAll(name)
+		n := 0
+		for _, v := range lines {
+			if v = httpcache.TrimOWS(v); len(v) > 0 {
+				if n > 0 {
+					n += 2
+				}
+				n += len(v)
+			}
+		}
+		dst = binary.AppendUvarint(dst, uint64(n))
+		first := true
+		for _, v := range lines {
+			if v = httpcache.TrimOWS(v); len(v) > 0 {
+				if !first {
+					dst = append(dst, ',', ' ')
+				}
+				dst, first = append(dst, v...), false
+			}
+		}
+	}
+	for _, name := range f.Cookies {
+		dst = appendKeyString(append(dst, 'c'), name)
+		v := h.Cookie(name)
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+		dst = append(dst, v...)
+	}
+	return dst
+}
+
+func appendKeyString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
 }
 
 // PrimaryKey returns the primary key a store key belongs to: the part the

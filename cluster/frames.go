@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -464,18 +465,47 @@ func newFramesConn(nc net.Conn, timeout time.Duration) *framesConn {
 		c.free = append(c.free, uint32(framesSlots-1-i))
 		c.tokens <- struct{}{}
 	}
+	c.flush = make(chan struct{}, 1)
 	go c.read(bufio.NewReaderSize(nc, framesBuffer))
+	go c.flusher()
 	return c
+}
+
+// flusher writes out what callers buffered. It yields once before each
+// flush so that callers already runnable (requests that arrived together)
+// write their frames first: one TLS record and one system call then carry
+// them all, where a flush per caller would cost one each — with
+// GOMAXPROCS=1 no two callers ever overlap, so nothing else would batch.
+func (c *framesConn) flusher() {
+	for {
+		select {
+		case <-c.flush:
+		case <-c.closed:
+			return
+		}
+		runtime.Gosched()
+		c.wmu.Lock()
+		c.flushQueued = false
+		err := c.bw.Flush()
+		c.wmu.Unlock()
+		if err != nil {
+			c.fail(fmt.Errorf("send: %w", err))
+			return
+		}
+	}
 }
 
 // framesConn is one connection with up to framesSlots calls in flight.
 type framesConn struct {
 	nc      net.Conn
 	timeout time.Duration
-	wmu     sync.Mutex // guards bw
+	wmu     sync.Mutex // guards bw and flushQueued
 	bw      *bufio.Writer
-	writers atomic.Int32 // callers between wanting to write and having written
-	calls   []call
+	// flushQueued: the flusher was signalled and has not flushed yet, so
+	// a frame written now goes out with that flush.
+	flushQueued bool
+	flush       chan struct{}
+	calls       []call
 	// A caller takes a token, then the most recently freed call: the
 	// same few calls, whose answer buffers have grown, serve a steady load.
 	tokens chan struct{}
@@ -545,9 +575,7 @@ func (c *framesConn) send(ctx context.Context, op byte, a, b []byte) (*call, err
 	binary.BigEndian.PutUint32(cl.head[0:4], uint32(requestHead-4+len(a)+len(b)))
 	binary.BigEndian.PutUint32(cl.head[4:8], idx)
 	cl.head[8] = op
-	// Callers writing at the same time share one flush: the last of them
-	// flushes what all wrote.
-	c.writers.Add(1)
+	// The flusher sends it, with whatever other callers write meanwhile.
 	c.wmu.Lock()
 	_, err := c.bw.Write(cl.head[:])
 	if err == nil {
@@ -556,8 +584,9 @@ func (c *framesConn) send(ctx context.Context, op byte, a, b []byte) (*call, err
 	if err == nil {
 		_, err = c.bw.Write(b)
 	}
-	if c.writers.Add(-1) == 0 && err == nil {
-		err = c.bw.Flush()
+	if err == nil && !c.flushQueued {
+		c.flushQueued = true
+		c.flush <- struct{}{} // never blocks: queued only when the flusher took the last signal
 	}
 	c.wmu.Unlock()
 	if err != nil {

@@ -33,13 +33,15 @@ const (
 	// first holder before asking the next one too.
 	minHedge = 5 * time.Millisecond
 	maxHedge = 100 * time.Millisecond
-	// stallGrace is how long a holder whose lookup lost to the next
-	// holder's has to answer it before it is paused (passive health),
-	// its requests going to the next holder until a probe finds it back.
-	stallGrace = 250 * time.Millisecond
+	// stallShare: a holder whose lookup lost to the next holder's has
+	// this share of the peer timeout (250 ms of the default 2 s) to
+	// answer it before it is paused (passive health), its requests going
+	// to the next holder until a probe finds it back. Tied to the timeout
+	// because both say how slow a member may be and still count as up.
+	stallShare = 8
 )
 
-// errSlow: a member left a lookup unanswered for stallGrace after
+// errSlow: a member left a lookup unanswered for its stall grace after
 // another member answered it.
 var errSlow = errors.New("peer did not answer a lookup another member answered")
 
@@ -178,7 +180,8 @@ func (s *PeerSet) instead(ctx context.Context, key []byte, f *cache.Fetched, fir
 // race waits for the first of two holders' answers to a lookup: cl1, sent
 // to first, and one to second, sent now (or once its connection is open).
 // A holder that fails leaves the answer to the other; a slow first holder
-// is paused if it still has not answered stallGrace after the second did.
+// is paused if it still has not answered its stall grace after the
+// second did.
 func (s *PeerSet) race(ctx context.Context, key []byte, f *cache.Fetched, first *peer, cl1 *call, second *peer) (Peer, bool, error) {
 	var cl2 *call
 	var done2 chan struct{}  // cl2's; nil once it failed, or before it was sent
@@ -213,7 +216,7 @@ func (s *PeerSet) race(ctx context.Context, key []byte, f *cache.Fetched, first 
 				continue
 			}
 			if done2 != nil {
-				cl2.orphan(stallGrace, nil)
+				cl2.orphan(s.timeout/stallShare, nil)
 			}
 			found, err := first.finishGet(ctx, cl1, cl1.err, f)
 			return first, found, err
@@ -233,7 +236,7 @@ func (s *PeerSet) race(ctx context.Context, key []byte, f *cache.Fetched, first 
 				// Slower is not down: a loaded owner still owns the key,
 				// and sending its requests elsewhere would fetch its
 				// misses twice. Only an owner that still has not answered
-				// after stallGrace is paused.
+				// after its stall grace is paused.
 				cl1.orphan(first.stallGrace(), first.stalled)
 			}
 			found, err := second.finishGet(ctx, cl2, cl2.err, f)
@@ -297,10 +300,11 @@ func (p *peer) observe(cl *call) {
 }
 
 // stallGrace is how long the peer has to answer a lookup another member
-// answered before it counts as stalled: stallGrace, or far above its
-// usual latency when that is high (a loaded member is slow, not down).
+// answered before it counts as stalled: a share of the peer timeout, or
+// far above its usual latency when that is high (a loaded member is slow,
+// not down).
 func (p *peer) stallGrace() time.Duration {
-	return max(stallGrace, 32*time.Duration(p.latency.Load()))
+	return max(p.set.timeout/stallShare, 32*time.Duration(p.latency.Load()))
 }
 
 // stalled pauses a peer that left a lookup unanswered for stallGrace.

@@ -533,7 +533,7 @@ func TestLookupSlowOwnerNotPaused(t *testing.T) {
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return answered.Load() == 1 }, func() string { return "x never answered" })
 	// Past the grace the orphaned answer had, x must still own the key.
-	for time.Since(start) < 3*stallGrace {
+	for time.Since(start) < 3*asker.timeout/stallShare {
 		if o, ok := asker.Owner(key); !ok || o.Name() != "x" {
 			t.Fatalf("Owner = %v, %v: a slow but answering owner was paused", o, ok)
 		}

@@ -7,10 +7,12 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
-	"os"
-	"sync/atomic"
+	"slices"
 	"time"
+
+	"github.com/ringcache/ringcache/internal/tlsfiles"
 )
 
 // PeerALPN is the TLS application protocol of the members' HTTP exchange
@@ -34,14 +36,14 @@ var serverProtos = []string{PeerALPN, FramesALPN}
 // cluster's CA. Names are not checked either way, since members are
 // addressed by IP and come and go.
 //
-// Reload re-reads the files, so certificates can be rotated in place;
-// connections already open keep the certificates they started with.
+// The files of LoadPeerTLS are kept current by a tlsfiles.Reloader: Watch
+// reloads them when they change on disk, Reload at once (SIGHUP).
+// Connections already open keep the certificates they started with.
 type PeerTLS struct {
 	Server *tls.Config // for the peer listener
 	Client *tls.Config // for requests to peers (PeerOptions.TLS)
 
-	certFile, keyFile, caFile string // "" for SecretPeerTLS
-	cur                       atomic.Pointer[tlsMaterial]
+	files *tlsfiles.Reloader[tlsMaterial] // nil for SecretPeerTLS
 }
 
 // tlsMaterial is one reading of the files.
@@ -52,58 +54,56 @@ type tlsMaterial struct {
 }
 
 // LoadPeerTLS reads a PEM certificate chain and key for this node and the
-// PEM CA certificates that sign every member's. Errors name the file and
-// what is wrong with it.
+// PEM CA certificates that sign every member's. Errors name the file, by
+// its setting (peer_tls_cert, peer_tls_key, peer_tls_ca), and what is
+// wrong with it.
 func LoadPeerTLS(certFile, keyFile, caFile string) (*PeerTLS, error) {
-	t := &PeerTLS{certFile: certFile, keyFile: keyFile, caFile: caFile}
-	if err := t.Reload(); err != nil {
+	cert, key, ca := tlsfiles.File{Setting: "peer_tls_cert", Path: certFile},
+		tlsfiles.File{Setting: "peer_tls_key", Path: keyFile}, tlsfiles.File{Setting: "peer_tls_ca", Path: caFile}
+	files, err := tlsfiles.New(tlsfiles.Options[tlsMaterial]{
+		Files: []tlsfiles.File{cert, key, ca},
+		Parse: func(data [][]byte) (*tlsMaterial, error) {
+			return parsePeerFiles(cert, key, ca, data[0], data[1], data[2])
+		},
+		Describe: func(m *tlsMaterial) []any { return tlsfiles.CertAttrs(m.cert) },
+	})
+	if err != nil {
 		return nil, err
 	}
+	t := &PeerTLS{files: files}
 	t.Server = &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		NextProtos: serverProtos,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return t.cur.Load().server, nil
+			return files.Current().server, nil
 		},
 	}
 	t.Client = &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		NextProtos: []string{PeerALPN},
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			return t.cur.Load().cert, nil
+			return files.Current().cert, nil
 		},
 		// The chain is checked in VerifyConnection, against the cluster's
 		// CA only; the name is not (see PeerTLS).
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			return verifyChain(cs, t.cur.Load().roots)
+			return verifyChain(cs, files.Current().roots)
 		},
 	}
 	return t, nil
 }
 
-// Reload reads the files again and, if they hold a key pair signed by the
-// CA, uses them for every handshake from now on. On error the current
-// certificates stay in use. For SecretPeerTLS there is nothing to re-read.
-func (t *PeerTLS) Reload() error {
-	if t.certFile == "" {
-		return nil
-	}
-	cert, err := tls.LoadX509KeyPair(t.certFile, t.keyFile)
+// parsePeerFiles loads one reading of the peer TLS files: a key pair that
+// the CA signed.
+func parsePeerFiles(certFile, keyFile, caFile tlsfiles.File, certPEM, keyPEM, caPEM []byte) (*tlsMaterial, error) {
+	cert, err := tlsfiles.KeyPair(certFile, keyFile, certPEM, keyPEM)
 	if err != nil {
-		return fmt.Errorf("peer TLS certificate %s / key %s: %w", t.certFile, t.keyFile, err)
-	}
-	pem, err := os.ReadFile(t.caFile)
-	if err != nil {
-		return fmt.Errorf("peer TLS CA: %w", err)
+		return nil, err
 	}
 	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("peer TLS CA %s: no PEM certificate in it", t.caFile)
-	}
-	leaf, err := x509.ParseCertificate(cert.Certificate[0])
-	if err != nil {
-		return fmt.Errorf("peer TLS certificate %s: %w", t.certFile, err)
+	if !roots.AppendCertsFromPEM(caPEM) {
+		return nil, caFile.Errorf("no PEM certificate in it")
 	}
 	inter := x509.NewCertPool()
 	for _, der := range cert.Certificate[1:] {
@@ -113,21 +113,72 @@ func (t *PeerTLS) Reload() error {
 	}
 	// A node whose own certificate its peers would refuse fails here, not
 	// on every forwarded request.
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-		return fmt.Errorf("peer TLS certificate %s is not signed by the CA in %s: %w", t.certFile, t.caFile, err)
+	if _, err := cert.Leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return nil, certFile.Errorf("not signed by the CA in %s: %w", caFile.Path, err)
 	}
-	t.cur.Store(&tlsMaterial{
-		cert:  &cert,
+	return &tlsMaterial{
+		cert:  cert,
 		roots: roots,
 		server: &tls.Config{
 			MinVersion:   tls.VersionTLS13,
 			NextProtos:   serverProtos,
-			Certificates: []tls.Certificate{cert},
+			Certificates: []tls.Certificate{*cert},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
 			ClientCAs:    roots,
 		},
-	})
-	return nil
+	}, nil
+}
+
+// Reload reads the files again and, if they hold a key pair signed by the
+// CA, uses them for every handshake from now on. On error the current
+// certificates stay in use. For SecretPeerTLS there is nothing to re-read.
+func (t *PeerTLS) Reload() error {
+	if t.files == nil {
+		return nil
+	}
+	return t.files.Reload()
+}
+
+// Watch reloads the files whenever they change on disk, looking every
+// interval (tlsfiles.DefaultInterval when not positive) until Close, and
+// logs each change to log. Nothing to watch for SecretPeerTLS.
+func (t *PeerTLS) Watch(interval time.Duration, log *slog.Logger) {
+	if t.files != nil {
+		t.files.Watch(interval, log)
+	}
+}
+
+// Close stops Watch.
+func (t *PeerTLS) Close() {
+	if t.files != nil {
+		t.files.Close()
+	}
+}
+
+// ServerConfig returns the configuration a member's handshake with this
+// node's peer listener uses, for a listener that also serves clients TLS
+// of its own (see OffersPeerProtocol): the Server configuration resolved
+// for hello.
+func (t *PeerTLS) ServerConfig(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	if t.Server.GetConfigForClient != nil {
+		return t.Server.GetConfigForClient(hello)
+	}
+	return t.Server, nil
+}
+
+// OffersPeerProtocol reports whether a TLS ClientHello offers one of the
+// members' application protocols, as every member's does: a listener
+// serving members and clients TLS on one port answers it with the peer
+// configuration, which demands a member's certificate, and anything else
+// with the clients'. A client claiming a peer protocol gets nowhere
+// without a member's certificate.
+func OffersPeerProtocol(hello *tls.ClientHelloInfo) bool {
+	for _, p := range hello.SupportedProtos {
+		if slices.Contains(serverProtos, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // verifyChain checks a server's certificate chain against roots, ignoring

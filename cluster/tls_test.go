@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -32,11 +33,11 @@ func TestLoadPeerTLSErrors(t *testing.T) {
 		cert, key, ca   string
 		wantErrContains string
 	}{
-		{"missing cert", filepath.Join(dir, "nope.pem"), a.Key, a.CA, "nope.pem"},
+		{"missing cert", filepath.Join(dir, "nope.pem"), a.Key, a.CA, "peer_tls_cert " + filepath.Join(dir, "nope.pem") + ": no such file or directory"},
 		{"key of another cert", a.Cert, b.Key, a.CA, "private key does not match public key"},
-		{"missing CA", a.Cert, a.Key, filepath.Join(dir, "no-ca.pem"), "peer TLS CA"},
-		{"CA without certificates", a.Cert, a.Key, empty, "no PEM certificate in it"},
-		{"cert of another CA", x.Cert, x.Key, a.CA, "is not signed by the CA in"},
+		{"missing CA", a.Cert, a.Key, filepath.Join(dir, "no-ca.pem"), "peer_tls_ca " + filepath.Join(dir, "no-ca.pem") + ": no such file or directory"},
+		{"CA without certificates", a.Cert, a.Key, empty, "peer_tls_ca " + empty + ": no PEM certificate in it"},
+		{"cert of another CA", x.Cert, x.Key, a.CA, "peer_tls_cert " + x.Cert + ": not signed by the CA in " + a.CA},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := LoadPeerTLS(tc.cert, tc.key, tc.ca)
@@ -150,6 +151,23 @@ func TestPeerTLSReload(t *testing.T) {
 	if serr, cerr := tlsHandshake(t, a.Server, newB.Client); serr != nil {
 		t.Fatalf("after a failed reload: %v / %v", serr, cerr)
 	}
+}
+
+// TestPeerTLSWatch: rotated files are used without Reload (no SIGHUP)
+// once Watch looks again.
+func TestPeerTLSWatch(t *testing.T) {
+	dir := t.TempDir()
+	files := clustertest.Certs(t, dir, "a", "b")
+	a := mustLoadPeerTLS(t, files["a"])
+	a.Watch(5*time.Millisecond, nil)
+	defer a.Close()
+	clustertest.Certs(t, dir, "a", "b") // a new CA and certificates, same files
+	newB := mustLoadPeerTLS(t, files["b"])
+	var serr, cerr error
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		serr, cerr = tlsHandshake(t, a.Server, newB.Client)
+		return serr == nil
+	}, func() string { return fmt.Sprintf("a to accept the new CA: server %v, client %v", serr, cerr) })
 }
 
 func mustLoadPeerTLS(t *testing.T, f clustertest.CertFiles) *PeerTLS {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/rules"
 )
 
 // Values of the enumerated settings. Store and ring kinds are the names
@@ -43,6 +44,12 @@ type Config struct {
 
 	// Listen is the proxy listener, host:port.
 	Listen string
+	// TLSCert and TLSKey name PEM files: the certificate chain and private
+	// key the proxy listener shows clients. Set both and Listen serves
+	// HTTP/1.1 over TLS 1.2 or 1.3 only (plain HTTP is answered 400);
+	// leave both empty for plain HTTP. The files are reloaded when they
+	// change on disk.
+	TLSCert, TLSKey string
 	// Origin is the base URL requests are proxied to: http:// or https://,
 	// with a host and no path, query, fragment or user info (the rule is
 	// origin.ParseURL). Required.
@@ -90,6 +97,14 @@ type Config struct {
 	// codings a request accepts (br, deflate, gzip, zstd) and asks the
 	// origin for that set, instead of one variant per spelling.
 	NormalizeAcceptEncoding bool
+	// Rules are the operator's rules, compiled (regular expressions
+	// included) when the file is loaded: the first that matches a GET or
+	// HEAD request may bypass the cache, force or cap the TTL of what is
+	// stored, add request fields or cookies to the key, or let a stale copy
+	// answer when the origin fails. Set only in the YAML file, as a list
+	// under rules:. nil: none.
+	Rules *rules.Set
+
 	// KeyHost replaces the client's Host in cache keys and towards the
 	// origin (Host with preserve_host, X-Forwarded-Host) when every client
 	// reaches one site through any node, e.g. by each node's IP address.
@@ -194,8 +209,10 @@ type Config struct {
 	PeerSecretFile string
 	// PeerTLSCert, PeerTLSKey and PeerTLSCA name PEM files: this node's
 	// certificate chain and key, and the CA certificates that sign every
-	// member's. Set together (with PeerListen), they put peer traffic on
-	// mutual TLS; all empty leaves it plain HTTP.
+	// member's. Set together, peer TLS proves membership with the CA;
+	// all empty, with a key derived from PeerSecret (peer traffic is
+	// mutual TLS either way). The files are reloaded when they change on
+	// disk.
 	PeerTLSCert, PeerTLSKey, PeerTLSCA string
 	// Ring picks key placement: RingHashring or RingRendezvous.
 	Ring string

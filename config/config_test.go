@@ -74,7 +74,7 @@ func wantContains(t *testing.T, got string, wants ...string) {
 func TestDefault(t *testing.T) {
 	c := Default()
 	want := map[string]any{
-		"Listen": "127.0.0.1:8080", "Origin": "", "Admin": "127.0.0.1:8081",
+		"Listen": "127.0.0.1:8080", "TLSCert": "", "TLSKey": "", "Origin": "", "Admin": "127.0.0.1:8081",
 		"CacheSize": int64(256 << 20), "MaxObjectSize": int64(8 << 20), "Store": "ristretto",
 		"DefaultTTL": time.Duration(0), "MaxHeuristicTTL": 24 * time.Hour, "StaleKeep": time.Hour,
 		"StripSetCookie": false, "SortQuery": true, "PassTTL": 10 * time.Second,

@@ -143,6 +143,9 @@ func (l *loader) parseFlags(args []string) ([]pending, error) {
 	var out []pending
 	for i := range l.table {
 		s := &l.table[i]
+		if s.fileOnly {
+			continue
+		}
 		f := fs.VarPF(&recorder{s: s, out: &out}, s.flagName(), "", s.help)
 		if s.val.Type() == "bool" {
 			f.NoOptDefVal = "true" // --sort-query alone means true
@@ -169,8 +172,13 @@ func (l *loader) parseFlags(args []string) ([]pending, error) {
 func (l *loader) parseEnv(environ []string) []pending {
 	byEnv := make(map[string]*setting, len(l.table))
 	names := make([]string, 0, len(l.table))
+	fileOnly := map[string]*setting{}
 	for i := range l.table {
 		s := &l.table[i]
+		if s.fileOnly {
+			fileOnly[s.envName()] = s
+			continue
+		}
 		byEnv[s.envName()] = s
 		names = append(names, s.envName())
 	}
@@ -182,6 +190,10 @@ func (l *loader) parseEnv(environ []string) []pending {
 			continue
 		}
 		s := byEnv[k]
+		if f := fileOnly[k]; f != nil {
+			l.warnings = append(l.warnings, fmt.Sprintf("environment variable %s ignored: %s can be set only in the config file", k, f.name))
+			continue
+		}
 		if s == nil {
 			if !serviceLinkVar(k, v) {
 				unknown = append(unknown, k)
@@ -273,6 +285,16 @@ func (l *loader) loadFile(path string) {
 			continue
 		}
 		src := source{kind: fromFile, file: path, line: v.Line}
+		if nv, ok := s.val.(nodeValue); ok {
+			if errs := nv.setNode(path, v); len(errs) > 0 {
+				l.errs = append(l.errs, errs...)
+				l.failed[name] = true
+				continue
+			}
+			src.raw = s.val.String()
+			l.succeed(s, src)
+			continue
+		}
 		switch {
 		case v.Kind == yaml.ScalarNode:
 			raw := v.Value
@@ -468,17 +490,28 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 			"`head -c32 /dev/urandom | base64` and pass it as --peer-secret, RINGCACHE_PEER_SECRET, "+
 			"peer_secret: in the config file, or in a file named by peer_secret_file", src["gossip"].short()))
 	}
-	if tls := []string{"peer_tls_cert", "peer_tls_key", "peer_tls_ca"}; c.Gossip != "" && ok(tls...) {
+	// Settings that only make sense together: all of a group, or none.
+	for _, g := range []struct {
+		names []string
+		what  string
+		on    bool
+	}{
+		{[]string{"tls_cert", "tls_key"}, "client TLS needs both", true},
+		{[]string{"peer_tls_cert", "peer_tls_key", "peer_tls_ca"}, "peer TLS needs all three", c.Gossip != ""},
+	} {
+		if !g.on || !ok(g.names...) {
+			continue
+		}
 		var set []string
-		for _, name := range tls {
+		for _, name := range g.names {
 			if byName[name].val.String() != "" {
 				set = append(set, name)
 			}
 		}
-		if len(set) > 0 && len(set) < len(tls) {
-			for _, name := range tls {
+		if len(set) > 0 && len(set) < len(g.names) {
+			for _, name := range g.names {
 				if byName[name].val.String() == "" {
-					bad(name, fmt.Errorf("is required with %s (peer TLS needs all three)", strings.Join(set, " and ")))
+					bad(name, fmt.Errorf("is required with %s (%s)", strings.Join(set, " and "), g.what))
 				}
 			}
 		}
@@ -640,6 +673,10 @@ func Usage(w io.Writer) {
 		live := ""
 		if s.live {
 			live = "; reloads on SIGHUP"
+		}
+		if s.fileOnly {
+			fmt.Fprintf(tw, "  %s: (config file only)\t%s (default none%s)\n", s.name, s.help, live)
+			continue
 		}
 		fmt.Fprintf(tw, "  --%s %s\t%s (default %s, env %s%s)\n", s.flagName(), s.val.Type(), s.help, def, s.envName(), live)
 	}

@@ -376,6 +376,47 @@ func TestRequiredErrors(t *testing.T) {
 	}
 }
 
+// TestClientTLSPair: tls_cert and tls_key go together, from any source;
+// one alone is an error naming both. Whether the files exist is the
+// node's to find out when it starts (exit 1, not a configuration error).
+func TestClientTLSPair(t *testing.T) {
+	pair := map[string]string{"tls_cert": "/etc/tls/tls.crt", "tls_key": "/etc/tls/tls.key"}
+	for _, v := range sources() {
+		for _, one := range []string{"tls_cert", "tls_key"} {
+			other := map[string]string{"tls_cert": "tls_key", "tls_key": "tls_cert"}[one]
+			t.Run(v.name+"/only "+one, func(t *testing.T) {
+				_, err := v.load(t, one, pair[one], nil)
+				if err == nil {
+					t.Fatal("Load succeeded; want an error")
+				}
+				want := fmt.Sprintf(`invalid %s "": is required with %s (client TLS needs both)`, other, one)
+				if err.Error() != want {
+					t.Fatalf("error %q, want %q", err, want)
+				}
+			})
+		}
+		t.Run(v.name+"/both", func(t *testing.T) {
+			var extra []string
+			if v.name == "file" {
+				extra = []string{"--tls-key=" + pair["tls_key"]}
+			} else {
+				extra = []string{"--tls-key", pair["tls_key"]}
+			}
+			c, err := v.load(t, "tls_cert", pair["tls_cert"], extra)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.TLSCert != pair["tls_cert"] || c.TLSKey != pair["tls_key"] {
+				t.Fatalf("TLSCert %q, TLSKey %q", c.TLSCert, c.TLSKey)
+			}
+		})
+	}
+	c := mustLoad(t, []string{originFlag}, []string{"RINGCACHE_TLS_CERT=/a.crt", "RINGCACHE_TLS_KEY=/a.key"})
+	if c.TLSCert != "/a.crt" || c.TLSKey != "/a.key" {
+		t.Fatalf("from the environment: TLSCert %q, TLSKey %q", c.TLSCert, c.TLSKey)
+	}
+}
+
 func TestPeerSecretWithGossip(t *testing.T) {
 	secretFile := writeFile(t, "peer.secret", "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0\n")
 	tests := []struct {
@@ -641,6 +682,10 @@ func TestHelp(t *testing.T) {
 			def := Default()
 			defaults := def.settings()
 			for i, s := range c.settings() {
+				if s.fileOnly {
+					wantContains(t, help, "  "+s.name+": (config file only)", s.help)
+					continue
+				}
 				line := ""
 				for l := range strings.SplitSeq(help, "\n") {
 					if strings.HasPrefix(strings.TrimSpace(l), "--"+s.flagName()+" ") {

@@ -21,6 +21,8 @@ func (c *Config) settings() []setting {
 	return []setting{
 		{name: "config", val: str(&c.ConfigFile, nil), notInFile: true, help: "YAML config file to read settings from"},
 		{name: "listen", val: str(&c.Listen, required(anyAddr)), help: "proxy listen address (host:port)"},
+		{name: "tls_cert", val: str(&c.TLSCert, nil), help: "PEM certificate (chain) for clients: with tls_key, listen serves HTTPS (TLS 1.2+) instead of plain HTTP; reloaded when the file changes"},
+		{name: "tls_key", val: str(&c.TLSKey, nil), help: "PEM private key of tls_cert"},
 		{name: "origin", val: str(&c.Origin, originURL), required: true, help: "origin base URL: http:// or https:// and a host, no path or query; required"},
 		{name: "admin", val: str(&c.Admin, optional(anyAddr)), help: `admin listen address for /healthz and /metrics; "" disables it`},
 		{name: "admin_token", live: true, val: str(&c.AdminToken, nil), secret: true, help: "bearer token for the admin write endpoints"},
@@ -36,6 +38,7 @@ func (c *Config) settings() []setting {
 		{name: "ignore_query", val: list(&c.IgnoreQuery, nil), help: "query parameter names dropped from the cache key"},
 		{name: "sort_query", val: boolean(&c.SortQuery), help: "sort query parameters in the cache key"},
 		{name: "normalize_accept_encoding", val: boolean(&c.NormalizeAcceptEncoding), help: "key Vary: Accept-Encoding by the codings accepted (br, deflate, gzip, zstd), not by its spelling"},
+		{name: "rules", live: true, fileOnly: true, val: ruleValue(&c.Rules), help: "ordered rules matching requests (host, path_prefix, path_regex, methods, header, cookie) to bypass, ttl, max_ttl, key_headers, key_cookies or stale_if_error; the first match applies"},
 		{name: "key_host", val: str(&c.KeyHost, optional(hostName)), help: `host used in cache keys and sent upstream instead of each client's Host; "" keys on the client's Host`},
 		{name: "pass_ttl", val: dur(&c.PassTTL, nonNegative), help: "how long a URL with an unstorable response bypasses coalescing; 0 disables"},
 		{name: "coalesce_timeout", val: dur(&c.CoalesceTimeout, positive), help: "how long requests wait for an identical in-flight origin fetch before one of them fetches again"},
@@ -89,6 +92,7 @@ type setting struct {
 	secret    bool   // never echoed in errors or logs
 	live      bool   // a running node applies a change (SIGHUP); others need a restart
 	notInFile bool   // not accepted as a YAML key
+	fileOnly  bool   // only a YAML key: no flag, no environment variable
 }
 
 func (s *setting) flagName() string { return strings.ReplaceAll(s.name, "_", "-") }

@@ -171,6 +171,10 @@ func splitDirective(item []byte) (name, val []byte, hasVal bool) {
 	return item, nil, false
 }
 
+// TrimOWS trims the optional white space (spaces and tabs) around a field
+// value or list member (RFC 9110 §5.6.3).
+func TrimOWS(b []byte) []byte { return trimSpace(b) }
+
 func trimSpace(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]

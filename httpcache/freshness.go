@@ -192,6 +192,25 @@ type Policy struct {
 	// StripSetCookie stores responses with Set-Cookie without that field;
 	// otherwise such responses are not stored.
 	StripSetCookie bool
+
+	// The rest is an operator's rule for one request (zero: none). They
+	// change how long a storable response is kept, never whether it may
+	// be: no-store, private, Set-Cookie, credentials, Vary: * and status
+	// codes that need explicit freshness are decided as without them.
+
+	// TTL, when > 0, replaces the freshness lifetime: the response is
+	// fresh for TTL seconds from its arrival, whatever it says (s-maxage,
+	// max-age, Expires) or a heuristic or DefaultTTL would give. A
+	// response with no-cache is still validated on every use.
+	TTL int64
+	// MaxTTL, when > 0, caps the freshness a response has left on arrival
+	// at MaxTTL seconds.
+	MaxTTL int64
+	// StaleIfError, when > 0, is the stale-if-error window (RFC 5861 §4),
+	// in seconds, of responses that grant a shorter one or none: as if they
+	// had said stale-if-error=StaleIfError. must-revalidate,
+	// proxy-revalidate and no-cache still forbid serving them stale.
+	StaleIfError int64
 }
 
 // Reason says why a response is not stored; it doubles as Cache-Status detail.
@@ -288,12 +307,26 @@ func Storable(get bool, req *Request, resp *Response, p Policy) Reason {
 	}
 	// A response that is stale on arrival is worth keeping only if it can
 	// be revalidated or served stale (RFC 5861).
-	lifetime, _ := Lifetime(resp, 0, p)
+	lifetime, _ := StoredLifetime(resp, 0, 0, p)
 	if (lifetime <= 0 || resp.CC.NoCache) && !resp.HasValidator() &&
-		resp.CC.StaleIfError <= 0 && resp.CC.StaleWhileRevalidate <= 0 {
+		resp.CC.StaleIfError <= 0 && resp.CC.StaleWhileRevalidate <= 0 && p.StaleIfError <= 0 {
 		return NoFreshness
 	}
 	return Stored
+}
+
+// StoredLifetime is the freshness lifetime, in seconds, a response is
+// stored with: Lifetime, then the policy's TTL or MaxTTL, which count from
+// the response's arrival, when it was age seconds old (InitialAge).
+func StoredLifetime(resp *Response, age, responseTime int64, p Policy) (seconds int64, heuristicUsed bool) {
+	seconds, heuristicUsed = Lifetime(resp, responseTime, p)
+	switch {
+	case p.TTL > 0:
+		return age + p.TTL, false
+	case p.MaxTTL > 0 && seconds-age > p.MaxTTL:
+		return age + p.MaxTTL, heuristicUsed
+	}
+	return seconds, heuristicUsed
 }
 
 // Lifetime computes the freshness lifetime in seconds (§4.2.1): s-maxage,

@@ -506,3 +506,74 @@ func TestStrings(t *testing.T) {
 		})
 	}
 }
+
+// TestStoredLifetime: an operator's rule replaces or caps the freshness
+// a response is stored with, counted from its arrival (its initial age).
+func TestStoredLifetime(t *testing.T) {
+	tests := []struct {
+		name      string
+		lines     []string
+		age       int64
+		policy    Policy
+		want      int64
+		heuristic bool
+	}{
+		{"no rule: Lifetime unchanged", []string{dateBase, "Cache-Control: max-age=60"}, 10, Policy{}, 60, false},
+		{"ttl replaces max-age", []string{dateBase, "Cache-Control: max-age=60"}, 0, Policy{TTL: 600}, 600, false},
+		{"ttl replaces s-maxage=0", []string{dateBase, "Cache-Control: s-maxage=0"}, 0, Policy{TTL: 30}, 30, false},
+		{"ttl gives freshness where there is none", []string{dateBase}, 0, Policy{TTL: 30}, 30, false},
+		{"ttl replaces a heuristic", []string{dateBase, lmOld}, 0, Policy{TTL: 30}, 30, false},
+		{"ttl counts from arrival: an aged response stays fresh ttl more", []string{dateBase, "Age: 100", "Cache-Control: max-age=60"}, 100, Policy{TTL: 30}, 130, false},
+		{"max_ttl caps max-age", []string{dateBase, "Cache-Control: max-age=3600"}, 0, Policy{MaxTTL: 60}, 60, false},
+		{"max_ttl caps what is left on arrival", []string{dateBase, "Cache-Control: max-age=3600"}, 100, Policy{MaxTTL: 60}, 160, false},
+		{"max_ttl leaves a shorter lifetime alone", []string{dateBase, "Cache-Control: max-age=30"}, 0, Policy{MaxTTL: 60}, 30, false},
+		{"max_ttl leaves a stale arrival stale", []string{dateBase, "Age: 100", "Cache-Control: max-age=30"}, 100, Policy{MaxTTL: 60}, 30, false},
+		{"max_ttl caps a heuristic, which stays heuristic", []string{dateBase, lmOld}, 0, Policy{MaxTTL: 10}, 10, true},
+		{"max_ttl caps DefaultTTL", []string{dateBase}, 0, Policy{DefaultTTL: 600, MaxTTL: 60}, 60, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, h := StoredLifetime(respOf(t, 200, tc.lines...), tc.age, base, tc.policy)
+			if got != tc.want || h != tc.heuristic {
+				t.Errorf("StoredLifetime(%q, %d, %+v) = %d, %v; want %d, %v", tc.lines, tc.age, tc.policy, got, h, tc.want, tc.heuristic)
+			}
+		})
+	}
+}
+
+// TestStorableWithRule: a rule's ttl and stale_if_error change how long a
+// response is kept, never whether the RFCs let a shared cache store it.
+func TestStorableWithRule(t *testing.T) {
+	tests := []struct {
+		name   string
+		req    []string
+		status int
+		resp   []string
+		policy Policy
+		want   Reason
+	}{
+		{"RFC9111 §3 no freshness, no validator: not stored", nil, 200, []string{dateBase}, Policy{}, NoFreshness},
+		{"ttl makes it worth storing", nil, 200, []string{dateBase}, Policy{TTL: 60}, Stored},
+		{"ttl makes max-age=0 worth storing", nil, 200, []string{dateBase, "Cache-Control: max-age=0"}, Policy{TTL: 60}, Stored},
+		{"RFC5861 §4 stale_if_error makes a stale arrival worth storing", nil, 200, []string{dateBase, "Cache-Control: max-age=0"}, Policy{StaleIfError: 60}, Stored},
+		{"max_ttl alone does not", nil, 200, []string{dateBase}, Policy{MaxTTL: 60}, NoFreshness},
+		{"RFC9111 §5.2.2.5 ttl does not override no-store", nil, 200, []string{"Cache-Control: no-store"}, Policy{TTL: 60}, NoStore},
+		{"RFC9111 §5.2.1.5 nor a request's no-store", []string{"Cache-Control: no-store"}, 200, nil, Policy{TTL: 60}, NoStore},
+		{"RFC9111 §5.2.2.7 nor private", nil, 200, []string{"Cache-Control: private"}, Policy{TTL: 60}, Private},
+		{"RFC9111 §3.5 nor credentials", []string{"Authorization: Basic eDp5"}, 200, []string{dateBase}, Policy{TTL: 60}, AuthorizationNotShared},
+		{"RFC9111 §7.3 nor Set-Cookie", nil, 200, []string{"Set-Cookie: a=1"}, Policy{TTL: 60}, HasSetCookie},
+		{"RFC9111 §4.1 nor Vary: *", nil, 200, []string{"Vary: *"}, Policy{TTL: 60}, VaryStar},
+		{"RFC9111 §3 nor a status that needs explicit freshness", nil, 302, []string{dateBase}, Policy{TTL: 60}, StatusNotCacheable},
+		{"RFC9111 §3 nor an error the origin did not say may be stored", nil, 503, []string{dateBase}, Policy{TTL: 60}, StatusNotCacheable},
+		{"RFC9110 §15.1 404 is cacheable by default: ttl applies", nil, 404, []string{dateBase}, Policy{TTL: 60}, Stored},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var req Request
+			ParseRequest(&req, reqHeader(t, tc.req...))
+			if got := Storable(true, &req, respOf(t, tc.status, tc.resp...), tc.policy); got != tc.want {
+				t.Errorf("Storable(%q → %d %q, %+v) = %v, want %v", tc.req, tc.status, tc.resp, tc.policy, got, tc.want)
+			}
+		})
+	}
+}

@@ -37,13 +37,22 @@ type testCluster struct {
 	names  []string
 	client *fasthttp.Client
 	mutate func(*config.Config)
+	// options, if set, adjusts the Options each node starts with.
+	options func(name string, o *Options)
 }
 
 // startCluster starts a demo origin and n nodes; the others join the first.
 func startCluster(t *testing.T, n int, mutate func(*config.Config)) *testCluster {
 	t.Helper()
+	return startClusterOpts(t, n, mutate, nil)
+}
+
+// startClusterOpts is startCluster with options adjusting each node's
+// Options.
+func startClusterOpts(t *testing.T, n int, mutate func(*config.Config), options func(name string, o *Options)) *testCluster {
+	t.Helper()
 	c := &testCluster{
-		t: t, origin: startTestOrigin(t, "127.0.0.1:0"), mutate: mutate,
+		t: t, origin: startTestOrigin(t, "127.0.0.1:0"), mutate: mutate, options: options,
 		client: &fasthttp.Client{ReadTimeout: 20 * time.Second, WriteTimeout: 20 * time.Second, MaxConnsPerHost: 512},
 	}
 	t.Cleanup(func() {
@@ -105,7 +114,11 @@ func (c *testCluster) start(name string) *Node {
 	if err := cfg.Validate(); err != nil {
 		c.t.Fatalf("config: %v", err)
 	}
-	n, err := Start(cfg, Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Membership: func(o *cluster.Options) { o.Tune = clustertest.FastTimers }})
+	o := Options{Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), Membership: func(o *cluster.Options) { o.Tune = clustertest.FastTimers }}
+	if c.options != nil {
+		c.options(name, &o)
+	}
+	n, err := Start(cfg, o)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", cfg.NodeName, err)
 	}
@@ -295,6 +308,7 @@ func TestClusterPeerTLS(t *testing.T) {
 		next++
 		cfg.PeerListen = "127.0.0.1:0"
 		cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA = f.Cert, f.Key, f.CA
+		cfg.Replicas = 1 // with two copies on two members nothing is forwarded
 	})
 	n0, n1 := c.nodes[0], c.nodes[1]
 	var paths []string
@@ -667,3 +681,40 @@ func (c *testCluster) waitReplicated() {
 }
 
 func pct(n int64, of int) float64 { return 100 * float64(n) / float64(of) }
+
+// TestClusterReplicaHit: a member holding a replica of a key another member
+// owns answers it from the copy: no lookup at the owner, no origin request.
+func TestClusterReplicaHit(t *testing.T) {
+	// No hot cache: its sampled copies of the first, forwarded, round
+	// would answer some keys before the replica is looked at.
+	c := startCluster(t, 3, func(cfg *config.Config) { cfg.HotCacheSize = 0 })
+	n0 := c.nodes[0]
+	var paths []string
+	var held [cluster.MaxReplicas]cluster.Node
+	for i := 0; len(paths) < 10 && i < 1000; i++ {
+		p := fmt.Sprintf("/replica-%d?cc=max-age=600", i)
+		h := n0.Ring().Owners(held[:0], []byte("site.test"+p), 2)
+		if len(h) == 2 && h[0].Name != "n0" && h[1].Name == "n0" {
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) < 10 {
+		t.Fatalf("n0 is the second holder of only %d of 1,000 keys", len(paths))
+	}
+	for _, p := range paths { // filled at their owners, through n0
+		if r, err := c.get(n0, p); err != nil || r.Status != 200 {
+			t.Fatalf("GET %s: %v %d", p, err, r.Status)
+		}
+	}
+	c.waitReplicated()
+	before := c.originRequests()
+	for _, p := range paths {
+		r, err := c.get(n0, p)
+		if err != nil || r.Status != 200 || !strings.HasPrefix(r.CacheStatus(), "n0; hit; ") || !strings.Contains(r.CacheStatus(), "detail=replica") {
+			t.Fatalf("GET %s via n0, its replica holder: %v %d %q", p, err, r.Status, r.CacheStatus())
+		}
+	}
+	if got := c.originRequests() - before; got != 0 {
+		t.Fatalf("%d origin requests for replica hits", got)
+	}
+}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/httpcache"
 	"github.com/ringcache/ringcache/internal/sniff"
+	"github.com/ringcache/ringcache/internal/tlsfiles"
 	"github.com/ringcache/ringcache/origin"
 	"github.com/ringcache/ringcache/proxy"
 	"github.com/valyala/fasthttp"
@@ -45,8 +47,9 @@ type Node struct {
 	admin     *fasthttp.Server
 	adminLn   net.Listener
 	access    io.Closer
-	gate      cluster.ClientGate // keeps the peer protocol off the client listener
-	started   bool               // listeners handed to their servers
+	gate      cluster.ClientGate                  // keeps the peer protocol off the client listener
+	clientTLS *tlsfiles.Reloader[tls.Certificate] // tls_cert and tls_key; nil for plain HTTP
+	started   bool                                // listeners handed to their servers
 	startedAt time.Time
 	// Reloadable on SIGHUP.
 	adminToken atomic.Pointer[string]
@@ -82,6 +85,10 @@ type Options struct {
 	// Membership, if set, adjusts the membership's options before it
 	// starts; tests shrink serf's timers with it.
 	Membership func(*cluster.Options)
+	// TLSCheckInterval is how often the TLS files (tls_cert, tls_key and
+	// the peer_tls_* files) are looked at for changes; 0 means
+	// tlsfiles.DefaultInterval (2s). Tests shorten it.
+	TLSCheckInterval time.Duration
 }
 
 // Start builds a node from cfg (already validated) and starts serving. On
@@ -130,8 +137,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		// Peer traffic is always mutual TLS: from the operator's CA when
 		// given, else from a key derived from the peer secret.
 		if cfg.PeerTLSCert != "" {
-			if err = peerTLSFiles(cfg); err == nil {
-				n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA)
+			if n.peerTLS, err = cluster.LoadPeerTLS(cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA); err == nil {
+				n.peerTLS.Watch(o.TLSCheckInterval, log)
 			}
 		} else if n.peerTLS, err = cluster.SecretPeerTLS([]byte(cfg.PeerSecret)); err != nil {
 			err = fmt.Errorf("peer_secret: %w", err)
@@ -163,11 +170,19 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	}
 	n.proxy = proxy.New(popt, n.store, n.origin)
 
+	var clientTLS *tls.Config // nil: plain HTTP on listen
+	if cfg.TLSCert != "" {
+		if n.clientTLS, err = loadClientTLS(cfg); err != nil {
+			return nil, err
+		}
+		n.clientTLS.Watch(o.TLSCheckInterval, log)
+		clientTLS = clientTLSConfig(n.clientTLS)
+	}
 	if n.ln, err = Listen("listen", cfg.Listen); err != nil {
 		return nil, err
 	}
 	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
-	clientLn := n.ln
+	clientLn, shared := n.ln, false // shared: members use listen too
 	var access *accessLogger
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
@@ -177,28 +192,44 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		access = newAccessLogger(w, file, accessLogFormat(cfg))
 		n.access = access
 	}
+	// Handshakes are made, and first bytes read, before a connection
+	// reaches its server: within read_timeout, a bounded number at a time.
+	sniffOpt := sniff.Options{Timeout: cfg.ReadTimeout}
 	if n.peers != nil {
 		n.peerServer = cluster.NewPeerServer(n.proxy.Cache(), n.peers, cluster.PeerServerOptions{
 			Logger: log, MaxEntryBytes: cluster.EntryLimit(cfg.MaxObjectSize), Timeout: cfg.PeerTimeout, Clock: n.clock.Now,
 		})
-		var peerLn net.Listener
-		if cfg.PeerListen != "" {
-			if peerLn, err = Listen("peer_listen", cfg.PeerListen); err != nil {
-				return nil, err
-			}
-			peerLn = n.guard(peerLn, 0) // beneath TLS: write deadlines act on the socket
-		} else {
-			// One port for both: a TLS handshake is a peer's, plain HTTP a
-			// client's (client TLS is not served on listen).
-			sides := sniff.Split(n.ln, 2, sniff.FirstByte, sniff.Options{Timeout: cfg.ReadTimeout})
-			clientLn, peerLn = sides[0], sides[1]
-		}
 		// Members' two protocols share the peer listener: the handshake's
 		// agreed protocol routes a connection to the lookup exchange or to
 		// the HTTP server.
-		sides := sniff.Split(peerLn, 2, sniff.ALPN(n.peerTLS.Server, cluster.FramesALPN), sniff.Options{Timeout: cfg.ReadTimeout})
-		n.framesLn, n.peerLn = sides[0], sides[1]
+		peerSides := sniff.ALPN(n.peerTLS.Server, cluster.FramesALPN)
+		switch {
+		case cfg.PeerListen != "":
+			peerLn, err := Listen("peer_listen", cfg.PeerListen)
+			if err != nil {
+				return nil, err
+			}
+			peerLn = n.guard(peerLn, 0) // beneath TLS: write deadlines act on the socket
+			sides := sniff.Split(peerLn, 2, peerSides, sniffOpt)
+			n.framesLn, n.peerLn = sides[0], sides[1]
+		case clientTLS != nil:
+			// One port, TLS for everyone: the protocols a handshake
+			// offers tell a member from a client (sharedTLS).
+			sides := sniff.Split(n.ln, 3, sniff.RequireTLS(sniff.ALPN(sharedTLS(clientTLS, n.peerTLS), cluster.FramesALPN, cluster.PeerALPN), plainToTLS), sniffOpt)
+			n.framesLn, n.peerLn, clientLn, shared = sides[0], sides[1], sides[2], true
+		default:
+			// One port for both: a TLS handshake is a peer's, plain HTTP a
+			// client's.
+			sides := sniff.Split(n.ln, 2, sniff.FirstByte, sniffOpt)
+			clientLn, shared = sides[0], true
+			sides = sniff.Split(sides[1], 2, peerSides, sniffOpt)
+			n.framesLn, n.peerLn = sides[0], sides[1]
+		}
 		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
+	}
+	if clientTLS != nil && !shared {
+		// Clients alone on listen, over TLS only.
+		clientLn = sniff.Split(n.ln, 1, sniff.RequireTLS(sniff.ALPN(clientTLS), plainToTLS), sniffOpt)[0]
 	}
 	n.srv = n.newServer(n.gate.Handler(n.proxy.Handler), cfg.MaxRequestBody, false)
 	if access != nil {
@@ -256,7 +287,7 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			log.Error("proxy listener stopped", "err", err)
 		}
 	})
-	log.Info("ringcache serving", "listen", n.Addr(), "origin", cfg.Origin, "admin", n.AdminAddr(),
+	log.Info("ringcache serving", "listen", n.Addr(), "tls", n.clientTLS != nil, "origin", cfg.Origin, "admin", n.AdminAddr(),
 		"store", cfg.Store, "cache_size", config.FormatBytes(cfg.CacheSize), "gossip", n.GossipAddr())
 	return n, nil
 }
@@ -410,6 +441,7 @@ func proxyOptions(cfg config.Config, m *proxy.Metrics, log *slog.Logger) proxy.O
 	o := proxy.Options{
 		Key:             cache.KeyOptions{IgnoreQuery: cfg.IgnoreQuery, SortQuery: cfg.SortQuery, Host: cfg.KeyHost, Codings: cfg.NormalizeAcceptEncoding},
 		Policy:          policy(cfg),
+		Rules:           cfg.Rules,
 		PurgeAllow:      prefixes(cfg.PurgeAllow),
 		TrustedProxies:  prefixes(cfg.TrustedProxies),
 		Forwarded:       cfg.ForwardedHeader,
@@ -623,6 +655,12 @@ func (n *Node) closeAll() {
 	if n.peers != nil {
 		n.peers.Close()
 	}
+	if n.peerTLS != nil {
+		n.peerTLS.Close()
+	}
+	if n.clientTLS != nil {
+		n.clientTLS.Close()
+	}
 	if n.hot != nil {
 		n.hot.Close()
 	}
@@ -678,22 +716,6 @@ func fileError(setting string, err error) error {
 		return fmt.Errorf("%s %s: %w", setting, pe.Path, pe.Err)
 	}
 	return fmt.Errorf("%s: %w", setting, err)
-}
-
-// peerTLSFiles checks that the peer TLS files can be read, so that a
-// missing one is named by its setting; what is in them is the cluster's to
-// judge.
-func peerTLSFiles(cfg config.Config) error {
-	for _, f := range [...]struct{ setting, path string }{
-		{"peer_tls_cert", cfg.PeerTLSCert}, {"peer_tls_key", cfg.PeerTLSKey}, {"peer_tls_ca", cfg.PeerTLSCA},
-	} {
-		file, err := os.Open(f.path)
-		if err != nil {
-			return fileError(f.setting, err)
-		}
-		file.Close()
-	}
-	return nil
 }
 
 // badRequest answers requests fasthttp could not parse: a clear 4xx, never

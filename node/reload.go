@@ -7,10 +7,19 @@ import (
 // Reload moves the node to next as far as that can happen while it runs
 // and returns the settings applied and those that differ but need a
 // restart (config.Reload decides which are which). It also re-reads the
-// peer TLS files, so rotated certificates take effect (as
-// "peer_tls_files"); files that do not load are logged and the current
-// ones stay. Without Options.LogLevel, log_level needs a restart too.
+// TLS files at once, as "tls_files" (tls_cert, tls_key) and
+// "peer_tls_files"; files that do not load are logged and the current
+// ones stay. (The node reloads them by itself too, within seconds of a
+// change on disk: a signal is never needed.) Without Options.LogLevel,
+// log_level needs a restart too.
 func (n *Node) Reload(next config.Config) (applied, restart []string) {
+	if n.clientTLS != nil {
+		if err := n.clientTLS.Reload(); err != nil {
+			n.log.Error("TLS files not reloaded; keeping the current certificate", "err", err)
+		} else {
+			applied = append(applied, "tls_files")
+		}
+	}
 	if n.peerTLS != nil {
 		if err := n.peerTLS.Reload(); err != nil {
 			n.log.Error("peer TLS files not reloaded; keeping the current certificates", "err", err)
@@ -36,4 +45,5 @@ func (n *Node) apply() {
 	n.adminToken.Store(&n.cfg.AdminToken)
 	n.proxy.SetPurgeAllow(prefixes(n.cfg.PurgeAllow))
 	n.proxy.SetPolicy(policy(n.cfg))
+	n.proxy.SetRules(n.cfg.Rules)
 }

@@ -6,6 +6,7 @@ package node
 import (
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,6 +20,14 @@ import (
 func TestStartErrorsLeaveNothing(t *testing.T) {
 	o := startTestOrigin(t, "127.0.0.1:0")
 	missing := filepath.Join(t.TempDir(), "missing.pem")
+	ca := testutil.NewCA(t)
+	certPEM, keyPEM := ca.Issue(t, "node", 1)
+	certFile, keyFile := filepath.Join(t.TempDir(), "tls.crt"), filepath.Join(t.TempDir(), "tls.key")
+	for path, data := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// Each case fails at a later step than the one before: the listeners
 	// taken by then must be given back.
 	for _, tc := range []struct {
@@ -27,6 +36,11 @@ func TestStartErrorsLeaveNothing(t *testing.T) {
 		want   string // the error, with BUSY for the busy address
 	}{
 		{"listen", func(c *config.Config, busy string) { c.Listen = busy },
+			"listen BUSY: address already in use"},
+		{"tls_cert", func(c *config.Config, _ string) { c.TLSCert, c.TLSKey = missing, keyFile },
+			"tls_cert " + missing + ": no such file or directory"},
+		// The certificate loaded and watched: the watcher must stop too.
+		{"listen with TLS", func(c *config.Config, busy string) { c.TLSCert, c.TLSKey, c.Listen = certFile, keyFile, busy },
 			"listen BUSY: address already in use"},
 		{"peer TLS files", func(c *config.Config, _ string) {
 			c.Gossip, c.PeerTLSCert, c.PeerTLSKey, c.PeerTLSCA = "127.0.0.1:0", missing, missing, missing

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/netip"
+	"strings"
 
 	"github.com/ringcache/ringcache/httpcache"
 	"github.com/valyala/fasthttp"
@@ -14,7 +15,9 @@ import (
 // Who may set them:
 //
 //   - anyone: the node replaces them with what it saw itself (the
-//     connecting address, its own scheme, the request's authority). A
+//     connecting address, its own scheme — https when the connection is
+//     TLS, as on a node's HTTPS listen, also for tunnels — and the
+//     request's authority). A
 //     client could otherwise make the origin build a page for a host or
 //     scheme of its choosing, which would then be cached for everyone.
 //   - a trusted proxy (the connecting address is in Options.TrustedProxies,
@@ -52,13 +55,8 @@ func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, s
 	if st.forwarded {
 		return // a peer already set them from the client's connection
 	}
-	ip, _ := netip.AddrFromSlice(ctx.RemoteIP())
-	ip = ip.Unmap()
-	trusted := p.trusted(ip)
-	proto := "http"
-	if ctx.IsTLS() {
-		proto = "https"
-	}
+	ip, trusted := p.client(ctx)
+	proto := string(scheme(ctx))
 	h := &out.Header
 	var buf [128]byte
 
@@ -111,6 +109,65 @@ func (p *Proxy) addForwarding(out *fasthttp.Request, ctx *fasthttp.RequestCtx, s
 		}
 		h.SetCanonical(strForwarded, appendForwardedElement(fwd, ip, p.keys.Host(st.host), proto))
 	}
+}
+
+// client returns the address ctx's connection came from and whether it is
+// a trusted proxy's.
+func (p *Proxy) client(ctx *fasthttp.RequestCtx) (ip netip.Addr, trusted bool) {
+	ip, _ = netip.AddrFromSlice(ctx.RemoteIP())
+	ip = ip.Unmap()
+	return ip, p.trusted(ip)
+}
+
+// scheme is the scheme the client reached this node by, as
+// X-Forwarded-Proto and Forwarded name it.
+func scheme(ctx *fasthttp.RequestCtx) []byte {
+	if ctx.IsTLS() {
+		return strHTTPS
+	}
+	return strHTTP
+}
+
+// originView is a request's fields as the origin will receive them, where
+// an operator's rule adds them to the key (cache.FieldSource): the client's
+// own, except the forwarding fields, which addForwarding sets for a client
+// that is not a trusted proxy. A rule keyed on X-Forwarded-Proto thus
+// reads "http" for a client that claims "https" over a clear connection,
+// as the origin will, so the lookup meets the variant the fill stores,
+// which reads the fill request itself; and a client cannot have a page the
+// origin built for one value stored under another. X-Forwarded-For and
+// Forwarded, which differ for every client, cannot be keyed on
+// (rules.Compile refuses them).
+type originView struct {
+	p   *Proxy
+	ctx *fasthttp.RequestCtx
+	st  *reqState
+	one [1][]byte
+}
+
+func (v *originView) Cookie(name string) []byte { return v.ctx.Request.Header.Cookie(name) }
+
+// PeekAll returns the lines of the field name, lower-case, as the origin
+// will receive them.
+func (v *originView) PeekAll(name string) [][]byte {
+	h := &v.ctx.Request.Header
+	if v.st.forwarded || !(name == "forwarded" || strings.HasPrefix(name, "x-forwarded-")) {
+		return h.PeekAll(name) // a member's forward carries them as the origin gets them
+	}
+	if _, trusted := v.p.client(v.ctx); trusted {
+		if lines := h.PeekAll(name); len(lines) > 0 {
+			return lines
+		}
+	}
+	switch name {
+	case "x-forwarded-proto":
+		v.one[0] = scheme(v.ctx)
+	case "x-forwarded-host":
+		v.one[0] = v.p.keys.Host(v.st.host)
+	default:
+		return nil // a client's other X-Forwarded-* fields are dropped
+	}
+	return v.one[:]
 }
 
 // trusted reports whether ip, a connecting address, is one of

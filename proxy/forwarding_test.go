@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"net"
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ringcache/ringcache/internal/testutil"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 )
 
 // clientFrom returns a client of n's proxy listener whose connections come
@@ -102,6 +106,75 @@ func TestForwardingFields(t *testing.T) {
 					if got[f] != want {
 						t.Errorf("%s: origin got %s %q, want %q", method, f, got[f], want)
 					}
+				}
+			}
+		})
+	}
+}
+
+// tlsClientFrom serves n's proxy handler on a listener of its own behind
+// TLS, as a node's HTTPS listen does, and returns a client of it whose
+// connections come from ip.
+func (n *node) tlsClientFrom(ip string) *fasthttp.Client {
+	t := n.t
+	ca := testutil.NewCA(t)
+	certPEM, keyPEM := ca.Issue(t, "proxy", 1)
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := fasthttputil.NewInmemoryListener()
+	srv := &fasthttp.Server{Handler: n.p.Handler, Logger: quietLogger{}}
+	done := make(chan struct{})
+	go func() {
+		_ = srv.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}))
+		close(done)
+	}()
+	t.Cleanup(func() {
+		for {
+			_ = srv.Shutdown()
+			select {
+			case <-done:
+				return
+			case <-time.After(testutil.PollInterval):
+			}
+		}
+	})
+	addr := &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000}
+	return &fasthttp.Client{Dial: func(string) (net.Conn, error) {
+		c, err := ln.DialWithLocalAddr(addr)
+		if err != nil {
+			return nil, err
+		}
+		return tls.Client(c, &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"}), nil
+	}}
+}
+
+// TestForwardingOverTLS: a client on a TLS connection is https wherever
+// the node sets the scheme itself; a trusted proxy's own word still wins.
+func TestForwardingOverTLS(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	for _, tc := range []struct {
+		name, from string
+		headers    []string
+		want       map[string]string
+	}{
+		{"a client's claim is replaced by https", "192.0.2.1", []string{"X-Forwarded-Proto: http", "Forwarded: proto=http"},
+			map[string]string{"X-Forwarded-For": "192.0.2.1", "X-Forwarded-Proto": "https", "Forwarded": "for=192.0.2.1;host=example.com;proto=https"}},
+		{"a trusted proxy that sent none gets https", "10.1.2.3", nil,
+			map[string]string{"X-Forwarded-For": "10.1.2.3", "X-Forwarded-Proto": "https", "Forwarded": "for=10.1.2.3;host=example.com;proto=https"}},
+		{"a trusted proxy's scheme is kept, this hop's is https", "10.1.2.3", []string{"X-Forwarded-Proto: http", "Forwarded: for=203.0.113.9;proto=http"},
+			map[string]string{"X-Forwarded-For": "10.1.2.3", "X-Forwarded-Proto": "http", "Forwarded": "for=203.0.113.9;proto=http, for=10.1.2.3;host=example.com;proto=https"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode(t, Options{TrustedProxies: trusted, Forwarded: true}, answer(nil, 200, "Cache-Control: no-store"))
+			if r := n.send(n.tlsClientFrom(tc.from), "GET", "/f", tc.headers...); r.StatusCode() != 200 {
+				t.Fatalf("status %d", r.StatusCode())
+			}
+			got := forwardingSeen(n.origin.lastRequest())
+			for f, want := range tc.want {
+				if got[f] != want {
+					t.Errorf("origin got %s %q, want %q", f, got[f], want)
 				}
 			}
 		})

@@ -147,8 +147,9 @@ func (p *Proxy) storedField(key, connection []byte, r *httpcache.Response) bool 
 		!httpcache.ListContains(r.CC.NoCacheFields, key)
 }
 
-// newEntry copies the stored part of an origin response into one Entry.
-func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r *httpcache.Response, reqTime, respTime int64) *cache.Entry {
+// newEntry copies the stored part of an origin response into one Entry,
+// kept as pol says (the node's policy with the request's rule applied).
+func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r *httpcache.Response, pol httpcache.Policy, reqTime, respTime int64) *cache.Entry {
 	connection := h.Peek("Connection")
 	fields := make([]cache.Field, 0, 32) // on the stack unless a response has more
 	hasDate := false
@@ -162,14 +163,15 @@ func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r 
 		// A cache that forwards a response without Date adds one (RFC 9110 §6.6.1).
 		fields = append(fields, cache.Field{Key: strDate, Value: fasthttp.AppendHTTPDate(nil, time.Unix(0, respTime))})
 	}
+	// A rule's stale_if_error counts as if the response had said it.
 	stale := cache.Stale{
 		WhileRevalidate: max(0, r.CC.StaleWhileRevalidate),
-		IfError:         max(0, r.CC.StaleIfError),
+		IfError:         max(0, r.CC.StaleIfError, clamp32(pol.StaleIfError)),
 	}
 	e := cache.NewEntry(key, fields, body, stale)
 
-	lifetime, heuristic := httpcache.Lifetime(r, respTime/1e9, *p.policy.Load())
 	age := httpcache.InitialAge(r, reqTime, respTime)
+	lifetime, heuristic := httpcache.StoredLifetime(r, age, respTime/1e9, pol)
 	e.Status = uint16(r.Status)
 	e.ResponseTime = respTime
 	e.InitialAge, e.Lifetime = clamp32(age), clamp32(lifetime)

@@ -147,7 +147,8 @@ func TestPeerHitAllocs(t *testing.T) {
 		t.Fatal("no entry to hold")
 	}
 	owner := &fakePeer{name: "owner", held: map[string]*cache.Entry{"example.com/obj": e}}
-	p := New(Options{Name: "me", Clock: clk.Now, Peers: &fakePeers{owner: owner}}, st, FetcherFunc(func(context.Context, *fasthttp.Request, *fasthttp.Response) error {
+	mine, _ := clockedStore(t, "ristretto", 64<<20) // holds no replica: every hit is a lookup
+	p := New(Options{Name: "me", Clock: clk.Now, Peers: &fakePeers{owner: owner}}, mine, FetcherFunc(func(context.Context, *fasthttp.Request, *fasthttp.Response) error {
 		return errors.New("no origin here")
 	}))
 	t.Cleanup(p.Close)
@@ -162,5 +163,67 @@ func TestPeerHitAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, serve); n != 0 {
 		t.Fatalf("a forwarded hit allocates %.1f times per request, want 0", n)
+	}
+}
+
+// TestReplicaHit: a fresh copy this node holds of a key another member owns
+// (a replica the owner pushed) is served here without asking the owner; a
+// stale one, or a request the copy cannot answer, goes to the owner as if
+// nothing were held.
+func TestReplicaHit(t *testing.T) {
+	clk := testutil.NewClock()
+	owner := &fakePeer{name: "owner", forward: ownerAnswer}
+	n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}}, nil)
+	// The replica as the cluster stores it: the owner's fill, pushed here.
+	filler := newNodeAt(t, clk, Options{Name: "owner"}, nil)
+	filler.origin.set(answer(clk, 200, "Cache-Control: max-age=60"))
+	filler.get("/r")
+	filler.st.Range(func(e *cache.Entry) bool { n.st.Set(e.Clone()); return true })
+
+	r := n.get("/r")
+	wantStatus(t, r, 200, "me; hit; ttl=60; detail=replica")
+	if owner.gets.Load() != 0 || owner.forwards.Load() != 0 || n.origin.calls.Load() != 0 {
+		t.Fatalf("a replica hit asked the owner (%d lookups, %d forwards) or the origin (%d)", owner.gets.Load(), owner.forwards.Load(), n.origin.calls.Load())
+	}
+
+	// RFC 9111 §5.2.1.4: no-cache makes the copy need validation, which is
+	// the owner's to do.
+	n.get("/r", "Cache-Control: no-cache")
+	if owner.gets.Load()+owner.forwards.Load() == 0 {
+		t.Fatal("a no-cache request was answered from the replica")
+	}
+
+	// Stale: the owner decides (and refreshes once for the cluster).
+	clk.Advance(61 * time.Second)
+	before := owner.gets.Load() + owner.forwards.Load()
+	r = n.get("/r")
+	if owner.gets.Load()+owner.forwards.Load() == before || strings.Contains(csOf(r), "detail=replica") {
+		t.Fatalf("a stale replica was served here: %q", csOf(r))
+	}
+}
+
+// TestReplicaHitAllocs: a hit on a replica allocates nothing.
+func TestReplicaHitAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	st, clk := clockedStore(t, "ristretto", 64<<20)
+	hitProxy(t, st, 1024, clk) // fills st: the replica
+	owner := &fakePeer{name: "owner", getErr: errors.New("not asked")}
+	p := New(Options{Name: "me", Clock: clk.Now, Peers: &fakePeers{owner: owner}}, st, FetcherFunc(func(context.Context, *fasthttp.Request, *fasthttp.Response) error {
+		return errors.New("no origin here")
+	}))
+	t.Cleanup(p.Close)
+	ctx := newCtx("/obj")
+	serve := func() {
+		ctx.Response.Reset()
+		p.Handler(ctx)
+	}
+	serve()
+	if cs := string(ctx.Response.Header.Peek("Cache-Status")); !strings.Contains(cs, "detail=replica") {
+		t.Fatalf("not a replica hit: %q", cs)
+	}
+	if n := testing.AllocsPerRun(200, serve); n != 0 {
+		t.Fatalf("a replica hit allocates %.1f times per request, want 0", n)
 	}
 }

@@ -85,9 +85,11 @@ func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, now int64) int {
 	f.Max = lookupMax
 	sent := now
 	from, found, err := p.opt.Peers.Lookup(context.Background(), st.key, f)
+	keyed := st.keyed()
 	if err == nil && found && f.Entry.Has(cache.VaryMarker) {
-		st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, &f.Entry, &ctx.Request.Header)
+		st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, &f.Entry, &ctx.Request.Header, st.rkey)
 		from, found, err = p.opt.Peers.Lookup(context.Background(), st.vkey, f)
+		keyed = false // the variant looked up is this request's
 	}
 	if err != nil {
 		p.m.peerFallbacks.Inc()
@@ -98,8 +100,10 @@ func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, now int64) int {
 		return peerAsk
 	}
 	e := &f.Entry
-	if e.Has(cache.VaryMarker) || (st.req.Authorization && !e.Has(cache.Shared)) {
-		return peerAsk // a marker's variant keyed as a marker (a race with a change of Vary); credentials
+	if e.Has(cache.VaryMarker) || (st.req.Authorization && !e.Has(cache.Shared)) || keyed {
+		// A marker's variant keyed as a marker (a race with a change of
+		// Vary); credentials; the URL's entry for requests no rule keys.
+		return peerAsk
 	}
 	s := storedResponse(e, now)
 	if httpcache.Reuse(&s, &st.req.CC) != httpcache.Serve {
@@ -115,8 +119,9 @@ func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, now int64) int {
 // keepHot does for forwarded answers: for no longer than HotTTL nor its
 // freshness, and not when an invalidation came since the lookup left.
 func (p *Proxy) keepHotCopy(st *reqState, e *cache.Entry, s *httpcache.StoredResponse, sent int64) {
-	if p.hot == nil || p.hotTick.Add(1)%hotSample != 0 || e.Status != fasthttp.StatusOK || len(e.Get("vary")) > 0 {
-		return
+	if p.hot == nil || p.hotTick.Add(1)%hotSample != 0 || e.Status != fasthttp.StatusOK || len(e.Get("vary")) > 0 ||
+		st.keyed() {
+		return // hot copies are kept under the URL's key alone
 	}
 	if e.Has(cache.NoCache) || p.local.Stale(e, sent) {
 		return
@@ -198,8 +203,8 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 // but is not kept. Nor is a body whose length is not the Content-Length:
 // it is not the whole response, and a copy would serve it for HotTTL.
 func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *cache.Entry, upstream []byte, err error) {
-	if resp.StatusCode() != fasthttp.StatusOK || len(resp.Header.Peek("Vary")) > 0 {
-		return nil, nil, nil
+	if resp.StatusCode() != fasthttp.StatusOK || len(resp.Header.Peek("Vary")) > 0 || st.keyed() {
+		return nil, nil, nil // hot copies are kept under the URL's key alone
 	}
 	// A hot key is forwarded often, so a one-in-N sample finds it quickly
 	// while cold keys rarely take room.
@@ -211,7 +216,8 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *c
 	}
 	var r httpcache.Response
 	httpcache.ParseResponse(&r, &resp.Header)
-	if httpcache.Storable(true, &st.req, &r, *p.policy.Load()) != httpcache.Stored || r.SetCookie || r.CC.NoCache {
+	pol := st.rule.Policy(*p.policy.Load())
+	if httpcache.Storable(true, &st.req, &r, pol) != httpcache.Stored || r.SetCookie || r.CC.NoCache {
 		return nil, nil, nil
 	}
 	// Content-Length is known and within MaxObjectSize: the whole body is read.
@@ -222,7 +228,7 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *c
 	}
 	complete := len(body) == resp.Header.ContentLength()
 	now := p.now()
-	e = p.newEntry(st.key, &resp.Header, body, &r, now, now)
+	e = p.newEntry(st.key, &resp.Header, body, &r, pol, now, now)
 	upstream = bytes.Clone(resp.Header.PeekBytes(strCacheStatus))
 	closeResponse(resp)
 	s := storedResponse(e, now)
@@ -252,10 +258,13 @@ func (p *Proxy) takeover(st *reqState, h *fasthttp.RequestHeader) *cache.Entry {
 		return nil
 	}
 	if !e.Has(cache.VaryMarker) {
+		if st.keyed() {
+			return nil // kept, but for requests no rule keys
+		}
 		return e
 	}
 	st.marker = e
-	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h)
+	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h, st.rkey)
 	v := p.fetchFrom(prev, st.vkey, st)
 	if v == nil || !p.local.Accept(v) {
 		return nil

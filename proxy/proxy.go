@@ -17,6 +17,7 @@ import (
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/httpcache"
 	"github.com/ringcache/ringcache/internal/reqbody"
+	"github.com/ringcache/ringcache/rules"
 	"github.com/valyala/fasthttp"
 )
 
@@ -43,6 +44,10 @@ type Options struct {
 	Key  cache.KeyOptions
 	// Policy holds the caching choices the RFCs leave to the cache.
 	Policy httpcache.Policy
+	// Rules are the operator's rules: the first that matches a GET or
+	// HEAD request may bypass the cache, change how long its response is
+	// kept or add request fields to its key. Nil: none.
+	Rules *rules.Set
 	// MaxObjectSize: larger responses are streamed to the client and never
 	// stored. Default 8 MiB.
 	MaxObjectSize int64
@@ -127,6 +132,7 @@ type Proxy struct {
 	hotTick atomic.Uint64
 	// Reloadable (SIGHUP): read on every use.
 	policy     atomic.Pointer[httpcache.Policy]
+	rules      atomic.Pointer[rules.Set]
 	purgeAllow atomic.Pointer[[]netip.Prefix]
 	top        topKeys
 	gen        atomic.Int64 // last Vary marker generation handed out
@@ -146,6 +152,16 @@ type reqState struct {
 	// forward to the owner all name this host and no other.
 	host      []byte
 	key, vkey []byte
+	// rule is the operator's rule matching the request, or nil: matched
+	// once, when the request is first served.
+	rule *rules.Rule
+	// rkey is the rule fields of the request's key (cache.KeyFields), read
+	// from view; empty when no rule keys it.
+	rkey []byte
+	view originView
+	// fkey is the flight key of a rule-keyed request whose URL has no
+	// marker yet (see fill).
+	fkey      []byte
 	params    [][]byte
 	req       httpcache.Request
 	marker    *cache.Entry // the URL's Vary marker, if any
@@ -209,6 +225,7 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 	p.local = cache.NewLocal(st, cache.LocalOptions{Hot: o.Hot, Keys: p.keys, Clock: o.Clock, OnPurge: p.m.observePurge})
 	p.top.fullURLs = o.StatsFullURLs
 	p.SetPolicy(o.Policy)
+	p.SetRules(o.Rules)
 	p.SetPurgeAllow(o.PurgeAllow)
 	p.states.New = func() any {
 		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256)}
@@ -223,6 +240,11 @@ func (p *Proxy) Cache() *cache.Local { return p.local }
 // SetPolicy replaces the caching policy (default TTL, heuristics, cookie
 // handling) for responses fetched from now on.
 func (p *Proxy) SetPolicy(pol httpcache.Policy) { p.policy.Store(&pol) }
+
+// SetRules replaces the operator's rules (nil: none) for requests that
+// arrive from now on. Entries stored under the old rules keep the TTL and
+// stale-if-error they were stored with.
+func (p *Proxy) SetRules(s *rules.Set) { p.rules.Store(s) }
 
 // SetPurgeAllow replaces the networks allowed to send PURGE.
 func (p *Proxy) SetPurgeAllow(nets []netip.Prefix) { p.purgeAllow.Store(&nets) }
@@ -284,9 +306,9 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	case bytes.Equal(h.Method(), methodPurge):
 		p.purgeMethod(ctx, st)
 	case h.IsOptions():
-		p.pass(ctx, st, false)
+		p.pass(ctx, st, fwdRequest, detailNone)
 	default:
-		p.pass(ctx, st, true)
+		p.pass(ctx, st, fwdMethod, detailNone)
 	}
 	if st.counted {
 		p.m.durations[st.outcome].Observe(time.Since(start).Seconds())
@@ -294,6 +316,9 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 }
 
 var methodPurge = []byte("PURGE")
+
+// keyed reports whether a rule adds fields of the request to its key.
+func (st *reqState) keyed() bool { return len(st.rkey) > 0 }
 
 // count records how a request was answered: ringcache_requests_total now,
 // its duration when the handler returns.
@@ -303,13 +328,14 @@ func (p *Proxy) count(st *reqState, o Outcome) {
 }
 
 func (p *Proxy) putState(st *reqState) {
-	st.host, st.marker, st.forwarded, st.counted = nil, nil, false, false
+	st.host, st.marker, st.forwarded, st.counted, st.rule = nil, nil, false, false, nil
+	st.rkey, st.view = st.rkey[:0], originView{}
 	st.req.CC.Reset()
 	st.fetched.Release()
 	if cap(st.fetched.Buf) > 64<<10 {
 		st.fetched.Buf = nil // a large entry's buffer: let it go
 	}
-	if cap(st.key) > 64<<10 || cap(st.vkey) > 64<<10 {
+	if cap(st.key) > 64<<10 || cap(st.vkey) > 64<<10 || cap(st.fkey) > 64<<10 || cap(st.rkey) > 64<<10 {
 		return // do not pool buffers grown by a freak request
 	}
 	p.states.Put(st)
@@ -317,8 +343,21 @@ func (p *Proxy) putState(st *reqState) {
 
 // serveCacheable answers a GET or HEAD.
 func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
-	now := p.now()
 	h := &ctx.Request.Header
+	// The rule is matched on the host the key names, which is also the
+	// one a forward to the owner carries, so the owner matches the same.
+	st.rule = p.rules.Load().Match(p.keys.Host(st.host), ctx.URI(), h)
+	if st.rule != nil && st.rule.Bypass() {
+		p.pass(ctx, st, fwdBypass, detailRule)
+		return
+	}
+	if f := st.rule.Key(); f.Keyed() {
+		// Read as the origin will receive the request, as the fill that
+		// stores the variant reads them (see originView).
+		st.view = originView{p: p, ctx: ctx, st: st}
+		st.rkey = f.AppendKey(st.rkey[:0], &st.view)
+	}
+	now := p.now()
 	p.primaryKey(st, ctx.URI())
 	httpcache.ParseRequest(&st.req, h)
 	if !st.forwarded {
@@ -333,6 +372,12 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 			return
 		}
 		if _, ok := p.opt.Peers.Owner(st.key); ok {
+			if e := p.replicaHit(st, h, now); e != nil {
+				s := storedResponse(e, now)
+				p.count(st, Hit)
+				p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailReplica})
+				return
+			}
 			switch p.peerHit(ctx, st, now) {
 			case peerServed:
 				return
@@ -390,7 +435,7 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	if len(st.req.Range) > 0 {
 		// A range of an object we do not hold: relay it, store nothing.
-		p.pass(ctx, st, false)
+		p.pass(ctx, st, fwdRequest, detailNone)
 		return
 	}
 	if st.req.Authorization {
@@ -426,10 +471,14 @@ func (p *Proxy) lookup(st *reqState, h *fasthttp.RequestHeader, now int64) (*cac
 		return nil, fwdURIMiss
 	}
 	if !e.Has(cache.VaryMarker) {
+		if st.keyed() && !e.Has(cache.Pass) {
+			// Stored for requests no rule keyed: not this request's.
+			return nil, fwdVaryMiss
+		}
 		return e, fwdNone
 	}
 	st.marker = e
-	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h)
+	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, e, h, st.rkey)
 	v, ok := p.store.Get(st.vkey)
 	if !ok {
 		return nil, fwdVaryMiss
@@ -475,8 +524,14 @@ type result struct {
 // concurrent requests for the same key into one origin fetch.
 func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry, fwd fwdReason) {
 	fkey := st.key
-	if st.marker != nil {
+	switch {
+	case st.marker != nil:
 		fkey = st.vkey
+	case st.keyed():
+		// No marker yet: coalesce with the requests that will share the
+		// variant, not with every request for the URL.
+		st.fkey = p.keys.AppendVariant(st.fkey[:0], st.key, nil, &ctx.Request.Header, st.rkey)
+		fkey = st.fkey
 	}
 	f, leader := p.flights.join(fkey)
 	if !leader {
@@ -532,8 +587,8 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry,
 
 // hotHit returns a fresh hot copy of a key owned by another member.
 func (p *Proxy) hotHit(st *reqState, now int64) *cache.Entry {
-	if p.hot == nil {
-		return nil
+	if p.hot == nil || st.keyed() {
+		return nil // hot copies are kept under the URL's key alone
 	}
 	e, ok := p.hot.Get(st.key)
 	if !ok || (st.req.Authorization && !e.Has(cache.Shared)) {
@@ -546,12 +601,32 @@ func (p *Proxy) hotHit(st *reqState, now int64) *cache.Entry {
 	return e
 }
 
+// replicaHit returns a fresh entry this node stores for a key another
+// member owns: with replicas, each key's next holders keep a copy that the
+// owner pushed after its fill, and a purge or an invalidation reaches them
+// as it reaches the owner. Serving it here saves the lookup at the owner —
+// with two copies on three members, two hits in three. Anything else (a
+// stale or revalidating copy, a pass marker, credentials on an unshared
+// response) is the owner's to decide, as when nothing is stored here.
+func (p *Proxy) replicaHit(st *reqState, h *fasthttp.RequestHeader, now int64) *cache.Entry {
+	e, _ := p.lookup(st, h, now)
+	if e == nil || e.Has(cache.Pass) || (st.req.Authorization && !e.Has(cache.Shared)) {
+		st.marker = nil
+		return nil
+	}
+	s := storedResponse(e, now)
+	if httpcache.Reuse(&s, &st.req.CC) != httpcache.Serve {
+		st.marker = nil
+		return nil
+	}
+	return e
+}
+
 // sameVariant reports whether a shared result answers this request's
 // variant (RFC 9111 §4.1).
 func (p *Proxy) sameVariant(st *reqState, e *cache.Entry, h *fasthttp.RequestHeader) bool {
-	vary := e.Get("vary")
-	if len(vary) == 0 {
-		return true
+	if len(e.Get("vary")) == 0 && !st.keyed() && len(cache.PrimaryKey(e.Key())) == len(e.Key()) {
+		return true // the URL's one response
 	}
 	if st.marker == nil || !bytes.HasPrefix(e.Key(), st.key) {
 		// We looked up before the leader stored a marker: find it now.
@@ -561,7 +636,7 @@ func (p *Proxy) sameVariant(st *reqState, e *cache.Entry, h *fasthttp.RequestHea
 		}
 		st.marker = m
 	}
-	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, st.marker, h)
+	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, st.marker, h, st.rkey)
 	return bytes.Equal(st.vkey, e.Key())
 }
 
@@ -578,7 +653,7 @@ func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	p.buildFill(out, ctx, st, stale)
-	return p.fetchWith(out, st.key, st.marker, &st.req, stale, fwd)
+	return p.fetchWith(out, st.key, st.marker, &st.req, st.rule, stale, fwd)
 }
 
 // buildFill makes the origin request of a cache fill: a GET (HEAD misses
@@ -612,9 +687,9 @@ func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *r
 }
 
 // fetchWith sends a fill request to the origin and stores what may be
-// stored. It does not touch the client's request, so background
-// revalidation uses it too.
-func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, stale *cache.Entry, fwd fwdReason) *result {
+// stored, as rule (nil: none) says. It does not touch the client's
+// request, so background revalidation uses it too.
+func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, rule *rules.Rule, stale *cache.Entry, fwd fwdReason) *result {
 	res := &result{fwd: fwd, outcome: Miss}
 	resp := fasthttp.AcquireResponse()
 	reqTime := p.now()
@@ -626,8 +701,9 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 	}
 	status := resp.StatusCode()
 	res.fwdStatus = status
+	pol := rule.Policy(*p.policy.Load())
 	if status == fasthttp.StatusNotModified && stale != nil {
-		return p.refresh(res, stale, resp, req, reqTime, respTime)
+		return p.refresh(res, stale, resp, req, pol, reqTime, respTime)
 	}
 	if status >= 500 && stale != nil && p.staleOnError(stale, req, respTime) {
 		closeResponse(resp)
@@ -636,7 +712,7 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 
 	var r httpcache.Response
 	httpcache.ParseResponse(&r, &resp.Header)
-	reason := httpcache.Storable(true, req, &r, *p.policy.Load())
+	reason := httpcache.Storable(true, req, &r, pol)
 	body, tooLarge, err := p.readBody(resp)
 	if err != nil {
 		closeResponse(resp)
@@ -653,10 +729,18 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 	}
 	storeKey := key
 	var newMarker *cache.Entry
-	if reason == httpcache.Stored && len(r.Vary) > 0 {
-		storeKey, newMarker = p.variant(key, marker, r.Vary, &out.Header, respTime)
+	// A rule-keyed response is stored behind a marker even without Vary;
+	// so is every response for a URL whose marker a rule made (one that
+	// lists no Vary field), so a request no rule keys does not replace
+	// the marker, and with it the variants, by a plain entry.
+	if reason == httpcache.Stored && (len(r.Vary) > 0 || rule.Key().Keyed() || (marker != nil && len(marker.Body()) == 0)) {
+		// The rule's fields are read from the fill request, as the Vary
+		// fields are: what the origin saw (forwarding fields as this node
+		// set them), so a client cannot file a response under a value the
+		// origin did not answer for.
+		storeKey, newMarker = p.variant(key, marker, r.Vary, &out.Header, rule.Key(), respTime)
 	}
-	e := p.newEntry(storeKey, &resp.Header, body, &r, reqTime, respTime)
+	e := p.newEntry(storeKey, &resp.Header, body, &r, pol, reqTime, respTime)
 	if r.SetCookie {
 		for _, c := range resp.Header.PeekAll("Set-Cookie") {
 			res.cookies = append(res.cookies, bytes.Clone(c))
@@ -702,7 +786,7 @@ func (p *Proxy) keep(e *cache.Entry) bool {
 
 // variant returns the store key for a response with Vary, and the marker
 // to store for the URL when there is none yet or the Vary list changed.
-func (p *Proxy) variant(key []byte, marker *cache.Entry, vary []byte, h *fasthttp.RequestHeader, now int64) ([]byte, *cache.Entry) {
+func (p *Proxy) variant(key []byte, marker *cache.Entry, vary []byte, h *fasthttp.RequestHeader, f *cache.KeyFields, now int64) ([]byte, *cache.Entry) {
 	names := httpcache.AppendVaryNames(nil, vary)
 	if marker == nil || !bytes.Equal(marker.Body(), names) {
 		if m, ok := p.store.Get(key); ok && m.Has(cache.VaryMarker) && bytes.Equal(m.Body(), names) {
@@ -714,7 +798,7 @@ func (p *Proxy) variant(key []byte, marker *cache.Entry, vary []byte, h *fasthtt
 	}
 	// Always re-set the marker: its expiry must cover its newest variant.
 	m := *marker
-	return p.keys.AppendVariant(nil, key, &m, h), &m
+	return p.keys.AppendVariant(nil, key, &m, h, f.AppendKey(nil, h)), &m
 }
 
 // nextGen returns a marker generation: the time, made unique so that a
@@ -753,16 +837,16 @@ func (p *Proxy) setPass(key []byte, now int64) {
 }
 
 // refresh merges a 304 into the stored response (RFC 9111 §4.3.4).
-func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, req *httpcache.Request, reqTime, respTime int64) *result {
+func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, req *httpcache.Request, pol httpcache.Policy, reqTime, respTime int64) *result {
 	merged := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(merged)
 	mergeHeaders(&merged.Header, stale, &nm.Header)
 	closeResponse(nm)
 	var r httpcache.Response
 	httpcache.ParseResponse(&r, &merged.Header)
-	e := p.newEntry(stale.Key(), &merged.Header, stale.Body(), &r, reqTime, respTime)
+	e := p.newEntry(stale.Key(), &merged.Header, stale.Body(), &r, pol, reqTime, respTime)
 	res.outcome, res.entry, res.shareable = Revalidated, e, true
-	if httpcache.Storable(true, req, &r, *p.policy.Load()) == httpcache.Stored {
+	if httpcache.Storable(true, req, &r, pol) == httpcache.Stored {
 		res.stored = p.keep(e)
 	} else {
 		p.store.Delete(stale.Key())
@@ -870,7 +954,7 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *c
 	key := bytes.Clone(st.key)
 	req := st.req
 	req.CC.NoCacheFields, req.CC.PrivateFields = nil, nil
-	marker := st.marker
+	marker, rule := st.marker, st.rule
 	p.bg.Add(1)
 	go func() {
 		defer p.bg.Done()
@@ -882,7 +966,7 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *c
 			p.flights.finish(fkey, f, res)
 			fasthttp.ReleaseRequest(out)
 		}()
-		res = p.fetchWith(out, key, marker, &req, stale, fwdStale)
+		res = p.fetchWith(out, key, marker, &req, rule, stale, fwdStale)
 		if res.stream != nil {
 			closeResponse(res.stream)
 			res.stream = nil
@@ -891,9 +975,11 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *c
 }
 
 // pass relays a request the cache does not answer (unsafe methods, ranges
-// of objects not held, OPTIONS) and, for unsafe methods, invalidates the
-// stored responses it may have changed (RFC 9111 §4.4).
-func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
+// of objects not held, OPTIONS, requests a rule bypasses) and, for unsafe
+// methods (fwd is fwdMethod), invalidates the stored responses it may have
+// changed (RFC 9111 §4.4). fwd and d go into Cache-Status.
+func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, fwd fwdReason, d detail) {
+	unsafe := fwd == fwdMethod
 	if unsafe && p.opt.Peers != nil && !st.forwarded {
 		// The owner invalidates its copy and passes the request on.
 		p.primaryKey(st, ctx.URI())
@@ -912,10 +998,6 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
 	p.addForwarding(out, ctx, st)
 	setBody(out, &ctx.Request)
-	fwd := fwdRequest
-	if unsafe {
-		fwd = fwdMethod
-	}
 	resp := fasthttp.AcquireResponse()
 	if err := p.origin.Fetch(context.Background(), out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
@@ -936,7 +1018,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, unsafe bool) {
 		p.invalidate(ctx, st, &resp.Header)
 	}
 	p.count(st, Pass)
-	p.relay(ctx, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status})
+	p.relay(ctx, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status, detail: d})
 }
 
 // setBody gives out the body of the client's request in. A streamed body

@@ -19,7 +19,7 @@ type fwdReason uint8
 
 const (
 	fwdNone     fwdReason = iota
-	fwdBypass             // the URL holds a pass marker (recently unstorable), or the request is malformed
+	fwdBypass             // the URL holds a pass marker (recently unstorable), a rule bypasses the cache, or the request is malformed
 	fwdMethod             // the method is never answered from the cache
 	fwdURIMiss            // nothing stored for the URL
 	fwdVaryMiss           // the URL is stored, but not the request's variant
@@ -59,6 +59,7 @@ type detail uint8
 const (
 	detailNone                 detail = iota
 	detailHot                         // a hit on this node's copy of a key another member owns
+	detailReplica                     // a hit on the replica this node holds of a key another member owns
 	detailMaxStale                    // a stale hit the request allowed with max-stale
 	detailStaleWhileRevalidate        // a stale hit while the entry revalidates (RFC 5861 §3)
 	detailStaleIfError                // a stale answer as the origin failed (RFC 5861 §4)
@@ -68,6 +69,7 @@ const (
 	detailPreviousOwner               // the copy held by the key's previous owner
 	detailOriginTimeout               // the origin did not answer in time (504)
 	detailOriginError                 // the origin could not answer (502)
+	detailRule                        // an operator's rule bypasses the cache for the request
 	detailNotStored                   // + an httpcache.Reason; must stay last
 )
 
@@ -75,6 +77,7 @@ const (
 // header; appending a string to the header buffer does not allocate.
 var detailText = [detailNotStored]string{
 	detailHot:                  "hot",
+	detailReplica:              "replica",
 	detailMaxStale:             "max-stale",
 	detailStaleWhileRevalidate: "stale-while-revalidate",
 	detailStaleIfError:         "stale-if-error",
@@ -84,6 +87,7 @@ var detailText = [detailNotStored]string{
 	detailPreviousOwner:        "previous-owner",
 	detailOriginTimeout:        "origin-timeout",
 	detailOriginError:          "origin-error",
+	detailRule:                 "rule",
 }
 
 // notStored is the detail of a response that was not stored for reason r

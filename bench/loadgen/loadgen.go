@@ -1,8 +1,10 @@
 // Package loadgen is the benchmarks' load generator: a fixed number of
 // keep-alive connections, each sending its next request as soon as the last
 // answer arrives (a closed loop, like wrk), for a fixed duration after a
-// warm-up. Keys are fixed, Zipf-distributed, uniform, unique per request or
-// swept once; latencies go into a log-linear histogram.
+// warm-up. Keys are fixed, Zipf-distributed, uniform, cycled, unique per
+// request or swept once; latencies go into a log-linear histogram. A rate
+// turns the closed loop into a schedule, to compare two systems at the
+// same load.
 //
 // A run counts transport errors, non-2xx answers, answers of the wrong
 // size and answers failing a header check as failures: a run with any
@@ -42,9 +44,15 @@ const (
 	KeysUnique
 	// KeysSweep requests keys 0..N-1 once each, then the run ends.
 	KeysSweep
+	// KeysCycle requests keys 0..N-1 in turn, over and over, across all
+	// connections: every key is asked equally often (Uniform only in
+	// expectation), give or take the requests in flight at either end of
+	// the measured window.
+	KeysCycle
 )
 
-// ParseKeyMode reads "fixed", "zipf", "uniform", "unique" or "sweep".
+// ParseKeyMode reads "fixed", "zipf", "uniform", "unique", "sweep" or
+// "cycle".
 func ParseKeyMode(s string) (KeyMode, error) {
 	switch s {
 	case "fixed":
@@ -57,8 +65,10 @@ func ParseKeyMode(s string) (KeyMode, error) {
 		return KeysUnique, nil
 	case "sweep":
 		return KeysSweep, nil
+	case "cycle":
+		return KeysCycle, nil
 	}
-	return 0, fmt.Errorf("unknown key mode %q (want fixed, zipf, uniform, unique or sweep)", s)
+	return 0, fmt.Errorf("unknown key mode %q (want fixed, zipf, uniform, unique, sweep or cycle)", s)
 }
 
 // Keys chooses request URIs.
@@ -67,7 +77,7 @@ type Keys struct {
 	// URI is the request URI (path and query). In every mode but Fixed,
 	// "{k}" in it is replaced by the key number.
 	URI string
-	// N is the number of keys for Zipf, Uniform and Sweep.
+	// N is the number of keys for Zipf, Uniform, Sweep and Cycle.
 	N int
 	// S is the Zipf exponent; it must be > 1 (1.1 is a typical web cache
 	// workload).
@@ -112,7 +122,16 @@ type Config struct {
 	// Burst opens every connection first, then sends exactly one request
 	// on each at the same moment: a thundering herd.
 	Burst bool
-	Keys  Keys
+	// Rate, when > 0, schedules Rate requests per second in all, shared by
+	// the connections, instead of each connection sending its next request
+	// as soon as its last answer arrives: two systems are then compared at
+	// the same load, not each at its own saturation. Latency runs from a
+	// request's actual start. The schedule keeps to the timer's resolution
+	// (about a millisecond: requests due within it start together), and a
+	// system that cannot keep up falls behind it, so RPS reads below Rate;
+	// Concurrency must cover Rate times the latency. 0 means no schedule.
+	Rate float64
+	Keys Keys
 	// Check, when set, is applied to every answer.
 	Check *Check
 	// BodySize, when > 0, is the exact body length every answer must have.
@@ -180,7 +199,9 @@ type run struct {
 	measureStart time.Time
 	measureEnd   time.Time
 	stop         atomic.Bool
-	next         atomic.Int64 // Unique and Sweep key counter
+	next         atomic.Int64 // Unique, Sweep and Cycle key counter
+	paceStart    time.Time    // when slot 0 of a Rate schedule is due
+	slot         atomic.Int64 // next slot of a Rate schedule
 	issued       atomic.Int64 // requests started, against Config.Requests
 
 	requests, errs, non2xx, badSize, checkFailed atomic.Int64
@@ -256,6 +277,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 
 	start := time.Now()
+	r.paceStart = start
 	r.measureStart = start.Add(cfg.Warmup)
 	r.measureEnd = r.measureStart.Add(cfg.Duration)
 	if r.untimed() {
@@ -302,11 +324,15 @@ func validate(cfg *Config) error {
 		return fmt.Errorf("loadgen: concurrency %d < 1", cfg.Concurrency)
 	case cfg.Requests < 0:
 		return fmt.Errorf("loadgen: requests %d < 0", cfg.Requests)
+	case cfg.Rate < 0:
+		return fmt.Errorf("loadgen: rate %v < 0", cfg.Rate)
+	case cfg.Rate > 0 && cfg.Burst:
+		return errors.New("loadgen: a burst has no rate")
 	case !cfg.Burst && cfg.Keys.Mode != KeysSweep && cfg.Requests == 0 && cfg.Duration <= 0:
 		return fmt.Errorf("loadgen: duration %v <= 0", cfg.Duration)
 	case cfg.Keys.URI == "" || cfg.Keys.URI[0] != '/':
 		return fmt.Errorf("loadgen: uri %q must start with /", cfg.Keys.URI)
-	case (cfg.Keys.Mode == KeysZipf || cfg.Keys.Mode == KeysUniform || cfg.Keys.Mode == KeysSweep) && cfg.Keys.N < 1:
+	case (cfg.Keys.Mode == KeysZipf || cfg.Keys.Mode == KeysUniform || cfg.Keys.Mode == KeysSweep || cfg.Keys.Mode == KeysCycle) && cfg.Keys.N < 1:
 		return fmt.Errorf("loadgen: %d keys < 1", cfg.Keys.N)
 	case cfg.Keys.Mode == KeysZipf && cfg.Keys.S <= 1:
 		return fmt.Errorf("loadgen: zipf exponent %v must be > 1", cfg.Keys.S)
@@ -409,6 +435,8 @@ func (w *worker) nextURI() bool {
 		if k >= int64(r.cfg.Keys.N) {
 			return false
 		}
+	case KeysCycle:
+		k = (r.next.Add(1) - 1) % int64(r.cfg.Keys.N)
 	}
 	w.uri = append(w.uri[:0], r.prefix...)
 	w.uri = strconv.AppendInt(w.uri, k, 10)
@@ -460,6 +488,15 @@ func (w *worker) do() bool {
 	r := w.r
 	w.req.SetRequestURIBytes(w.uri)
 	w.req.Header.SetHost(r.cfg.Host)
+	if r.cfg.Rate > 0 {
+		due := r.paceStart.Add(time.Duration(float64(r.slot.Add(1)-1) * float64(time.Second) / r.cfg.Rate))
+		if !due.Before(r.measureEnd) {
+			return false
+		}
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d)
+		}
+	}
 	t0 := time.Now()
 	err := w.client().Do(w.req, w.resp)
 	d := time.Since(t0)

@@ -268,6 +268,56 @@ func TestRequestsBoundTheRun(t *testing.T) {
 	}
 }
 
+func TestCycleAsksEveryKeyEquallyOften(t *testing.T) {
+	ts := startServer(t, hitHandler)
+	res, err := Run(context.Background(), Config{
+		Targets:     []string{ts.addr},
+		Concurrency: 7,
+		Requests:    1000,
+		Keys:        Keys{Mode: KeysCycle, URI: "/k/{k}", N: 100},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 1000 || res.Failed() {
+		t.Fatalf("requests %d, failures %s", res.Requests, res.FailureSummary())
+	}
+	count := make(map[string]int)
+	for _, u := range ts.seen() {
+		count[u]++
+	}
+	for k := range 100 {
+		if u := "/k/" + strconv.Itoa(k); count[u] != 10 {
+			t.Errorf("%s requested %d times, want 10", u, count[u])
+		}
+	}
+	if len(count) != 100 {
+		t.Errorf("%d distinct URIs, want 100", len(count))
+	}
+}
+
+func TestRatePacesTheRun(t *testing.T) {
+	ts := startServer(t, hitHandler)
+	// 400 requests/s for 500 ms: 200 requests are due in the window, and
+	// none may start early; late timers may lose a few at the end.
+	res, err := Run(context.Background(), Config{
+		Targets:     []string{ts.addr},
+		Concurrency: 8,
+		Duration:    500 * time.Millisecond,
+		Rate:        400,
+		Keys:        Keys{Mode: KeysFixed, URI: "/hit"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Failed() || res.Requests > 200 || res.Requests < 150 {
+		t.Errorf("%d requests at 400/s in 500 ms, want 150 to 200 (failures: %s)", res.Requests, res.FailureSummary())
+	}
+	if served := len(ts.seen()); served > 200 {
+		t.Errorf("the server saw %d requests, more than the 200 scheduled", served)
+	}
+}
+
 func TestUniqueKeysNeverRepeat(t *testing.T) {
 	ts := startServer(t, hitHandler)
 	if _, err := Run(context.Background(), Config{
@@ -373,6 +423,9 @@ func TestConfigErrors(t *testing.T) {
 		{"relative uri", func(c *Config) { c.Keys.URI = "x" }},
 		{"zipf without keys", func(c *Config) { c.Keys.Mode = KeysZipf; c.Keys.S = 1.1 }},
 		{"zipf exponent", func(c *Config) { c.Keys.Mode = KeysZipf; c.Keys.N = 10; c.Keys.S = 1 }},
+		{"cycle without keys", func(c *Config) { c.Keys.Mode = KeysCycle }},
+		{"negative rate", func(c *Config) { c.Rate = -1 }},
+		{"burst with a rate", func(c *Config) { c.Burst = true; c.Rate = 100 }},
 	}
 	for _, tt := range tests {
 		cfg := base
@@ -384,7 +437,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestParseKeyMode(t *testing.T) {
-	for _, s := range []string{"fixed", "zipf", "uniform", "unique", "sweep"} {
+	for _, s := range []string{"fixed", "zipf", "uniform", "unique", "sweep", "cycle"} {
 		if _, err := ParseKeyMode(s); err != nil {
 			t.Errorf("%s: %v", s, err)
 		}

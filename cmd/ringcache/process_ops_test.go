@@ -38,9 +38,10 @@ func cleanEnv(extra ...string) []string {
 // procWait) and returns its exit status and output.
 func runToExit(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
+	binary := buildBinary(t) // before the clock starts: building can take longer than procWait
 	ctx, cancel := context.WithTimeout(context.Background(), procWait)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, buildBinary(t), args...)
+	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Env = env
 	cmd.WaitDelay = time.Second
 	out, err := cmd.CombinedOutput()
@@ -101,6 +102,8 @@ func TestProcessStartupFailures(t *testing.T) {
 		{"gossip", append(cluster, "--gossip", busy), "ringcache serve: gossip " + busy + ": address already in use"},
 		{"peer TLS files", append(cluster, "--peer-tls-cert", missing, "--peer-tls-key", missing, "--peer-tls-ca", missing),
 			"ringcache serve: peer_tls_cert " + missing + ": no such file or directory"},
+		{"tls_cert file", append(serve, "--tls-cert", missing, "--tls-key", missing),
+			"ringcache serve: tls_cert " + missing + ": no such file or directory"},
 		{"access log", append(serve, "--access-log", filepath.Dir(missing)),
 			"ringcache serve: access_log " + filepath.Dir(missing) + ": is a directory"},
 		{"demo origin", []string{"demo", "--origin-listen", busy, "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--gossip", "127.0.0.1:0"},

@@ -43,6 +43,8 @@ func TestCLIErrors(t *testing.T) {
 		{name: "serve help", args: []string{"serve", "--help"}, code: 0, stdout: []string{"--cache-size"}},
 		{name: "unknown subcommand", args: []string{"frobnicate"}, code: 2, stderr: []string{"frobnicate"}},
 		{name: "no subcommand", args: nil, code: 2, stderr: []string{"Usage"}},
+		{name: "tls_cert without tls_key", args: []string{"serve", "--origin", "http://127.0.0.1:1", "--tls-cert", "/etc/tls/tls.crt"},
+			code: 2, stderr: []string{`invalid tls_key "": is required with tls_cert (client TLS needs both)`}, safeListen: true},
 		{name: "bad store in YAML", args: []string{"serve", "--config", yamlFile, "--origin", "http://127.0.0.1:1"},
 			code: 2, stderr: []string{yamlFile, "store", "arc"}, safeListen: true},
 		{name: "bad cache size in env", args: []string{"serve", "--origin", "http://127.0.0.1:1"}, env: []string{"RINGCACHE_CACHE_SIZE=bogus"},

@@ -3,7 +3,9 @@
 // port by the first byte (a TLS handshake record, 0x16, or anything else),
 // and its peers' two protocols on one TLS listener by the application
 // protocol their handshake agreed on, so a cluster needs no second port
-// opened, yet no peer request ever travels in plaintext.
+// opened, yet no peer request ever travels in plaintext. With HTTPS for
+// clients, every connection is TLS (RequireTLS), and the protocols a
+// handshake offers tell members from clients.
 package sniff
 
 import (
@@ -61,6 +63,42 @@ func FirstByte(c net.Conn, deadline time.Time) (net.Conn, int, error) {
 		side = 1
 	}
 	return &replayConn{Conn: c, first: b[0], hasFirst: true}, side, nil
+}
+
+// RequireTLS makes a listener that speaks TLS only: connections that open
+// with a TLS handshake go on to next; any other is answered with plain
+// (an HTTP 400 saying the port wants HTTPS, say) and closed, so that a
+// client sending plain HTTP by mistake learns why instead of seeing a
+// connection reset.
+func RequireTLS(next Classifier, plain []byte) Classifier {
+	return func(c net.Conn, deadline time.Time) (net.Conn, int, error) {
+		rc, side, err := FirstByte(c, deadline)
+		if err != nil {
+			return nil, 0, err
+		}
+		if side == 1 {
+			return next(rc, deadline)
+		}
+		_ = c.SetDeadline(deadline)
+		if _, err := c.Write(plain); err == nil {
+			lingerClose(c)
+		}
+		return nil, 0, errNotTLS
+	}
+}
+
+var errNotTLS = errors.New("not a TLS handshake")
+
+// lingerClose reads what the client still sends for a moment before the
+// caller closes c: closing with unread bytes makes the kernel reset the
+// connection, and a reset can destroy the answer before the client reads
+// it.
+func lingerClose(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
 // ALPN completes the server side of a TLS handshake with cfg and sends the

@@ -207,3 +207,49 @@ func TestALPN(t *testing.T) {
 		}
 	}
 }
+
+// TestRequireTLS: TLS goes on to the next classifier; plain text gets the
+// answer given, readable by the client, and is closed.
+func TestRequireTLS(t *testing.T) {
+	cert := selfSigned(t)
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const answer = "HTTP/1.1 400 Bad Request\r\nContent-Length: 6\r\nConnection: close\r\n\r\nHTTPS\n"
+	sides := Split(ln, 1, RequireTLS(ALPN(cfg), []byte(answer)), Options{})
+	defer sides[0].Close()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(testTimeout))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: a-long-enough-header-to-stay-unread\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != answer {
+		t.Fatalf("plain client read %q, %v; want %q and EOF", got, err, answer)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		tc, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			_, err = io.WriteString(tc, "x")
+			tc.Close()
+		}
+		done <- err
+	}()
+	sc := accept(t, sides[0])
+	if tc, ok := sc.(*tls.Conn); !ok || !tc.ConnectionState().HandshakeComplete {
+		t.Fatalf("TLS client reached the side as %T without a finished handshake", sc)
+	}
+	sc.Close()
+	if err := <-done; err != nil {
+		t.Fatalf("TLS client: %v", err)
+	}
+}

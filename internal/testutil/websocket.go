@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -272,6 +273,23 @@ func DialWebSocket(t testing.TB, addr, host, target string, header ...string) *W
 	if err != nil {
 		t.Fatal(err)
 	}
+	return WebSocketHandshake(t, c, host, target, header...)
+}
+
+// DialWebSocketTLS is DialWebSocket over TLS with cfg.
+func DialWebSocketTLS(t testing.TB, addr string, cfg *tls.Config, host, target string, header ...string) *WebSocketClient {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return WebSocketHandshake(t, c, host, target, header...)
+}
+
+// WebSocketHandshake is DialWebSocket on a connection already open, which
+// it closes when the test ends.
+func WebSocketHandshake(t testing.TB, c net.Conn, host, target string, header ...string) *WebSocketClient {
+	t.Helper()
 	t.Cleanup(func() { _ = c.Close() })
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	var nonce [16]byte

@@ -68,6 +68,19 @@ func fmtRange(sorted []float64) string {
 	return fmtInt(sorted[0]) + " – " + fmtInt(sorted[len(sorted)-1])
 }
 
+// median returns the middle of sorted values (the mean of the two middle
+// ones for an even count), 0 for none.
+func median(sorted []float64) float64 {
+	n := len(sorted)
+	switch {
+	case n == 0:
+		return 0
+	case n%2 == 1:
+		return sorted[n/2]
+	}
+	return (sorted[n/2-1] + sorted[n/2]) / 2
+}
+
 func fmtBytes(n int64) string {
 	switch {
 	case n >= 1<<20 && n%(1<<20) == 0:
@@ -98,4 +111,23 @@ func parseBytes(s string) (int64, error) {
 		return 0, errors.New("want a positive size such as 16MiB, 512KiB or 1048576")
 	}
 	return n * mult, nil
+}
+
+// parseCPUs reads "" (nil) or n CPU numbers separated by commas, "2,3,4".
+func parseCPUs(s string, n int) ([]string, error) {
+	if s == "" {
+		return nil, nil
+	}
+	cpus := strings.Split(s, ",")
+	if len(cpus) != n {
+		return nil, fmt.Errorf("want %d CPU numbers separated by commas, got %q", n, s)
+	}
+	for i, c := range cpus {
+		c = strings.TrimSpace(c)
+		if v, err := strconv.Atoi(c); err != nil || v < 0 {
+			return nil, fmt.Errorf("%q is not a CPU number", c)
+		}
+		cpus[i] = c
+	}
+	return cpus, nil
 }

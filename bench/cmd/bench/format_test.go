@@ -135,3 +135,38 @@ func TestHitVerdicts(t *testing.T) {
 		t.Errorf("64 KiB slower than the peer: %v", v)
 	}
 }
+
+func TestPickP99(t *testing.T) {
+	run := func(p99 time.Duration) measured {
+		return measured{res: loadgen.Result{Requests: 1, RPS: 100, P99: p99}}
+	}
+	runs := []measured{run(3 * time.Millisecond), run(time.Millisecond), run(2 * time.Millisecond)}
+	if m, why := pickP99(runs); why != "" || m.res.P99 != 2*time.Millisecond {
+		t.Errorf("median p99 of 1, 2, 3 ms: got %v %q", m.res.P99, why)
+	}
+	if got := fmtP99s(runs); got != "1.00 ms – 3.00 ms" {
+		t.Errorf("fmtP99s = %q", got)
+	}
+	failed := run(time.Millisecond)
+	failed.res.CheckFailed = 1
+	if _, why := pickP99(append(runs, failed)); !strings.Contains(why, "FAILED") {
+		t.Errorf("a failed round must fail the cell, got %q", why)
+	}
+	if _, why := pickP99(nil); why == "" {
+		t.Error("no runs must not pass")
+	}
+}
+
+func TestParseCPUs(t *testing.T) {
+	if got, err := parseCPUs("", 3); got != nil || err != nil {
+		t.Errorf(`parseCPUs("") = %v, %v; want nil, nil`, got, err)
+	}
+	if got, err := parseCPUs("2, 3,4", 3); err != nil || strings.Join(got, " ") != "2 3 4" {
+		t.Errorf(`parseCPUs("2, 3,4") = %q, %v`, got, err)
+	}
+	for _, bad := range []string{"2,3", "2,3,4,5", "a,b,c", "0-1,2,3", "1,,2", "-1,2,3"} {
+		if _, err := parseCPUs(bad, 3); err == nil {
+			t.Errorf("parseCPUs(%q) accepted", bad)
+		}
+	}
+}

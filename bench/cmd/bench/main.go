@@ -45,6 +45,8 @@ type options struct {
 	zipfWarm, zipfRequests      int
 	churnKeys                   int
 	churnDur                    time.Duration
+	costKeys                    int
+	costCPUs                    []string // one CPU per node of the cost scenario's clusters; nil: -server-cpu
 	rssBudget                   int64
 	rssConns                    int
 	simKeys                     int
@@ -87,12 +89,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.zipfRequests, "zipf-requests", 200000, "requests of the Zipf measurement")
 	fs.IntVar(&o.churnKeys, "churn-keys", 10000, "warm keys of the membership-change scenario")
 	fs.DurationVar(&o.churnDur, "churn-d", 15*time.Second, "load per membership-change phase")
+	fs.IntVar(&o.costKeys, "cost-keys", 3000, "warm 1 KiB keys of the cluster-cost scenario")
+	costCPUs := fs.String("cost-cpus", "", "a CPU for each node of the cluster-cost scenario's clusters, e.g. 2,3,4 (node 1 first; the single node takes node 1's); default: all on -server-cpu")
 	rssBudget := fs.String("rss-budget", "64MiB", "cache budget of the memory-against-the-budget scenario (bytes, KiB, MiB)")
 	fs.IntVar(&o.rssConns, "rss-conns", 8, "connections filling the node in the memory-against-the-budget scenario")
 	fs.IntVar(&o.simKeys, "sim-keys", 1_000_000, "keys of the ring churn simulation")
 	fs.IntVar(&o.failoverKeys, "failover-keys", 10000, "warm keys of the failover scenario")
 	fs.IntVar(&o.failoverClients, "failover-clients", 8, "concurrent clients of the failover scenario")
-	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss,sim,failover", "scenarios to run")
+	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss,sim,cost,failover", "scenarios to run")
 	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "ringcache nodes' --log-level (their logs stay in the scratch dir; see -keep-tmp)")
 	fs.DurationVar(&o.noiseBudget, "noise-budget", 2*time.Minute, "time the run may spend waiting out, and repeating runs disturbed by, other processes' CPU use")
 	fs.BoolVar(&o.install, "install", true, "apt-get install nginx, varnish and wrk when missing")
@@ -108,6 +112,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if o.rssBudget, err = parseBytes(*rssBudget); err != nil {
 		fmt.Fprintf(stderr, "bench: -rss-budget: %v\n", err)
+		return 2
+	}
+	if o.costCPUs, err = parseCPUs(*costCPUs, 3); err != nil {
+		fmt.Fprintf(stderr, "bench: -cost-cpus: %v\n", err)
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -231,6 +239,7 @@ type hardware struct {
 	loadStart, loadEnd      string
 	noise                   string
 	versions                map[string]string // system name -> label with version
+	nginxVersion            string            // "nginx 1.22.1"
 	software                string
 	started                 time.Time
 	took                    time.Duration
@@ -280,13 +289,22 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 		if n != nil {
 			sys.ringcache = n.system
 		}
-		if sys.nginx, err = e.startNginx(ctx); err != nil {
-			r.problem("nginx: %v", err)
+		for i, c := range nginxConfigs() {
+			if i > 0 && !want["hit"] {
+				break // the other configurations run in the hit path only
+			}
+			s, err := e.startNginx(ctx, c)
+			if err != nil {
+				r.problem("%s: %v", c.name, err)
+			}
+			s.name = c.name
+			sys.nginx = append(sys.nginx, s)
+			hw.versions[c.name] = hw.nginxVersion + " " + c.label
 		}
 		if sys.varnish, err = e.startVarnish(ctx); err != nil {
 			r.problem("varnish: %v", err)
 		}
-		sys.ceiling.name, sys.ringcache.name, sys.nginx.name, sys.varnish.name = "ceiling", "ringcache", "nginx", "varnish"
+		sys.ceiling.name, sys.ringcache.name, sys.varnish.name = "ceiling", "ringcache", "varnish"
 	}
 	if want["hit"] && ctx.Err() == nil {
 		e.hitPath(ctx, r, sys, hw.versions)
@@ -300,7 +318,7 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 		herdSec = r.section("3. Thundering herd")
 		herdSec.printf("%d requests for one cold key (`/herd/<system>?size=1024&delay=200ms&cc=max-age=60`), every connection opened first and all requests sent at once; the origin takes 200 ms. nginx runs with `proxy_cache_lock on`; Varnish and ringcache coalesce by default. Target: 1 origin request.\n\n", o.herd)
 		if want["herd"] {
-			for _, s := range sys.caches() {
+			for _, s := range sys.compared() {
 				herdTab.Rows = append(herdTab.Rows, e.herd(ctx, r, s.name, hw.versions[s.name], []string{s.addr}))
 			}
 		}
@@ -328,6 +346,9 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 	}
 	if want["sim"] && ctx.Err() == nil {
 		e.churnSim(ctx, r)
+	}
+	if want["cost"] && ctx.Err() == nil {
+		e.clusterCost(ctx, r)
 	}
 	if want["failover"] && ctx.Err() == nil {
 		e.failover(ctx, r)
@@ -363,7 +384,8 @@ func describe(o options) hardware {
 	}
 	hw.loadStart = loadavg()
 	ngx := strings.TrimPrefix(strings.TrimSpace(output("nginx", "-v")), "nginx version: nginx/")
-	hw.versions["nginx"] = "nginx " + ngx
+	hw.nginxVersion = "nginx " + ngx
+	hw.versions["nginx"] = hw.nginxVersion
 	vv := output("varnishd", "-V")
 	if i := strings.Index(vv, "varnish-"); i >= 0 {
 		f := strings.FieldsFunc(vv[i+len("varnish-"):], func(r rune) bool { return r == ' ' || r == ')' || r == '\n' })
@@ -380,7 +402,7 @@ func describe(o options) hardware {
 	if len(wrk) >= 2 {
 		wrkV = ", wrk " + wrk[1]
 	}
-	hw.software = fmt.Sprintf("%s, %s, %s, %s%s", rev, runtime.Version(), hw.versions["nginx"], hw.versions["varnish"], wrkV)
+	hw.software = fmt.Sprintf("%s, %s, %s, %s%s", rev, runtime.Version(), hw.nginxVersion, hw.versions["varnish"], wrkV)
 	return hw
 }
 
@@ -442,7 +464,7 @@ func write(o options, r *results, hw hardware) (string, string, error) {
 	fmt.Fprintf(&b, "- **Hardware:** %s, %s CPUs (nproc), %s, %s. Load average (1, 5, 15 min) at start %s, at end %s.\n", hw.cpu, hw.nproc, hw.mem, hw.kernel, hw.loadStart, hw.loadEnd)
 	fmt.Fprintf(&b, "- **Software:** %s.\n", hw.software)
 	fmt.Fprintf(&b, "- **Method:** servers under test pinned to CPU %s (`taskset`; Go servers with `GOMAXPROCS=1`, nginx with one worker, Varnish with one thread pool); the load generator (`bench/loadgen`: fasthttp client, closed loop, keep-alive, `GOMAXPROCS=1`) and the demo origin pinned to CPU %s. Every system sits in front of the same demo origin on loopback, as an ordinary shared cache (configs in `bench/cmd/bench/systems.go`). A run with any transport error, non-2xx answer, wrong body size or failed hit check is reported as FAILED, never as throughput.\n", o.serverCPU, o.clientCPU)
-	fmt.Fprintf(&b, "- **Noise:** this machine is shared. \"Other CPU load\" is the share of both cores used during a run by processes outside the benchmark. Before each timed hit-path, miss-path and forwarded-hit run the driver waits for a quiet machine, and repeats a run that others disturbed, keeping the quietest attempt: %s. Rounds are interleaved and the median reported; ratios from one run mean more than absolute numbers.\n", hw.noise)
+	fmt.Fprintf(&b, "- **Noise:** this machine is shared. \"Other CPU load\" is the share of both cores used during a run by processes outside the benchmark. Before each timed hit-path, miss-path, forwarded-hit and cluster-cost run the driver waits for a quiet machine, and repeats a hit-path, miss-path or forwarded-hit run that others disturbed, keeping the quietest attempt: %s. Rounds are interleaved and the median reported; ratios from one run mean more than absolute numbers.\n", hw.noise)
 	fmt.Fprintf(&b, "- **Run time:** %s (`make bench`).\n\n", hw.took.Round(time.Second))
 	fmt.Fprintf(&b, "![chart](%s)\n\n", filepath.Base(svgPath))
 	if len(r.verdicts) > 0 {

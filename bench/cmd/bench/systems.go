@@ -189,10 +189,12 @@ type nodeOpts struct {
 	name       string
 	cacheSize  string // e.g. "256MiB"
 	hotCache   string // "" leaves the default
+	replicas   string // "" leaves the default (2)
 	maxObject  string // "" leaves the default (8MiB, which must fit in cacheSize)
 	adminToken string // "" leaves admin writes and profiles refused
 	cluster    bool   // run gossip
 	join       string // gossip address of a member, "" for the first node
+	cpu        string // taskset CPU list; "" means -server-cpu
 }
 
 // rcNode is a running ringcache node.
@@ -216,6 +218,9 @@ func (e *env) startNode(ctx context.Context, o nodeOpts) (*rcNode, error) {
 	if o.hotCache != "" {
 		args = append(args, "--hot-cache-size", o.hotCache)
 	}
+	if o.replicas != "" {
+		args = append(args, "--replicas", o.replicas)
+	}
 	if o.maxObject != "" {
 		args = append(args, "--max-object-size", o.maxObject)
 	}
@@ -232,7 +237,11 @@ func (e *env) startNode(ctx context.Context, o nodeOpts) (*rcNode, error) {
 			args = append(args, "--join", o.join)
 		}
 	}
-	p, err := e.procs.start("ringcache-"+o.name, e.opts.serverCPU, []string{"GOMAXPROCS=1"}, e.opts.ringcache, args...)
+	cpu := o.cpu
+	if cpu == "" {
+		cpu = e.opts.serverCPU
+	}
+	p, err := e.procs.start("ringcache-"+o.name, cpu, []string{"GOMAXPROCS=1"}, e.opts.ringcache, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -316,12 +325,16 @@ func (e *env) waitMembers(ctx context.Context, nodes []*rcNode, want []string) e
 }
 
 // startCluster starts nodes named names configured as base, each joining
-// the first, and waits until all see each other.
-func (e *env) startCluster(ctx context.Context, names []string, base nodeOpts) ([]*rcNode, error) {
+// the first, and waits until all see each other. Node i runs on cpus[i]
+// when there is one, else on base's CPU.
+func (e *env) startCluster(ctx context.Context, names []string, base nodeOpts, cpus []string) ([]*rcNode, error) {
 	var nodes []*rcNode
 	for i, name := range names {
 		o := base
 		o.name, o.cluster = name, true
+		if i < len(cpus) {
+			o.cpu = cpus[i]
+		}
 		if i > 0 {
 			o.join = nodes[0].gossip
 		}
@@ -340,11 +353,38 @@ func stopNodes(nodes []*rcNode) {
 	}
 }
 
-// nginxConf is the nginx configuration, a text/template over Dir, Origin
-// and Listen.
+// nginxConfig is one way of configuring nginx in front of the origin.
+type nginxConfig struct {
+	name  string // system name, in URIs and logs
+	label string // after the version in tables
+	// Sendfile serves cached bodies with sendfile(2): no copy through user
+	// space, but the headers and the body leave in two system calls (and
+	// two segments), which for small bodies costs more than the copy.
+	Sendfile bool
+	// Tuned keeps the descriptors of hot cache files open (no open, fstat
+	// and close per hit) and reads a body into one 128 KiB buffer (without
+	// sendfile, one read and one write per hit up to 128 KiB).
+	Tuned bool
+}
+
+// nginxConfigs are the configurations the hit path compares, so that
+// ringcache is judged against nginx at its best for each body size, and
+// the configuration used before issue 11 is shown beside them. The first
+// is the one the miss path and the herd use.
+func nginxConfigs() []nginxConfig {
+	return []nginxConfig{
+		{name: "nginx", label: "tuned (sendfile off)", Tuned: true},
+		{name: "nginx-sendfile", label: "tuned, sendfile on", Tuned: true, Sendfile: true},
+		{name: "nginx-basic", label: "basic (sendfile on, as before issue 11)", Sendfile: true},
+	}
+}
+
+// nginxConf is the nginx configuration, a text/template over Dir, Origin,
+// Listen and the nginxConfig.
 const nginxConf = `# Written by the ringcache benchmark: an ordinary shared cache in front of the demo origin.
 daemon off;
 master_process on;
+# One worker, pinned with the master by taskset to the server core.
 worker_processes 1;
 # Root workers can write the cache directory below without a chown.
 user root;
@@ -353,11 +393,26 @@ error_log {{.Dir}}/error.log warn;
 worker_rlimit_nofile 16384;
 events { worker_connections 8192; }
 http {
+  # ringcache runs without an access log too.
   access_log off;
+{{- if .Sendfile}}
   # Cached bodies are files: sendfile serves them without a copy. No
   # tcp_nopush: with it, a 64 KiB answer on loopback waits for a delayed
   # ACK (40 ms) and nginx drops to ~1,000 requests/s.
   sendfile on;
+{{- else}}
+  # nginx's default: a hit's body is read into a buffer and leaves with
+  # its headers in one writev, cheaper than sendfile for small bodies.
+  sendfile off;
+{{- end}}
+{{- if .Tuned}}
+  # Without it every hit opens, stats and closes its cache file.
+  open_file_cache max=10000 inactive=60s;
+  open_file_cache_valid 60s;
+  # One buffer for a whole 64 KiB body (the default, 2 32k, takes two
+  # reads and two writes without sendfile).
+  output_buffers 1 128k;
+{{- end}}
   # The load generator keeps its connections open; nginx's default closes
   # each after 1,000 requests.
   keepalive_requests 1000000;
@@ -377,6 +432,8 @@ http {
       proxy_pass http://origin;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      # Freshness comes from the origin's Cache-Control, as for the other
+      # caches: no proxy_cache_valid.
       proxy_cache bench;
       proxy_cache_lock on;
       proxy_cache_lock_timeout 10s;
@@ -387,7 +444,23 @@ http {
 }
 `
 
-func (e *env) startNginx(ctx context.Context) (system, error) {
+// writeNginxConf writes c's configuration for an nginx rooted at dir.
+func writeNginxConf(path string, c nginxConfig, dir, origin, listen string) error {
+	tmpl, err := template.New("nginx").Parse(nginxConf)
+	if err != nil {
+		return err
+	}
+	var conf bytes.Buffer
+	if err := tmpl.Execute(&conf, struct {
+		nginxConfig
+		Dir, Origin, Listen string
+	}{c, dir, origin, listen}); err != nil {
+		return err
+	}
+	return os.WriteFile(path, conf.Bytes(), 0o644)
+}
+
+func (e *env) startNginx(ctx context.Context, c nginxConfig) (system, error) {
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		bin = "/usr/sbin/nginx"
@@ -396,28 +469,37 @@ func (e *env) startNginx(ctx context.Context) (system, error) {
 	if err != nil {
 		return system{}, err
 	}
-	dir := filepath.Join(e.tmp, "nginx")
+	dir := filepath.Join(e.tmp, c.name)
 	if err := os.MkdirAll(filepath.Join(dir, "cache"), 0o755); err != nil {
 		return system{}, fmt.Errorf("nginx dir: %w", err)
 	}
-	tmpl, err := template.New("nginx").Parse(nginxConf)
-	if err != nil {
-		return system{}, fmt.Errorf("nginx config: %w", err)
-	}
-	var conf bytes.Buffer
-	if err := tmpl.Execute(&conf, map[string]string{"Dir": dir, "Origin": e.oAddr, "Listen": listen}); err != nil {
-		return system{}, fmt.Errorf("nginx config: %w", err)
-	}
 	confPath := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(confPath, conf.Bytes(), 0o644); err != nil {
+	if err := writeNginxConf(confPath, c, dir, e.oAddr, listen); err != nil {
 		return system{}, fmt.Errorf("nginx config: %w", err)
 	}
-	p, err := e.procs.start("nginx", e.opts.serverCPU, nil, bin, "-c", confPath, "-p", dir, "-e", "stderr")
+	p, err := e.procs.start(c.name, e.opts.serverCPU, nil, bin, "-c", confPath, "-p", dir, "-e", "stderr")
 	if err != nil {
 		return system{}, err
 	}
-	s := system{name: "nginx", addr: listen, proc: p, check: []string{"X-Cache", "HIT"}}
+	s := system{name: c.name, addr: listen, proc: p, check: []string{"X-Cache", "HIT"}}
 	return s, e.answers(ctx, p, listen, "/__ready?cc=no-store")
+}
+
+// varnishQuiet are the VSL records Varnish writes for every request.
+// VSL, its shared-memory log, is what varnishlog and varnishncsa read:
+// Varnish's access log. ringcache and nginx run without one, so Varnish
+// leaves these out (on a busy two-core machine they cost it about 6% of
+// its CPU time per 1 KiB hit and 9% per 64 KiB hit).
+var varnishQuiet = []string{
+	"Begin", "End", "Link", "ReqStart", "ReqMethod", "ReqURL", "ReqProtocol", "ReqHeader", "ReqUnset", "ReqAcct",
+	"RespProtocol", "RespStatus", "RespReason", "RespHeader", "RespUnset",
+	"BereqHeader", "BereqUnset", "BerespHeader", "BerespUnset",
+	"Timestamp", "VCL_call", "VCL_return", "VCL_use", "Hit",
+}
+
+// varnishMask is the vsl_mask parameter that leaves out varnishQuiet.
+func varnishMask() string {
+	return "-" + strings.Join(varnishQuiet, ",-")
 }
 
 func (e *env) startVarnish(ctx context.Context) (system, error) {
@@ -430,10 +512,12 @@ func (e *env) startVarnish(ctx context.Context) (system, error) {
 		return system{}, err
 	}
 	dir := filepath.Join(e.tmp, "varnish")
-	// One thread pool for one core; the builtin VCL is an ordinary shared
-	// cache honouring the origin's Cache-Control.
+	// One thread pool for one core (its 100 threads at least cover the
+	// connections); the builtin VCL is an ordinary shared cache honouring
+	// the origin's Cache-Control.
 	p, err := e.procs.start("varnish", e.opts.serverCPU, nil, bin,
-		"-F", "-a", listen, "-b", e.oAddr, "-s", "malloc,256m", "-n", dir, "-p", "thread_pools=1")
+		"-F", "-a", listen, "-b", e.oAddr, "-s", "malloc,256m", "-n", dir, "-p", "thread_pools=1",
+		"-p", "vsl_mask="+varnishMask())
 	if err != nil {
 		return system{}, err
 	}
@@ -510,8 +594,9 @@ type loadArgs struct {
 	warmup   time.Duration
 	requests int // > 0: a run of this many requests instead of dur
 	burst    bool
+	rate     float64 // > 0: requests/s on a schedule (see loadgen.Config.Rate)
 	uri      string
-	keys     string // fixed, zipf, uniform, unique, sweep
+	keys     string // fixed, zipf, uniform, unique, sweep, cycle
 	n        int
 	size     int
 	check    []string // header, substrings
@@ -535,6 +620,9 @@ func (e *env) load(ctx context.Context, a loadArgs) measured {
 	}
 	if a.requests > 0 {
 		args = append(args, "-requests", strconv.Itoa(a.requests))
+	}
+	if a.rate > 0 {
+		args = append(args, "-rate", strconv.FormatFloat(a.rate, 'f', 0, 64))
 	}
 	if len(a.check) > 0 {
 		args = append(args, "-check-header", a.check[0])

@@ -41,9 +41,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		requests = fs.Int("requests", 0, "end after this many requests instead of -d (no warm-up)")
 		warmup   = fs.Duration("warmup", time.Second, "unmeasured load before the measurement")
 		burst    = fs.Bool("burst", false, "open every connection, then send one request on each at once")
+		rate     = fs.Float64("rate", 0, "requests per second in all, on a schedule (0: each connection as fast as answers come)")
 		uri      = fs.String("uri", "/", `request URI; "{k}" is replaced by the key number`)
-		keys     = fs.String("keys", "fixed", "fixed, zipf, uniform, unique or sweep")
-		n        = fs.Int("n", 0, "number of keys (zipf, uniform, sweep)")
+		keys     = fs.String("keys", "fixed", "fixed, zipf, uniform, unique, sweep or cycle")
+		n        = fs.Int("n", 0, "number of keys (zipf, uniform, sweep, cycle)")
 		s        = fs.Float64("s", 1.1, "Zipf exponent (> 1)")
 		seed     = fs.Uint64("seed", 1, "random seed")
 		size     = fs.Int("size", 0, "exact body size every answer must have (0: any)")
@@ -68,6 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Duration:    *dur,
 		Requests:    *requests,
 		Burst:       *burst,
+		Rate:        *rate,
 		Keys:        loadgen.Keys{Mode: mode, URI: *uri, N: *n, S: *s, Seed: *seed},
 		BodySize:    *size,
 		Timeout:     *timeout,
