@@ -544,6 +544,10 @@ type call struct {
 	done   chan struct{}
 	timer  *time.Timer
 	sent   time.Time // when the request went out, for the peer's latency
+	// While orphaned: late is told how long an answer that came within
+	// grace took (the peer was slower than the other, not down).
+	late  func(time.Duration)
+	grace time.Duration
 }
 
 func (c *framesConn) failed() bool {
@@ -624,13 +628,16 @@ func (cl *call) abandon(why error) {
 }
 
 // orphan gives up a call its caller no longer needs (another member's
-// answer came first): the reader frees it when its answer comes. If none
+// answer came first): the reader frees it when its answer comes, and tells
+// late (if not nil) how long an answer that came within grace took, so
+// that the peer's observed latency counts its slow answers too. If none
 // comes within grace, stalled is called (the caller pauses the peer: it
 // is not just slower than the other, it is not answering); if none comes
 // within the connection's timeout, the connection is failed.
-func (cl *call) orphan(grace time.Duration, stalled func()) {
+func (cl *call) orphan(grace time.Duration, stalled func(), late func(time.Duration)) {
+	grace = min(grace, cl.conn.timeout)
+	cl.late, cl.grace = late, grace // before the state says orphaned: the reader reads them after
 	if cl.state.CompareAndSwap(callWaiting, callOrphaned) {
-		grace = min(grace, cl.conn.timeout)
 		time.AfterFunc(grace, func() {
 			if cl.state.Load() != callOrphaned {
 				return // answered
@@ -647,6 +654,9 @@ func (cl *call) orphan(grace time.Duration, stalled func()) {
 		return
 	}
 	<-cl.done // answered meanwhile (or being read): free it now
+	if late != nil && cl.err == nil {
+		late(time.Since(cl.sent))
+	}
 	cl.Release()
 }
 
@@ -659,6 +669,7 @@ func (cl *call) Release() {
 	if cap(cl.buf) > framesBuffer {
 		cl.buf = nil // do not keep a freak answer's buffer
 	}
+	cl.late = nil
 	cl.state.Store(callFree)
 	c := cl.conn
 	c.freeMu.Lock()
@@ -732,8 +743,15 @@ func (c *framesConn) read(br *bufio.Reader) {
 			cl.err = fmt.Errorf("read answer: %w", err)
 		}
 		if orphaned {
+			late, d := cl.late, time.Since(cl.sent)
+			if err != nil || d > cl.grace {
+				late = nil // failed, or counted as a stall
+			}
 			cl.state.Store(callDone)
 			cl.Release()
+			if late != nil {
+				late(d)
+			}
 		} else {
 			cl.state.Store(callDone)
 			cl.done <- struct{}{}

@@ -149,7 +149,7 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 	if s.heldHere(key) {
 		// As when another holder answers first: slower is not down, so
 		// the owner is paused only if it stays silent.
-		cl1.orphan(first.stallGrace(), first.stalled)
+		cl1.orphan(first.stallGrace(), first.stalled, first.observed)
 		return first, false, ErrHeldHere
 	}
 	// Nothing here: the owner's answer, or its miss, is the one that
@@ -216,7 +216,7 @@ func (s *PeerSet) race(ctx context.Context, key []byte, f *cache.Fetched, first 
 				continue
 			}
 			if done2 != nil {
-				cl2.orphan(s.timeout/stallShare, nil)
+				cl2.orphan(s.timeout/stallShare, nil, second.observed)
 			}
 			found, err := first.finishGet(ctx, cl1, cl1.err, f)
 			return first, found, err
@@ -237,7 +237,7 @@ func (s *PeerSet) race(ctx context.Context, key []byte, f *cache.Fetched, first 
 				// and sending its requests elsewhere would fetch its
 				// misses twice. Only an owner that still has not answered
 				// after its stall grace is paused.
-				cl1.orphan(first.stallGrace(), first.stalled)
+				cl1.orphan(first.stallGrace(), first.stalled, first.observed)
 			}
 			found, err := second.finishGet(ctx, cl2, cl2.err, f)
 			return second, found, err
@@ -285,8 +285,13 @@ func (s *PeerSet) putTimer(t *time.Timer) {
 }
 
 // observe folds an answered call's latency into the peer's average.
-func (p *peer) observe(cl *call) {
-	d := int64(time.Since(cl.sent))
+func (p *peer) observe(cl *call) { p.observed(time.Since(cl.sent)) }
+
+// observed folds one answer's latency into the peer's average: answers
+// that lost a hedged lookup count too, or a member slower than the hedge
+// delay would keep its estimate, and so the delay, too low to ever win.
+func (p *peer) observed(latency time.Duration) {
+	d := int64(latency)
 	for {
 		old := p.latency.Load()
 		next := d

@@ -290,6 +290,40 @@ func TestLookupHedgesToOwnStore(t *testing.T) {
 	}
 }
 
+// TestLookupLateAnswersCount: an owner slower than the first hedge delay
+// loses the lookup to this node's copy, but its late answer counts in its
+// observed latency, so the hedge delay grows and the next lookup waits for
+// the owner; otherwise a member slower than 5 ms would never be asked.
+func TestLookupLateAnswersCount(t *testing.T) {
+	clock := testutil.NewClock()
+	const delay = 30 * time.Millisecond // above minHedge, well under the stall grace
+	slow, answered := slowPeer(t, delay)
+	st := cache.NewLRU(1 << 20)
+	asker := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+		Timeout: peerTestTimeout, IdleConnTimeout: 50 * time.Millisecond, Clock: clock.Now, Replicas: 2, Store: st})
+	defer asker.Close()
+	r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: slow})
+	asker.Update(nil, r)
+	key := keyHeldBy(t, r, "x", "a")
+	st.Set(testEntry(string(key), 10, 0))
+	waitDialled(t, asker, "x")
+	x := asker.state.Load().peers["x"]
+
+	var f cache.Fetched
+	defer f.Release()
+	if _, _, err := asker.Lookup(context.Background(), key, &f); !errors.Is(err, ErrHeldHere) {
+		t.Fatalf("first Lookup: %v; want ErrHeldHere (x answers after %v, the hedge delay is %v)", err, delay, x.hedgeDelay())
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return answered.Load() == 1 && x.hedgeDelay() > delay },
+		func() string {
+			return fmt.Sprintf("x answered %d lookups; hedge delay %v", answered.Load(), x.hedgeDelay())
+		})
+	p, found, err := asker.Lookup(context.Background(), key, &f)
+	if err != nil || found || p.Name() != "x" {
+		t.Fatalf("second Lookup = %v, %v; want x's answer (a miss)", found, err)
+	}
+}
+
 // TestLookupDoesNotWaitForDial: an owner that accepts connections but
 // never completes a handshake (a paused process whose lookup connection
 // was dropped) costs a lookup the hedge delay, not the dial timeout, when
