@@ -53,43 +53,20 @@ func (e *env) failover(ctx context.Context, r *results) {
 	sec := r.section("11. Failover: a member killed or stopped under load")
 	n := e.opts.failoverKeys
 	clients := e.opts.failoverClients
-	sec.printf("Nodes a, b, c (default `replicas: 2`, hot copies off, `--peer-timeout 2s`, the default) hold %s warm keys (`%s`, swept once through the cluster; every copy delivered before the fault). %d clients (closed loop, keep-alive, uniform keys) read them through a and b; their requests run in the driver, pinned to CPU %s while they run, and each is timed; \"driver stalled\" is the longest the driver itself went unscheduled in a window (a 5 ms timer waking %s or more late): then the machine's other work, not the cluster, delayed requests. A request fails on a transport error, a status other than 200 or a body other than 1 KiB.\n\n",
+	sec.printf("Three nodes (default `replicas: 2`, hot copies off, `--peer-timeout 2s`, the default) hold %s warm keys (`%s`, swept once through the cluster; every copy delivered before the fault). %d clients (closed loop, keep-alive, uniform keys) read them through two of them while the third fails; their requests run in the driver, pinned to CPU %s while they run, and each is timed; \"driver stalled\" is the longest the driver itself went unscheduled in a window (a 5 ms timer waking %s or more late): then the machine's other work, not the cluster, delayed requests. A request fails on a transport error, a status other than 200 or a body other than 1 KiB.\n\n",
 		fmtInt(float64(n)), failoverURI, clients, e.opts.clientCPU, fmtMs(stallFloor))
 	fail := func(format string, args ...any) {
 		msg := fmt.Sprintf(format, args...)
 		r.problem("failover: %s", msg)
 		sec.printf("FAILED: %s\n\n", msg)
 	}
-	nodes, err := e.startCluster(ctx, []string{"a", "b", "c"}, nodeOpts{cacheSize: "256MiB", hotCache: "0"}, nil)
+	nodes, cShare, err := e.failoverCluster(ctx, []string{"a", "b", "c"})
 	defer func() { stopNodes(nodes) }()
 	if err != nil {
 		fail("%v", err)
 		return
 	}
 	a, b, c := nodes[0], nodes[1], nodes[2]
-	if err := e.originReset(ctx); err != nil {
-		fail("%v", err)
-		return
-	}
-	warm := e.load(ctx, loadArgs{targets: []string{a.addr, b.addr, c.addr}, conns: 20, uri: failoverURI, keys: "sweep", n: n, size: failoverSize, deadline: 3 * time.Minute})
-	if warm.err != nil || warm.res.Failed() {
-		fail("warm-up sweep: %v %s", warm.err, warm.res.FailureSummary())
-		return
-	}
-	if st, err := e.originStats(ctx); err != nil || st.Requests != int64(n) {
-		fail("warm-up sweep: the origin saw %d requests for %d keys (%v)", st.Requests, n, err)
-		return
-	}
-	if err := e.waitReplicated(ctx, nodes); err != nil {
-		fail("%v", err)
-		return
-	}
-	view, err := e.clusterOf(ctx, a)
-	if err != nil {
-		fail("cluster view: %v", err)
-		return
-	}
-	cShare := view.alive()["c"]
 	survivors := []*rcNode{a, b}
 
 	// (a) SIGKILL.
@@ -171,28 +148,19 @@ func (e *env) failover(ctx context.Context, r *results) {
 		report.Bar{Label: "steady", Value: ms(steady.p99), Text: fmtMs(steady.p99), Color: "#9c9c9c"},
 		report.Bar{Label: "SIGKILL c", Value: ms(whole.p99), Text: fmt.Sprintf("%s (max %s)", fmtMs(whole.p99), fmtMs(whole.max)), Color: colorOf("ringcache")})
 
-	// (b) c comes back under its name, gets its keys back, and is stopped.
+	// (b) SIGSTOP, on a fresh cluster: after the kill, a and b hold a
+	// copy of every key, and would answer all of them from their own
+	// copies without asking the member stopped.
 	if ctx.Err() != nil {
 		return
 	}
-	_ = os.Rename(c.proc.logPath, c.proc.logPath+".killed") // the new c logs under the same name
-	c, err = e.startNode(ctx, nodeOpts{name: "c", cacheSize: "256MiB", hotCache: "0", cluster: true, join: a.gossip})
-	if c != nil {
-		nodes = append(nodes, c)
-	}
+	stopNodes(nodes)
+	nodes, fShare, err := e.failoverCluster(ctx, []string{"d", "e", "f"})
 	if err != nil {
-		fail("restarting c: %v", err)
-		return
-	}
-	all := []*rcNode{a, b, c}
-	if err := e.waitRing(ctx, all, []string{"a", "b", "c"}); err != nil {
 		fail("%v", err)
 		return
 	}
-	if err := e.waitReplicated(ctx, all); err != nil {
-		fail("%v", err)
-		return
-	}
+	d, ee, f := nodes[0], nodes[1], nodes[2]
 	if err := e.originReset(ctx); err != nil {
 		fail("%v", err)
 		return
@@ -203,24 +171,24 @@ func (e *env) failover(ctx context.Context, r *results) {
 	}
 	e.waitQuiet(ctx)
 	others = e.othersMeter()
-	load = startTimedLoad([]*rcNode{a, b}, n, clients, 2)
-	watch := e.watchRing(ctx, load, a, "c")
+	load = startTimedLoad([]*rcNode{d, ee}, n, clients, 2)
+	watch := e.watchRing(ctx, load, d, "f")
 	pause(ctx, failoverSteady)
 	stopped := load.now()
-	pid := c.proc.pid()
+	pid := f.proc.pid()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil { // the process started here, by PID
 		load.end()
 		watch.end()
 		unpin()
-		fail("SIGSTOP c: %v", err)
+		fail("SIGSTOP f: %v", err)
 		return
 	}
 	pause(ctx, failoverStop) // the fault lasts this long: the scenario, not a wait
 	contErr := syscall.Kill(pid, syscall.SIGCONT)
 	resumed := load.now()
 	if contErr == nil {
-		if err = e.waitRing(ctx, all, []string{"a", "b", "c"}); err == nil {
-			err = e.waitReplicated(ctx, all)
+		if err = e.waitRing(ctx, nodes, []string{"d", "e", "f"}); err == nil {
+			err = e.waitReplicated(ctx, nodes)
 		}
 	}
 	back := load.now()
@@ -232,7 +200,7 @@ func (e *env) failover(ctx context.Context, r *results) {
 	othersPct = others()
 	unpin()
 	if contErr != nil {
-		fail("SIGCONT c: %v", contErr)
+		fail("SIGCONT f: %v", contErr)
 		return
 	}
 	if err != nil {
@@ -251,29 +219,63 @@ func (e *env) failover(ctx context.Context, r *results) {
 	st := failoverTable()
 	st.Rows = append(st.Rows,
 		steady.row("steady state (before SIGSTOP)"),
-		paused.row("c stopped (10 s)"),
-		rejoin.row(fmt.Sprintf("SIGCONT → c back in every ring, copies settled (%s)", fmtSec(back-resumed))),
+		paused.row("f stopped (10 s)"),
+		rejoin.row(fmt.Sprintf("SIGCONT → f back in every ring, copies settled (%s)", fmtSec(back-resumed))),
 		since.row("from SIGSTOP to the end"))
-	ring := "a's ring kept c throughout"
+	ring := "d's ring kept f throughout"
 	for _, ch := range changes {
 		if !ch.in && ch.at >= stopped {
-			ring = fmt.Sprintf("a's ring dropped c %s after SIGSTOP (serf declared it failed)", fmtSec(ch.at-stopped))
+			ring = fmt.Sprintf("d's ring dropped f %s after SIGSTOP (serf declared it failed)", fmtSec(ch.at-stopped))
 		}
 		if ch.in && ch.at >= resumed {
 			ring += fmt.Sprintf(" and took it back %s after SIGCONT", fmtSec(ch.at-resumed))
 			break
 		}
 	}
-	sec.printf("**(b) SIGSTOP of c for %s**, after it came back under its name (new addresses) and was sent its keys again by a and b (no origin request). c's process exists and its sockets accept connections, but it answers nothing; %s. The slowest request was sent %s after SIGSTOP. %s origin requests from SIGSTOP to the end. Other processes used %.0f%% of the CPUs during the load.\n\n%s\n%s",
-		fmtSec(failoverStop), ring, fmtSec(since.maxAt-stopped), fmtInt(float64(stopStats.Requests)), othersPct, st.Markdown(), load.slowest(5, stopped, "after SIGSTOP"))
+	sec.printf("**(b) SIGSTOP of f for %s**, on a fresh cluster d, e, f warmed the same way (f owned %.0f%% of the key space), clients through d and e: f's process exists and its sockets accept connections, but it answers nothing; %s. The slowest request was sent %s after SIGSTOP. %s origin requests from SIGSTOP to the end. Other processes used %.0f%% of the CPUs during the load.\n\n%s\n%s",
+		fmtSec(failoverStop), 100*fShare, ring, fmtSec(since.maxAt-stopped), fmtInt(float64(stopStats.Requests)), othersPct, st.Markdown(), load.slowest(5, stopped, "after SIGSTOP"))
 	r.verdicts = append(r.verdicts,
 		verdict(since.errs == 0, fmt.Sprintf("failover, SIGSTOP of the owner for %s: %d client errors of %s requests (target 0)", fmtSec(failoverStop), since.errs, fmtInt(float64(since.n)))),
 		verdict(since.max < slowBound, fmt.Sprintf("failover, SIGSTOP: slowest request %s, %d over %s; p99 %s vs %s steady (target: none over %s)", fmtMs(since.max), since.over, fmtMs(slowBound), fmtMs(since.p99), fmtMs(steady.p99), fmtMs(slowBound))))
 	if since.max >= slowBound {
 		r.note("SIGSTOP of an owner: %d requests took %s or longer (slowest %s).", since.over, fmtMs(slowBound), fmtMs(since.max))
 	}
-	panel.Bars = append(panel.Bars, report.Bar{Label: "SIGSTOP c, 10 s", Value: ms(since.p99), Text: fmt.Sprintf("%s (max %s)", fmtMs(since.p99), fmtMs(since.max)), Color: colorOf("ringcache")})
+	panel.Bars = append(panel.Bars, report.Bar{Label: "SIGSTOP f, 10 s", Value: ms(since.p99), Text: fmt.Sprintf("%s (max %s)", fmtMs(since.p99), fmtMs(since.max)), Color: colorOf("ringcache")})
 	r.panels = append(r.panels, panel)
+}
+
+// failoverCluster starts a cluster of the named nodes, warms the
+// scenario's keys through all of them (one origin request each) and waits
+// until every copy landed. It returns the nodes (to stop, also on error)
+// and the last one's share of the key space.
+func (e *env) failoverCluster(ctx context.Context, names []string) ([]*rcNode, float64, error) {
+	nodes, err := e.startCluster(ctx, names, nodeOpts{cacheSize: "256MiB", hotCache: "0"}, nil)
+	if err != nil {
+		return nodes, 0, err
+	}
+	if err := e.originReset(ctx); err != nil {
+		return nodes, 0, err
+	}
+	n := e.opts.failoverKeys
+	var targets []string
+	for _, nd := range nodes {
+		targets = append(targets, nd.addr)
+	}
+	warm := e.load(ctx, loadArgs{targets: targets, conns: 20, uri: failoverURI, keys: "sweep", n: n, size: failoverSize, deadline: 3 * time.Minute})
+	if warm.err != nil || warm.res.Failed() {
+		return nodes, 0, fmt.Errorf("warm-up sweep: %v %s", warm.err, warm.res.FailureSummary())
+	}
+	if st, err := e.originStats(ctx); err != nil || st.Requests != int64(n) {
+		return nodes, 0, fmt.Errorf("warm-up sweep: the origin saw %d requests for %d keys (%v)", st.Requests, n, err)
+	}
+	if err := e.waitReplicated(ctx, nodes); err != nil {
+		return nodes, 0, err
+	}
+	view, err := e.clusterOf(ctx, nodes[0])
+	if err != nil {
+		return nodes, 0, fmt.Errorf("cluster view: %w", err)
+	}
+	return nodes, view.alive()[names[len(names)-1]], nil
 }
 
 // othersMeter starts measuring the share of all CPUs (percent) used by
