@@ -336,8 +336,11 @@ func (c *procCluster) share(on *procNode, name string) float64 {
 func TestProcessClusterSIGKILL(t *testing.T) {
 	// No hot cache: the survivors keep forwarding the dead node's keys to
 	// it until gossip declares it failed, instead of serving local copies
-	// through most of that window.
-	c := startProcCluster(t, 3, "--hot-cache-size", "0")
+	// through most of that window. One copy of each key: the path this
+	// test watches is the dead owner's keys falling back to the origin
+	// (with two, the survivors answer them from their copies; see
+	// process_replicas_test.go).
+	c := startProcCluster(t, 3, "--hot-cache-size", "0", "--replicas", "1")
 	const keys = 60
 	const fallbacks = "ringcache_peer_fallbacks_total"
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
