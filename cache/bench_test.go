@@ -1,8 +1,11 @@
 package cache
 
 import (
+	"context"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -193,6 +196,61 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 			// overheadB/entry, what the heap really holds.
 			b.ReportMetric(mean.charged-mean.raw, "chargedB/entry")
 			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// BenchmarkSnapshot writes 20,000 entries of 1 KiB to a snapshot file
+// (synced), and loads them: Load is the index a node builds before it
+// serves; moved adds copying every entry into the store.
+func BenchmarkSnapshot(b *testing.B) {
+	const n = 20000
+	src, err := NewRistretto(1 << 30)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	setMany(src, benchEntries(n, 1))
+	path := filepath.Join(b.TempDir(), "snap")
+	var size int64
+	b.Run("write", func(b *testing.B) {
+		for b.Loop() {
+			s, err := SaveSnapshot(context.Background(), path, src, time.Now().UnixNano())
+			if err != nil || s.Entries != n {
+				b.Fatalf("%+v, %v", s, err)
+			}
+			size = s.Bytes
+		}
+		b.SetBytes(size)
+	})
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, stage := range []string{"load", "moved"} {
+		b.Run(stage, func(b *testing.B) {
+			b.SetBytes(size)
+			for b.Loop() {
+				b.StopTimer()
+				if err := os.WriteFile(path, data, 0o600); err != nil { // Load takes the file
+					b.Fatal(err)
+				}
+				r, err := NewRistretto(1 << 30)
+				if err != nil {
+					b.Fatal(err)
+				}
+				w := NewWarm(r)
+				b.StartTimer()
+				if s, err := w.Load(path); err != nil || s.Entries != n {
+					b.Fatalf("%+v, %v", s, err)
+				}
+				if stage == "moved" {
+					<-w.Moved()
+				}
+				b.StopTimer()
+				w.Close()
+				b.StartTimer()
+			}
 		})
 	}
 }

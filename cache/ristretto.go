@@ -123,6 +123,51 @@ func (r *Ristretto) Get(key []byte) (*Entry, bool) {
 // larger than it, nothing. One *Entry must not be passed to two Sets at
 // once.
 func (r *Ristretto) Set(e *Entry) bool {
+	sub := r.submit(e)
+	if sub == sent {
+		r.c.Wait() // orders every callback about e before the check below
+	}
+	return r.settle(e, sub)
+}
+
+// setBatch is Set for many entries with one wait for ristretto, which
+// applies writes one at a time on its own goroutine: loading a snapshot
+// through Set would wait for that goroutine once per entry. It returns how
+// many entries were kept. es must fit ristretto's write buffer
+// (maxSetBatch) or the excess is dropped; keys must be distinct.
+func (r *Ristretto) setBatch(es []*Entry) int {
+	var subs [maxSetBatch]submitted
+	es = es[:min(len(es), maxSetBatch)]
+	for i, e := range es {
+		subs[i] = r.submit(e)
+	}
+	r.c.Wait()
+	kept := 0
+	for i, e := range es {
+		if r.settle(e, subs[i]) {
+			kept++
+		}
+	}
+	return kept
+}
+
+// maxSetBatch is the most entries setBatch takes: well inside ristretto's
+// write buffer (32 Ki items), beyond which it drops new keys.
+const maxSetBatch = 1024
+
+// submitted is what submit did with an entry.
+type submitted uint8
+
+const (
+	refused submitted = iota // too large or expired: never sent
+	present                  // this very entry is stored already
+	sent                     // handed to ristretto: settle after a Wait
+)
+
+// submit hands e to ristretto unless it can be answered at once (refused,
+// or already stored, both counted). settle must follow, after a Wait when
+// e was sent.
+func (r *Ristretto) submit(e *Entry) submitted {
 	cost := e.Cost()
 	var ttl time.Duration
 	if e.Expires != 0 {
@@ -130,16 +175,16 @@ func (r *Ristretto) Set(e *Entry) bool {
 	}
 	if cost > r.maxBytes || (e.Expires != 0 && ttl <= 0) {
 		r.rejects.Add(1)
-		return false
+		return refused
 	}
 	key := e.Key()
 	// GetTTL looks without counting an access for the admission policy;
 	// only an overwrite reads the old entry.
-	if _, present := r.c.GetTTL(key); present {
+	if _, there := r.c.GetTTL(key); there {
 		if old, ok := r.c.Get(key); ok && old != nil {
 			if old == e {
 				r.sets.Add(1)
-				return true
+				return present
 			}
 			if cost > old.Cost() {
 				// ristretto updates a present key in place and evicts
@@ -157,19 +202,29 @@ func (r *Ristretto) Set(e *Entry) bool {
 	r.mu.Lock()
 	r.setting[e] = false
 	r.mu.Unlock()
-	set := r.c.SetWithTTL(key, e, cost, ttl)
-	if set {
-		r.c.Wait() // orders every callback about e before the check below
+	// A new key dropped before reaching the policy (write buffer full)
+	// gets no callback: settle counts it refused.
+	if !r.c.SetWithTTL(key, e, cost, ttl) {
+		r.mu.Lock()
+		r.setting[e] = true
+		r.mu.Unlock()
+	}
+	return sent
+}
+
+// settle reports whether e, submitted as sub (and, if sent, followed by a
+// Wait), is in the store, and counts a sent one.
+func (r *Ristretto) settle(e *Entry, sub submitted) bool {
+	if sub != sent {
+		return sub == present
 	}
 	r.mu.Lock()
 	left := r.setting[e]
 	delete(r.setting, e)
-	// A new key dropped before reaching the policy (write buffer full)
-	// gets no callback: set is false then.
-	kept := set && !left
+	kept := !left
 	if kept {
 		r.items.Add(1)
-		r.bytes.Add(cost)
+		r.bytes.Add(e.Cost())
 	}
 	r.mu.Unlock()
 	if !kept {

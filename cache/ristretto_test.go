@@ -209,3 +209,27 @@ func TestRistrettoCountsAfterRaces(t *testing.T) {
 	wg.Wait()
 	checkCountsMatchCache(t, r, false)
 }
+
+// TestRistrettoSetBatch: a batch is counted as its entries one by one
+// would be.
+func TestRistrettoSetBatch(t *testing.T) {
+	clk := testutil.NewClock()
+	r := newTestRistretto(t, 1<<20, WithClock(clk.UnixNano))
+	var es []*Entry
+	for i := range 100 {
+		es = append(es, testEntry(fmt.Sprintf("b%03d", i), 100))
+	}
+	expired := testEntry("expired", 10)
+	expired.Expires = clk.UnixNano()
+	es = append(es, expired, testEntry("huge", 2<<20))
+	if kept := r.setBatch(es); kept != 100 {
+		t.Fatalf("setBatch kept %d; want 100 (not the expired one nor the one over budget)", kept)
+	}
+	if kept := r.setBatch(es[:10]); kept != 10 {
+		t.Fatalf("setBatch of stored entries kept %d; want 10", kept)
+	}
+	if st := r.Stats(); st.Items != 100 || st.Rejects != 2 {
+		t.Fatalf("Stats %+v; want 100 items, 2 rejects", st)
+	}
+	checkCountsMatchCache(t, r, true)
+}

@@ -42,9 +42,23 @@ func storeKinds() []storeKind {
 	}
 }
 
-// forEachKind runs the test body against every implementation.
+// warmKind is a Warm over ristretto with no snapshot: it must pass every
+// call through as the store would answer it.
+var warmKind = storeKind{"warm", func(tb testing.TB, maxBytes int64, opts ...Option) Store {
+	tb.Helper()
+	r, err := NewRistretto(maxBytes, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	w := NewWarm(r, opts...)
+	tb.Cleanup(w.Close)
+	return w
+}}
+
+// forEachKind runs the test body against every implementation, and a Warm
+// over one.
 func forEachKind(t *testing.T, f func(t *testing.T, k storeKind)) {
-	for _, k := range storeKinds() {
+	for _, k := range append(storeKinds(), warmKind) {
 		t.Run(k.name, func(t *testing.T) { f(t, k) })
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/valyala/fasthttp"
 )
 
@@ -48,6 +50,7 @@ func (s *PeerServer) Handler(forwarded fasthttp.RequestHandler) fasthttp.Request
 		case bytes.HasPrefix(ctx.Path(), pathPrefix):
 			s.Handle(ctx)
 		case len(ctx.Request.Header.Peek(HeaderForwarded)) == 0:
+			h1.SetDate(&ctx.Response.Header, time.Now()) // the servers leave Date to handlers
 			plainError(ctx, fasthttp.StatusForbidden, "peer listener: members only")
 		default:
 			if _, ok := s.auth.Authenticate(&ctx.Request); !ok {
@@ -68,6 +71,7 @@ func (s *PeerServer) Handler(forwarded fasthttp.RequestHandler) fasthttp.Request
 // refuse answers 403 with HeaderError: the sender, if a member, serves the
 // request itself.
 func refuse(ctx *fasthttp.RequestCtx, msg string) {
+	h1.SetDate(&ctx.Response.Header, time.Now()) // the servers leave Date to handlers
 	ctx.Response.Header.Set(HeaderError, "1")
 	plainError(ctx, fasthttp.StatusForbidden, msg)
 }

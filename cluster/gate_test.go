@@ -39,6 +39,11 @@ func TestClientGate(t *testing.T) {
 		if resp.StatusCode() != fasthttp.StatusForbidden || string(resp.Header.Peek(HeaderError)) != "1" {
 			t.Errorf("%s: %d %q, want 403 with %s", name, resp.StatusCode(), resp.Header.Peek(HeaderError), HeaderError)
 		}
+		// The node's servers leave Date to handlers (NoDefaultDate); a
+		// 4xx carries one (RFC 9110 §6.6.1).
+		if len(resp.Header.Peek("Date")) == 0 {
+			t.Errorf("%s: no Date", name)
+		}
 	}
 	if served != 0 || g.Refused() != 3 {
 		t.Fatalf("served %d, refused %d; want 0 and 3", served, g.Refused())

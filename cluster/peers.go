@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/health"
 	"github.com/ringcache/ringcache/internal/opt"
 	"github.com/ringcache/ringcache/internal/streamconn"
@@ -141,6 +142,9 @@ type PeerSet struct {
 
 	state atomic.Pointer[peerState]
 	conns streamconn.Table // open connections, to relax deadlines of streamed bodies
+	// transport reads the peers' responses, handing the interim ones an
+	// owner forwards to the caller of Forward (h1.InterimFrom).
+	transport h1.Transport
 
 	mu     sync.Mutex // serializes Update and Close
 	closed bool
@@ -406,6 +410,7 @@ func (s *PeerSet) newPeer(n Node) *peer {
 			}
 			return s.conns.Track(c), nil
 		},
+		Transport:           &s.transport,
 		RetryIfErr:          s.retryIfErr,
 		MaxConns:            s.maxConns,
 		MaxConnWaitTimeout:  timeout,
@@ -519,7 +524,8 @@ func (p *peer) Name() string { return p.node.Name }
 // and then becomes an idle timeout for the body: each read must make
 // progress within it, so a large body is not cut off but a stalled peer is.
 // Connecting is always bounded by Timeout. fasthttp cannot abort a request
-// in flight, so a cancellation is only noticed before sending.
+// in flight, so a cancellation is only noticed before sending. Interim
+// responses the owner forwards go to ctx's h1.Interim, if any.
 //
 // A transport error, or a response carrying HeaderError (the peer could not
 // serve the request itself), is returned as an error and pauses the peer
@@ -576,7 +582,7 @@ func (p *peer) do(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Res
 	// fasthttp refuses a request whose scheme differs from the client's.
 	req.URI().SetScheme("https")
 	p.set.signer.Sign(req)
-	err := p.hc.DoDeadline(req, resp, deadline)
+	err := p.set.transport.Do(req, h1.InterimFrom(ctx), func() error { return p.hc.DoDeadline(req, resp, deadline) })
 	if err != nil {
 		if !errors.Is(err, fasthttp.ErrNoFreeConns) { // our pool, not the peer
 			p.failed(err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/opt"
 	"github.com/valyala/fasthttp"
 )
@@ -101,6 +102,8 @@ func (s *PeerServer) Stats() PeerServerStats {
 
 // Handle serves one request whose path starts with PathPrefix.
 func (s *PeerServer) Handle(ctx *fasthttp.RequestCtx) {
+	// The node's servers leave Date to their handlers (NoDefaultDate).
+	h1.SetDate(&ctx.Response.Header, time.Now())
 	path := ctx.Path()
 	if !bytes.HasPrefix(path, []byte(PathPrefix)) {
 		plainError(ctx, fasthttp.StatusNotFound, "not a peer endpoint")

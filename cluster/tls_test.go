@@ -15,14 +15,12 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/internal/testutil"
-
-	"github.com/ringcache/ringcache/cluster/clustertest"
 )
 
 func TestLoadPeerTLSErrors(t *testing.T) {
 	dir := t.TempDir()
-	ours := clustertest.Certs(t, dir, "a", "b")
-	other := clustertest.Certs(t, t.TempDir(), "x")
+	ours := testutil.Certs(t, dir, "a", "b")
+	other := testutil.Certs(t, t.TempDir(), "x")
 	empty := filepath.Join(dir, "empty.pem")
 	if err := os.WriteFile(empty, []byte("not PEM\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -55,8 +53,8 @@ func TestLoadPeerTLSErrors(t *testing.T) {
 // certificate, or with one from another CA, is refused, and a client
 // refuses a server from another CA.
 func TestPeerTLSMutual(t *testing.T) {
-	ours := clustertest.Certs(t, t.TempDir(), "a", "b")
-	theirs := clustertest.Certs(t, t.TempDir(), "x")
+	ours := testutil.Certs(t, t.TempDir(), "a", "b")
+	theirs := testutil.Certs(t, t.TempDir(), "x")
 	a, b, x := mustLoadPeerTLS(t, ours["a"]), mustLoadPeerTLS(t, ours["b"]), mustLoadPeerTLS(t, theirs["x"])
 	noCert := b.Client.Clone()
 	noCert.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &tls.Certificate{}, nil }
@@ -119,12 +117,12 @@ func tlsHandshake(t *testing.T, server, client *tls.Config) (serverErr, clientEr
 // after Reload; files that do not load leave the current ones in use.
 func TestPeerTLSReload(t *testing.T) {
 	dir := t.TempDir()
-	files := clustertest.Certs(t, dir, "a", "b")
+	files := testutil.Certs(t, dir, "a", "b")
 	a, oldB := mustLoadPeerTLS(t, files["a"]), mustLoadPeerTLS(t, files["b"])
 	if serr, cerr := tlsHandshake(t, a.Server, oldB.Client); serr != nil {
 		t.Fatalf("before rotation: %v / %v", serr, cerr)
 	}
-	clustertest.Certs(t, dir, "a", "b") // a new CA and certificates, same files
+	testutil.Certs(t, dir, "a", "b") // a new CA and certificates, same files
 	newB := mustLoadPeerTLS(t, files["b"])
 	if serr, _ := tlsHandshake(t, a.Server, newB.Client); serr == nil {
 		t.Fatal("a accepted the new CA before reloading")
@@ -157,11 +155,11 @@ func TestPeerTLSReload(t *testing.T) {
 // once Watch looks again.
 func TestPeerTLSWatch(t *testing.T) {
 	dir := t.TempDir()
-	files := clustertest.Certs(t, dir, "a", "b")
+	files := testutil.Certs(t, dir, "a", "b")
 	a := mustLoadPeerTLS(t, files["a"])
 	a.Watch(5*time.Millisecond, nil)
 	defer a.Close()
-	clustertest.Certs(t, dir, "a", "b") // a new CA and certificates, same files
+	testutil.Certs(t, dir, "a", "b") // a new CA and certificates, same files
 	newB := mustLoadPeerTLS(t, files["b"])
 	var serr, cerr error
 	testutil.Eventually(t, 10*time.Second, func() bool {
@@ -170,7 +168,7 @@ func TestPeerTLSWatch(t *testing.T) {
 	}, func() string { return fmt.Sprintf("a to accept the new CA: server %v, client %v", serr, cerr) })
 }
 
-func mustLoadPeerTLS(t *testing.T, f clustertest.CertFiles) *PeerTLS {
+func mustLoadPeerTLS(t *testing.T, f testutil.CertFiles) *PeerTLS {
 	t.Helper()
 	p, err := LoadPeerTLS(f.Cert, f.Key, f.CA)
 	if err != nil {
@@ -189,7 +187,7 @@ func TestSecretPeerTLS(t *testing.T) {
 	}
 	noCert := b.Client.Clone()
 	noCert.Certificates = nil
-	ca := clustertest.Certs(t, t.TempDir(), "c")
+	ca := testutil.Certs(t, t.TempDir(), "c")
 	for name, tc := range map[string]struct{ server, client *tls.Config }{
 		"client without a certificate":   {a.Server, noCert},
 		"client of another secret":       {a.Server, x.Client},

@@ -6,6 +6,9 @@
 // the flag --cache-size. One table of setting descriptors (settings.go) drives
 // all three sources, the --help text and the messages of Validate, so adding a
 // setting is one field in Config, one value in Default and one table line.
+// The one exception is origins, a list of origin pools (origins.go): a YAML
+// structure, set in the file only, whose errors name each part by its key
+// path, as in origins[1].servers[0].
 package config
 
 import (
@@ -52,8 +55,22 @@ type Config struct {
 	TLSCert, TLSKey string
 	// Origin is the base URL requests are proxied to: http:// or https://,
 	// with a host and no path, query, fragment or user info (the rule is
-	// origin.ParseURL). Required.
+	// origin.ParseURL). It is the default pool, of one server: required
+	// unless Origins has a pool without hosts instead.
 	Origin string
+	// OriginTLSCA, OriginTLSServerName, OriginTLSCert and OriginTLSKey are
+	// the TLS settings of an https Origin (origin.TLSFiles): a PEM file of
+	// CA certificates verifying it instead of the system roots, the name
+	// verified in its certificate (and sent in SNI) instead of the URL's
+	// host, and a PEM client certificate and its key for origins that ask
+	// for one. Verification is never turned off. Pools in Origins have
+	// their own.
+	OriginTLSCA, OriginTLSServerName, OriginTLSCert, OriginTLSKey string
+	// Origins are origin pools, set in the config file only: several
+	// servers for one site (balanced, with a breaker each and an optional
+	// health check) and virtual hosts served by other servers than the
+	// default pool's. See OriginPool.
+	Origins []OriginPool
 	// Admin is the listener for /healthz and /metrics; "" disables it.
 	Admin string
 	// AdminToken is the bearer token the admin write endpoints require.
@@ -73,6 +90,15 @@ type Config struct {
 	MaxObjectSize int64
 	// Store picks the store implementation: StoreRistretto or StoreLRU.
 	Store string
+	// Snapshot is a file the store is written to at shutdown (SIGTERM)
+	// and loaded from at start, so a restarted node serves hits at once.
+	// "" disables it. The file holds cached responses and is created mode
+	// 0600; a file there that is not a snapshot is never overwritten.
+	Snapshot string
+	// SnapshotInterval also writes the snapshot this often while the node
+	// runs, so a restart after a crash (SIGKILL, OOM) is warm too. 0
+	// disables it; it needs Snapshot.
+	SnapshotInterval time.Duration
 	// DefaultTTL is the freshness given to storable responses that state no
 	// lifetime and allow no heuristic. 0 disables it.
 	DefaultTTL time.Duration
@@ -87,6 +113,17 @@ type Config struct {
 	// StripSetCookie stores responses carrying Set-Cookie without that
 	// header; when false such responses are not stored at all.
 	StripSetCookie bool
+	// TargetedCacheControl is the cluster's target list of targeted cache
+	// control (RFC 9213): response fields that carry Cache-Control
+	// directives for this kind of cache, most applicable first, such as
+	// [Ringcache-Cache-Control, CDN-Cache-Control]. The first present with
+	// a valid value decides a response's caching in place of Cache-Control
+	// and Expires. Empty: Cache-Control alone.
+	TargetedCacheControl []string
+	// StripTargetedCacheControl names fields of TargetedCacheControl left
+	// out of the answers to clients (members still pass them to each
+	// other): for a field only this cluster reads.
+	StripTargetedCacheControl []string
 	// IgnoreQuery lists query parameter names dropped from the cache key,
 	// such as utm_source.
 	IgnoreQuery []string
@@ -243,7 +280,7 @@ type Config struct {
 }
 
 // Default returns every setting at its default. Origin is empty, so the
-// result does not validate until an origin is set.
+// result does not validate until an origin (or a default pool) is set.
 func Default() Config {
 	return Config{
 		Listen:    "127.0.0.1:8080",
@@ -284,8 +321,9 @@ func Default() Config {
 		HandoffTimeout:  10 * time.Second,
 		HandoffMaxBytes: 1 << 30,
 
-		ShutdownTimeout: 30 * time.Second,
-		PurgeAllow:      []string{"127.0.0.0/8", "::1/128"},
+		ShutdownTimeout:      30 * time.Second,
+		PurgeAllow:           []string{"127.0.0.0/8", "::1/128"},
+		TargetedCacheControl: []string{"CDN-Cache-Control"},
 	}
 }
 

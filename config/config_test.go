@@ -85,6 +85,7 @@ func TestDefault(t *testing.T) {
 		"Gossip": "", "Ring": "hashring", "RingVnodes": 160, "PeerTimeout": 2 * time.Second,
 		"HotCacheSize": int64(16 << 20), "HandoffTimeout": 10 * time.Second,
 		"HandoffMaxBytes": int64(1 << 30), "ShutdownTimeout": 30 * time.Second,
+		"Snapshot": "", "SnapshotInterval": time.Duration(0),
 	}
 	v := reflect.ValueOf(c)
 	for field, w := range want {

@@ -119,6 +119,9 @@ type recorder struct {
 }
 
 func (r *recorder) Set(v string) error {
+	if r.s.fileOnly() {
+		return errors.New(onlyInFile(r.s))
+	}
 	// Repeating a list flag adds items (--join a --join b); any other flag's
 	// last occurrence wins when applied in order.
 	if r.s.val.isList() {
@@ -143,10 +146,10 @@ func (l *loader) parseFlags(args []string) ([]pending, error) {
 	var out []pending
 	for i := range l.table {
 		s := &l.table[i]
-		if s.fileOnly {
-			continue
-		}
 		f := fs.VarPF(&recorder{s: s, out: &out}, s.flagName(), "", s.help)
+		if s.fileOnly() {
+			f.Hidden = true // Set refuses it, saying where it goes
+		}
 		if s.val.Type() == "bool" {
 			f.NoOptDefVal = "true" // --sort-query alone means true
 		}
@@ -172,15 +175,12 @@ func (l *loader) parseFlags(args []string) ([]pending, error) {
 func (l *loader) parseEnv(environ []string) []pending {
 	byEnv := make(map[string]*setting, len(l.table))
 	names := make([]string, 0, len(l.table))
-	fileOnly := map[string]*setting{}
 	for i := range l.table {
 		s := &l.table[i]
-		if s.fileOnly {
-			fileOnly[s.envName()] = s
-			continue
-		}
 		byEnv[s.envName()] = s
-		names = append(names, s.envName())
+		if !s.fileOnly() {
+			names = append(names, s.envName())
+		}
 	}
 	var out []pending
 	var unknown []string
@@ -190,14 +190,14 @@ func (l *loader) parseEnv(environ []string) []pending {
 			continue
 		}
 		s := byEnv[k]
-		if f := fileOnly[k]; f != nil {
-			l.warnings = append(l.warnings, fmt.Sprintf("environment variable %s ignored: %s can be set only in the config file", k, f.name))
-			continue
-		}
 		if s == nil {
 			if !serviceLinkVar(k, v) {
 				unknown = append(unknown, k)
 			}
+			continue
+		}
+		if s.fileOnly() {
+			l.warnings = append(l.warnings, fmt.Sprintf("environment variable %s ignored: %s", k, onlyInFile(s)))
 			continue
 		}
 		out = append(out, pending{s: s, raw: v, src: source{kind: fromEnv, key: k}})
@@ -285,13 +285,16 @@ func (l *loader) loadFile(path string) {
 			continue
 		}
 		src := source{kind: fromFile, file: path, line: v.Line}
-		if nv, ok := s.val.(nodeValue); ok {
-			if errs := nv.setNode(path, v); len(errs) > 0 {
-				l.errs = append(l.errs, errs...)
+		if yv, ok := s.val.(yamlValue); ok {
+			r := &yamlReader{file: path, src: l.src, failed: l.failed}
+			yv.setYAML(r, v)
+			l.errs = append(l.errs, r.errs...)
+			if r.broken {
 				l.failed[name] = true
 				continue
 			}
-			src.raw = s.val.String()
+			// Values that did not parse are in l.failed by key path:
+			// validation checks the rest.
 			l.succeed(s, src)
 			continue
 		}
@@ -460,14 +463,40 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 		if !ok(s.name) {
 			continue
 		}
-		if s.required && s.val.String() == "" {
-			errs = append(errs, fmt.Errorf("%s is required (flag --%s, env %s or %s: in the config file)",
-				s.name, s.flagName(), s.envName(), s.name))
-			failed[s.name] = true
-			continue
-		}
 		if err := s.val.validate(); err != nil {
 			bad(s.name, err)
+		}
+	}
+
+	if ok("origins") {
+		errs = append(errs, c.originErrors(src, failed)...)
+	}
+	if ok("origin", "origins") && c.Origin == "" && !c.hasDefaultPool() {
+		where := ""
+		if len(c.Origins) > 0 {
+			where = ", or a pool without hosts in origins to serve the hosts no pool lists"
+		}
+		errs = append(errs, fmt.Errorf("origin is required (flag --origin, env RINGCACHE_ORIGIN or origin: in the config file%s)", where))
+	}
+	originTLS := []string{"origin_tls_ca", "origin_tls_server_name", "origin_tls_cert", "origin_tls_key"}
+	for _, name := range originTLS {
+		if !ok(name, "origin") || byName[name].val.String() == "" {
+			continue
+		}
+		switch {
+		case c.Origin == "":
+			bad(name, errors.New("has no effect unless origin is set (pools in origins take tls: settings of their own)"))
+		case !isHTTPS(c.Origin):
+			bad(name, fmt.Errorf("has no effect with an http:// origin%s", src["origin"].short()))
+		}
+	}
+	if ok("targeted_cache_control", "strip_targeted_cache_control") {
+		for _, f := range c.StripTargetedCacheControl {
+			if !slices.ContainsFunc(c.TargetedCacheControl, func(t string) bool { return strings.EqualFold(t, f) }) {
+				// RFC 9213 §2.1: a field this cache does not obey passes through.
+				bad("strip_targeted_cache_control", fmt.Errorf("%s is not in targeted_cache_control: fields the cluster does not obey pass through", f))
+				break
+			}
 		}
 	}
 
@@ -478,6 +507,9 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 		if ok(pair[0], pair[1]) && byName[pair[0]].val.String() != "" && byName[pair[1]].val.String() != "" {
 			bad(pair[1], fmt.Errorf("%s is also set%s; set only one", pair[0], src[pair[0]].short()))
 		}
+	}
+	if ok("snapshot_interval") && c.SnapshotInterval > 0 && c.Snapshot == "" {
+		bad("snapshot_interval", errors.New("has no effect unless snapshot is set"))
 	}
 	if c.Gossip == "" {
 		for _, name := range []string{"advertise", "join", "peer_listen", "gossip_key", "peer_tls_cert", "peer_tls_key", "peer_tls_ca"} {
@@ -498,6 +530,7 @@ func (c *Config) validate(src map[string]source, skip map[string]bool) error {
 	}{
 		{[]string{"tls_cert", "tls_key"}, "client TLS needs both", true},
 		{[]string{"peer_tls_cert", "peer_tls_key", "peer_tls_ca"}, "peer TLS needs all three", c.Gossip != ""},
+		{[]string{"origin_tls_cert", "origin_tls_key"}, "a client certificate needs both", c.Origin != ""},
 	} {
 		if !g.on || !ok(g.names...) {
 			continue
@@ -567,11 +600,12 @@ func (s source) short() string {
 // settingError is a bad value of one setting, e.g.
 // invalid cache_size "12XB" (flag --cache-size): unknown unit "XB".
 type settingError struct {
-	name   string
-	value  string
-	secret bool
-	src    source
-	err    error
+	name    string
+	value   string
+	secret  bool
+	noValue bool // a mapping or a list (origins[0].tls): no one value to quote
+	src     source
+	err     error
 }
 
 func (e *settingError) Error() string {
@@ -584,7 +618,7 @@ func (e *settingError) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString("invalid " + e.name)
-	if !e.secret {
+	if !e.secret && !e.noValue {
 		b.WriteString(" " + strconv.Quote(e.value))
 	}
 	if e.src.kind != fromFile {
@@ -655,7 +689,7 @@ func editDistance(a, b string) int {
 }
 
 // Usage writes the flag help: one line per setting with its kind, default
-// and environment variable.
+// and environment variable, then the settings of the config file only.
 func Usage(w io.Writer) {
 	c := Default()
 	table := c.settings()
@@ -664,8 +698,13 @@ func Usage(w io.Writer) {
 		"or as foo_bar: in the YAML file named by --config.\n"+
 		"Precedence: flag > environment > file > default.\n\nFlags:\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var fileOnly []*setting
 	for i := range table {
 		s := &table[i]
+		if s.fileOnly() {
+			fileOnly = append(fileOnly, s)
+			continue
+		}
 		def := strconv.Quote(s.val.String())
 		if s.val.String() != "" && s.val.Type() != "string" {
 			def = s.val.String() // unambiguous without quotes
@@ -674,12 +713,18 @@ func Usage(w io.Writer) {
 		if s.live {
 			live = "; reloads on SIGHUP"
 		}
-		if s.fileOnly {
-			fmt.Fprintf(tw, "  %s: (config file only)\t%s (default none%s)\n", s.name, s.help, live)
-			continue
-		}
 		fmt.Fprintf(tw, "  --%s %s\t%s (default %s, env %s%s)\n", s.flagName(), s.val.Type(), s.help, def, s.envName(), live)
 	}
 	fmt.Fprintf(tw, "  -h, --help\tshow this help\n")
+	if len(fileOnly) > 0 {
+		fmt.Fprintf(tw, "\nIn the config file only (no flag or environment variable):\n")
+		for _, s := range fileOnly {
+			live := ""
+			if s.live {
+				live = " (reloads on SIGHUP)"
+			}
+			fmt.Fprintf(tw, "  %s:\t%s%s\n", s.name, s.help, live)
+		}
+	}
 	_ = tw.Flush()
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +88,10 @@ func TestKindsParse(t *testing.T) {
 		{"ignore_query", "utm_source, utm_medium,,fbclid", func(c Config) any { return c.IgnoreQuery },
 			[]string{"utm_source", "utm_medium", "fbclid"}},
 		{"ignore_query", "", func(c Config) any { return c.IgnoreQuery }, []string(nil)},
+		{"targeted_cache_control", "Ringcache-Cache-Control, CDN-Cache-Control", func(c Config) any { return c.TargetedCacheControl },
+			[]string{"Ringcache-Cache-Control", "CDN-Cache-Control"}},
+		{"targeted_cache_control", "", func(c Config) any { return c.TargetedCacheControl }, []string(nil)},
+		{"strip_targeted_cache_control", "cdn-cache-control", func(c Config) any { return c.StripTargetedCacheControl }, []string{"cdn-cache-control"}},
 		{"store", "lru", func(c Config) any { return c.Store }, "lru"},
 		{"ring", "rendezvous", func(c Config) any { return c.Ring }, "rendezvous"},
 	}
@@ -262,6 +267,9 @@ func TestValueErrors(t *testing.T) {
 		{"peer_timeout", "0s", "must be greater than 0", nil},
 		{"handoff_timeout", "0s", "must be greater than 0", nil},
 		{"shutdown_timeout", "0s", "must be greater than 0", nil},
+		{"snapshot", "/var/cache/ringcache/", "want a file path, not a directory", nil},
+		{"snapshot_interval", "-1m", "must not be negative", []string{"--snapshot=/tmp/snap"}},
+		{"snapshot_interval", "5m", "has no effect unless snapshot is set", nil},
 		{"origin_max_conns", "0", "must be greater than 0", nil},
 		{"origin_max_conns", "many", "want a whole number", nil},
 		{"ring_vnodes", "0", "must be greater than 0", nil},
@@ -303,6 +311,9 @@ func TestValueErrors(t *testing.T) {
 		{"peer_listen", "127.0.0.1:9090", "has no effect unless gossip is set", nil},
 		{"peer_tls_cert", "/etc/ringcache/peer.pem", "has no effect unless gossip is set", nil},
 		{"admin_token_file", "/nonexistent/ringcache-token", "open /nonexistent/ringcache-token: no such file or directory", nil},
+		{"targeted_cache_control", "CDN-Cache-Control,Cache-Control", `item "Cache-Control": Cache-Control is obeyed anyway`, nil},
+		{"targeted_cache_control", "CDN Cache Control", `item "CDN Cache Control": want a header field name`, nil},
+		{"strip_targeted_cache_control", "Surrogate-Control", "Surrogate-Control is not in targeted_cache_control", nil},
 	}
 	for _, tt := range tests {
 		for _, v := range sources() {
@@ -669,6 +680,38 @@ func TestNoSettingLooksLikeAServiceLink(t *testing.T) {
 	}
 }
 
+// TestFileOnlySettings: the settings read from their YAML node (rules,
+// origins) have no flag — one given is refused, saying where the setting
+// goes — and their variables are ignored with a warning that says so.
+func TestFileOnlySettings(t *testing.T) {
+	var c Config
+	var names []string
+	for _, s := range c.settings() {
+		if !s.fileOnly() {
+			continue
+		}
+		names = append(names, s.name)
+		where := s.name + " can be set only in the config file"
+		wantContains(t, loadErr(t, []string{originFlag, "--" + s.flagName() + "=x"}, nil),
+			`invalid argument "x" for "--`+s.flagName()+`" flag: `+where)
+		got, warnings, err := Load([]string{originFlag}, []string{s.envName() + "=x"}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", s.envName(), err)
+		}
+		if want := "environment variable " + s.envName() + " ignored: " + where; len(warnings) != 1 || warnings[0] != want {
+			t.Errorf("%s: warnings %q, want %q", s.envName(), warnings, want)
+		}
+		for _, gs := range got.settings() {
+			if gs.name == s.name && gs.val.String() != "" {
+				t.Errorf("%s set to %q by its variable", s.name, gs.val.String())
+			}
+		}
+	}
+	if want := []string{"origins", "rules"}; !slices.Equal(names, want) {
+		t.Errorf("file-only settings %q, want %q", names, want)
+	}
+}
+
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"-h"}, {originFlag, "--store=arc", "--help"}} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
@@ -682,8 +725,8 @@ func TestHelp(t *testing.T) {
 			def := Default()
 			defaults := def.settings()
 			for i, s := range c.settings() {
-				if s.fileOnly {
-					wantContains(t, help, "  "+s.name+": (config file only)", s.help)
+				if s.fileOnly() { // no flag: listed under "In the config file only"
+					wantContains(t, help, "\n  "+s.name+":", s.help)
 					continue
 				}
 				line := ""

@@ -11,11 +11,11 @@ import (
 )
 
 // The rules setting is a list of mappings, which only the YAML file can
-// hold: it has no flag and no environment variable. It is read here, from
-// the node tree, so that each problem names the rule, its key, the value
-// and the line (ringcache.yaml:14: invalid rules[2].path_regex "(": ...),
-// and it is compiled once, as the file loads; the rules package says what
-// is valid.
+// hold (see yamlValue). Each rule is read by the yamlReader, so that each
+// problem names the rule, its key, the value and the line
+// (ringcache.yaml:14: invalid rules[2].path_regex "(": ...), and the list
+// is compiled once, as the file loads; the rules package says what is
+// valid.
 
 // ruleKeys are the keys of one rule, in the order of rules.Spec, with the
 // YAML kind each takes.
@@ -30,201 +30,88 @@ var ruleKeys = []struct {
 }
 
 // ruleList is the value of the rules setting.
-type ruleList struct{ p **rules.Set }
-
-func ruleValue(p **rules.Set) value { return &ruleList{p: p} }
-
-func (r *ruleList) Set(string) error {
-	return errors.New("rules can be set only in the config file")
+type ruleList struct {
+	yamlOnly
+	p **rules.Set
 }
+
+func ruleValue(p **rules.Set) value { return &ruleList{yamlOnly{"rules"}, p} }
 
 // String renders the rules so that two lists print alike exactly when they
 // are the same rules: what Reload and Changed compare.
-func (r *ruleList) String() string          { return (*r.p).String() }
-func (r *ruleList) Type() string            { return "rules" }
-func (r *ruleList) isList() bool            { return false }
-func (r *ruleList) setItems([]string) error { return errors.New("not a list of strings") }
-func (r *ruleList) validate() error         { return nil } // compiled, so checked, as it was read
-func (r *ruleList) take(from value)         { *r.p = *from.(*ruleList).p }
+func (r *ruleList) String() string      { return (*r.p).String() }
+func (r *ruleList) Type() string        { return "rules" }
+func (r *ruleList) take(from value)     { *r.p = *from.(*ruleList).p }
+func rulePath(i int, key string) string { return fmt.Sprintf("rules[%d].%s", i, key) }
 
-// nodeValue is a value read from its YAML node rather than from text.
-type nodeValue interface {
-	// setNode sets the value from n, read from file, or returns every
-	// problem found, each naming its place.
-	setNode(file string, n *yaml.Node) []error
-}
-
-// place is where a rule's keys are in the file, for messages.
-type place struct {
-	line  int            // the rule's mapping
-	lines map[string]int // key (or key + "\x00" + list item) -> line
-	raw   map[string]string
-}
-
-func (r *ruleList) setNode(file string, n *yaml.Node) []error {
-	if (n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null") || (n.Kind == yaml.SequenceNode && len(n.Content) == 0) {
-		*r.p = nil // "rules:" alone, or "rules: []": none
-		return nil
+// setYAML reads and compiles the rules. Rules with a problem leave the
+// setting unset: every problem is reported, those of reading and those of
+// compiling the rules that did read.
+func (r *ruleList) setYAML(yr *yamlReader, n *yaml.Node) {
+	*r.p = nil
+	items := yr.sequence("rules", "a list of rules (- host: ..., ttl: ...)", n)
+	if len(items) == 0 {
+		return
 	}
-	if n.Kind != yaml.SequenceNode {
-		return []error{&fileError{file: file, line: n.Line,
-			err: fmt.Errorf("invalid rules: want a list of rules (- host: ..., ttl: ...), got %s", nodeKind(n))}}
+	before := len(yr.errs)
+	specs := make([]rules.Spec, len(items))
+	read := make([]bool, len(items))
+	for i, item := range items {
+		n := len(yr.errs)
+		specs[i] = readRule(yr, i, item)
+		read[i] = len(yr.errs) == n
 	}
-	var errs []error
-	specs := make([]rules.Spec, len(n.Content))
-	places := make([]place, len(n.Content))
-	parsed := make([]bool, len(n.Content))
-	for i, item := range n.Content {
-		if item.Kind == yaml.AliasNode {
-			item = item.Alias
-		}
-		if item.Kind != yaml.MappingNode {
-			errs = append(errs, &fileError{file: file, line: item.Line,
-				err: fmt.Errorf("invalid rules[%d]: want a mapping of conditions and actions (host: ..., ttl: ...), got %s", i, nodeKind(item))})
-			continue
-		}
-		var perrs []error
-		specs[i], places[i], perrs = parseRule(file, i, item)
-		errs = append(errs, perrs...)
-		parsed[i] = len(perrs) == 0
-	}
-	if len(errs) == 0 {
+	if len(yr.errs) == before {
 		set, err := rules.New(specs)
 		if err == nil {
 			*r.p = set
-			return nil
+			return
 		}
-		return ruleErrors(file, places, err)
-	}
-	// Report what the rules that did parse get wrong too.
-	for i, ok := range parsed {
-		if ok {
-			if _, err := rules.Compile(i, specs[i]); err != nil {
-				errs = append(errs, ruleErrors(file, places, err)...)
+		yr.ruleErrors(specs, err)
+	} else {
+		for i, ok := range read {
+			if _, err := rules.Compile(i, specs[i]); ok && err != nil {
+				yr.ruleErrors(specs, err)
 			}
 		}
 	}
-	return errs
+	yr.broken = true
 }
 
-// parseRule reads rule i from its mapping node.
-func parseRule(file string, i int, m *yaml.Node) (rules.Spec, place, []error) {
+// readRule reads rule i from its node.
+func readRule(r *yamlReader, i int, n *yaml.Node) rules.Spec {
 	var s rules.Spec
-	pl := place{line: m.Line, lines: map[string]int{}, raw: map[string]string{}}
-	var errs []error
 	names := make([]string, len(ruleKeys))
-	kinds := map[string]string{}
+	kinds := make(map[string]string, len(ruleKeys))
 	for j, k := range ruleKeys {
 		names[j] = k.name
 		kinds[k.name] = k.kind
 	}
-	for j := 0; j+1 < len(m.Content); j += 2 {
-		k, v := m.Content[j], m.Content[j+1]
-		if v.Kind == yaml.AliasNode {
-			v = v.Alias
-		}
-		at := func(line int, format string, args ...any) {
-			errs = append(errs, &fileError{file: file, line: line, err: fmt.Errorf(format, args...)})
-		}
-		if k.Kind != yaml.ScalarNode {
-			at(k.Line, "rules[%d]: want a key such as host or ttl, got %s", i, nodeKind(k))
-			continue
-		}
-		name := k.Value
-		if first, dup := pl.lines[name]; dup {
-			at(k.Line, "rules[%d]: duplicate key %q (first set on line %d)", i, name, first)
-			continue
-		}
-		kind, known := kinds[name]
-		if !known {
-			at(k.Line, "rules[%d]: unknown key %q%s", i, name, suggest(name, names))
-			continue
-		}
-		pl.lines[name] = v.Line
-		full := fmt.Sprintf("rules[%d].%s", i, name)
-		bad := func(raw string, err error) {
-			errs = append(errs, &settingError{name: full, value: raw, src: source{kind: fromFile, file: file, line: v.Line, raw: raw}, err: err})
-		}
-		var items []string
-		switch {
-		case v.Kind == yaml.ScalarNode:
-			raw := v.Value
-			if v.ShortTag() == "!!null" {
-				raw = ""
+	at := fmt.Sprintf("rules[%d]", i)
+	r.mapping(at, "a mapping of conditions and actions (host: ..., ttl: ...)", n, names, func(key string, v *yaml.Node) {
+		path := rulePath(i, key)
+		switch kinds[key] {
+		case "strings":
+			items := r.list(path, v)
+			switch key {
+			case "methods":
+				s.Methods = items
+			case "key_headers":
+				s.KeyHeaders = items
+			case "key_cookies":
+				s.KeyCookies = items
 			}
-			pl.raw[name] = raw
-			if kind == "strings" {
-				items = cleanItems(strings.Split(raw, ","))
-				for _, it := range items {
-					pl.lines[name+"\x00"+it] = v.Line
+		case "bool":
+			s.Bypass = parsed(r, path, "bool", v, func(raw string) (bool, error) {
+				b, err := strconv.ParseBool(strings.TrimSpace(raw))
+				if err != nil {
+					return false, errors.New("want true or false")
 				}
-			}
-		case v.Kind == yaml.SequenceNode && kind == "strings":
-			ok := true
-			for _, it := range v.Content {
-				if it.Kind == yaml.AliasNode {
-					it = it.Alias
-				}
-				if it.Kind != yaml.ScalarNode {
-					at(it.Line, "invalid %s: want a list of strings, got %s in it", full, nodeKind(it))
-					ok = false
-					break
-				}
-				if item := strings.TrimSpace(it.Value); item != "" {
-					items = append(items, item)
-					pl.lines[name+"\x00"+item] = it.Line
-				}
-			}
-			if !ok {
-				continue
-			}
-			pl.raw[name] = strings.Join(items, ",")
-		default:
-			want := "a single " + kind + " value"
-			if kind == "strings" {
-				want = "a list or a comma-separated string"
-			}
-			at(v.Line, "invalid %s: want %s, got %s", full, want, nodeKind(v))
-			continue
-		}
-		raw := pl.raw[name]
-		switch name {
-		case "host":
-			s.Host = raw
-		case "path_prefix":
-			s.PathPrefix = raw
-		case "path_regex":
-			s.PathRegex = raw
-		case "header":
-			s.Header = raw
-		case "header_value":
-			s.HeaderValue = raw
-		case "cookie":
-			s.Cookie = raw
-		case "methods":
-			s.Methods = items
-		case "key_headers":
-			s.KeyHeaders = items
-		case "key_cookies":
-			s.KeyCookies = items
-		case "bypass":
-			if raw == "" {
-				break
-			}
-			b, err := strconv.ParseBool(strings.TrimSpace(raw))
-			if err != nil {
-				bad(raw, errors.New("want true or false"))
-			}
-			s.Bypass = b
-		case "ttl", "max_ttl", "stale_if_error":
-			if raw == "" {
-				break
-			}
-			d, err := parseDuration(raw)
-			if err != nil {
-				bad(raw, err)
-			}
-			switch name {
+				return b, nil
+			})
+		case "duration":
+			d := parsed(r, path, "duration", v, parseDuration)
+			switch key {
 			case "ttl":
 				s.TTL = d
 			case "max_ttl":
@@ -232,35 +119,59 @@ func parseRule(file string, i int, m *yaml.Node) (rules.Spec, place, []error) {
 			default:
 				s.StaleIfError = d
 			}
+		default:
+			raw, _ := r.scalar(path, "string", v)
+			switch key {
+			case "host":
+				s.Host = raw
+			case "path_prefix":
+				s.PathPrefix = raw
+			case "path_regex":
+				s.PathRegex = raw
+			case "header":
+				s.Header = raw
+			case "header_value":
+				s.HeaderValue = raw
+			case "cookie":
+				s.Cookie = raw
+			}
 		}
-	}
-	return s, pl, errs
+	})
+	return s
 }
 
-// ruleErrors places the *rules.FieldError joined in err in the file.
-func ruleErrors(file string, places []place, err error) []error {
-	var out []error
+// ruleErrors reports the *rules.FieldError joined in err at the key paths
+// they name: the list item at fault (rules[0].methods[1]) when the error
+// names one, else the key, with its text as written.
+func (r *yamlReader) ruleErrors(specs []rules.Spec, err error) {
 	for _, e := range flatten(err) {
 		var fe *rules.FieldError
-		if !errors.As(e, &fe) || fe.Index < 0 || fe.Index >= len(places) {
-			out = append(out, &fileError{file: file, err: e})
+		if !errors.As(e, &fe) || fe.Index < 0 || fe.Index >= len(specs) {
+			r.errs = append(r.errs, &fileError{file: r.file, err: e})
 			continue
 		}
-		pl := places[fe.Index]
 		if fe.Field == "" {
-			out = append(out, &fileError{file: file, line: pl.line, err: fmt.Errorf("rules[%d]: %w", fe.Index, fe.Err)})
+			r.errs = append(r.errs, &fileError{file: r.file, line: r.src[fmt.Sprintf("rules[%d]", fe.Index)].line,
+				err: fmt.Errorf("rules[%d]: %w", fe.Index, fe.Err)})
 			continue
 		}
-		// The value as written: the list item the rule names, or the
-		// key's text.
-		raw, line := fe.Value, pl.lines[fe.Field+"\x00"+fe.Value]
-		if line == 0 {
-			raw, line = pl.raw[fe.Field], pl.lines[fe.Field]
+		path := rulePath(fe.Index, fe.Field)
+		for j := 0; ; j++ {
+			item, ok := r.src[fmt.Sprintf("%s[%d]", path, j)]
+			if !ok {
+				break
+			}
+			if item.raw == fe.Value {
+				path = fmt.Sprintf("%s[%d]", path, j)
+				break
+			}
 		}
-		name := fmt.Sprintf("rules[%d].%s", fe.Index, fe.Field)
-		out = append(out, &settingError{name: name, value: raw, src: source{kind: fromFile, file: file, line: line, raw: raw}, err: fe.Err})
+		if _, ok := r.src[path]; !ok { // not read from the file: say what the rule holds
+			r.errs = append(r.errs, &settingError{name: path, value: fe.Value, src: source{kind: fromFile, file: r.file}, err: fe.Err})
+			continue
+		}
+		r.bad(path, fe.Err)
 	}
-	return out
 }
 
 // flatten lists the errors joined in err, at any depth.

@@ -108,7 +108,7 @@ func TestRuleErrors(t *testing.T) {
 		{"bad duration", "rules:\n  - ttl: 1 hour\n", []string{`ringcache.yaml:2: invalid rules[0].ttl "1 hour": want a duration such as 1.5s, 10m or 24h`}},
 		{"bad bool", "rules:\n  - bypass: sometimes\n", []string{`ringcache.yaml:2: invalid rules[0].bypass "sometimes": want true or false`}},
 		{"list item at its line", "rules:\n  - methods:\n      - GET\n      - POST\n    ttl: 1m\n",
-			[]string{`ringcache.yaml:4: invalid rules[0].methods "POST": want GET or HEAD`}},
+			[]string{`ringcache.yaml:4: invalid rules[0].methods[1] "POST": want GET or HEAD`}},
 		{"no action at the rule's line", "rules:\n  - ttl: 1m\n  - host: a.example\n    path_prefix: /x\n",
 			[]string{"ringcache.yaml:3: rules[1]: no action: set bypass, ttl, max_ttl, key_headers, key_cookies or stale_if_error"}},
 		{"bypass with an action", "rules:\n  - bypass: true\n    key_cookies: sid\n",
@@ -117,8 +117,8 @@ func TestRuleErrors(t *testing.T) {
 			[]string{`ringcache.yaml:2: invalid rules[0].stale_if_error "1500ms": want whole seconds`}},
 		{"all at once", "rules:\n  - ttl: soon\n  - path_regex: '['\n    ttl: 1.5s\n  - key_headers: Connection\n  - methods: POST\nstore: arc\n",
 			[]string{`invalid rules[0].ttl "soon"`, `ringcache.yaml:3: invalid rules[1].path_regex "["`, `ringcache.yaml:4: invalid rules[1].ttl "1.5s"`,
-				`ringcache.yaml:5: invalid rules[2].key_headers "Connection": a hop-by-hop field`,
-				`ringcache.yaml:6: invalid rules[3].methods "POST"`, "ringcache.yaml:6: rules[3]: no action", `invalid store "arc"`}},
+				`ringcache.yaml:5: invalid rules[2].key_headers[0] "Connection": a hop-by-hop field`,
+				`ringcache.yaml:6: invalid rules[3].methods[0] "POST"`, "ringcache.yaml:6: rules[3]: no action", `invalid store "arc"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,19 +129,6 @@ func TestRuleErrors(t *testing.T) {
 				t.Errorf("error %q does not name the file %s", msg, path)
 			}
 		})
-	}
-}
-
-// TestRulesOnlyInTheFile: a list of mappings has no flag or environment
-// form; a RINGCACHE_RULES variable is ignored with a warning.
-func TestRulesOnlyInTheFile(t *testing.T) {
-	wantContains(t, loadErr(t, []string{originFlag, "--rules=x"}, nil), "unknown flag: --rules")
-	c, warnings, err := Load([]string{originFlag}, []string{"RINGCACHE_RULES=- bypass: true"}, nil)
-	if err != nil || c.Rules != nil {
-		t.Fatalf("Load: %v, rules %v", err, c.Rules)
-	}
-	if len(warnings) != 1 || warnings[0] != "environment variable RINGCACHE_RULES ignored: rules can be set only in the config file" {
-		t.Errorf("warnings %q", warnings)
 	}
 }
 

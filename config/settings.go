@@ -23,7 +23,12 @@ func (c *Config) settings() []setting {
 		{name: "listen", val: str(&c.Listen, required(anyAddr)), help: "proxy listen address (host:port)"},
 		{name: "tls_cert", val: str(&c.TLSCert, nil), help: "PEM certificate (chain) for clients: with tls_key, listen serves HTTPS (TLS 1.2+) instead of plain HTTP; reloaded when the file changes"},
 		{name: "tls_key", val: str(&c.TLSKey, nil), help: "PEM private key of tls_cert"},
-		{name: "origin", val: str(&c.Origin, originURL), required: true, help: "origin base URL: http:// or https:// and a host, no path or query; required"},
+		{name: "origin", val: str(&c.Origin, originURL), help: "origin base URL: http:// or https:// and a host, no path or query; required unless origins has a pool without hosts"},
+		{name: "origin_tls_ca", val: str(&c.OriginTLSCA, nil), help: "PEM CA certificates verifying an https origin instead of the system roots"},
+		{name: "origin_tls_server_name", val: str(&c.OriginTLSServerName, optional(serverName)), help: `name verified in the https origin's certificate (and sent in SNI); "" is the origin URL's host`},
+		{name: "origin_tls_cert", val: str(&c.OriginTLSCert, nil), help: "PEM client certificate shown to an https origin that asks for one (with origin_tls_key)"},
+		{name: "origin_tls_key", val: str(&c.OriginTLSKey, nil), help: "PEM private key of origin_tls_cert"},
+		{name: "origins", val: pools(&c.Origins), help: "origin pools: servers balanced per site, virtual hosts, health checks, TLS (see README, Origins)"},
 		{name: "admin", val: str(&c.Admin, optional(anyAddr)), help: `admin listen address for /healthz and /metrics; "" disables it`},
 		{name: "admin_token", live: true, val: str(&c.AdminToken, nil), secret: true, help: "bearer token for the admin write endpoints"},
 		{name: "admin_token_file", live: true, val: str(&c.AdminTokenFile, nil), help: "file holding admin_token, read and trimmed at startup"},
@@ -31,14 +36,18 @@ func (c *Config) settings() []setting {
 		{name: "cache_size", val: size(&c.CacheSize, positive), help: "byte budget of the cache store"},
 		{name: "max_object_size", val: size(&c.MaxObjectSize, positive), help: "larger responses are streamed uncached (<= cache_size)"},
 		{name: "store", val: str(&c.Store, oneOf(StoreRistretto, StoreLRU)), help: "cache store: ristretto or lru"},
+		{name: "snapshot", val: str(&c.Snapshot, optional(filePath)), help: `file the store is written to at shutdown and loaded from at start (warm restart); "" disables it`},
+		{name: "snapshot_interval", val: dur(&c.SnapshotInterval, nonNegative), help: "also write the snapshot this often, for a restart after a crash; 0 disables"},
 		{name: "default_ttl", live: true, val: dur(&c.DefaultTTL, nonNegative), help: "freshness when a response gives no lifetime and allows no heuristic; 0 disables"},
 		{name: "max_heuristic_ttl", live: true, val: dur(&c.MaxHeuristicTTL, nonNegative), help: "cap on heuristic freshness (10% of Date - Last-Modified); 0 disables"},
 		{name: "stale_keep", val: dur(&c.StaleKeep, nonNegative), help: "how long an expired entry is kept for revalidation and stale serving"},
 		{name: "strip_set_cookie", live: true, val: boolean(&c.StripSetCookie), help: "store responses with Set-Cookie minus that header (false: do not store them)"},
+		{name: "targeted_cache_control", live: true, val: list(&c.TargetedCacheControl, targetedField), help: "targeted cache control fields obeyed over Cache-Control (RFC 9213), first present wins; empty: Cache-Control alone"},
+		{name: "strip_targeted_cache_control", live: true, val: list(&c.StripTargetedCacheControl, targetedField), help: "fields of targeted_cache_control removed from answers to clients"},
 		{name: "ignore_query", val: list(&c.IgnoreQuery, nil), help: "query parameter names dropped from the cache key"},
 		{name: "sort_query", val: boolean(&c.SortQuery), help: "sort query parameters in the cache key"},
 		{name: "normalize_accept_encoding", val: boolean(&c.NormalizeAcceptEncoding), help: "key Vary: Accept-Encoding by the codings accepted (br, deflate, gzip, zstd), not by its spelling"},
-		{name: "rules", live: true, fileOnly: true, val: ruleValue(&c.Rules), help: "ordered rules matching requests (host, path_prefix, path_regex, methods, header, cookie) to bypass, ttl, max_ttl, key_headers, key_cookies or stale_if_error; the first match applies"},
+		{name: "rules", live: true, val: ruleValue(&c.Rules), help: "ordered rules matching requests (host, path_prefix, path_regex, methods, header, cookie) to bypass, ttl, max_ttl, key_headers, key_cookies or stale_if_error; the first match applies"},
 		{name: "key_host", val: str(&c.KeyHost, optional(hostName)), help: `host used in cache keys and sent upstream instead of each client's Host; "" keys on the client's Host`},
 		{name: "pass_ttl", val: dur(&c.PassTTL, nonNegative), help: "how long a URL with an unstorable response bypasses coalescing; 0 disables"},
 		{name: "coalesce_timeout", val: dur(&c.CoalesceTimeout, positive), help: "how long requests wait for an identical in-flight origin fetch before one of them fetches again"},
@@ -88,11 +97,16 @@ type setting struct {
 	name      string // YAML key; env and flag names derive from it
 	help      string // one line for --help
 	val       value  // parse, format and check, bound to a Config field
-	required  bool   // "" is an error
 	secret    bool   // never echoed in errors or logs
 	live      bool   // a running node applies a change (SIGHUP); others need a restart
 	notInFile bool   // not accepted as a YAML key
-	fileOnly  bool   // only a YAML key: no flag, no environment variable
+}
+
+// fileOnly reports whether s is set in the config file only: a value read
+// from its YAML node (a yamlValue) has no flag or environment variable.
+func (s *setting) fileOnly() bool {
+	_, ok := s.val.(yamlValue)
+	return ok
 }
 
 func (s *setting) flagName() string { return strings.ReplaceAll(s.name, "_", "-") }
@@ -284,10 +298,34 @@ func notEmpty(s string) error {
 	return nil
 }
 
+// filePath accepts a path that can name a file (not one ending in a
+// slash, which names a directory).
+func filePath(s string) error {
+	if strings.HasSuffix(s, "/") {
+		return errors.New("want a file path, not a directory")
+	}
+	return nil
+}
+
 // cidr accepts a network such as 10.0.0.0/8 or ::1/128.
 func cidr(s string) error {
 	if _, err := netip.ParsePrefix(s); err != nil {
 		return errors.New("want a network in CIDR form, such as 10.0.0.0/8")
+	}
+	return nil
+}
+
+// targetedField accepts a response field name (a token, RFC 9110 §5.1)
+// other than Cache-Control, which is no targeted field.
+func targetedField(s string) error {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return errors.New("want a header field name, such as CDN-Cache-Control")
+		}
+	}
+	if strings.EqualFold(s, "Cache-Control") {
+		return errors.New("Cache-Control is obeyed anyway; name targeted fields such as CDN-Cache-Control")
 	}
 	return nil
 }

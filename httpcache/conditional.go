@@ -20,21 +20,22 @@ type Validators struct {
 // Evaluate answers the preconditions of a GET or HEAD request from a stored
 // response, in the order of RFC 9110 §13.2.2: If-Match, If-Unmodified-Since
 // (only without If-Match), If-None-Match, If-Modified-Since (only without
-// If-None-Match).
-func Evaluate(h *fasthttp.RequestHeader, v Validators) int {
+// If-None-Match). A date that is not a valid HTTP-date makes its field
+// ignored (§13.1.3, §13.1.4); now (unix seconds) is for ParseHTTPDate.
+func Evaluate(h *fasthttp.RequestHeader, v Validators, now int64) int {
 	var r Request
 	ParseRequest(&r, h)
-	return EvaluateRequest(&r, v)
+	return EvaluateRequest(&r, v, now)
 }
 
 // EvaluateRequest is Evaluate for a request already parsed by ParseRequest.
-func EvaluateRequest(r *Request, v Validators) int {
+func EvaluateRequest(r *Request, v Validators, now int64) int {
 	if im := r.IfMatch; len(im) > 0 {
 		if !matchList(im, v.ETag, true) {
 			return CondPrecondition
 		}
 	} else if ius := r.IfUnmodifiedSince; len(ius) > 0 {
-		if t, ok := ParseHTTPDate(ius); ok && v.LastModified > t {
+		if t, ok := ParseHTTPDate(ius, now); ok && v.LastModified > t {
 			return CondPrecondition
 		}
 	}
@@ -45,11 +46,32 @@ func EvaluateRequest(r *Request, v Validators) int {
 		return CondNone
 	}
 	if ims := r.IfModifiedSince; len(ims) > 0 && v.LastModified != 0 {
-		if t, ok := ParseHTTPDate(ims); ok && v.LastModified <= t {
+		if t, ok := ParseHTTPDate(ims, now); ok && v.LastModified <= t {
 			return CondNotModified
 		}
 	}
 	return CondNone
+}
+
+// IfRange reports whether a request's If-Range (RFC 9110 §13.1.5) lets a
+// Range be answered with a part of the stored representation, whose
+// ETag, Last-Modified and Date fields are given: an entity-tag must match
+// the ETag by the strong comparison; a date must be a valid HTTP-date,
+// equal to Last-Modified byte for byte, and that Last-Modified must be a
+// strong validator, which a cache may deduce only when the stored Date is
+// at least one second later (§8.8.2.2). Anything else, an invalid date
+// included, means the whole representation. now is for ParseHTTPDate.
+func IfRange(ifRange, etag, lastModified, date []byte, now int64) bool {
+	ifRange = trimSpace(ifRange)
+	if len(ifRange) > 0 && (ifRange[0] == '"' || isWeak(ifRange)) {
+		return len(etag) > 0 && ETagEqual(ifRange, etag, true)
+	}
+	if _, ok := ParseHTTPDate(ifRange, now); !ok || string(ifRange) != string(trimSpace(lastModified)) {
+		return false
+	}
+	lm, ok1 := ParseHTTPDate(lastModified, now)
+	d, ok2 := ParseHTTPDate(date, now)
+	return ok1 && ok2 && d-lm >= 1
 }
 
 // matchList reports whether the If-Match / If-None-Match list matches etag,

@@ -57,7 +57,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Evaluate(reqHeader(t, tc.lines...), tc.v); got != tc.want {
+			if got := Evaluate(reqHeader(t, tc.lines...), tc.v, base); got != tc.want {
 				t.Errorf("Evaluate(%q, etag %q lm %d) = %d, want %d", tc.lines, tc.v.ETag, tc.v.LastModified, got, tc.want)
 			}
 		})

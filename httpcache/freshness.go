@@ -97,13 +97,21 @@ type Response struct {
 	// Vary is the Vary field value (lines joined); VaryStar marks "*".
 	Vary     []byte
 	VaryStar bool
+
+	// Target is 1 + the index in the target list of the targeted field
+	// that set CC (RFC 9213), 0 when CC is the Cache-Control field.
+	Target int
 }
 
 // HasValidator reports whether a conditional request can revalidate the response.
 func (r *Response) HasValidator() bool { return len(r.ETag) > 0 || r.LastModified != 0 }
 
-// ParseResponse reads the caching-relevant facts of a response header.
-func ParseResponse(dst *Response, h *fasthttp.ResponseHeader) {
+// ParseResponse reads the caching-relevant facts of a response header. now
+// (unix seconds) dates the two-digit years of obsolete dates
+// (ParseHTTPDate). targets is the cache's target list (RFC 9213 §2.1): the
+// first of its fields present with a valid, non-empty value stands in for
+// Cache-Control, and Expires is then ignored.
+func ParseResponse(dst *Response, h *fasthttp.ResponseHeader, now int64, targets Targets) {
 	*dst = Response{Status: h.StatusCode(), Age: int64(Absent)}
 	dst.CC.Reset()
 	expiresSeen, ageSeen := false, false
@@ -113,17 +121,17 @@ func ParseResponse(dst *Response, h *fasthttp.ResponseHeader) {
 			dst.CC.Parse(v)
 		case FieldIs(k, "date"):
 			if dst.Date == 0 {
-				dst.Date, _ = ParseHTTPDate(v)
+				dst.Date, _ = ParseHTTPDate(v, now)
 			}
 		case FieldIs(k, "last-modified"):
 			if dst.LastModified == 0 {
-				dst.LastModified, _ = ParseHTTPDate(v)
+				dst.LastModified, _ = ParseHTTPDate(v, now)
 			}
 		case FieldIs(k, "expires"):
 			// Two Expires lines: use the first (§4.2.1).
 			if !expiresSeen {
 				expiresSeen = true
-				t, ok := ParseHTTPDate(v)
+				t, ok := ParseHTTPDate(v, now)
 				if ok && t == 0 {
 					// The epoch ("Thu, 01 Jan 1970 00:00:00 GMT", a common
 					// way to say "expired") is a past date, not "absent".
@@ -159,24 +167,9 @@ func ParseResponse(dst *Response, h *fasthttp.ResponseHeader) {
 			}
 		}
 	}
-}
-
-var httpDateLayouts = [...]string{
-	time.RFC1123,                     // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-	"Monday, 02-Jan-06 15:04:05 MST", // obsolete RFC 850
-	time.ANSIC,                       // asctime: Sun Nov  6 08:49:37 1994
-}
-
-// ParseHTTPDate parses the three HTTP-date formats of RFC 9110 §5.6.7 into
-// unix seconds.
-func ParseHTTPDate(b []byte) (int64, bool) {
-	s := string(trimSpace(b))
-	for _, layout := range httpDateLayouts {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.Unix(), true
-		}
+	if len(targets) > 0 {
+		dst.applyTargets(h, targets)
 	}
-	return 0, false
 }
 
 // Policy holds the cache's own choices where the RFCs leave room.
@@ -192,6 +185,16 @@ type Policy struct {
 	// StripSetCookie stores responses with Set-Cookie without that field;
 	// otherwise such responses are not stored.
 	StripSetCookie bool
+	// Targets is the target list of targeted cache control (RFC 9213
+	// §2.1), for ParseResponse: e.g. CDN-Cache-Control. Nil obeys
+	// Cache-Control alone.
+	Targets Targets
+	// StripTargets are targeted fields of Targets the proxy removes from
+	// its answers to clients (RFC 9213 §3 lets a cache remove a field it
+	// obeys, e.g. one only this cluster reads); they are stored and pass
+	// between members, whose copies must obey them too. Fields not in
+	// Targets always pass through (§2.1).
+	StripTargets Targets
 
 	// The rest is an operator's rule for one request (zero: none). They
 	// change how long a storable response is kept, never whether it may
@@ -404,7 +407,7 @@ type StoredResponse struct {
 func (s *StoredResponse) Fresh() bool { return s.Lifetime > s.Age }
 
 // TTL is the remaining freshness in seconds; negative when stale. It is
-// Cache-Status's ttl parameter (RFC 9211 §2.6).
+// Cache-Status's ttl parameter (RFC 9211 §2.4).
 func (s *StoredResponse) TTL() int64 { return s.Lifetime - s.Age }
 
 // Action is what to do with a stored response for a request.
@@ -460,8 +463,21 @@ func Reuse(s *StoredResponse, req *Directives) Action {
 	return Validate
 }
 
+// ErrorStatus reports the statuses an origin answer may be replaced by a
+// stale response for, as an error (RFC 5861 §4): 500, 502, 503 and 504.
+// Any other answer, 501 or 505 included, is the answer: serving stale
+// instead is permitted by nothing (RFC 9111 §4.2.4).
+func ErrorStatus(status int) bool {
+	switch status {
+	case 500, 502, 503, 504:
+		return true
+	}
+	return false
+}
+
 // StaleOnError reports whether the stored response may answer the request
-// when the origin fails or answers 5xx (RFC 5861 §4; RFC 9111 §4.2.4).
+// when the origin fails or answers with an ErrorStatus (RFC 5861 §4; RFC
+// 9111 §4.2.4).
 func StaleOnError(s *StoredResponse, req *Directives) bool {
 	// Response no-cache and must-revalidate forbid stale use (§4.2.4).
 	if s.MustRevalidate || s.NoCache {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/cluster"
+	"github.com/ringcache/ringcache/origin"
 	"github.com/ringcache/ringcache/proxy"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -161,12 +162,14 @@ type StatsView struct {
 	Uptime float64        `json:"uptime_seconds"`
 	Proxy  proxy.Snapshot `json:"proxy"`
 	Store  cache.Stats    `json:"store"`
+	// Origins are the origin servers, pool by pool.
+	Origins []origin.ServerStatus `json:"origins"`
 }
 
 func (n *Node) stats(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, StatsView{
 		Node: n.cfg.NodeName, Uptime: time.Since(n.startedAt).Seconds(),
-		Proxy: n.proxy.Snapshot(), Store: n.store.Stats(),
+		Proxy: n.proxy.Snapshot(), Store: n.store.Stats(), Origins: n.origins.Status(),
 	})
 }
 

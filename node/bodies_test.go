@@ -70,7 +70,10 @@ func digest(b []byte) string {
 }
 
 // rawExchange writes req on a fresh connection to addr and reads one
-// response.
+// response. It reads while it writes: a server may answer before the
+// request is all sent (a 413 for a body past the limit) and close, and
+// then the rest of the request cannot be written; the answer is what
+// counts.
 func rawExchange(t *testing.T, addr, req string) *fasthttp.Response {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
@@ -79,12 +82,15 @@ func rawExchange(t *testing.T, addr, req string) *fasthttp.Response {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
+	written := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c, req)
+		written <- err
+	}()
 	resp := &fasthttp.Response{}
 	if err := resp.Read(bufio.NewReader(c)); err != nil {
-		t.Fatalf("reading the answer to %.40q: %v", req, err)
+		c.Close() // ends the write, bounded by the deadline anyway
+		t.Fatalf("reading the answer to %.40q: %v (writing it: %v)", req, err, <-written)
 	}
 	return resp
 }

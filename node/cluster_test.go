@@ -301,7 +301,7 @@ func TestClusterUnsafeRequestDropsHotCopies(t *testing.T) {
 // TestClusterPeerTLS: with peer TLS, members forward, look up and hand off
 // over mutual TLS on peer_listen, and the peer port refuses plain HTTP.
 func TestClusterPeerTLS(t *testing.T) {
-	certs := clustertest.Certs(t, t.TempDir(), "n0", "n1", "n2")
+	certs := testutil.Certs(t, t.TempDir(), "n0", "n1", "n2")
 	next := 0
 	c := startCluster(t, 2, func(cfg *config.Config) {
 		f := certs[fmt.Sprintf("n%d", next)]

@@ -17,11 +17,11 @@ func (tn *testNode) scrape(t *testing.T) []byte {
 	return r.Body
 }
 
-// ringcache_origin_circuit_open follows the origin client's breaker: 1 once
+// ringcache_origin_circuit_open follows the origin server's breaker: 1 once
 // the origin failed five times in a row, 0 again after a probe succeeds.
 func TestOriginCircuitGauge(t *testing.T) {
 	tn := startTestNode(t, nil)
-	const series = "ringcache_origin_circuit_open"
+	series := `ringcache_origin_circuit_open{pool="default",server="` + tn.cfg.Origin + `"}`
 	if v, ok := testutil.MetricValue(tn.scrape(t), series); !ok || v != 0 {
 		t.Fatalf("%s = %v (present %v) with the origin up, want 0", series, v, ok)
 	}

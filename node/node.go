@@ -23,6 +23,7 @@ import (
 	"github.com/ringcache/ringcache/cluster"
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/sniff"
 	"github.com/ringcache/ringcache/internal/tlsfiles"
 	"github.com/ringcache/ringcache/origin"
@@ -39,7 +40,7 @@ type Node struct {
 	clock     *proxy.Clock
 	store     cache.Store
 	hot       cache.Store
-	origin    *origin.Client
+	origins   *origin.Router
 	proxy     *proxy.Proxy
 	reg       *prometheus.Registry
 	srv       *fasthttp.Server
@@ -49,6 +50,7 @@ type Node struct {
 	access    io.Closer
 	gate      cluster.ClientGate                  // keeps the peer protocol off the client listener
 	clientTLS *tlsfiles.Reloader[tls.Certificate] // tls_cert and tls_key; nil for plain HTTP
+	originTLS []*tlsfiles.Reloader[tls.Config]    // origin_tls_* and the pools' tls files
 	started   bool                                // listeners handed to their servers
 	startedAt time.Time
 	// Reloadable on SIGHUP.
@@ -69,6 +71,10 @@ type Node struct {
 	// handoffSent counts entries this node handed to others on leaving.
 	handoffSent prometheus.Counter
 	cancel      context.CancelFunc
+
+	// With a snapshot: the store wrapped to take it in, and its writer.
+	warm  *cache.Warm
+	snaps *snapshots
 
 	stopOnce sync.Once
 	stopErr  error
@@ -114,25 +120,29 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	if n.store, err = cache.New(cfg.Store, cfg.CacheSize, cache.WithClock(n.clock.Now)); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	if cfg.Snapshot != "" {
+		// Loaded once the listeners are bound (below): an address in use
+		// fails the start before the wait.
+		n.warm = cache.NewWarm(n.store, cache.WithClock(n.clock.Now))
+		n.store = n.warm
+		n.snaps = newSnapshots(cfg.Snapshot, n.store, n.clock.Now, log, n.reg)
+	}
 	proxy.RegisterStore(n.reg, n.store)
 	metrics := proxy.NewMetrics(n.reg)
-	n.origin, err = origin.NewClient(origin.ClientOptions{
-		URL:             cfg.Origin,
-		ConnectTimeout:  cfg.OriginConnectTimeout,
-		ResponseTimeout: cfg.OriginTimeout,
-		MaxConns:        cfg.OriginMaxConns,
-		PreserveHost:    cfg.PreserveHost,
-		Observe:         metrics.ObserveOrigin,
-		Logger:          log,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("origin: %w", err)
+	if n.origins, n.originTLS, err = newOrigins(cfg, metrics, log); err != nil {
+		return nil, err
+	}
+	for _, f := range n.originTLS {
+		f.Watch(o.TLSCheckInterval, log)
 	}
 	n.registerNodeMetrics()
 	popt := proxyOptions(cfg, metrics, log)
 	popt.Clock = n.clock.Now
-	// The origin client dials the tunnels of Upgrade (WebSocket) requests.
-	popt.Tunnels, popt.TunnelIdleTimeout = n.origin, cfg.TunnelIdleTimeout
+	if n.snaps != nil {
+		popt.OnPurge = n.snaps.purged
+	}
+	// The origins dial the tunnels of Upgrade (WebSocket) requests.
+	popt.Tunnels, popt.TunnelIdleTimeout = n.origins, cfg.TunnelIdleTimeout
 	if cfg.Gossip != "" {
 		// Peer traffic is always mutual TLS: from the operator's CA when
 		// given, else from a key derived from the peer secret.
@@ -168,7 +178,7 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			popt.Hot = n.hot
 		}
 	}
-	n.proxy = proxy.New(popt, n.store, n.origin)
+	n.proxy = proxy.New(popt, n.store, n.origins)
 
 	var clientTLS *tls.Config // nil: plain HTTP on listen
 	if cfg.TLSCert != "" {
@@ -182,7 +192,11 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		return nil, err
 	}
 	n.ln = n.guard(n.ln, cfg.MaxConnsPerIP)
-	clientLn, shared := n.ln, false // shared: members use listen too
+	// Interim responses are written to a connection only when nothing of
+	// its server's is waiting (h1.Quiet), which TrackServed tells from
+	// beneath TLS and the sniffing (they find it through NetConn).
+	base := h1.TrackServed(n.ln)
+	clientLn, shared := base, false // shared: members use listen too
 	var access *accessLogger
 	if cfg.AccessLog != "" {
 		w, file, err := openAccessLog(cfg.AccessLog)
@@ -210,32 +224,28 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 				return nil, err
 			}
 			peerLn = n.guard(peerLn, 0) // beneath TLS: write deadlines act on the socket
-			sides := sniff.Split(peerLn, 2, peerSides, sniffOpt)
+			sides := sniff.Split(h1.TrackServed(peerLn), 2, peerSides, sniffOpt)
 			n.framesLn, n.peerLn = sides[0], sides[1]
 		case clientTLS != nil:
 			// One port, TLS for everyone: the protocols a handshake
 			// offers tell a member from a client (sharedTLS).
-			sides := sniff.Split(n.ln, 3, sniff.RequireTLS(sniff.ALPN(sharedTLS(clientTLS, n.peerTLS), cluster.FramesALPN, cluster.PeerALPN), plainToTLS), sniffOpt)
+			sides := sniff.Split(base, 3, sniff.RequireTLS(sniff.ALPN(sharedTLS(clientTLS, n.peerTLS), cluster.FramesALPN, cluster.PeerALPN), plainToTLS), sniffOpt)
 			n.framesLn, n.peerLn, clientLn, shared = sides[0], sides[1], sides[2], true
 		default:
 			// One port for both: a TLS handshake is a peer's, plain HTTP a
 			// client's.
-			sides := sniff.Split(n.ln, 2, sniff.FirstByte, sniffOpt)
+			sides := sniff.Split(base, 2, sniff.FirstByte, sniffOpt)
 			clientLn, shared = sides[0], true
 			sides = sniff.Split(sides[1], 2, peerSides, sniffOpt)
 			n.framesLn, n.peerLn = sides[0], sides[1]
 		}
-		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true)
+		n.peerSrv = n.newServer(n.peerServer.Handler(n.proxy.PeerHandler), max(cfg.MaxRequestBody, cluster.BodyLimit(cfg.MaxObjectSize)), true, nil)
 	}
 	if clientTLS != nil && !shared {
 		// Clients alone on listen, over TLS only.
-		clientLn = sniff.Split(n.ln, 1, sniff.RequireTLS(sniff.ALPN(clientTLS), plainToTLS), sniffOpt)[0]
+		clientLn = sniff.Split(base, 1, sniff.RequireTLS(sniff.ALPN(clientTLS), plainToTLS), sniffOpt)[0]
 	}
-	n.srv = n.newServer(n.gate.Handler(n.proxy.Handler), cfg.MaxRequestBody, false)
-	if access != nil {
-		// Outermost, so that requests refused for their bodies are logged.
-		n.srv.Handler = access.wrap(n.srv.Handler)
-	}
+	n.srv = n.newServer(n.gate.Handler(n.proxy.Handler), cfg.MaxRequestBody, false, access)
 	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "ringcache_peer_refused_total",
 		Help: "Requests claiming to come from a member that were refused: on the client listener, or without a member's credentials.",
@@ -251,6 +261,13 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			return nil, err
 		}
 		n.admin = &fasthttp.Server{Handler: n.AdminHandler(), Logger: fasthttpLogger{log}, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	}
+	if n.warm != nil {
+		// Before joining and serving: members do not send this node
+		// requests, and /healthz does not answer 200, until it holds what
+		// it held before (every entry is served from here on, copied into
+		// the store as it is asked for or by a mover in the background).
+		n.snaps.load(n.warm)
 	}
 	if n.peers != nil {
 		if err := n.joinCluster(o.Membership); err != nil {
@@ -287,7 +304,10 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 			log.Error("proxy listener stopped", "err", err)
 		}
 	})
-	log.Info("ringcache serving", "listen", n.Addr(), "tls", n.clientTLS != nil, "origin", cfg.Origin, "admin", n.AdminAddr(),
+	if n.snaps != nil && cfg.SnapshotInterval > 0 {
+		n.snaps.every(cfg.SnapshotInterval)
+	}
+	log.Info("ringcache serving", "listen", n.Addr(), "tls", n.clientTLS != nil, "origin", cfg.Origin, "origin_pools", len(n.origins.Pools()), "admin", n.AdminAddr(),
 		"store", cfg.Store, "cache_size", config.FormatBytes(cfg.CacheSize), "gossip", n.GossipAddr())
 	return n, nil
 }
@@ -392,10 +412,17 @@ func (c clusterPeers) Previous(key []byte) (proxy.Peer, bool) {
 // bodyLimit bounds request bodies, which are streamed: see bodyGate. Its
 // listener must go through guard, which makes WriteTimeout an idle timeout
 // per write.
-func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool) *fasthttp.Server {
+func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool, access *accessLogger) *fasthttp.Server {
 	cfg := n.cfg
+	h = bodyGate(h, bodyLimit, peers)
+	if access != nil {
+		// Outside the body gate, so that requests refused for their
+		// bodies are logged.
+		h = access.wrap(h)
+	}
 	return &fasthttp.Server{
-		Handler:                      bodyGate(h, bodyLimit, peers),
+		// Outermost: every request counts for h1.Quiet.
+		Handler:                      h1.MarkServed(h),
 		ErrorHandler:                 badRequest,
 		ReadTimeout:                  cfg.ReadTimeout,
 		WriteTimeout:                 cfg.WriteTimeout,
@@ -404,6 +431,7 @@ func (n *Node) newServer(h fasthttp.RequestHandler, bodyLimit int64, peers bool)
 		ReadBufferSize:               16 << 10, // room for large cookies and tokens
 		NoDefaultServerHeader:        true,     // the origin's Server header passes through
 		NoDefaultContentType:         true,     // never invent a type the origin did not send
+		NoDefaultDate:                true,     // the proxy writes each Date: a hit keeps its stored one (RFC 9110 §6.6.1)
 		DisablePreParseMultipartForm: true,
 		CloseOnShutdown:              true,
 		StreamRequestBody:            true,
@@ -421,7 +449,18 @@ func policy(cfg config.Config) httpcache.Policy {
 		MaxHeuristic:   int64(cfg.MaxHeuristicTTL / time.Second),
 		NoHeuristic:    cfg.MaxHeuristicTTL == 0,
 		StripSetCookie: cfg.StripSetCookie,
+		Targets:        fieldNames(cfg.TargetedCacheControl),
+		StripTargets:   fieldNames(cfg.StripTargetedCacheControl),
 	}
+}
+
+// fieldNames converts a list of header field names.
+func fieldNames(names []string) httpcache.Targets {
+	var t httpcache.Targets
+	for _, n := range names {
+		t = append(t, []byte(n))
+	}
+	return t
 }
 
 // prefixes parses a list of networks config validated (purge_allow,
@@ -551,15 +590,18 @@ func (n *Node) AdminAddr() string {
 
 // Shutdown hands this node's entries to their new owners (bounded by
 // handoff_timeout and handoff_max_bytes) and leaves the cluster, then stops
-// accepting requests, lets those in flight finish until ctx ends, and
-// releases everything.
+// accepting requests, lets those in flight finish until ctx ends, writes
+// the snapshot (if configured, within ctx), and releases everything. A
+// snapshot that cannot be written is logged, not returned: the node
+// stopped cleanly.
 func (n *Node) Shutdown(ctx context.Context) error {
 	return n.stop(ctx, true)
 }
 
 // Close stops the node without leaving the cluster, as a crash would as
-// far as the others can tell: no handoff, no leave (they find it failed).
-// Requests in flight still finish until ctx ends.
+// far as the others can tell: no handoff, no leave (they find it failed),
+// and no snapshot (the last periodic one stays). Requests in flight still
+// finish until ctx ends.
 func (n *Node) Close(ctx context.Context) error {
 	return n.stop(ctx, false)
 }
@@ -573,6 +615,9 @@ func (n *Node) stop(ctx context.Context, graceful bool) error {
 
 func (n *Node) stopNow(ctx context.Context, graceful bool) error {
 	n.serving.Store(false)
+	if n.snaps != nil {
+		n.snaps.stop() // no periodic write from here on
+	}
 	if n.members != nil {
 		if graceful {
 			n.leave(ctx)
@@ -588,6 +633,12 @@ func (n *Node) stopNow(ctx context.Context, graceful bool) error {
 	if n.framesLn != nil {
 		_ = n.framesLn.Close()
 		<-n.framesDone
+	}
+	if graceful && n.snaps != nil {
+		// After the handoff, which copies entries and keeps them, and after
+		// the requests in flight, whose fills are in: a restart under the
+		// same name starts with everything this node held.
+		_ = n.snaps.write(ctx, false)
 	}
 	n.closeAll()
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -636,6 +687,9 @@ func (n *Node) leave(ctx context.Context) {
 }
 
 func (n *Node) closeAll() {
+	if n.snaps != nil {
+		n.snaps.stop()
+	}
 	if n.members != nil {
 		_ = n.members.Shutdown()
 	}
@@ -661,14 +715,17 @@ func (n *Node) closeAll() {
 	if n.clientTLS != nil {
 		n.clientTLS.Close()
 	}
+	for _, f := range n.originTLS {
+		f.Close()
+	}
 	if n.hot != nil {
 		n.hot.Close()
 	}
 	if n.admin != nil && n.started {
 		_ = n.admin.Shutdown()
 	}
-	if n.origin != nil {
-		n.origin.Close()
+	if n.origins != nil {
+		n.origins.Close()
 	}
 	if n.store != nil {
 		n.store.Close()

@@ -7,9 +7,10 @@ import (
 // Reload moves the node to next as far as that can happen while it runs
 // and returns the settings applied and those that differ but need a
 // restart (config.Reload decides which are which). It also re-reads the
-// TLS files at once, as "tls_files" (tls_cert, tls_key) and
-// "peer_tls_files"; files that do not load are logged and the current
-// ones stay. (The node reloads them by itself too, within seconds of a
+// TLS files at once, as "tls_files" (tls_cert, tls_key),
+// "peer_tls_files" and "origin_tls_files" (origin_tls_* and the tls files
+// of origins); files that do not load are logged and the current ones
+// stay. (The node reloads them by itself too, within seconds of a
 // change on disk: a signal is never needed.) Without Options.LogLevel,
 // log_level needs a restart too.
 func (n *Node) Reload(next config.Config) (applied, restart []string) {
@@ -25,6 +26,18 @@ func (n *Node) Reload(next config.Config) (applied, restart []string) {
 			n.log.Error("peer TLS files not reloaded; keeping the current certificates", "err", err)
 		} else {
 			applied = append(applied, "peer_tls_files")
+		}
+	}
+	if len(n.originTLS) > 0 {
+		ok := true
+		for _, f := range n.originTLS {
+			if err := f.Reload(); err != nil {
+				n.log.Error("origin TLS files not reloaded; keeping the current ones", "err", err)
+				ok = false
+			}
+		}
+		if ok {
+			applied = append(applied, "origin_tls_files")
 		}
 	}
 	if n.logLevel == nil && next.LogLevel != n.cfg.LogLevel {

@@ -6,28 +6,23 @@ package node
 import (
 	"errors"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/internal/testutil"
+	"github.com/ringcache/ringcache/origin"
 	"go.uber.org/goleak"
 )
 
 func TestStartErrorsLeaveNothing(t *testing.T) {
 	o := startTestOrigin(t, "127.0.0.1:0")
 	missing := filepath.Join(t.TempDir(), "missing.pem")
-	ca := testutil.NewCA(t)
-	certPEM, keyPEM := ca.Issue(t, "node", 1)
-	certFile, keyFile := filepath.Join(t.TempDir(), "tls.crt"), filepath.Join(t.TempDir(), "tls.key")
-	for path, data := range map[string][]byte{certFile: certPEM, keyFile: keyPEM} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tlsFiles := testutil.NewCA(t).WriteFiles(t, t.TempDir(), "node", 1)
+	certFile, keyFile := tlsFiles.Cert, tlsFiles.Key
 	// Each case fails at a later step than the one before: the listeners
 	// taken by then must be given back.
 	for _, tc := range []struct {
@@ -37,6 +32,17 @@ func TestStartErrorsLeaveNothing(t *testing.T) {
 	}{
 		{"listen", func(c *config.Config, busy string) { c.Listen = busy },
 			"listen BUSY: address already in use"},
+		{"listen, with origin health checks running", func(c *config.Config, busy string) {
+			c.Listen = busy
+			// Checks of an address nothing listens on: a server's
+			// workers, answering them, would outlive the test's Start.
+			c.Origins = []config.OriginPool{{Hosts: []string{"a.example"}, Servers: []string{"http://" + testutil.FreeAddr(t)},
+				HealthCheck: origin.HealthCheck{Path: "/health", Interval: time.Millisecond}}}
+		}, "listen BUSY: address already in use"},
+		{"origin TLS file", func(c *config.Config, _ string) {
+			c.Origins = []config.OriginPool{{Hosts: []string{"a.example"}, Servers: []string{"https://127.0.0.1:1"},
+				TLS: origin.TLSFiles{CAFile: missing}}}
+		}, "origins[0].tls.ca_file " + missing + ": no such file or directory"},
 		{"tls_cert", func(c *config.Config, _ string) { c.TLSCert, c.TLSKey = missing, keyFile },
 			"tls_cert " + missing + ": no such file or directory"},
 		// The certificate loaded and watched: the watcher must stop too.

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -365,20 +366,6 @@ func TestClusterClientTLS(t *testing.T) {
 	}
 }
 
-// peerFiles writes a member's peer TLS files, issued by ca with serial,
-// into dir.
-func peerFiles(t *testing.T, ca *testutil.CA, dir, name string, serial int64) (cert, key, caFile string) {
-	t.Helper()
-	c, k := ca.Issue(t, name, serial)
-	cert, key, caFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key"), filepath.Join(dir, "ca.crt")
-	for path, data := range map[string][]byte{cert: c, key: k, caFile: ca.PEM} {
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return cert, key, caFile
-}
-
 // TestClusterPeerTLSRotation: a member's peer certificate rotated on disk
 // is shown to the other members within seconds, with no signal; a broken
 // one is logged and the current certificate keeps the cluster talking.
@@ -392,7 +379,8 @@ func TestClusterPeerTLSRotation(t *testing.T) {
 		name := fmt.Sprintf("n%d", next)
 		next++
 		cfg.PeerListen = "127.0.0.1:0"
-		cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA = peerFiles(t, ca, dir, name, serials[name])
+		f := ca.WriteFiles(t, dir, name, serials[name])
+		cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA = f.Cert, f.Key, f.CA
 		cfg.Replicas = 1 // the subject is the peer hop: no replica may answer instead
 	}, func(name string, o *Options) {
 		o.Logger, o.TLSCheckInterval = logs[name].logger(), tlsCheck
@@ -411,7 +399,7 @@ func TestClusterPeerTLSRotation(t *testing.T) {
 	forwarded("before the rotation")
 
 	// n1's handshake, as a member (n0's certificate) sees it.
-	memberCert, err := tls.LoadX509KeyPair(filepath.Join(dir, "n0.crt"), filepath.Join(dir, "n0.key"))
+	memberCert, err := tls.LoadX509KeyPair(filepath.Join(dir, "n0.pem"), filepath.Join(dir, "n0-key.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -435,13 +423,13 @@ func TestClusterPeerTLSRotation(t *testing.T) {
 	}
 	waitShown(200)
 
-	// Rotated in place: the key, then the certificate. No SIGHUP.
-	peerFiles(t, ca, dir, "n1", 201)
+	// Rotated in place. No SIGHUP.
+	ca.WriteFiles(t, dir, "n1", 201)
 	waitShown(201)
 	forwarded("after the rotation")
 
 	// Broken: logged, and serial 201 keeps serving the cluster.
-	certFile := filepath.Join(dir, "n1.crt")
+	certFile := filepath.Join(dir, "n1.pem")
 	if err := os.WriteFile(certFile, []byte("half-written"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -454,5 +442,52 @@ func TestClusterPeerTLSRotation(t *testing.T) {
 	}
 	if r, err := c.get(n0, path); err != nil || !strings.HasPrefix(r.CacheStatus(), "n1; hit") {
 		t.Fatalf("forwarding after a broken rotation: %v %q", err, r.CacheStatus())
+	}
+}
+
+// TestInterimOverTLS: with tls_cert on listen, the origin's 103 still
+// reaches the client first (RFC 9110 §15.2), on a node alone and through
+// a member of a cluster sharing the TLS port with its peers: the servers
+// tell when a connection is quiet from beneath TLS and the sniffing.
+func TestInterimOverTLS(t *testing.T) {
+	ca := testutil.NewCA(t)
+	vol := testutil.NewSecretDir(t)
+	c1, k1 := ca.Issue(t, "node", 1)
+	vol.Update(t, map[string][]byte{"tls.crt": c1, "tls.key": k1})
+	o := testutil.ServeRaw(t, earlyAnswer)
+	dial := func(addr string) net.Conn {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{RootCAs: ca.Pool()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	get := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: site.test\r\n\r\n" }
+
+	var logs logSink
+	n, _ := startTLSNode(t, vol, ca, "http://"+o.Addr, &logs, nil)
+	heads, resp := exchangeOn(t, dial(n.Addr()), get("/alone"))
+	if len(heads) != 1 || !strings.HasPrefix(heads[0], "HTTP/1.1 103 ") || resp.StatusCode() != 200 {
+		t.Fatalf("one node: %d, interim %q; want the 103 first", resp.StatusCode(), heads)
+	}
+
+	c := startClusterOpts(t, 2, func(cfg *config.Config) {
+		cfg.Origin = "http://" + o.Addr
+		cfg.TLSCert, cfg.TLSKey = vol.Path("tls.crt"), vol.Path("tls.key")
+	}, func(_ string, o *Options) { o.TLSCheckInterval = tlsCheck })
+	n0 := c.nodes[0]
+	// n0's peer set follows the ring a moment later: paths until one is
+	// forwarded, each a miss.
+	forwarded := false
+	for i := 0; i < 50 && !forwarded; i++ {
+		heads, resp := exchangeOn(t, dial(n0.Addr()), get(pathOwnedBy(t, n0, c.names[1], "/hinted"+strconv.Itoa(i)+"-%d")))
+		cs := string(resp.Header.Peek("Cache-Status"))
+		if resp.StatusCode() != 200 || len(heads) != 1 || !strings.HasPrefix(heads[0], "HTTP/1.1 103 ") {
+			t.Fatalf("cluster: %d %q, interim %q; want the 103 first", resp.StatusCode(), cs, heads)
+		}
+		forwarded = strings.Contains(cs, "detail=peer")
+	}
+	if !forwarded {
+		t.Fatal("no request was forwarded to its owner; the test proves nothing")
 	}
 }

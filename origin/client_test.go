@@ -594,6 +594,14 @@ func TestClientClose(t *testing.T) {
 func BenchmarkClientFetch(b *testing.B) {
 	_, ln := startServer(b)
 	c := newClient(b, ClientOptions{URL: "http://" + ln.Addr().String()})
+	benchFetch(b, c, "")
+}
+
+// benchFetch fetches a small response through f in parallel, with the Host
+// header host if not "".
+func benchFetch(b *testing.B, f interface {
+	Fetch(context.Context, *fasthttp.Request, *fasthttp.Response) error
+}, host string) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -602,7 +610,10 @@ func BenchmarkClientFetch(b *testing.B) {
 		defer fasthttp.ReleaseResponse(resp)
 		for pb.Next() {
 			req.SetRequestURI("/bench?cc=max-age=60")
-			if err := c.Fetch(context.Background(), req, resp); err != nil {
+			if host != "" {
+				req.Header.SetHost(host)
+			}
+			if err := f.Fetch(context.Background(), req, resp); err != nil {
 				b.Error(err)
 				return
 			}

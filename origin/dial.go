@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -24,7 +23,7 @@ import (
 // must end within ConnectTimeout and ctx's deadline. The circuit breaker
 // applies as to Fetch: ErrUnavailable while it is open; a failed dial
 // counts as a transport failure (ErrTimeout when it timed out), a
-// connection made as a success.
+// connection made as a success. Every failure to connect satisfies NotSent.
 func (c *Client) Dial(ctx context.Context, req *fasthttp.Request) (net.Conn, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("dial origin %s: %w", c.origin, err)
@@ -34,10 +33,11 @@ func (c *Client) Dial(ctx context.Context, req *fasthttp.Request) (net.Conn, err
 	}
 	c.target(req)
 	req.URI().DisablePathNormalizing = true // as the HostClient sends it
+	c.sent.Add(1)
 
 	dctx, cancel := context.WithTimeout(ctx, c.connectTimeout)
 	defer cancel()
-	conn, err := c.dialTunnel(dctx)
+	conn, err := c.connect(dctx, false)
 	if err != nil {
 		if _, opened := c.breaker.Failure(); opened {
 			c.log.Warn("origin circuit open", "origin", c.origin, "failures", c.failThreshold, "err", err)
@@ -53,29 +53,12 @@ func (c *Client) Dial(ctx context.Context, req *fasthttp.Request) (net.Conn, err
 	return conn, nil
 }
 
-func (c *Client) dialTunnel(ctx context.Context) (net.Conn, error) {
-	deadline, _ := ctx.Deadline() // set by Dial
-	left := time.Until(deadline)
-	if left <= 0 {
-		return nil, context.DeadlineExceeded // DialTimeout takes 0 for none
-	}
-	conn, err := fasthttp.DialTimeout(c.addr, left)
-	if err != nil || c.tunnelTLS == nil {
-		return conn, err
-	}
-	tc := tls.Client(conn, c.tunnelTLS)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	return tc, nil
-}
-
-// tunnelTLS is the TLS configuration of Dial: the client's, or system
-// roots, with the origin's host name to verify and HTTP/1.1 as the only
+// clientTLS is the TLS configuration of every connection to an https
+// origin: the caller's, or system roots, with the origin's host name to
+// verify unless the caller names another, and HTTP/1.1 as the only
 // protocol offered: an origin that also speaks HTTP/2 would otherwise pick
-// it, and HTTP/2 has no Upgrade.
-func tunnelTLS(base *tls.Config, host string) *tls.Config {
+// it, which neither fasthttp nor a tunnel (HTTP/2 has no Upgrade) speaks.
+func clientTLS(base *tls.Config, host string) *tls.Config {
 	cfg := &tls.Config{}
 	if base != nil {
 		cfg = base.Clone()

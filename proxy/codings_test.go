@@ -21,7 +21,7 @@ func codingOrigin(n *node) (seen func() []string) {
 		mu.Lock()
 		got = append(got, ae)
 		mu.Unlock()
-		resp.Header.Set("Date", httpDate(n.clk))
+		setOriginDate(&resp.Header, httpDate(n.clk))
 		resp.Header.Set("Cache-Control", "max-age=60")
 		resp.Header.Set("Vary", "Accept-Encoding")
 		enc := "identity"

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/valyala/fasthttp"
 )
 
@@ -59,14 +60,15 @@ func setUpgrade(out, in *fasthttp.RequestHeader) {
 // appendSwitchingHead appends the 101 Switching Protocols this node sends
 // its client for the origin's 101 h: h's end-to-end fields, the protocol
 // switched to (Upgrade, and the connection option naming it), then Via and
-// Cache-Status with this node's member.
-func (p *Proxy) appendSwitchingHead(dst []byte, h *fasthttp.ResponseHeader, cs cacheStatus) []byte {
+// Cache-Status with this node's member. The targeted fields in strip are
+// left out, as from any answer to a client.
+func (p *Proxy) appendSwitchingHead(dst []byte, h *fasthttp.ResponseHeader, cs cacheStatus, strip httpcache.Targets) []byte {
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\n"...)
 	connection := h.Peek("Connection")
 	var via, status []byte
 	for k, v := range h.All() {
 		switch {
-		case hopByHop(k, connection), httpcache.FieldIs(k, "content-length"):
+		case hopByHop(k, connection), httpcache.FieldIs(k, "content-length"), len(strip) > 0 && namedIn(strip, k):
 		case httpcache.FieldIs(k, "via"):
 			via = v
 		case httpcache.FieldIs(k, "cache-status"):
@@ -151,17 +153,26 @@ func (p *Proxy) storedField(key, connection []byte, r *httpcache.Response) bool 
 // kept as pol says (the node's policy with the request's rule applied).
 func (p *Proxy) newEntry(key []byte, h *fasthttp.ResponseHeader, body []byte, r *httpcache.Response, pol httpcache.Policy, reqTime, respTime int64) *cache.Entry {
 	connection := h.Peek("Connection")
-	fields := make([]cache.Field, 0, 32) // on the stack unless a response has more
-	hasDate := false
+	// The Date goes first, where a hit finds it before the other fields
+	// (writeEntry): one Date, a valid one, the first as ParseResponse took
+	// it. A cache that stores or forwards a response without a Date adds
+	// the time it was received (RFC 9110 §6.6.1); one that is not an
+	// HTTP-date counts as none.
+	fields := make([]cache.Field, 1, 32) // on the stack unless a response has more
+	fields[0] = cache.Field{Key: strDate}
 	for k, v := range h.All() {
+		if httpcache.FieldIs(k, "date") {
+			if _, ok := httpcache.ParseHTTPDate(v, respTime/1e9); ok && fields[0].Value == nil {
+				fields[0].Value = v
+			}
+			continue
+		}
 		if p.storedField(k, connection, r) {
 			fields = append(fields, cache.Field{Key: k, Value: v})
-			hasDate = hasDate || httpcache.FieldIs(k, "date")
 		}
 	}
-	if !hasDate {
-		// A cache that forwards a response without Date adds one (RFC 9110 §6.6.1).
-		fields = append(fields, cache.Field{Key: strDate, Value: fasthttp.AppendHTTPDate(nil, time.Unix(0, respTime))})
+	if fields[0].Value == nil {
+		fields[0].Value = fasthttp.AppendHTTPDate(nil, time.Unix(0, respTime))
 	}
 	// A rule's stale_if_error counts as if the response had said it.
 	stale := cache.Stale{
@@ -223,13 +234,15 @@ func copyRequestHeaders(out, in *fasthttp.RequestHeader, fill, fromPeer bool) {
 }
 
 // copyResponseHeaders copies the end-to-end fields of an origin response
-// that is relayed without being stored.
-func copyResponseHeaders(out, in *fasthttp.ResponseHeader) {
+// that is relayed without being stored, but for the targeted fields in
+// strip.
+func copyResponseHeaders(out, in *fasthttp.ResponseHeader, strip httpcache.Targets) {
 	connection := in.Peek("Connection")
 	out.SetStatusCode(in.StatusCode())
 	for k, v := range in.All() {
-		if hopByHop(k, connection) || httpcache.FieldIs(k, "content-length") {
-			continue
+		if hopByHop(k, connection) || httpcache.FieldIs(k, "content-length") || httpcache.FieldIs(k, "date") ||
+			(len(strip) > 0 && namedIn(strip, k)) {
+			continue // Date: seeded by the caller (fasthttp would drop it)
 		}
 		out.AddBytesKV(k, v)
 	}
@@ -237,8 +250,11 @@ func copyResponseHeaders(out, in *fasthttp.ResponseHeader) {
 
 // mergeHeaders builds the header of a stored response freshened by a 304
 // (RFC 9111 §3.2, §4.3.4): fields present in the 304 replace the stored
-// ones, except Content-Length.
-func mergeHeaders(dst *fasthttp.ResponseHeader, old *cache.Entry, nm *fasthttp.ResponseHeader) {
+// ones, except Content-Length. The Date is the 304's, or the time it was
+// received, respTime, when it has none (RFC 9110 §6.6.1): the stored one
+// would make the fresh answer look as old as the first.
+func (p *Proxy) mergeHeaders(dst *fasthttp.ResponseHeader, old *cache.Entry, nm *fasthttp.ResponseHeader, respTime int64) {
+	p.seedDate(dst, firstDate(nm), respTime)
 	dst.DisableNormalizing()
 	dst.SetStatusCode(int(old.Status))
 	connection := nm.Peek("Connection")
@@ -251,13 +267,35 @@ func mergeHeaders(dst *fasthttp.ResponseHeader, old *cache.Entry, nm *fasthttp.R
 		return false
 	}
 	for f := old.Fields(); f.Next(); {
-		if !replaced(f.Key()) {
+		if !replaced(f.Key()) && !httpcache.FieldIs(f.Key(), "date") {
 			dst.AddBytesKV(f.Key(), f.Value())
 		}
 	}
 	for k, v := range nm.All() {
-		if !hopByHop(k, connection) && !httpcache.FieldIs(k, "content-length") {
+		if !hopByHop(k, connection) && !httpcache.FieldIs(k, "content-length") && !httpcache.FieldIs(k, "date") {
 			dst.AddBytesKV(k, v)
 		}
 	}
+}
+
+// seedDate resets h to a header holding the Date of date, or of now when
+// date is not a valid HTTP-date (RFC 9110 §6.6.1: a recipient adds the
+// Date a response lacks).
+func (p *Proxy) seedDate(h *fasthttp.ResponseHeader, date []byte, now int64) {
+	if _, ok := httpcache.ParseHTTPDate(date, now/1e9); !ok {
+		date = nil
+	}
+	s := p.seeds.Get().(*h1.DateSeed)
+	s.Seed(h, date, now, false)
+	p.seeds.Put(s)
+}
+
+// firstDate is the first Date field of h, or nil.
+func firstDate(h *fasthttp.ResponseHeader) []byte {
+	for k, v := range h.All() {
+		if httpcache.FieldIs(k, "date") {
+			return v
+		}
+	}
+	return nil
 }

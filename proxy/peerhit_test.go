@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/httpcache"
 	"github.com/ringcache/ringcache/internal/testutil"
 	"github.com/valyala/fasthttp"
 )
@@ -225,5 +226,36 @@ func TestReplicaHitAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(200, serve); n != 0 {
 		t.Fatalf("a replica hit allocates %.1f times per request, want 0", n)
+	}
+}
+
+// TestPeerHitKeepsStoredDate: a hit served from the owner's entry carries
+// the Date the owner stored, the time the origin made the response (RFC
+// 9110 §6.6.1), with its age in Age (RFC 9111 §4), as the owner's own hit
+// would; and a targeted field the cluster strips stays out of it (RFC 9213
+// §2.1), as from any answer to a client.
+func TestPeerHitKeepsStoredDate(t *testing.T) {
+	clk := testutil.NewClock()
+	made := httpDate(clk)
+	pol := httpcache.Policy{Targets: targets("Ringcache-Cache-Control"), StripTargets: targets("Ringcache-Cache-Control")}
+	o := newNodeAt(t, clk, Options{Name: "owner", Policy: pol}, nil)
+	o.origin.set(answer(clk, 200, "Cache-Control: max-age=60", "Ringcache-Cache-Control: max-age=600"))
+	o.get("/p")
+	e, ok := o.st.Get([]byte("example.com/p"))
+	if !ok {
+		t.Fatal("owner stored nothing for /p")
+	}
+	clk.Advance(20 * time.Second)
+	owner := &fakePeer{name: "owner", forward: ownerAnswer, held: map[string]*cache.Entry{"example.com/p": e}}
+	n := newNodeAt(t, clk, Options{Name: "me", Peers: &fakePeers{owner: owner}, Policy: pol}, nil)
+	r := n.get("/p")
+	if want := "owner; hit; ttl=580, me; fwd=miss; fwd-status=200; detail=peer"; csOf(r) != want {
+		t.Fatalf("Cache-Status %q, want %q", csOf(r), want)
+	}
+	if dateOf(r) != made || ageHeader(t, r) != 20 {
+		t.Errorf("Date %q Age %s, want the stored %q and 20 (now is %q)", dateOf(r), r.Header.Peek("Age"), made, httpDate(clk))
+	}
+	if v := r.Header.Peek("Ringcache-Cache-Control"); len(v) > 0 {
+		t.Errorf("Ringcache-Cache-Control %q reached the client", v)
 	}
 }

@@ -111,7 +111,7 @@ func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, now int64) int {
 	}
 	p.keepHotCopy(st, e, &s, sent)
 	p.m.requests[Forwarded].Inc()
-	p.writeEntryFrom(ctx, &st.req, e, now, from.Name(), s.TTL())
+	p.writeEntryFrom(ctx, st, e, now, from.Name(), s.TTL())
 	return peerServed
 }
 
@@ -157,7 +157,7 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 	setBody(out, &ctx.Request) // held whole: not a stream
 	resp := fasthttp.AcquireResponse()
 	start := p.now()
-	err := peer.Forward(context.Background(), out, resp)
+	err := peer.Forward(p.interim(ctx, st), out, resp)
 	p.m.observePeer(p.now()-start, err)
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
@@ -179,15 +179,13 @@ func (p *Proxy) forward(ctx *fasthttp.RequestCtx, st *reqState, peer Peer) bool 
 			p.count(st, Forwarded)
 			// The copy dropped the owner's Cache-Status member; this
 			// answer still went through the owner, so it keeps it.
-			if len(upstream) > 0 {
-				ctx.Response.Header.SetCanonical(strCacheStatus, upstream)
-			}
-			p.writeEntry(ctx, &st.req, e, p.now(), cs)
+			cs.upstream = upstream
+			p.writeEntry(ctx, st, e, p.now(), cs)
 			return true
 		}
 	}
 	p.count(st, Forwarded)
-	p.relay(ctx, resp, nil, cs)
+	p.relay(ctx, st, resp, nil, cs)
 	return true
 }
 
@@ -215,8 +213,8 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *c
 		return nil, nil, nil
 	}
 	var r httpcache.Response
-	httpcache.ParseResponse(&r, &resp.Header)
 	pol := st.rule.Policy(*p.policy.Load())
+	httpcache.ParseResponse(&r, &resp.Header, p.now()/1e9, pol.Targets)
 	if httpcache.Storable(true, &st.req, &r, pol) != httpcache.Stored || r.SetCookie || r.CC.NoCache {
 		return nil, nil, nil
 	}

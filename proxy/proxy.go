@@ -10,20 +10,26 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/reqbody"
 	"github.com/ringcache/ringcache/rules"
 	"github.com/valyala/fasthttp"
 )
 
-// Fetcher fills resp for req: the origin client and, in a cluster, the
-// owning peer both implement it. After a nil error resp's body may be a
-// stream (resp.IsBodyStream()); the caller reads or closes it.
+// Fetcher fills resp for req: the origin and, in a cluster, the owning
+// peer both implement it. req's Host header is the request's one authority,
+// the host its cache key names (key_host when set): an origin may pick its
+// server by it, as origin.Router picks a virtual host's pool, and whatever
+// it picks serves exactly the requests that share the key's host. After a
+// nil error resp's body may be a stream (resp.IsBodyStream()); the caller
+// reads or closes it.
 type Fetcher interface {
 	Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error
 }
@@ -113,6 +119,10 @@ type Options struct {
 	// Clock returns unix nanoseconds. Default: a Clock of 1ms resolution
 	// owned by the proxy.
 	Clock func() int64
+	// OnPurge, if set, hears every purge applied on this node (from the
+	// admin API, a PURGE request or another member), after its entries
+	// went: the node drops a snapshot that still holds them.
+	OnPurge func(kind string, dropped int)
 }
 
 // Proxy is the HTTP handler of one ringcache node.
@@ -137,6 +147,7 @@ type Proxy struct {
 	top        topKeys
 	gen        atomic.Int64 // last Vary marker generation handed out
 	states     sync.Pool    // *reqState
+	seeds      sync.Pool    // *h1.DateSeed
 	bg         sync.WaitGroup
 	announced  announcer
 	tunnels    tunnelSet
@@ -166,6 +177,10 @@ type reqState struct {
 	req       httpcache.Request
 	marker    *cache.Entry // the URL's Vary marker, if any
 	forwarded bool         // sent by an authenticated peer: never forward again
+	seed      *h1.DateSeed // writes a hit's Date
+	// quiet: interim responses may be written to the client's connection
+	// (h1.Quiet, as the request started).
+	quiet bool
 	// fetched holds entries looked up at other members; its buffer is
 	// reused from request to request.
 	fetched cache.Fetched
@@ -222,14 +237,22 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 		clock: own,
 		hot:   o.Hot,
 	}
-	p.local = cache.NewLocal(st, cache.LocalOptions{Hot: o.Hot, Keys: p.keys, Clock: o.Clock, OnPurge: p.m.observePurge})
+	onPurge := p.m.observePurge
+	if o.OnPurge != nil {
+		onPurge = func(kind string, dropped int) {
+			p.m.observePurge(kind, dropped)
+			o.OnPurge(kind, dropped)
+		}
+	}
+	p.local = cache.NewLocal(st, cache.LocalOptions{Hot: o.Hot, Keys: p.keys, Clock: o.Clock, OnPurge: onPurge})
 	p.top.fullURLs = o.StatsFullURLs
 	p.SetPolicy(o.Policy)
 	p.SetRules(o.Rules)
 	p.SetPurgeAllow(o.PurgeAllow)
 	p.states.New = func() any {
-		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256)}
+		return &reqState{key: make([]byte, 0, 256), vkey: make([]byte, 0, 256), seed: h1.NewDateSeed()}
 	}
+	p.seeds.New = func() any { return h1.NewDateSeed() }
 	return p
 }
 
@@ -286,6 +309,8 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 
 	h := &ctx.Request.Header
 	st.forwarded = fromPeer
+	// Before the handler reads a body of its own from the connection.
+	st.quiet = h.IsHTTP11() && h1.Quiet(ctx.Conn())
 	if h.IsConnect() || h.IsTrace() {
 		// CONNECT tunnels and TRACE echoes have no place behind a cache
 		// (and CONNECT's authority-form target names no resource).
@@ -306,6 +331,14 @@ func (p *Proxy) handle(ctx *fasthttp.RequestCtx, fromPeer bool) {
 	case bytes.Equal(h.Method(), methodPurge):
 		p.purgeMethod(ctx, st)
 	case h.IsOptions():
+		if n, ok := maxForwards(h); ok && n == 0 {
+			// RFC 9110 §7.6.2: not forwarded; answered as the final
+			// recipient.
+			p.seedDate(&ctx.Response.Header, nil, p.now())
+			ctx.Response.Header.SetContentLength(0)
+			p.addCacheStatus(&ctx.Response, cacheStatus{})
+			return
+		}
 		p.pass(ctx, st, fwdRequest, detailNone)
 	default:
 		p.pass(ctx, st, fwdMethod, detailNone)
@@ -328,7 +361,7 @@ func (p *Proxy) count(st *reqState, o Outcome) {
 }
 
 func (p *Proxy) putState(st *reqState) {
-	st.host, st.marker, st.forwarded, st.counted, st.rule = nil, nil, false, false, nil
+	st.host, st.marker, st.forwarded, st.quiet, st.counted, st.rule = nil, nil, false, false, false, nil
 	st.rkey, st.view = st.rkey[:0], originView{}
 	st.req.CC.Reset()
 	st.fetched.Release()
@@ -368,14 +401,14 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		if e := p.hotHit(st, now); e != nil {
 			s := storedResponse(e, now)
 			p.count(st, Hit)
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailHot})
+			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailHot})
 			return
 		}
 		if _, ok := p.opt.Peers.Owner(st.key); ok {
 			if e := p.replicaHit(st, h, now); e != nil {
 				s := storedResponse(e, now)
 				p.count(st, Hit)
-				p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailReplica})
+				p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailReplica})
 				return
 			}
 			switch p.peerHit(ctx, st, now) {
@@ -405,16 +438,16 @@ func (p *Proxy) serveCacheable(ctx *fasthttp.RequestCtx, st *reqState) {
 		switch httpcache.Reuse(&s, &st.req.CC) {
 		case httpcache.Serve:
 			p.count(st, Hit)
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true})
+			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true})
 			return
 		case httpcache.ServeStale:
 			p.count(st, StaleHit)
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailMaxStale})
+			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailMaxStale})
 			return
 		case httpcache.ServeStaleRevalidate:
 			p.count(st, StaleHit)
 			p.revalidateAsync(ctx, st, e)
-			p.writeEntry(ctx, &st.req, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailStaleWhileRevalidate})
+			p.writeEntry(ctx, st, e, now, cacheStatus{hit: true, ttl: s.TTL(), hasTTL: true, detail: detailStaleWhileRevalidate})
 			return
 		}
 		if st.req.CC.OnlyIfCached {
@@ -653,7 +686,7 @@ func (p *Proxy) fetch(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
 	p.buildFill(out, ctx, st, stale)
-	return p.fetchWith(out, st.key, st.marker, &st.req, st.rule, stale, fwd)
+	return p.fetchWith(p.interim(ctx, st), out, st.key, st.marker, &st.req, st.rule, stale, fwd)
 }
 
 // buildFill makes the origin request of a cache fill: a GET (HEAD misses
@@ -688,12 +721,13 @@ func (p *Proxy) buildFill(out *fasthttp.Request, ctx *fasthttp.RequestCtx, st *r
 
 // fetchWith sends a fill request to the origin and stores what may be
 // stored, as rule (nil: none) says. It does not touch the client's
-// request, so background revalidation uses it too.
-func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, rule *rules.Rule, stale *cache.Entry, fwd fwdReason) *result {
+// request, so background revalidation uses it too; fctx carries the
+// client's interim responses (interim), if any.
+func (p *Proxy) fetchWith(fctx context.Context, out *fasthttp.Request, key []byte, marker *cache.Entry, req *httpcache.Request, rule *rules.Rule, stale *cache.Entry, fwd fwdReason) *result {
 	res := &result{fwd: fwd, outcome: Miss}
 	resp := fasthttp.AcquireResponse()
 	reqTime := p.now()
-	err := p.origin.Fetch(context.Background(), out, resp)
+	err := p.origin.Fetch(fctx, out, resp)
 	respTime := p.now()
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
@@ -705,13 +739,13 @@ func (p *Proxy) fetchWith(out *fasthttp.Request, key []byte, marker *cache.Entry
 	if status == fasthttp.StatusNotModified && stale != nil {
 		return p.refresh(res, stale, resp, req, pol, reqTime, respTime)
 	}
-	if status >= 500 && stale != nil && p.staleOnError(stale, req, respTime) {
+	if httpcache.ErrorStatus(status) && stale != nil && p.staleOnError(stale, req, respTime) {
 		closeResponse(resp)
 		return p.originFailed(res, nil, status, stale, req, respTime)
 	}
 
 	var r httpcache.Response
-	httpcache.ParseResponse(&r, &resp.Header)
+	httpcache.ParseResponse(&r, &resp.Header, respTime/1e9, pol.Targets)
 	reason := httpcache.Storable(true, req, &r, pol)
 	body, tooLarge, err := p.readBody(resp)
 	if err != nil {
@@ -840,10 +874,10 @@ func (p *Proxy) setPass(key []byte, now int64) {
 func (p *Proxy) refresh(res *result, stale *cache.Entry, nm *fasthttp.Response, req *httpcache.Request, pol httpcache.Policy, reqTime, respTime int64) *result {
 	merged := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(merged)
-	mergeHeaders(&merged.Header, stale, &nm.Header)
+	p.mergeHeaders(&merged.Header, stale, &nm.Header, respTime)
 	closeResponse(nm)
 	var r httpcache.Response
-	httpcache.ParseResponse(&r, &merged.Header)
+	httpcache.ParseResponse(&r, &merged.Header, respTime/1e9, pol.Targets)
 	e := p.newEntry(stale.Key(), &merged.Header, stale.Body(), &r, pol, reqTime, respTime)
 	res.outcome, res.entry, res.shareable = Revalidated, e, true
 	if httpcache.Storable(true, req, &r, pol) == httpcache.Stored {
@@ -906,14 +940,14 @@ func (p *Proxy) serve(ctx *fasthttp.RequestCtx, st *reqState, res *result, colla
 	cs := cacheStatus{hit: res.hit, fwd: res.fwd, fwdStatus: res.fwdStatus, stored: res.stored && !res.hit, collapsed: collapsed, detail: res.detail}
 	switch {
 	case res.stream != nil:
-		p.relay(ctx, res.stream, res.prefix, cs)
+		p.relay(ctx, st, res.stream, res.prefix, cs)
 	case res.entry != nil:
 		now := p.now()
 		if res.stored || res.hit || res.outcome == StaleError {
 			s := storedResponse(res.entry, now)
 			cs.ttl, cs.hasTTL = s.TTL(), true
 		}
-		p.writeEntry(ctx, &st.req, res.entry, now, cs)
+		p.writeEntry(ctx, st, res.entry, now, cs)
 		if !collapsed {
 			for _, c := range res.cookies {
 				ctx.Response.Header.AddBytesV("Set-Cookie", c)
@@ -966,7 +1000,7 @@ func (p *Proxy) revalidateAsync(ctx *fasthttp.RequestCtx, st *reqState, stale *c
 			p.flights.finish(fkey, f, res)
 			fasthttp.ReleaseRequest(out)
 		}()
-		res = p.fetchWith(out, key, marker, &req, rule, stale, fwdStale)
+		res = p.fetchWith(context.Background(), out, key, marker, &req, rule, stale, fwdStale)
 		if res.stream != nil {
 			closeResponse(res.stream)
 			res.stream = nil
@@ -996,10 +1030,15 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, fwd fwdReason, d de
 	out.SetRequestURIBytes(ctx.Request.Header.RequestURI())
 	out.Header.SetHostBytes(p.keys.Host(st.host))
 	copyRequestHeaders(&out.Header, &ctx.Request.Header, false, st.forwarded)
+	if n, ok := maxForwards(&ctx.Request.Header); ok && ctx.Request.Header.IsOptions() {
+		// RFC 9110 §7.6.2: an intermediary decrements it (0 never
+		// gets here).
+		out.Header.Set("Max-Forwards", strconv.Itoa(n-1))
+	}
 	p.addForwarding(out, ctx, st)
 	setBody(out, &ctx.Request)
 	resp := fasthttp.AcquireResponse()
-	if err := p.origin.Fetch(context.Background(), out, resp); err != nil {
+	if err := p.origin.Fetch(p.interim(ctx, st), out, resp); err != nil {
 		fasthttp.ReleaseResponse(resp)
 		p.count(st, Error)
 		if reqbody.FromClient(err) {
@@ -1018,7 +1057,7 @@ func (p *Proxy) pass(ctx *fasthttp.RequestCtx, st *reqState, fwd fwdReason, d de
 		p.invalidate(ctx, st, &resp.Header)
 	}
 	p.count(st, Pass)
-	p.relay(ctx, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status, detail: d})
+	p.relay(ctx, st, resp, nil, cacheStatus{fwd: fwd, fwdStatus: status, detail: d})
 }
 
 // setBody gives out the body of the client's request in. A streamed body
@@ -1065,4 +1104,21 @@ func (p *Proxy) invalidate(ctx *fasthttp.RequestCtx, st *reqState, rh *fasthttp.
 		}
 		fasthttp.ReleaseURI(u)
 	}
+}
+
+// maxForwards returns the request's Max-Forwards (RFC 9110 §7.6.2), if it
+// has a valid one.
+func maxForwards(h *fasthttp.RequestHeader) (int, bool) {
+	v := h.Peek("Max-Forwards")
+	if len(v) == 0 || len(v) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }

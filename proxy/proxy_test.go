@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/ringcache/ringcache/internal/testutil"
 
 	"github.com/ringcache/ringcache/cache"
@@ -29,6 +30,13 @@ func httpDate(c *testutil.Clock) string {
 	return string(fasthttp.AppendHTTPDate(nil, c.Now()))
 }
 
+// setOriginDate gives a fake origin's response a Date field: fasthttp's Set
+// drops Date, as it writes its own, so it is parsed in as the proxy's hits
+// do. It resets h: call it first.
+func setOriginDate(h *fasthttp.ResponseHeader, date string) {
+	h1.NewDateSeed().Seed(h, []byte(date), 0, false)
+}
+
 // fakeOrigin is an in-process origin: handle decides each answer; calls
 // counts fetches; fail makes the transport fail.
 type fakeOrigin struct {
@@ -37,9 +45,12 @@ type fakeOrigin struct {
 	mu     sync.Mutex
 	handle func(req *fasthttp.Request, resp *fasthttp.Response)
 	last   *fasthttp.Request // copy of the last request seen
+	// interim holds raw interim responses ("HTTP/1.1 103 ...\r\n...\r\n\r\n")
+	// sent before each answer, as the origin client hands them on.
+	interim []string
 }
 
-func (o *fakeOrigin) Fetch(_ context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
+func (o *fakeOrigin) Fetch(ctx context.Context, req *fasthttp.Request, resp *fasthttp.Response) error {
 	o.calls.Add(1)
 	if err := o.fail.Load(); err != nil {
 		return *err
@@ -48,7 +59,18 @@ func (o *fakeOrigin) Fetch(_ context.Context, req *fasthttp.Request, resp *fasth
 	h := o.handle
 	o.last = &fasthttp.Request{}
 	req.CopyTo(o.last)
+	interim := o.interim
 	o.mu.Unlock()
+	if f := h1.InterimFrom(ctx); f != nil {
+		for _, raw := range interim {
+			var ih fasthttp.ResponseHeader
+			ih.SetNoDefaultContentType(true)
+			if err := ih.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+				panic(err)
+			}
+			f(ih.StatusCode(), &ih)
+		}
+	}
 	h(req, resp)
 	return nil
 }
@@ -96,9 +118,10 @@ func newNodeAt(t testing.TB, clk *testutil.Clock, o Options, handle func(req *fa
 	p := New(o, st, org)
 	serveOn := func(h fasthttp.RequestHandler) (*fasthttp.Client, *fasthttputil.InmemoryListener) {
 		ln := fasthttputil.NewInmemoryListener()
-		srv := &fasthttp.Server{Handler: h, NoDefaultContentType: true, NoDefaultServerHeader: true, Logger: quietLogger{}}
+		// NoDefaultDate, as the node's servers: the proxy writes each Date.
+		srv := &fasthttp.Server{Handler: h1.MarkServed(h), NoDefaultContentType: true, NoDefaultServerHeader: true, NoDefaultDate: true, Logger: quietLogger{}}
 		done := make(chan struct{})
-		go func() { _ = srv.Serve(ln); close(done) }()
+		go func() { _ = srv.Serve(h1.TrackServed(ln)); close(done) }()
 		t.Cleanup(func() {
 			// fasthttp's Shutdown stops only a listener Serve has
 			// registered: one that has not started yet would serve on.
@@ -184,10 +207,10 @@ func csOf(r *fasthttp.Response) string { return string(r.Header.Peek("Cache-Stat
 func answer(clk *testutil.Clock, status int, headers ...string) func(*fasthttp.Request, *fasthttp.Response) {
 	var n atomic.Int64
 	return func(req *fasthttp.Request, resp *fasthttp.Response) {
-		resp.SetStatusCode(status)
 		if clk != nil {
-			resp.Header.Set("Date", httpDate(clk))
+			setOriginDate(&resp.Header, httpDate(clk))
 		}
+		resp.SetStatusCode(status)
 		for _, h := range headers {
 			k, v, _ := strings.Cut(h, ":")
 			resp.Header.Add(k, strings.TrimSpace(v))
@@ -482,7 +505,7 @@ func TestRevalidation304(t *testing.T) {
 	n := newNode(t, Options{StaleKeep: time.Hour}, nil)
 	var version atomic.Int64
 	n.origin.set(func(req *fasthttp.Request, resp *fasthttp.Response) {
-		resp.Header.Set("Date", httpDate(n.clk))
+		setOriginDate(&resp.Header, httpDate(n.clk))
 		resp.Header.Set("ETag", `"v1"`)
 		resp.Header.Set("Cache-Control", "max-age=10")
 		resp.Header.Set("X-Version", strconv.FormatInt(version.Add(1), 10))
@@ -684,6 +707,40 @@ func TestStaleIfError(t *testing.T) {
 	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=10"))
 	if r := n.get("/e"); r.StatusCode() != 200 {
 		t.Fatalf("error was cached: %d", r.StatusCode())
+	}
+}
+
+// TestStaleIfErrorStatuses: only 500, 502, 503 and 504 are errors a stale
+// response may stand in for (RFC 5861 §4); a 501 or a 505 is the origin's
+// answer, relayed (RFC 9111 §4.2.4: nothing permits the stale one).
+func TestStaleIfErrorStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		stale  bool
+	}{{500, true}, {501, false}, {502, true}, {503, true}, {504, true}, {505, false}, {599, false}} {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			n := newNode(t, Options{}, answer(nil, 200, "Cache-Control: max-age=10, stale-if-error=60"))
+			n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=10, stale-if-error=60"))
+			n.get("/e")
+			n.clk.Advance(20 * time.Second)
+			n.origin.set(answer(n.clk, tc.status))
+			r := n.get("/e")
+			if stale := r.StatusCode() == 200; stale != tc.stale {
+				t.Errorf("origin %d: answered %d %q, want stale %v", tc.status, r.StatusCode(), csOf(r), tc.stale)
+			}
+		})
+	}
+}
+
+// TestAgeOverflow: an age past what the cache holds is sent as 2147483648
+// (RFC 9111 §5.1, §1.2.2).
+func TestAgeOverflow(t *testing.T) {
+	n := newNode(t, Options{}, nil)
+	n.origin.set(answer(n.clk, 200, "Cache-Control: max-age=2147483648, public", "Age: 99999999999"))
+	n.get("/old")
+	r := n.get("/old")
+	if got := string(r.Header.Peek("Age")); got != "2147483648" {
+		t.Errorf("Age = %q (%q), want 2147483648", got, csOf(r))
 	}
 }
 
@@ -895,3 +952,21 @@ func TestBadRequests(t *testing.T) {
 type quietLogger struct{}
 
 func (quietLogger) Printf(string, ...any) {}
+
+// TestMaxForwards: an OPTIONS request with Max-Forwards 0 is answered here;
+// otherwise the value goes on one less (RFC 9110 §7.6.2).
+func TestMaxForwards(t *testing.T) {
+	n := newNode(t, Options{}, answer(nil, 200))
+	r := n.do("OPTIONS", "/o", "Max-Forwards: 0")
+	if r.StatusCode() != 200 || n.origin.calls.Load() != 0 || len(r.Header.Peek("Date")) == 0 {
+		t.Fatalf("Max-Forwards 0: %d, origin calls %d, Date %q", r.StatusCode(), n.origin.calls.Load(), r.Header.Peek("Date"))
+	}
+	n.do("OPTIONS", "/o", "Max-Forwards: 5")
+	if got := string(n.origin.lastRequest().Header.Peek("Max-Forwards")); got != "4" {
+		t.Errorf("forwarded Max-Forwards %q, want 4", got)
+	}
+	n.do("OPTIONS", "/o")
+	if got := n.origin.lastRequest().Header.Peek("Max-Forwards"); len(got) != 0 {
+		t.Errorf("Max-Forwards %q invented", got)
+	}
+}

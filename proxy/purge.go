@@ -40,6 +40,7 @@ func (p *Proxy) purgeMethod(ctx *fasthttp.RequestCtx, st *reqState) {
 	}
 	n, err := p.PurgeCluster(context.Background(), cache.Purge{Host: string(bytes.ToLower(st.host)), URL: u})
 	body, _ := json.Marshal(cache.NewPurgeReply(n, err))
+	p.seedDate(&ctx.Response.Header, nil, p.now())
 	ctx.SetContentType("application/json")
 	ctx.SetBody(append(body, '\n'))
 }

@@ -46,7 +46,8 @@ func TestCacheStatusTokens(t *testing.T) {
 }
 
 // TestCacheName: a cache's name is a token in Cache-Status when it can be
-// one, else a quoted string (RFC 9211 §2, RFC 8941 §3.3.4).
+// one, else a String of printable ASCII (RFC 9211 §2, RFC 8941 §3.3.3,
+// §3.3.4).
 func TestCacheName(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"node-a", "node-a"},
@@ -55,6 +56,10 @@ func TestCacheName(t *testing.T) {
 		{"10.0.0.1:8080", `"10.0.0.1:8080"`}, // a token starts with a letter or *
 		{"pod name", `"pod name"`},
 		{"", `""`},
+		{`say "hi"`, `"say \"hi\""`},
+		{`back\slash`, `"back\\slash"`},
+		{"tab\there", `"tab?here"`}, // a String is printable ASCII only
+		{"nöde", `"n??de"`},         // so is UTF-8 (two bytes here)
 	} {
 		if got := cacheName(tc.in); got != tc.want {
 			t.Errorf("cacheName(%q) = %s, want %s", tc.in, got, tc.want)

@@ -10,12 +10,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/valyala/fasthttp"
 )
 
 // Dialer opens connections to the origin for requests that switch
-// protocols (RFC 9110 §7.8 Upgrade; WebSocket, RFC 6455). origin.Client
-// implements it.
+// protocols (RFC 9110 §7.8 Upgrade; WebSocket, RFC 6455). origin.Client and
+// origin.Router implement it. As for Fetcher, req's Host header is the
+// request's authority.
 type Dialer interface {
 	// Dial returns a new connection to the origin for req, and points req
 	// at the origin (URI, Host) as a Fetch would. The caller writes req on
@@ -33,8 +35,10 @@ type Dialer interface {
 //
 // The node sends the client's request with its end-to-end fields, Upgrade
 // and the forwarding fields, and reads the origin's answer within
-// OriginTimeout. Anything but a 101 is relayed as a normal response (and
-// the origin connection closed). After a 101 the node writes the 101 to the
+// OriginTimeout. Interim responses before it reach the client as on any
+// request that went forward; anything but a 101 is relayed as a normal
+// response, in whatever framing the origin chose (and the origin
+// connection closed). After a 101 the node writes the 101 to the
 // client and copies bytes both ways, unchanged, until either side closes,
 // an error, or TunnelIdleTimeout passes without a byte either way.
 
@@ -59,7 +63,7 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, st *reqState) {
 		return
 	}
 	resp := fasthttp.AcquireResponse()
-	br, err := p.upgradeExchange(conn, out, resp)
+	br, err := p.upgradeExchange(conn, out, resp, h1.InterimFrom(p.interim(ctx, st)))
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		_ = conn.Close()
@@ -71,10 +75,10 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, st *reqState) {
 	p.m.requests[Pass].Inc()
 	if status != fasthttp.StatusSwitchingProtocols {
 		_ = conn.Close() // it asked for an upgrade: not worth reusing
-		p.relay(ctx, resp, nil, cs)
+		p.relay(ctx, st, resp, nil, cs)
 		return
 	}
-	head := p.appendSwitchingHead(make([]byte, 0, 512), &resp.Header, cs)
+	head := p.appendSwitchingHead(make([]byte, 0, 512), &resp.Header, cs, p.strip(st))
 	fasthttp.ReleaseResponse(resp)
 	t := p.tunnels.add(conn, br, head, p.opt.TunnelIdleTimeout, p.m)
 	// fasthttp writes nothing: the tunnel writes the 101 itself, then the
@@ -86,9 +90,12 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, st *reqState) {
 }
 
 // upgradeExchange writes req on conn and reads the answer's head into resp,
-// and a body unless it is a 101, all within OriginTimeout. It returns the
-// reader of conn, which may hold bytes the origin sent after the 101.
-func (p *Proxy) upgradeExchange(conn net.Conn, req *fasthttp.Request, resp *fasthttp.Response) (*bufio.Reader, error) {
+// and a body unless it is a 101, all within OriginTimeout. Interim
+// responses before it (100, 103) go to interim, as on any request that
+// went forward (RFC 9110 §15.2); the answer is read in any framing the
+// origin client reads (h1.ReadResponse). It returns the reader of conn,
+// which may hold bytes the origin sent after the 101.
+func (p *Proxy) upgradeExchange(conn net.Conn, req *fasthttp.Request, resp *fasthttp.Response, interim h1.Interim) (*bufio.Reader, error) {
 	_ = conn.SetDeadline(time.Now().Add(p.opt.OriginTimeout))
 	bw := bufio.NewWriterSize(conn, 4<<10)
 	if err := req.Write(bw); err != nil {
@@ -99,9 +106,9 @@ func (p *Proxy) upgradeExchange(conn net.Conn, req *fasthttp.Request, resp *fast
 	}
 	br := bufio.NewReaderSize(conn, 4<<10)
 	resp.Header.SetNoDefaultContentType(true)
-	// 1xx answers before the final one (100, 103) are skipped; a body
-	// larger than an object we would store is not relayed from memory.
-	if err := resp.ReadLimitBody(br, int(p.opt.MaxObjectSize)); err != nil {
+	// A body larger than an object we would store is not relayed from
+	// memory.
+	if _, err := h1.ReadResponse(br, resp, interim, req.Header.IsHead(), int(p.opt.MaxObjectSize)); err != nil {
 		return nil, err
 	}
 	return br, conn.SetDeadline(time.Time{})

@@ -2,12 +2,15 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ringcache/ringcache/cache"
 	"github.com/ringcache/ringcache/httpcache"
+	"github.com/ringcache/ringcache/internal/h1"
 	"github.com/valyala/fasthttp"
 )
 
@@ -113,6 +116,9 @@ type cacheStatus struct {
 	stored    bool
 	collapsed bool
 	detail    detail
+	// upstream is the Cache-Status of the caches nearer the origin, when
+	// the answer's header does not hold it (a hot copy dropped it).
+	upstream []byte
 }
 
 func (p *Proxy) appendCacheStatus(dst []byte, cs cacheStatus) []byte {
@@ -154,24 +160,27 @@ var (
 
 // writeEntry answers from a stored (or just fetched) response: a 304 or
 // 412 when the client's preconditions say so, a 206 for a satisfiable
-// single byte range, else the full response. It does not allocate on the
+// single byte range, else the full response. The answer carries the stored
+// Date, as the origin sent it (a 412, made here, the current one), and the
+// entry's current age in Age (RFC 9111 §4). It does not allocate on the
 // common paths: the body is shared, not copied.
-func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, now int64, cs cacheStatus) {
-	p.answerEntry(ctx, req, e, now, cs, nil)
+func (p *Proxy) writeEntry(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entry, now int64, cs cacheStatus) {
+	p.answerEntry(ctx, st, e, now, cs, nil)
 }
 
 // writeEntryFrom answers from an entry the key's owner holds, borrowed for
 // this answer, exactly as the owner's answer relayed here would read: the
 // owner's Via hop and Cache-Status member ("owner; hit; ttl=N") before
-// this node's ("fwd=miss; fwd-status=<status>; detail=peer"). The body is
-// copied: the entry's buffer is reused after the handler returns.
-func (p *Proxy) writeEntryFrom(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, now int64, owner string, ttl int64) {
+// this node's ("fwd=miss; fwd-status=<status>; detail=peer"), and the
+// stored Date. The body is copied: the entry's buffer is reused after the
+// handler returns.
+func (p *Proxy) writeEntryFrom(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entry, now int64, owner string, ttl int64) {
 	var scratch [128]byte
 	name := appendCacheName(scratch[:0], owner)
 	via := append(append(scratch[len(name):len(name)], "1.1 "...), name...)
 	member := append(append(via[len(via):len(via)], name...), "; hit; ttl="...)
 	member = strconv.AppendInt(member, ttl, 10)
-	p.answerEntry(ctx, req, e, now, cacheStatus{fwd: fwdMiss, detail: detailPeer}, &ownerHop{via: via, status: member})
+	p.answerEntry(ctx, st, e, now, cacheStatus{fwd: fwdMiss, detail: detailPeer}, &ownerHop{via: via, status: member})
 }
 
 // ownerHop is what the key's owner adds to an answer it makes: its Via
@@ -181,34 +190,27 @@ type ownerHop struct{ via, status []byte }
 // answerEntry is writeEntry, with the owner's hop when the entry came from
 // another member (then fwd-status is the status written, as the owner's
 // would have been).
-func (p *Proxy) answerEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, now int64, cs cacheStatus, hop *ownerHop) {
+func (p *Proxy) answerEntry(ctx *fasthttp.RequestCtx, st *reqState, e *cache.Entry, now int64, cs cacheStatus, hop *ownerHop) {
 	resp := &ctx.Response
+	req := &st.req
 	status := int(e.Status)
 	cond := httpcache.CondNone
 	if status == fasthttp.StatusOK && req.HasPreconditions() {
-		cond = httpcache.EvaluateRequest(req, validators(e))
+		cond = httpcache.EvaluateRequest(req, validators(e, now), now/1e9)
 	}
+	// Stored names are canonical already: the parser need not normalise.
 	resp.Header.DisableNormalizing()
+	var upstreamVia []byte
 	switch cond {
 	case httpcache.CondNotModified:
+		upstreamVia = p.writeFields(&resp.Header, st, e, now, notModifiedField, false)
 		resp.SetStatusCode(fasthttp.StatusNotModified)
-		for f := e.Fields(); f.Next(); {
-			if notModifiedField(f.Key()) {
-				setField(&resp.Header, &f)
-			}
-		}
 	case httpcache.CondPrecondition:
+		st.seed.Seed(&resp.Header, nil, now, true)
 		resp.SetStatusCode(fasthttp.StatusPreconditionFailed)
 	default:
+		upstreamVia = p.writeFields(&resp.Header, st, e, now, nil, true)
 		resp.SetStatusCode(status)
-		var upstreamVia []byte
-		for f := e.Fields(); f.Next(); {
-			if bytes.EqualFold(f.Key(), strVia) {
-				upstreamVia = f.Value()
-			} else {
-				setField(&resp.Header, &f)
-			}
-		}
 		if hop != nil {
 			p.setVia(resp, upstreamVia, hop.via)
 		} else {
@@ -216,7 +218,7 @@ func (p *Proxy) answerEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e 
 		}
 		body := e.Body()
 		if status == fasthttp.StatusOK && len(req.Range) > 0 {
-			body = p.byteRange(ctx, req, e, body)
+			body = p.byteRange(ctx, req, e, body, now)
 		}
 		if hop != nil {
 			resp.SetBody(body)
@@ -225,7 +227,7 @@ func (p *Proxy) answerEntry(ctx *fasthttp.RequestCtx, req *httpcache.Request, e 
 		}
 	}
 	var age [20]byte
-	resp.Header.SetCanonical(strAge, strconv.AppendInt(age[:0], max(0, int64(e.InitialAge)+max(0, now-e.ResponseTime)/1e9), 10))
+	resp.Header.SetCanonical(strAge, strconv.AppendInt(age[:0], ageValue(e, now), 10))
 	if hop != nil {
 		if cond != httpcache.CondNone {
 			// The owner's 304 or 412 carries no Via; relayed, it got ours.
@@ -248,6 +250,68 @@ func (p *Proxy) setVia(resp *fasthttp.Response, upstream, owner []byte) {
 	resp.Header.SetCanonical(strVia, v)
 }
 
+// ageValue is the Age of e at now (RFC 9111 §5.1). An age the entry could
+// not hold (InitialAge saturates at 2^31-1) or beyond 2^31 is sent as
+// 2147483648, as §5.1 requires of an age calculation that overflows.
+func ageValue(e *cache.Entry, now int64) int64 {
+	const overflow = 1 << 31
+	age := max(0, int64(e.InitialAge)+max(0, now-e.ResponseTime)/1e9)
+	if e.InitialAge == overflow-1 || age >= overflow {
+		return overflow
+	}
+	return age
+}
+
+// writeFields resets h to the stored fields of e that keep accepts (all
+// when nil) and the request may see (strip), Date included, and returns
+// the stored Via, which the caller extends. The Date is seeded first (see
+// h1.DateSeed); newEntry stores it as the first field, so one pass over the
+// fields finds it and sets the rest.
+func (p *Proxy) writeFields(h *fasthttp.ResponseHeader, st *reqState, e *cache.Entry, now int64, keep func([]byte) bool, bodied bool) (via []byte) {
+	f := e.Fields()
+	more := f.Next()
+	if more && bytes.EqualFold(f.Key(), strDate) {
+		st.seed.Seed(h, f.Value(), now, bodied)
+		more = f.Next()
+	} else {
+		st.seed.Seed(h, e.Get("date"), now, bodied) // an entry from before Date went first
+	}
+	strip := p.strip(st)
+	for ; more; more = f.Next() {
+		switch k := f.Key(); {
+		case keep != nil && !keep(k):
+		case bytes.EqualFold(k, strVia):
+			via = f.Value()
+		case bytes.EqualFold(k, strDate):
+			// Seeded.
+		case len(strip) > 0 && namedIn(strip, k):
+		default:
+			setField(h, &f)
+		}
+	}
+	return via
+}
+
+// strip is the targeted fields the answer to st leaves out: those of the
+// policy's StripTargets, for clients; a member gets them all, as its copy
+// must obey them too.
+func (p *Proxy) strip(st *reqState) httpcache.Targets {
+	if st.forwarded {
+		return nil
+	}
+	return p.policy.Load().StripTargets
+}
+
+// namedIn reports whether names holds k, ignoring case.
+func namedIn(names httpcache.Targets, k []byte) bool {
+	for _, n := range names {
+		if len(n) == len(k) && bytes.EqualFold(n, k) {
+			return true
+		}
+	}
+	return false
+}
+
 // setListField sets a list-valued field (Via) to upstream + ", " + ours.
 func (p *Proxy) setListField(resp *fasthttp.Response, key, upstream, ours []byte) {
 	switch {
@@ -264,7 +328,11 @@ func (p *Proxy) setListField(resp *fasthttp.Response, key, upstream, ours []byte
 func (p *Proxy) addCacheStatus(resp *fasthttp.Response, cs cacheStatus) {
 	var scratch [160]byte
 	v := scratch[:0]
-	if prev := resp.Header.PeekBytes(strCacheStatus); len(prev) > 0 {
+	prev := cs.upstream
+	if len(prev) == 0 {
+		prev = resp.Header.PeekBytes(strCacheStatus)
+	}
+	if len(prev) > 0 {
 		v = append(append(v, prev...), ", "...)
 	}
 	v = p.appendCacheStatus(v, cs)
@@ -284,12 +352,12 @@ func setField(h *fasthttp.ResponseHeader, f *cache.FieldIter) {
 }
 
 // validators of a stored response; Last-Modified falls back to Date, then
-// to the time it was received (RFC 9111 §4.3.2).
-func validators(e *cache.Entry) httpcache.Validators {
+// to the time it was received (RFC 9111 §4.3.2). now is unix nanoseconds.
+func validators(e *cache.Entry, now int64) httpcache.Validators {
 	v := httpcache.Validators{ETag: e.Get("etag")}
-	if lm, ok := httpcache.ParseHTTPDate(e.Get("last-modified")); ok {
+	if lm, ok := httpcache.ParseHTTPDate(e.Get("last-modified"), now/1e9); ok {
 		v.LastModified = lm
-	} else if d, ok := httpcache.ParseHTTPDate(e.Get("date")); ok {
+	} else if d, ok := httpcache.ParseHTTPDate(e.Get("date"), now/1e9); ok {
 		v.LastModified = d
 	} else {
 		v.LastModified = e.ResponseTime / 1e9
@@ -300,12 +368,9 @@ func validators(e *cache.Entry) httpcache.Validators {
 // byteRange answers a single byte range from a stored 200 (RFC 9110 §14).
 // Multiple ranges, or an If-Range that does not match, get the full body,
 // which the RFC allows.
-func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, body []byte) []byte {
-	if ifRange := req.IfRange; len(ifRange) > 0 {
-		etag := e.Get("etag")
-		if !(len(etag) > 0 && httpcache.ETagEqual(ifRange, etag, true)) && !bytes.Equal(ifRange, e.Get("last-modified")) {
-			return body
-		}
+func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *cache.Entry, body []byte, now int64) []byte {
+	if len(req.IfRange) > 0 && !httpcache.IfRange(req.IfRange, e.Get("etag"), e.Get("last-modified"), e.Get("date"), now/1e9) {
+		return body
 	}
 	r := req.Range
 	if bytes.IndexByte(r, ',') >= 0 {
@@ -327,6 +392,7 @@ func (p *Proxy) byteRange(ctx *fasthttp.RequestCtx, req *httpcache.Request, e *c
 func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg string, fwd fwdReason) {
 	resp := &ctx.Response
 	resp.Reset()
+	p.seedDate(&resp.Header, nil, p.now())
 	resp.SetStatusCode(status)
 	resp.Header.SetContentType("text/plain; charset=utf-8")
 	resp.Header.Set("Cache-Control", "no-store")
@@ -344,10 +410,12 @@ func (p *Proxy) writeError(ctx *fasthttp.RequestCtx, status int, msg string, fwd
 // relay writes an origin response that is not served from the cache. A
 // streamed body is handed to fasthttp, which closes it after writing; the
 // origin response is released then.
-func (p *Proxy) relay(ctx *fasthttp.RequestCtx, resp *fasthttp.Response, prefix []byte, cs cacheStatus) {
+func (p *Proxy) relay(ctx *fasthttp.RequestCtx, st *reqState, resp *fasthttp.Response, prefix []byte, cs cacheStatus) {
 	out := &ctx.Response
+	// The origin's Date, or now if it sent none (RFC 9110 §6.6.1).
+	p.seedDate(&out.Header, firstDate(&resp.Header), p.now())
 	out.Header.DisableNormalizing()
-	copyResponseHeaders(&out.Header, &resp.Header)
+	copyResponseHeaders(&out.Header, &resp.Header, p.strip(st))
 	via := resp.Header.Peek("Via")
 	p.setListField(out, strVia, via, p.via)
 	p.addCacheStatus(out, cs)
@@ -407,8 +475,10 @@ func (p *Proxy) readBody(resp *fasthttp.Response) (body []byte, tooLarge bool, e
 }
 
 // cacheName is a cache's identifier in Cache-Status: the name when it is
-// a valid token (RFC 8941 §3.3.4), else a quoted string, so the members of
-// a forwarded response say which node did what.
+// a valid token (RFC 8941 §3.3.4), else a String (§3.3.3), so the members
+// of a forwarded response say which node did what. A String holds
+// printable ASCII only, with '"' and '\\' escaped: any other byte (a tab,
+// UTF-8) becomes '?', as a String has no way to carry it.
 func cacheName(name string) string {
 	return string(appendCacheName(nil, name))
 }
@@ -423,7 +493,66 @@ func appendCacheName(dst []byte, name string) []byte {
 	if token {
 		return append(dst, name...)
 	}
-	return strconv.AppendQuote(dst, name)
+	dst = append(dst, '"')
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20 || c > 0x7e:
+			dst = append(dst, '?')
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
 }
 
 func isAlpha(c byte) bool { return ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') }
+
+// interimTimeout bounds writing one interim response to a client: a few
+// hundred bytes, which only a client that stopped reading holds up, and
+// the fetch that waits for it may have other requests waiting on it.
+const interimTimeout = time.Second
+
+// interim returns the context of a fetch made for the client of ctx, which
+// passes the origin's interim responses on to it (RFC 9110 §15.2: a proxy
+// forwards 1xx responses): with their end-to-end fields and our Via, to an
+// HTTP/1.1 client only (an HTTP/1.0 one must get none) and only when no
+// earlier answer on its connection is still unsent (st.quiet, h1.Quiet).
+// 101 never comes here: h1 takes it as final (a tunnel writes its own).
+// They are written as they come, before the final answer; a stored answer
+// has none.
+func (p *Proxy) interim(ctx *fasthttp.RequestCtx, st *reqState) context.Context {
+	if !st.quiet {
+		return context.Background()
+	}
+	broken := false
+	return h1.WithInterim(context.Background(), func(status int, h *fasthttp.ResponseHeader) {
+		if broken {
+			return
+		}
+		connection := h.Peek("Connection")
+		// Via: the upstream's, then ours (RFC 9110 §7.6.3).
+		via := append([]byte(nil), "Via: "...)
+		keep := func(k, v []byte) bool {
+			if bytes.EqualFold(k, strVia) {
+				via = append(append(via, v...), ", "...)
+				return false
+			}
+			return !hopByHop(k, connection)
+		}
+		b := h1.AppendInterim(nil, status, h, keep) // fills via
+		b = append(append(append(b, via...), p.via...), "\r\n\r\n"...)
+		c := ctx.Conn()
+		// The server sets the deadline of the final answer after the
+		// handler returns.
+		_ = c.SetWriteDeadline(time.Now().Add(interimTimeout))
+		if _, err := c.Write(b); err != nil {
+			// Part of it may be out: the connection can carry nothing
+			// more. The fetch goes on for whoever waits on it.
+			broken = true
+			_ = c.Close()
+			p.log.Debug("interim response not written; connection closed", "status", status, "err", err)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -188,8 +189,16 @@ func TestActions(t *testing.T) {
 			if r.Bypass() != tc.bypass {
 				t.Errorf("Bypass() = %v, want %v", r.Bypass(), tc.bypass)
 			}
-			if got := r.Policy(base); got != tc.policy {
+			if got := r.Policy(base); !reflect.DeepEqual(got, tc.policy) {
 				t.Errorf("Policy() = %+v, want %+v", got, tc.policy)
+			}
+			// A rule leaves the cluster's targeted cache control (RFC 9213)
+			// as it was.
+			targeted := base
+			targeted.Targets = httpcache.Targets{[]byte("CDN-Cache-Control")}
+			targeted.StripTargets = targeted.Targets
+			if got := r.Policy(targeted); !reflect.DeepEqual(got.Targets, targeted.Targets) || !reflect.DeepEqual(got.StripTargets, targeted.StripTargets) {
+				t.Errorf("Policy() lost the target list: %+v", got)
 			}
 			got := r.Key()
 			if (got == nil) != (tc.key == nil) || (got != nil && (strings.Join(got.Headers, ",") != strings.Join(tc.key.Headers, ",") ||
@@ -199,7 +208,7 @@ func TestActions(t *testing.T) {
 		})
 	}
 	var none *Rule
-	if none.Policy(base) != base || none.Key().Keyed() {
+	if !reflect.DeepEqual(none.Policy(base), base) || none.Key().Keyed() {
 		t.Error("a nil rule changes something")
 	}
 }

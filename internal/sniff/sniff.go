@@ -256,3 +256,8 @@ func (c *replayConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
+
+// NetConn returns the connection the byte was sniffed from, as
+// tls.Conn.NetConn does, so that a wrapper beneath can still be found (the
+// read counts of internal/h1 are).
+func (c *replayConn) NetConn() net.Conn { return c.Conn }

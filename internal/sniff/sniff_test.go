@@ -253,3 +253,20 @@ func TestRequireTLS(t *testing.T) {
 		t.Fatalf("TLS client: %v", err)
 	}
 }
+
+// TestFirstByteNetConn: a sniffed connection leads to the one beneath, as
+// a *tls.Conn does, so that wrappers under the split can be found.
+func TestFirstByteNetConn(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() { _, _ = b.Write([]byte("G")) }()
+	c, side, err := FirstByte(a, time.Now().Add(testTimeout))
+	if err != nil || side != 0 {
+		t.Fatalf("FirstByte: side %d, %v", side, err)
+	}
+	under, ok := c.(interface{ NetConn() net.Conn })
+	if !ok || under.NetConn() != a {
+		t.Fatalf("%T leads to %v, want the sniffed connection", c, under)
+	}
+}

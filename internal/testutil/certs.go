@@ -16,6 +16,9 @@ import (
 	"time"
 )
 
+// Test certificates: one CA type issues every certificate the tests use
+// (client TLS, peer TLS, origin TLS), by one rule (Issue).
+
 // CA is a certificate authority made for one test: a fresh ECDSA P-256 key
 // and a self-signed certificate, valid for an hour.
 type CA struct {
@@ -56,10 +59,13 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
-// Issue returns a PEM certificate and PEM private key for name with the
-// given serial number, signed by the CA: valid for an hour, for 127.0.0.1,
-// ::1 and localhost, as a server and as a client.
-func (ca *CA) Issue(t testing.TB, name string, serial int64) (certPEM, keyPEM []byte) {
+// Issue returns a PEM certificate and PEM private key signed by the CA,
+// with name as common name and the given serial number, valid for an hour
+// as a server's and as a client's. Its subject alternative names are hosts
+// (each an IP address or a DNS name), or, when none is given, 127.0.0.1,
+// ::1 and localhost: what a client verifies when it dials a test server by
+// its loopback address.
+func (ca *CA) Issue(t testing.TB, name string, serial int64, hosts ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key := newKey(t)
 	tmpl := &x509.Certificate{
@@ -69,8 +75,16 @@ func (ca *CA) Issue(t testing.TB, name string, serial int64) (certPEM, keyPEM []
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	if len(hosts) == 0 {
+		hosts = []string{"127.0.0.1", "::1", "localhost"}
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -82,6 +96,38 @@ func (ca *CA) Issue(t testing.TB, name string, serial int64) (certPEM, keyPEM []
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb})
+}
+
+// CertFiles are the PEM files of one certificate: itself, its key, and the
+// CA that signed it.
+type CertFiles struct{ Cert, Key, CA string }
+
+// WriteFiles issues a certificate as Issue does and writes it into dir
+// with its key and the CA: name.pem, name-key.pem and ca.pem.
+func (ca *CA) WriteFiles(t testing.TB, dir, name string, serial int64, hosts ...string) CertFiles {
+	t.Helper()
+	cert, key := ca.Issue(t, name, serial, hosts...)
+	f := CertFiles{Cert: filepath.Join(dir, name+".pem"), Key: filepath.Join(dir, name+"-key.pem"), CA: filepath.Join(dir, "ca.pem")}
+	for path, data := range map[string][]byte{f.Cert: cert, f.Key: key, f.CA: ca.PEM} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+// Certs writes a fresh CA and, for each name, a certificate it issues for
+// that name alone (its one subject alternative name, so that a client
+// verifying another name refuses it) into dir, and returns the files per
+// name.
+func Certs(t testing.TB, dir string, names ...string) map[string]CertFiles {
+	t.Helper()
+	ca := NewCA(t)
+	files := make(map[string]CertFiles, len(names))
+	for i, name := range names {
+		files[name] = ca.WriteFiles(t, dir, name, int64(i+2), name)
+	}
+	return files
 }
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {

@@ -4,11 +4,13 @@
 package testutil
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -203,6 +205,89 @@ func Serve(t testing.TB, ln net.Listener, serve func(net.Listener) error, shutdo
 			t.Error("serve did not return after shutdown")
 		}
 	})
+}
+
+// RawOrigin is a server on raw sockets: each request it reads is answered
+// with exactly the bytes its answer function returns, so that tests can
+// send the framings, dates and interim responses a fasthttp server never
+// writes. It serves as many keep-alive connections as it is given.
+type RawOrigin struct {
+	Addr     string
+	requests atomic.Int64
+	conns    atomic.Int64
+}
+
+// RawAnswer answers the nth request (from 1) of a RawOrigin with reply;
+// close ends the connection after it ("until the server closes").
+type RawAnswer func(n int64, req *fasthttp.Request) (reply string, close bool)
+
+// Requests is the number of requests read.
+func (o *RawOrigin) Requests() int64 { return o.requests.Load() }
+
+// Conns is the number of connections accepted.
+func (o *RawOrigin) Conns() int64 { return o.conns.Load() }
+
+// ServeRaw starts a RawOrigin on 127.0.0.1 until the test ends.
+func ServeRaw(t testing.TB, answer RawAnswer) *RawOrigin {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &RawOrigin{Addr: ln.Addr().String()}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	open := map[net.Conn]struct{}{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			o.conns.Add(1)
+			mu.Lock()
+			open[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() {
+					mu.Lock()
+					delete(open, c)
+					mu.Unlock()
+					c.Close()
+				}()
+				// The deadline bounds a connection the client keeps idle;
+				// the cleanup closes it sooner.
+				_ = c.SetDeadline(time.Now().Add(time.Minute))
+				br := bufio.NewReader(c)
+				for {
+					req := fasthttp.AcquireRequest()
+					if err := req.Read(br); err != nil {
+						fasthttp.ReleaseRequest(req)
+						return
+					}
+					reply, closeAfter := answer(o.requests.Add(1), req)
+					fasthttp.ReleaseRequest(req)
+					if _, err := c.Write([]byte(reply)); err != nil || closeAfter {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for c := range open {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return o
 }
 
 // FreeAddr returns a loopback address nothing listens on (for now): for a

@@ -9,8 +9,9 @@
 // never change — is seen like a file rewritten in place. New contents that
 // do not load (a half-written file, a key of another certificate) are
 // logged, once, and the material in use stays until the files change
-// again. The client listener's certificate and the peer TLS files both
-// live in a Reloader: one rule for every certificate a node serves.
+// again. The client listener's certificate, the peer TLS files and the
+// origins' CA and client certificate files (origin.TLSFiles.Load) all live
+// in a Reloader: one rule for every certificate file a node reads.
 package tlsfiles
 
 import (
@@ -157,8 +158,11 @@ func (r *Reloader[T]) read() ([][]byte, [sha256.Size]byte, error) {
 // Watch starts looking at the files every interval (DefaultInterval when
 // not positive) until Close, and logs to log what it found: new material
 // loaded, or new contents that did not load (the current material stays).
-// Call it at most once.
+// Call it at most once. Without files there is nothing to watch.
 func (r *Reloader[T]) Watch(interval time.Duration, log *slog.Logger) {
+	if len(r.o.Files) == 0 {
+		return
+	}
 	if interval <= 0 {
 		interval = DefaultInterval
 	}
@@ -192,7 +196,7 @@ func (r *Reloader[T]) poll(log *slog.Logger) {
 	switch {
 	case !tried:
 	case err != nil:
-		log.Error("TLS files changed but do not load; still serving the current certificate", "files", r.names(), "err", err)
+		log.Error("TLS files changed but do not load; the current ones stay in use", "files", r.names(), "err", err)
 	default:
 		attrs := []any{"files", r.names()}
 		if r.o.Describe != nil {

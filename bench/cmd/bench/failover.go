@@ -20,7 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Scenario 11 (issue 12): what clients see when one member of a
+// Scenario 12 (issue 12): what clients see when one member of a
 // three-node cluster crashes (SIGKILL) or stops answering (SIGSTOP) while
 // they read warm keys through the other two. The load generator reports
 // one histogram per run, and these figures need the requests before,
@@ -48,9 +48,9 @@ const (
 	slowBound = 250 * time.Millisecond
 )
 
-// failover runs scenario 11.
+// failover runs scenario 12.
 func (e *env) failover(ctx context.Context, r *results) {
-	sec := r.section("11. Failover: a member killed or stopped under load")
+	sec := r.section("12. Failover: a member killed or stopped under load")
 	n := e.opts.failoverKeys
 	clients := e.opts.failoverClients
 	sec.printf("Three nodes (default `replicas: 2`, hot copies off, `--peer-timeout 2s`, the default) hold %s warm keys (`%s`, swept once through the cluster; every copy delivered before the fault). %d clients (closed loop, keep-alive, uniform keys) read them through two of them while the third fails; their requests run in the driver, pinned to CPU %s while they run, and each is timed; \"driver stalled\" is the longest the driver itself went unscheduled in a window (a 5 ms timer waking %s or more late): then the machine's other work, not the cluster, delayed requests. A request fails on a transport error, a status other than 200 or a body other than 1 KiB.\n\n",

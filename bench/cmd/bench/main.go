@@ -52,6 +52,9 @@ type options struct {
 	simKeys                     int
 	failoverKeys                int
 	failoverClients             int
+	restartKeys                 int
+	restartBudget               string
+	restartWindow               time.Duration
 	only                        string
 	nodeLogLevel                string
 	noiseBudget                 time.Duration
@@ -94,9 +97,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rssBudget := fs.String("rss-budget", "64MiB", "cache budget of the memory-against-the-budget scenario (bytes, KiB, MiB)")
 	fs.IntVar(&o.rssConns, "rss-conns", 8, "connections filling the node in the memory-against-the-budget scenario")
 	fs.IntVar(&o.simKeys, "sim-keys", 1_000_000, "keys of the ring churn simulation")
+	fs.IntVar(&o.restartKeys, "restart-keys", 1000000, "1 KiB entries of the warm-restart scenario")
+	fs.StringVar(&o.restartBudget, "restart-budget", "2GiB", "cache_size of the warm-restart scenario (must hold -restart-keys entries of 1 KiB: about 1.7 KB each)")
+	fs.DurationVar(&o.restartWindow, "restart-window", 2*time.Second, "window after the restarted process starts in which the warm-restart hit ratio is measured")
 	fs.IntVar(&o.failoverKeys, "failover-keys", 10000, "warm keys of the failover scenario")
 	fs.IntVar(&o.failoverClients, "failover-clients", 8, "concurrent clients of the failover scenario")
-	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss,sim,cost,failover", "scenarios to run")
+	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss,sim,cost,failover", "scenarios to run (also: restart, the warm restart, which fills a node with -restart-keys entries first)")
 	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "ringcache nodes' --log-level (their logs stay in the scratch dir; see -keep-tmp)")
 	fs.DurationVar(&o.noiseBudget, "noise-budget", 2*time.Minute, "time the run may spend waiting out, and repeating runs disturbed by, other processes' CPU use")
 	fs.BoolVar(&o.install, "install", true, "apt-get install nginx, varnish and wrk when missing")
@@ -350,6 +356,9 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 	if want["cost"] && ctx.Err() == nil {
 		e.clusterCost(ctx, r)
 	}
+	if want["restart"] && ctx.Err() == nil {
+		e.restart(ctx, r)
+	}
 	if want["failover"] && ctx.Err() == nil {
 		e.failover(ctx, r)
 	}
@@ -464,7 +473,7 @@ func write(o options, r *results, hw hardware) (string, string, error) {
 	fmt.Fprintf(&b, "- **Hardware:** %s, %s CPUs (nproc), %s, %s. Load average (1, 5, 15 min) at start %s, at end %s.\n", hw.cpu, hw.nproc, hw.mem, hw.kernel, hw.loadStart, hw.loadEnd)
 	fmt.Fprintf(&b, "- **Software:** %s.\n", hw.software)
 	fmt.Fprintf(&b, "- **Method:** servers under test pinned to CPU %s (`taskset`; Go servers with `GOMAXPROCS=1`, nginx with one worker, Varnish with one thread pool); the load generator (`bench/loadgen`: fasthttp client, closed loop, keep-alive, `GOMAXPROCS=1`) and the demo origin pinned to CPU %s. Every system sits in front of the same demo origin on loopback, as an ordinary shared cache (configs in `bench/cmd/bench/systems.go`). A run with any transport error, non-2xx answer, wrong body size or failed hit check is reported as FAILED, never as throughput.\n", o.serverCPU, o.clientCPU)
-	fmt.Fprintf(&b, "- **Noise:** this machine is shared. \"Other CPU load\" is the share of both cores used during a run by processes outside the benchmark. Before each timed hit-path, miss-path, forwarded-hit and cluster-cost run the driver waits for a quiet machine, and repeats a hit-path, miss-path or forwarded-hit run that others disturbed, keeping the quietest attempt: %s. Rounds are interleaved and the median reported; ratios from one run mean more than absolute numbers.\n", hw.noise)
+	fmt.Fprintf(&b, "- **Noise:** this machine is shared. \"Other CPU load\" is the share of both cores used during a run by processes outside the benchmark. Before each timed hit-path, miss-path, forwarded-hit and cluster-cost run, and before the warm restart, the driver waits for a quiet machine, and repeats a hit-path, miss-path or forwarded-hit run that others disturbed, keeping the quietest attempt: %s. Rounds are interleaved and the median reported; ratios from one run mean more than absolute numbers.\n", hw.noise)
 	fmt.Fprintf(&b, "- **Run time:** %s (`make bench`).\n\n", hw.took.Round(time.Second))
 	fmt.Fprintf(&b, "![chart](%s)\n\n", filepath.Base(svgPath))
 	if len(r.verdicts) > 0 {

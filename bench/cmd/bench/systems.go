@@ -102,6 +102,11 @@ func (e *env) post(ctx context.Context, url string) error {
 
 // waitFor polls cond until it returns nil, the process dies, or timeout.
 func (e *env) waitFor(ctx context.Context, p *proc, timeout time.Duration, what string, cond func() error) error {
+	return e.waitEvery(ctx, p, timeout, 50*time.Millisecond, what, cond)
+}
+
+// waitEvery is waitFor polling every interval.
+func (e *env) waitEvery(ctx context.Context, p *proc, timeout, interval time.Duration, what string, cond func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()
@@ -119,7 +124,7 @@ func (e *env) waitFor(ctx context.Context, p *proc, timeout time.Duration, what 
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %w", what, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(interval):
 		}
 	}
 }
@@ -195,6 +200,11 @@ type nodeOpts struct {
 	cluster    bool   // run gossip
 	join       string // gossip address of a member, "" for the first node
 	cpu        string // taskset CPU list; "" means -server-cpu
+	logLevel   string // "" leaves -node-log-level
+	extra      []string
+	// healthPoll, when set, polls /healthz that often (and for up to two
+	// minutes) instead of every 50 ms for 20 s.
+	healthPoll time.Duration
 }
 
 // rcNode is a running ringcache node.
@@ -213,8 +223,13 @@ func (e *env) startNode(ctx context.Context, o nodeOpts) (*rcNode, error) {
 	if err != nil {
 		return nil, err
 	}
+	level := e.opts.nodeLogLevel
+	if o.logLevel != "" {
+		level = o.logLevel
+	}
 	args := []string{"serve", "--listen", listen, "--admin", admin, "--origin", "http://" + e.oAddr,
-		"--cache-size", o.cacheSize, "--log-level", e.opts.nodeLogLevel, "--node-name", o.name, "--key-host", benchHost}
+		"--cache-size", o.cacheSize, "--log-level", level, "--node-name", o.name, "--key-host", benchHost}
+	args = append(args, o.extra...)
 	if o.hotCache != "" {
 		args = append(args, "--hot-cache-size", o.hotCache)
 	}
@@ -252,7 +267,11 @@ func (e *env) startNode(ctx context.Context, o nodeOpts) (*rcNode, error) {
 		hit = o.name + "; hit"
 	}
 	n.system = system{name: "ringcache", addr: listen, proc: p, check: []string{"Cache-Status", hit}}
-	err = e.waitFor(ctx, p, 20*time.Second, "ringcache node "+o.name, func() error {
+	poll, timeout := 50*time.Millisecond, 20*time.Second
+	if o.healthPoll > 0 {
+		poll, timeout = o.healthPoll, 2*time.Minute
+	}
+	err = e.waitEvery(ctx, p, timeout, poll, "ringcache node "+o.name, func() error {
 		resp, _, err := e.get(ctx, admin, "/healthz")
 		if err != nil {
 			return err
