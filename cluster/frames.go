@@ -69,6 +69,12 @@ const (
 	// framesRedial paces redialling a peer that refused the exchange (a
 	// member of another release) or could not be reached.
 	framesRedial = time.Second
+	// dialGrace is how long from its start a dial keeps hedged callers
+	// (lookups with another holder to ask) waiting: a handshake on a LAN
+	// takes milliseconds, and one that has not completed by then is most
+	// likely to a peer that accepts connections but does not run (a
+	// paused process), which would hold them for the whole timeout.
+	dialGrace = 100 * time.Millisecond
 )
 
 var (
@@ -80,6 +86,9 @@ var (
 	// errFramesDown: the peer was unreachable or refused the exchange
 	// recently, so no dial was tried.
 	errFramesDown = errors.New("peer exchange unavailable")
+	// errFramesDialing: a hedged caller did not wait for the dial in
+	// flight, which goes on without it. Not the peer's failure (yet).
+	errFramesDialing = errors.New("peer exchange still connecting")
 )
 
 // --- the server's side ---
@@ -254,10 +263,14 @@ type framesClient struct {
 	timeout  time.Duration
 	maxEntry int64
 
-	mu       sync.Mutex
-	conn     *framesConn
-	downTill time.Time // no dial before: the last one failed
-	closed   bool      // the peer left, or its set was closed: no more dials
+	mu         sync.Mutex
+	conn       *framesConn
+	dialing    chan struct{}      // closed when the dial in flight ends; nil: none
+	dialStart  time.Time          // when the dial in flight started
+	cancelDial context.CancelFunc // the dial in flight's
+	dialErr    error              // why the last dial failed
+	downTill   time.Time          // no dial before: the last one failed
+	closed     bool               // the peer left, or its set was closed: no more dials
 }
 
 func newFramesClient(addr string, peerTLS *tls.Config, timeout time.Duration, maxEntry int64) *framesClient {
@@ -267,12 +280,13 @@ func newFramesClient(addr string, peerTLS *tls.Config, timeout time.Duration, ma
 }
 
 // startGet sends a lookup of key, taking entries of at most maxEntry
-// encoded bytes (<= 0: the client's limit), and returns its call.
-func (f *framesClient) startGet(ctx context.Context, key []byte, maxEntry int64) (*call, error) {
+// encoded bytes (<= 0: the client's limit), and returns its call. A
+// hedged lookup (see connect) does not wait long for a dial.
+func (f *framesClient) startGet(ctx context.Context, key []byte, maxEntry int64, hedged bool) (*call, error) {
 	if len(key) == 0 || len(key) > maxKeyBytes {
 		return nil, fmt.Errorf("lookup key of %d bytes", len(key))
 	}
-	c, err := f.connect()
+	c, err := f.connect(ctx, hedged)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +300,7 @@ func (f *framesClient) startGet(ctx context.Context, key []byte, maxEntry int64)
 
 // put sends a batch of encoded entries and waits for the counts.
 func (f *framesClient) put(ctx context.Context, now int64, batch []byte) (accepted, rejected int, err error) {
-	c, err := f.connect()
+	c, err := f.connect(ctx, false)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -306,44 +320,124 @@ func (f *framesClient) put(ctx context.Context, now int64, batch []byte) (accept
 	return int(binary.BigEndian.Uint32(cl.buf[0:4])), int(binary.BigEndian.Uint32(cl.buf[4:8])), nil
 }
 
-// connect returns the open connection, dialling one if there is none.
-func (f *framesClient) connect() (*framesConn, error) {
+// connect returns the open connection, dialling one if there is none. One
+// dial runs at a time, in the background, and callers wait for it until
+// ctx ends. A hedged caller, which has another holder to ask, waits only
+// while the dial is younger than dialGrace (errFramesDialing), so that it
+// does not wait on a peer that accepts connections but never completes a
+// handshake (a paused process) for the whole timeout.
+func (f *framesClient) connect(ctx context.Context, hedged bool) (*framesConn, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if c := f.conn; c != nil && !c.failed() {
+		f.mu.Unlock()
 		return c, nil
 	}
 	f.conn = nil
 	if f.closed {
+		f.mu.Unlock()
 		return nil, errFramesClosed
 	}
-	if time.Now().Before(f.downTill) {
-		return nil, errFramesDown
+	done := f.dialing
+	if done == nil {
+		if time.Now().Before(f.downTill) {
+			f.mu.Unlock()
+			return nil, errFramesDown
+		}
+		done = f.dialLocked()
 	}
-	c, err := dialFrames(f.addr, f.tls, f.timeout)
-	if err != nil {
-		f.downTill = time.Now().Add(framesRedial)
-		return nil, err
+	var giveUp <-chan time.Time
+	if hedged {
+		left := time.Until(f.dialStart.Add(dialGrace))
+		if left <= 0 {
+			f.mu.Unlock()
+			return nil, errFramesDialing
+		}
+		t := time.NewTimer(left) // dials are rare: this allocation is not per lookup
+		defer t.Stop()
+		giveUp = t.C
 	}
-	f.conn = c
-	return c, nil
+	f.mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-giveUp:
+		return nil, errFramesDialing
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.conn != nil:
+		return f.conn, nil
+	case f.closed:
+		return nil, errFramesClosed
+	case f.dialErr != nil:
+		return nil, f.dialErr
+	}
+	return nil, errFramesDown
 }
 
-// close closes the connection, if any, for good; calls in flight fail.
+// dialDone returns the channel closed when the dial in flight ends, nil
+// when none is.
+func (f *framesClient) dialDone() chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.dialing
+}
+
+// prime starts dialling the connection, if none is open or being dialled,
+// and returns without waiting.
+func (f *framesClient) prime() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if (f.conn != nil && !f.conn.failed()) || f.dialing != nil || f.closed || time.Now().Before(f.downTill) {
+		return
+	}
+	f.dialLocked()
+}
+
+// dialLocked starts a dial and returns the channel closed when it ends.
+// f.mu must be held and no dial in flight.
+func (f *framesClient) dialLocked() chan struct{} {
+	done := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), f.timeout)
+	f.dialing, f.cancelDial, f.dialStart = done, cancel, time.Now()
+	go func() {
+		c, err := dialFrames(ctx, f.addr, f.tls, f.timeout)
+		cancel()
+		f.mu.Lock()
+		f.dialing, f.cancelDial, f.dialErr = nil, nil, err
+		switch {
+		case err != nil:
+			f.downTill = time.Now().Add(framesRedial)
+		case f.closed:
+			c.fail(errFramesClosed)
+		default:
+			f.conn = c
+		}
+		f.mu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+// close closes the connection, if any, for good, and stops a dial in
+// flight; calls in flight fail.
 func (f *framesClient) close() {
 	f.mu.Lock()
 	c := f.conn
 	f.conn, f.closed = nil, true
+	if f.cancelDial != nil {
+		f.cancelDial()
+	}
 	f.mu.Unlock()
 	if c != nil {
 		c.fail(errFramesClosed)
 	}
 }
 
-func dialFrames(addr string, cfg *tls.Config, timeout time.Duration) (*framesConn, error) {
+func dialFrames(ctx context.Context, addr string, cfg *tls.Config, timeout time.Duration) (*framesConn, error) {
 	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: cfg}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial frames at %s: %w", addr, err)
@@ -450,6 +544,10 @@ type call struct {
 	done   chan struct{}
 	timer  *time.Timer
 	sent   time.Time // when the request went out, for the peer's latency
+	// While orphaned: late is told how long an answer that came within
+	// grace took (the peer was slower than the other, not down).
+	late  func(time.Duration)
+	grace time.Duration
 }
 
 func (c *framesConn) failed() bool {
@@ -530,13 +628,16 @@ func (cl *call) abandon(why error) {
 }
 
 // orphan gives up a call its caller no longer needs (another member's
-// answer came first): the reader frees it when its answer comes. If none
+// answer came first): the reader frees it when its answer comes, and tells
+// late (if not nil) how long an answer that came within grace took, so
+// that the peer's observed latency counts its slow answers too. If none
 // comes within grace, stalled is called (the caller pauses the peer: it
 // is not just slower than the other, it is not answering); if none comes
 // within the connection's timeout, the connection is failed.
-func (cl *call) orphan(grace time.Duration, stalled func()) {
+func (cl *call) orphan(grace time.Duration, stalled func(), late func(time.Duration)) {
+	grace = min(grace, cl.conn.timeout)
+	cl.late, cl.grace = late, grace // before the state says orphaned: the reader reads them after
 	if cl.state.CompareAndSwap(callWaiting, callOrphaned) {
-		grace = min(grace, cl.conn.timeout)
 		time.AfterFunc(grace, func() {
 			if cl.state.Load() != callOrphaned {
 				return // answered
@@ -553,6 +654,9 @@ func (cl *call) orphan(grace time.Duration, stalled func()) {
 		return
 	}
 	<-cl.done // answered meanwhile (or being read): free it now
+	if late != nil && cl.err == nil {
+		late(time.Since(cl.sent))
+	}
 	cl.Release()
 }
 
@@ -565,6 +669,7 @@ func (cl *call) Release() {
 	if cap(cl.buf) > framesBuffer {
 		cl.buf = nil // do not keep a freak answer's buffer
 	}
+	cl.late = nil
 	cl.state.Store(callFree)
 	c := cl.conn
 	c.freeMu.Lock()
@@ -638,8 +743,15 @@ func (c *framesConn) read(br *bufio.Reader) {
 			cl.err = fmt.Errorf("read answer: %w", err)
 		}
 		if orphaned {
+			late, d := cl.late, time.Since(cl.sent)
+			if err != nil || d > cl.grace {
+				late = nil // failed, or counted as a stall
+			}
 			cl.state.Store(callDone)
 			cl.Release()
+			if late != nil {
+				late(d)
+			}
 		} else {
 			cl.state.Store(callDone)
 			cl.done <- struct{}{}

@@ -279,7 +279,7 @@ func (s *PeerSet) Update(old, next Ring) {
 		st.peers[n.Name] = p
 		// Open the lookup connection now, off the request path: the first
 		// request for the member's keys should not wait for a handshake.
-		go p.frames.connect()
+		p.frames.prime()
 	}
 	s.state.Store(st)
 	for name, p := range cur.peers {
@@ -478,7 +478,7 @@ func (p *peer) release() {
 // error or timeout pauses the peer (passive health).
 func (p *peer) Get(ctx context.Context, key []byte, f *cache.Fetched) (bool, error) {
 	f.Release() // a previous fetch's entry is done with
-	cl, err := p.frames.startGet(ctx, key, int64(f.Max))
+	cl, err := p.frames.startGet(ctx, key, int64(f.Max), false)
 	if err == nil {
 		err = cl.wait(ctx, p.set.timeout)
 	}
@@ -488,7 +488,7 @@ func (p *peer) Get(ctx context.Context, key []byte, f *cache.Fetched) (bool, err
 // finishGet turns an answered lookup (or its failure) into Get's result.
 func (p *peer) finishGet(ctx context.Context, cl *call, err error, f *cache.Fetched) (bool, error) {
 	if err != nil {
-		if !errors.Is(err, errFramesDown) && !errors.Is(err, errFramesClosed) && ctx.Err() == nil {
+		if !errors.Is(err, errFramesDown) && !errors.Is(err, errFramesClosed) && !errors.Is(err, errFramesDialing) && ctx.Err() == nil {
 			p.failed(err)
 		}
 		if cl != nil {

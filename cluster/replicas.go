@@ -45,6 +45,12 @@ const (
 // another member answered it.
 var errSlow = errors.New("peer did not answer a lookup another member answered")
 
+// ErrHeldHere is Lookup's answer when the key's owner has not answered
+// within the hedge delay and this node, the key's next holder, stores an
+// unexpired entry for it: the caller serves the request from its own
+// store, as it would had the owner failed.
+var ErrHeldHere = errors.New("owner did not answer within the hedge delay; this node holds the key next")
+
 // Owner returns the member that should answer key now: the first of its
 // preference list that is not paused by passive health — its owner, or,
 // while the owner is unreachable, the replica that would own the key next
@@ -81,9 +87,13 @@ func (s *PeerSet) holders(st *peerState, key []byte) *[]Node {
 // not answered within a delay derived from its observed latency ("The
 // Tail at Scale"), the next holder is asked too and the first answer
 // wins; the slow member is paused (passive health), so the next requests
-// go to the next holder while a probe finds out whether it is back. A
-// lookup therefore never waits on a paused or dead owner past the hedge
-// delay, when a replica is there to ask.
+// go to the next holder while a probe finds out whether it is back. When
+// this node is that next holder, its own store is the replica: if it holds
+// the key, Lookup gives up on the owner after the hedge delay and returns
+// ErrHeldHere. A holder that fails outright (a crash resets its
+// connection) leaves the answer to the other. A lookup therefore never
+// waits on a paused or dead owner past the hedge delay, when a replica is
+// there to ask.
 func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Peer, bool, error) {
 	f.Release() // a previous fetch's entry is done with
 	st := s.state.Load()
@@ -92,9 +102,11 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 	}
 	var holders [MaxReplicas]*peer
 	n := 0
+	selfNext := false // this node holds the key after the holders found
 	h := s.holders(st, key)
 	for _, m := range *h {
 		if m.Name == s.self {
+			selfNext = true
 			break // this node holds the key after those before it
 		}
 		if p := st.peers[m.Name]; p != nil && p.health.Available() {
@@ -106,66 +118,157 @@ func (s *PeerSet) Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Pee
 	if n == 0 {
 		return nil, false, nil
 	}
-	first := holders[0]
-	cl1, err := first.frames.startGet(ctx, key, int64(f.Max))
+	first, next := holders[0], holders[1] // next: nil when this node or nobody holds the key next
+	if next == nil && (!selfNext || s.store == nil) {
+		found, err := first.Get(ctx, key, f) // no other holder: the owner's answer it is
+		return first, found, err
+	}
+	// The lookup is hedged: it does not wait long for the owner's dial,
+	// and the owner has the hedge delay to answer.
+	cl1, err := first.frames.startGet(ctx, key, int64(f.Max), true)
 	if err != nil {
 		_, err = first.finishGet(ctx, nil, err, f)
-		if n == 1 {
-			return first, false, err
-		}
-		found, err := holders[1].Get(ctx, key, f)
-		return holders[1], found, err
-	}
-	if n == 1 {
-		err := cl1.wait(ctx, s.timeout)
-		found, err := first.finishGet(ctx, cl1, err, f)
-		return first, found, err
+		return s.instead(ctx, key, f, first, err, next)
 	}
 	t := s.timer(first.hedgeDelay())
 	select {
 	case <-cl1.done:
 		s.putTimer(t)
 		found, err := first.finishGet(ctx, cl1, cl1.err, f)
-		return first, found, err
+		if err != nil {
+			return s.instead(ctx, key, f, first, err, next)
+		}
+		return first, found, nil
 	case <-t.C:
 		s.putTimer(t)
 	}
-	second := holders[1]
-	cl2, err := second.frames.startGet(ctx, key, int64(f.Max))
-	if err != nil {
-		second.finishGet(ctx, nil, err, f)
-		err := cl1.wait(ctx, s.timeout)
-		found, err := first.finishGet(ctx, cl1, err, f)
+	if next != nil {
+		return s.race(ctx, key, f, first, cl1, next)
+	}
+	// The next holder is this node: its store answers at once.
+	if s.heldHere(key) {
+		// As when another holder answers first: slower is not down, so
+		// the owner is paused only if it stays silent.
+		cl1.orphan(first.stallGrace(), first.stalled, first.observed)
+		return first, false, ErrHeldHere
+	}
+	// Nothing here: the owner's answer, or its miss, is the one that
+	// counts (a miss coalesces there).
+	err = cl1.wait(ctx, s.timeout)
+	found, err := first.finishGet(ctx, cl1, err, f)
+	return first, found, err
+}
+
+// instead answers a lookup whose first holder failed with err (or is
+// still being dialled): from next, or, when next is nil, from this node,
+// which holds the key next.
+func (s *PeerSet) instead(ctx context.Context, key []byte, f *cache.Fetched, first *peer, err error, next *peer) (Peer, bool, error) {
+	switch {
+	case next != nil:
+		found, err := next.Get(ctx, key, f)
+		return next, found, err
+	case s.heldHere(key):
+		return first, false, ErrHeldHere
+	case errors.Is(err, errFramesDialing):
+		// Nothing here: wait for the owner after all.
+		found, err := first.Get(ctx, key, f)
 		return first, found, err
 	}
-	t = s.timer(s.timeout)
+	return first, false, err
+}
+
+// race waits for the first of two holders' answers to a lookup: cl1, sent
+// to first, and one to second, sent now (or once its connection is open).
+// A holder that fails leaves the answer to the other; a slow first holder
+// is paused if it still has not answered its stall grace after the
+// second did.
+func (s *PeerSet) race(ctx context.Context, key []byte, f *cache.Fetched, first *peer, cl1 *call, second *peer) (Peer, bool, error) {
+	var cl2 *call
+	var done2 chan struct{}  // cl2's; nil once it failed, or before it was sent
+	var dialed chan struct{} // second's dial in flight, once it ends: send then
+	var err2 error
+	send2 := func() {
+		for range 3 { // a dial that ended is followed by an open connection or a failure
+			cl2, err2 = second.frames.startGet(ctx, key, int64(f.Max), true)
+			if !errors.Is(err2, errFramesDialing) {
+				break
+			}
+			if dialed = second.frames.dialDone(); dialed != nil {
+				return
+			}
+		}
+		if err2 != nil {
+			_, err2 = second.finishGet(ctx, nil, err2, f)
+			return
+		}
+		done2 = cl2.done
+	}
+	send2()
+	done1 := cl1.done // nil once cl1 failed
+	t := s.timer(s.timeout)
 	defer s.putTimer(t)
-	select {
-	case <-cl1.done:
-		cl2.orphan(s.timeout/stallShare, nil)
-		found, err := first.finishGet(ctx, cl1, cl1.err, f)
-		return first, found, err
-	case <-cl2.done:
-		// Slower is not down: a loaded owner still owns the key, and
-		// sending its requests elsewhere would fetch its misses twice.
-		// Only an owner that still has not answered after its stall grace
-		// is paused.
-		cl1.orphan(first.stallGrace(), first.stalled)
-		found, err := second.finishGet(ctx, cl2, cl2.err, f)
-		return second, found, err
-	case <-t.C:
-		cl1.abandon(errFramesTimeout)
-		cl2.abandon(errFramesTimeout)
-		first.finishGet(ctx, cl1, errFramesTimeout, f)
-		_, err := second.finishGet(ctx, cl2, errFramesTimeout, f)
-		return second, false, err
-	case <-ctx.Done():
-		cl1.abandon(ctx.Err())
-		cl2.abandon(ctx.Err())
-		first.finishGet(ctx, cl1, ctx.Err(), f) // releases the calls
-		_, err := second.finishGet(ctx, cl2, ctx.Err(), f)
-		return second, false, err
+	for {
+		select {
+		case <-done1:
+			if cl1.err != nil && (done2 != nil || dialed != nil) {
+				first.finishGet(ctx, cl1, cl1.err, f) // records the failure, releases the call
+				done1 = nil
+				continue
+			}
+			if done2 != nil {
+				cl2.orphan(s.timeout/stallShare, nil, second.observed)
+			}
+			found, err := first.finishGet(ctx, cl1, cl1.err, f)
+			return first, found, err
+		case <-dialed:
+			dialed = nil
+			send2()
+			if done1 == nil && done2 == nil && dialed == nil {
+				return second, false, err2 // both failed
+			}
+		case <-done2:
+			if cl2.err != nil && done1 != nil {
+				second.finishGet(ctx, cl2, cl2.err, f)
+				done2 = nil
+				continue
+			}
+			if done1 != nil {
+				// Slower is not down: a loaded owner still owns the key,
+				// and sending its requests elsewhere would fetch its
+				// misses twice. Only an owner that still has not answered
+				// after its stall grace is paused.
+				cl1.orphan(first.stallGrace(), first.stalled, first.observed)
+			}
+			found, err := second.finishGet(ctx, cl2, cl2.err, f)
+			return second, found, err
+		case <-t.C:
+			return second, false, abandonLookups(ctx, f, errFramesTimeout, first, cl1, done1, second, cl2, done2)
+		case <-ctx.Done():
+			return second, false, abandonLookups(ctx, f, ctx.Err(), first, cl1, done1, second, cl2, done2)
+		}
 	}
+}
+
+// abandonLookups gives up the calls of a hedged lookup still waiting
+// (done not nil) for why, and returns the error of the last.
+func abandonLookups(ctx context.Context, f *cache.Fetched, why error, p1 *peer, cl1 *call, done1 chan struct{}, p2 *peer, cl2 *call, done2 chan struct{}) error {
+	err := why
+	if done1 != nil {
+		cl1.abandon(why)
+		_, err = p1.finishGet(ctx, cl1, why, f) // releases the call
+	}
+	if done2 != nil {
+		cl2.abandon(why)
+		_, err = p2.finishGet(ctx, cl2, why, f)
+	}
+	return err
+}
+
+// heldHere reports whether this node's store holds an unexpired entry
+// under key.
+func (s *PeerSet) heldHere(key []byte) bool {
+	e, ok := s.store.Get(key)
+	return ok && !e.Expired(s.now().UnixNano())
 }
 
 // timer returns a stopped timer, reset to d, from a pool: a hedged lookup
@@ -182,8 +285,13 @@ func (s *PeerSet) putTimer(t *time.Timer) {
 }
 
 // observe folds an answered call's latency into the peer's average.
-func (p *peer) observe(cl *call) {
-	d := int64(time.Since(cl.sent))
+func (p *peer) observe(cl *call) { p.observed(time.Since(cl.sent)) }
+
+// observed folds one answer's latency into the peer's average: answers
+// that lost a hedged lookup count too, or a member slower than the hedge
+// delay would keep its estimate, and so the delay, too low to ever win.
+func (p *peer) observed(latency time.Duration) {
+	d := int64(latency)
 	for {
 		old := p.latency.Load()
 		next := d

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -102,17 +103,22 @@ func TestStoredReplicates(t *testing.T) {
 			}
 		}
 	}
+	// A receiver keeps a batch before its sender reads the answer and
+	// counts it: wait for the counters too.
 	var sent, in uint64
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		sent, in = 0, 0
+		for _, n := range nodes {
+			s := n.peers.ReplicaStats()
+			sent += s.Accepted
+			in += n.ps.Stats().ReplicasIn
+		}
+		return sent == uint64(len(keys)) && in == sent
+	}, func() string { return fmt.Sprintf("%d copies accepted, %d received; want %d", sent, in, len(keys)) })
 	for _, n := range nodes {
-		s := n.peers.ReplicaStats()
-		if s.Dropped != 0 || s.Failed != 0 || s.Accepted != s.Sent {
+		if s := n.peers.ReplicaStats(); s.Dropped != 0 || s.Failed != 0 || s.Accepted != s.Sent {
 			t.Errorf("%s: %+v", n.name, s)
 		}
-		sent += s.Accepted
-		in += n.ps.Stats().ReplicasIn
-	}
-	if sent != uint64(len(keys)) || in != sent {
-		t.Errorf("%d copies accepted, %d received; want %d", sent, in, len(keys))
 	}
 }
 
@@ -173,6 +179,24 @@ func TestCrashAndRejoinKeepEverything(t *testing.T) {
 	}
 }
 
+// waitDialled waits until ps has an open lookup connection to the member
+// named. A hedged lookup waits for a dial only while it is young (a slow
+// handshake, as under the race detector, sends it to the next holder),
+// and these tests need the owner asked.
+func waitDialled(t *testing.T, ps *PeerSet, name string) {
+	t.Helper()
+	testutil.Eventually(t, peerTestTimeout, func() bool {
+		p := ps.state.Load().peers[name]
+		if p == nil {
+			return false
+		}
+		p.frames.prime()
+		p.frames.mu.Lock()
+		defer p.frames.mu.Unlock()
+		return p.frames.conn != nil && !p.frames.conn.failed()
+	}, func() string { return name + "'s lookup connection to open" })
+}
+
 // TestLookupHedgesStalledOwner: when a key's owner stalls, a lookup gets
 // the entry from the key's next holder after the hedge delay, not the peer
 // timeout; the owner, still silent after stallGrace, is paused, and later
@@ -190,6 +214,7 @@ func TestLookupHedgesStalledOwner(t *testing.T) {
 	asker.Update(nil, r)
 	key := keyHeldBy(t, r, "x", "b")
 	b.local.st.Set(testEntry(string(key), 10, 0))
+	waitDialled(t, asker, "x")
 
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -212,6 +237,262 @@ func TestLookupHedgesStalledOwner(t *testing.T) {
 	p, found, err = asker.Lookup(ctx, key, &f)
 	if err != nil || !found || p.Name() != "b" {
 		t.Fatalf("second Lookup = %v, %v, %v; want b's entry", p, found, err)
+	}
+}
+
+// TestLookupHedgesToOwnStore: when this node holds a key after its owner,
+// its store is the replica. An owner that stalls costs a lookup the hedge
+// delay: if the store holds the key, Lookup gives up on the owner
+// (ErrHeldHere, the caller serves from its store) and the owner, still
+// silent after the grace, is paused. With nothing stored here the owner's
+// answer is awaited, slow or not: a miss is decided (and coalesced) there.
+func TestLookupHedgesToOwnStore(t *testing.T) {
+	clock := testutil.NewClock()
+	const timeout = 20 * time.Second // far above any hedge: reaching it fails the test
+	newAsker := func(owner string) (*PeerSet, cache.Store, []byte) {
+		st := cache.NewLRU(1 << 20)
+		ps := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+			Timeout: timeout, IdleConnTimeout: 50 * time.Millisecond, Clock: clock.Now, Replicas: 2, Store: st})
+		t.Cleanup(ps.Close)
+		r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: owner})
+		ps.Update(nil, r)
+		return ps, st, keyHeldBy(t, r, "x", "a")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var f cache.Fetched
+	defer f.Release()
+
+	asker, st, key := newAsker(silentPeer(t, nil))
+	st.Set(testEntry(string(key), 10, 0))
+	waitDialled(t, asker, "x")
+	start := time.Now()
+	if p, found, err := asker.Lookup(ctx, key, &f); !errors.Is(err, ErrHeldHere) || found {
+		t.Fatalf("Lookup = %v, %v, %v; want ErrHeldHere", p, found, err)
+	}
+	if d := time.Since(start); d >= timeout/2 {
+		t.Fatalf("Lookup waited %v for the stalled owner", d)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		_, ok := asker.Owner(key)
+		return !ok // x paused: this node answers for the key
+	}, func() string { return "x, silent, was not paused" })
+
+	slow, _ := slowPeer(t, 3*maxHedge)
+	asker, _, key = newAsker(slow)
+	start = time.Now()
+	p, found, err := asker.Lookup(ctx, key, &f)
+	if err != nil || found || p == nil || p.Name() != "x" {
+		t.Fatalf("Lookup of a key not stored here = %v, %v; want x's miss", found, err)
+	}
+	if d := time.Since(start); d < 3*maxHedge {
+		t.Fatalf("Lookup returned after %v, before the owner answered", d)
+	}
+}
+
+// TestLookupLateAnswersCount: an owner slower than the first hedge delay
+// loses the lookup to this node's copy, but its late answer counts in its
+// observed latency, so the hedge delay grows and the next lookup waits for
+// the owner; otherwise a member slower than 5 ms would never be asked.
+func TestLookupLateAnswersCount(t *testing.T) {
+	clock := testutil.NewClock()
+	const delay = 30 * time.Millisecond // above minHedge, well under the stall grace
+	slow, answered := slowPeer(t, delay)
+	st := cache.NewLRU(1 << 20)
+	asker := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+		Timeout: peerTestTimeout, IdleConnTimeout: 50 * time.Millisecond, Clock: clock.Now, Replicas: 2, Store: st})
+	defer asker.Close()
+	r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: slow})
+	asker.Update(nil, r)
+	key := keyHeldBy(t, r, "x", "a")
+	st.Set(testEntry(string(key), 10, 0))
+	waitDialled(t, asker, "x")
+	x := asker.state.Load().peers["x"]
+
+	var f cache.Fetched
+	defer f.Release()
+	if _, _, err := asker.Lookup(context.Background(), key, &f); !errors.Is(err, ErrHeldHere) {
+		t.Fatalf("first Lookup: %v; want ErrHeldHere (x answers after %v, the hedge delay is %v)", err, delay, x.hedgeDelay())
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return answered.Load() == 1 && x.hedgeDelay() > delay },
+		func() string {
+			return fmt.Sprintf("x answered %d lookups; hedge delay %v", answered.Load(), x.hedgeDelay())
+		})
+	p, found, err := asker.Lookup(context.Background(), key, &f)
+	if err != nil || found || p.Name() != "x" {
+		t.Fatalf("second Lookup = %v, %v; want x's answer (a miss)", found, err)
+	}
+}
+
+// TestLookupDoesNotWaitForDial: an owner that accepts connections but
+// never completes a handshake (a paused process whose lookup connection
+// was dropped) costs a lookup the hedge delay, not the dial timeout, when
+// the key's next holder — another member or this node — has it: the dial
+// goes on in the background.
+func TestLookupDoesNotWaitForDial(t *testing.T) {
+	clock := testutil.NewClock()
+	nodes, _ := startReplicatedCluster(t, clock, 2, "b")
+	b := nodes[0]
+	// A listener nobody accepts on: the kernel completes the TCP
+	// handshake, the TLS one never comes.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const timeout = 20 * time.Second
+	st := cache.NewLRU(1 << 20)
+	asker := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+		Timeout: timeout, IdleConnTimeout: 50 * time.Millisecond, Clock: clock.Now, Replicas: 2, Store: st})
+	defer asker.Close()
+	r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: ln.Addr().String()}, b.node())
+	asker.Update(nil, r) // starts dialling x
+	onB := keyHeldBy(t, r, "x", "b")
+	b.local.st.Set(testEntry(string(onB), 10, 0))
+	here := keyHeldBy(t, r, "x", "a")
+	st.Set(testEntry(string(here), 10, 0))
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var f cache.Fetched
+	defer f.Release()
+	for i := range 3 {
+		start := time.Now()
+		p, found, err := asker.Lookup(ctx, onB, &f)
+		if err != nil || !found || p.Name() != "b" {
+			t.Fatalf("Lookup %d = %v, %v, %v; want b's entry", i, p, found, err)
+		}
+		if _, found, err := asker.Lookup(ctx, here, &f); !errors.Is(err, ErrHeldHere) || found {
+			t.Fatalf("Lookup %d of a key held here = %v, %v; want ErrHeldHere", i, found, err)
+		}
+		if d := time.Since(start); d >= timeout/2 {
+			t.Fatalf("Lookups %d waited %v for x's handshake", i, d)
+		}
+	}
+}
+
+// TestLookupOwnerFails: an owner whose lookup fails outright (a crashed
+// process resets its connection) leaves the answer to the key's next
+// holder, not to the origin: the lookup returns the replica's entry, not
+// the owner's error.
+func TestLookupOwnerFails(t *testing.T) {
+	clock := testutil.NewClock()
+	nodes, _ := startReplicatedCluster(t, clock, 2, "b")
+	b := nodes[0]
+	// An owner that completes the handshake, reads the lookup and hangs up.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := tls.NewListener(ln, testTLS().Server)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 512)
+			_, _ = c.Read(buf)
+			_ = c.Close()
+		}
+	})
+	defer func() { tl.Close(); wg.Wait() }()
+	asker := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+		Timeout: peerTestTimeout, IdleConnTimeout: 50 * time.Millisecond, Clock: clock.Now, Replicas: 2})
+	defer asker.Close()
+	r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: ln.Addr().String()}, b.node())
+	asker.Update(nil, r)
+	key := keyHeldBy(t, r, "x", "b")
+	b.local.st.Set(testEntry(string(key), 10, 0))
+
+	var f cache.Fetched
+	defer f.Release()
+	p, found, err := asker.Lookup(context.Background(), key, &f)
+	if err != nil || !found || p.Name() != "b" {
+		t.Fatalf("Lookup = %v, %v; want b's entry", found, err)
+	}
+}
+
+// delayedProxy relays connections to target, each only after delay: a
+// member whose handshakes are slow.
+func delayedProxy(t *testing.T, target string, delay time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	track := func(c net.Conn) {
+		mu.Lock()
+		conns = append(conns, c)
+		mu.Unlock()
+	}
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			track(c)
+			wg.Go(func() {
+				time.Sleep(delay) // the slowness is the point
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					c.Close()
+					return
+				}
+				track(up)
+				wg.Go(func() { _, _ = io.Copy(up, c); up.Close() })
+				_, _ = io.Copy(c, up)
+				c.Close()
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// TestLookupSecondHolderDialling: when the owner stalls and the next
+// holder's connection is still being dialled (slowly) at the hedge delay,
+// the lookup sends to the next holder once its connection opens, rather
+// than waiting out the timeout on the owner.
+func TestLookupSecondHolderDialling(t *testing.T) {
+	clock := testutil.NewClock()
+	nodes, _ := startReplicatedCluster(t, clock, 2, "b")
+	b := nodes[0]
+	const timeout = 20 * time.Second
+	asker := NewPeerSet(PeerOptions{Self: "a", Signer: mustSigner(t, "a", testSecret), TLS: testTLS().Client,
+		Timeout: timeout, IdleConnTimeout: 50 * time.Millisecond, Clock: clock.Now, Replicas: 2})
+	defer asker.Close()
+	slowB := Node{Name: "b", Addr: delayedProxy(t, b.addr, 3*dialGrace)}
+	r := newTestRing(t, Node{Name: "a", Addr: "127.0.0.1:1"}, Node{Name: "x", Addr: silentPeer(t, nil)}, slowB)
+	asker.Update(nil, r) // dials both
+	key := keyHeldBy(t, r, "x", "b")
+	b.local.st.Set(testEntry(string(key), 10, 0))
+	waitDialled(t, asker, "x")
+
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var f cache.Fetched
+	defer f.Release()
+	start := time.Now()
+	p, found, err := asker.Lookup(ctx, key, &f)
+	if err != nil || !found || p.Name() != "b" {
+		t.Fatalf("Lookup = %v, %v; want b's entry", found, err)
+	}
+	if d := time.Since(start); d >= timeout/2 {
+		t.Fatalf("Lookup waited %v on the stalled owner", d)
 	}
 }
 
@@ -276,6 +557,7 @@ func TestLookupSlowOwnerNotPaused(t *testing.T) {
 	asker.Update(nil, r)
 	key := keyHeldBy(t, r, "x", "b")
 	b.local.st.Set(testEntry(string(key), 10, 0))
+	waitDialled(t, asker, "x")
 
 	var f cache.Fetched
 	defer f.Release()

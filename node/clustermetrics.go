@@ -43,6 +43,13 @@ func (n *Node) registerClusterMetrics(ps *cluster.PeerServer) {
 		replicaCounter("dropped", "Replica copies dropped: a member's queue was full.", rs(func(s cluster.ReplicaStats) uint64 { return s.Dropped })),
 		replicaCounter("failed", "Replica copies in batches that could not be delivered.", rs(func(s cluster.ReplicaStats) uint64 { return s.Failed })),
 		replicaCounter("rebalanced", "Entries queued for their new holders after membership changes.", rs(func(s cluster.ReplicaStats) uint64 { return s.Rebalanced })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ringcache_replica_rebalancing", Help: "1 while a rebalance queues entries for their new holders after a membership change, else 0."},
+			func() float64 {
+				if n.peers.ReplicaStats().Rebalancing {
+					return 1
+				}
+				return 0
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ringcache_replica_lag_seconds", Help: "Time from storing an entry to a replica keeping it, for the last batch sent."},
 			func() float64 { return n.peers.ReplicaStats().Lag.Seconds() }),
 	)

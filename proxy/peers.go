@@ -31,7 +31,9 @@ type Peers interface {
 	// Lookup asks the member that should answer key (as Owner) for its
 	// entry, as Peer.Get does, and returns the member that answered: when
 	// that member is slow, the key's next holder may be asked too and
-	// answer first. f.Release ends the use of the entry.
+	// answer first. f.Release ends the use of the entry. An error means
+	// no member answered in time, or the owner is slow and this node holds
+	// the key next: the caller serves the request itself.
 	Lookup(ctx context.Context, key []byte, f *cache.Fetched) (Peer, bool, error)
 	// Stored tells the cluster this node stored e, so that the other
 	// members holding its key (replicas) get a copy. It must not block.

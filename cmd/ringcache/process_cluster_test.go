@@ -71,14 +71,27 @@ func startProcCluster(t *testing.T, n int, extra ...string) *procCluster {
 // add starts one more serve process; all but the first join the first.
 func (c *procCluster) add() *procNode {
 	c.t.Helper()
-	name := fmt.Sprintf("p%d", len(c.nodes)+1)
+	join := ""
+	if len(c.nodes) > 0 {
+		join = c.nodes[0].gossip
+	}
+	n := c.start(fmt.Sprintf("p%d", len(c.nodes)+1), "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", join)
+	c.nodes = append(c.nodes, n)
+	return n
+}
+
+// start starts a serve process named name on the given addresses (port 0:
+// any free one), joining the member at gossip address join unless it is
+// "". It does not add the node to c.nodes.
+func (c *procCluster) start(name, listen, admin, gossip, join string) *procNode {
+	c.t.Helper()
 	args := []string{"serve", "--node-name", name,
-		"--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--gossip", "127.0.0.1:0",
+		"--listen", listen, "--admin", admin, "--gossip", gossip,
 		"--origin", "http://" + c.origin, "--peer-secret", "process-cluster-secret-0123456789",
 		"--key-host", "site.test", "--cache-size", "64MiB", "--shutdown-timeout", "20s"}
 	args = append(args, c.extra...)
-	if len(c.nodes) > 0 {
-		args = append(args, "--join", c.nodes[0].gossip)
+	if join != "" {
+		args = append(args, "--join", join)
 	}
 	ch := startChild(c.t, c.bin, args...)
 	// The startup line carries every address the node ended up with.
@@ -86,9 +99,7 @@ func (c *procCluster) add() *procNode {
 		re := regexp.MustCompile(`msg="ringcache serving" (?:.* )?` + field + `=(\S+)`)
 		return waitMatch(c.t, ch.stderr, re, "serve process "+name+" to log its "+field+" address")
 	}
-	n := &procNode{child: ch, name: name, addr: logged("listen"), admin: logged("admin"), gossip: logged("gossip")}
-	c.nodes = append(c.nodes, n)
-	return n
+	return &procNode{child: ch, name: name, addr: logged("listen"), admin: logged("admin"), gossip: logged("gossip")}
 }
 
 // view fetches a node's GET /cluster.
@@ -325,8 +336,11 @@ func (c *procCluster) share(on *procNode, name string) float64 {
 func TestProcessClusterSIGKILL(t *testing.T) {
 	// No hot cache: the survivors keep forwarding the dead node's keys to
 	// it until gossip declares it failed, instead of serving local copies
-	// through most of that window.
-	c := startProcCluster(t, 3, "--hot-cache-size", "0")
+	// through most of that window. One copy of each key: the path this
+	// test watches is the dead owner's keys falling back to the origin
+	// (with two, the survivors answer them from their copies; see
+	// process_replicas_test.go).
+	c := startProcCluster(t, 3, "--hot-cache-size", "0", "--replicas", "1")
 	const keys = 60
 	const fallbacks = "ringcache_peer_fallbacks_total"
 	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]

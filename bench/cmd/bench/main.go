@@ -50,6 +50,8 @@ type options struct {
 	rssBudget                   int64
 	rssConns                    int
 	simKeys                     int
+	failoverKeys                int
+	failoverClients             int
 	restartKeys                 int
 	restartBudget               string
 	restartWindow               time.Duration
@@ -98,7 +100,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.restartKeys, "restart-keys", 1000000, "1 KiB entries of the warm-restart scenario")
 	fs.StringVar(&o.restartBudget, "restart-budget", "2GiB", "cache_size of the warm-restart scenario (must hold -restart-keys entries of 1 KiB: about 1.7 KB each)")
 	fs.DurationVar(&o.restartWindow, "restart-window", 2*time.Second, "window after the restarted process starts in which the warm-restart hit ratio is measured")
-	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss,sim,cost", "scenarios to run (also: restart, the warm restart, which fills a node with -restart-keys entries first)")
+	fs.IntVar(&o.failoverKeys, "failover-keys", 10000, "warm keys of the failover scenario")
+	fs.IntVar(&o.failoverClients, "failover-clients", 8, "concurrent clients of the failover scenario")
+	fs.StringVar(&o.only, "only", "hit,miss,herd,zipf,cluster,memory,rss,sim,cost,failover", "scenarios to run (also: restart, the warm restart, which fills a node with -restart-keys entries first)")
 	fs.StringVar(&o.nodeLogLevel, "node-log-level", "warn", "ringcache nodes' --log-level (their logs stay in the scratch dir; see -keep-tmp)")
 	fs.DurationVar(&o.noiseBudget, "noise-budget", 2*time.Minute, "time the run may spend waiting out, and repeating runs disturbed by, other processes' CPU use")
 	fs.BoolVar(&o.install, "install", true, "apt-get install nginx, varnish and wrk when missing")
@@ -354,6 +358,9 @@ func runAll(ctx context.Context, o options, log *slog.Logger) (*results, hardwar
 	}
 	if want["restart"] && ctx.Err() == nil {
 		e.restart(ctx, r)
+	}
+	if want["failover"] && ctx.Err() == nil {
+		e.failover(ctx, r)
 	}
 	hw.loadEnd = loadavg()
 	hw.noise = fmt.Sprintf("%d timed runs were repeated because other processes used more than %.0f%% of the CPUs during them, %d kept although disturbed (budget spent), and %s was spent waiting for a quiet machine (budget %v)",
