@@ -122,7 +122,7 @@ func printDemo(w io.Writer, origin string, nodes []*node.Node) {
 	fmt.Fprintf(&b, `
 Try:
   curl -si 'http://%[1]s/hello?cc=max-age=60'         # fwd=uri-miss; stored — on the node that owns /hello
-  curl -si 'http://%[2]s/hello?cc=max-age=60'         # another node: the owner's hit, forwarded (two Cache-Status members)
+  curl -si 'http://%[2]s/hello?cc=max-age=60'         # another node: the owner's hit, forwarded (two Cache-Status members), or its own replica's (detail=replica)
   curl -si 'http://%[1]s/etag?cc=no-cache&etag=1'     # stored, revalidated with a 304 on every request
   curl -si 'http://%[1]s/slow?delay=2s&cc=max-age=30' # slow origin: the second call is instant, from any node
   curl -si 'http://%[1]s/private?cc=private'          # never stored
