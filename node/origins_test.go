@@ -271,7 +271,7 @@ func TestOriginTLSRotation(t *testing.T) {
 		return map[string][]byte{"ca.crt": ca.PEM, "tls.crt": c, "tls.key": k}
 	}
 	vol.Update(t, issue("cache-1", 10))
-	var logs logSink
+	var logs testutil.LogBuffer
 	cfg := config.Default()
 	cfg.Listen, cfg.Admin, cfg.CacheSize = "127.0.0.1:0", "127.0.0.1:0", 16<<20
 	cfg.Origins = []config.OriginPool{{Servers: []string{"https://" + raw.Addr().String()}, TLS: origin.TLSFiles{
@@ -280,7 +280,7 @@ func TestOriginTLSRotation(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
-	n, err := Start(cfg, Options{Logger: logs.logger(), TLSCheckInterval: tlsCheck})
+	n, err := Start(cfg, Options{Logger: logs.Logger(), TLSCheckInterval: tlsCheck})
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

@@ -8,19 +8,16 @@ package node
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,28 +34,6 @@ const (
 	tlsCheck   = 10 * time.Millisecond
 )
 
-// logSink collects a node's log lines for the test to read.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logSink) logger() *slog.Logger {
-	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
 // servedSerial makes a TLS handshake with addr, as a client trusting only
 // ca, and returns the serial number of the certificate it was shown.
 func servedSerial(addr string, ca *testutil.CA) (int64, error) {
@@ -71,7 +46,7 @@ func servedSerial(addr string, ca *testutil.CA) (int64, error) {
 }
 
 // waitSerial polls new handshakes with addr until one shows serial.
-func waitSerial(t *testing.T, addr string, ca *testutil.CA, serial int64, logs *logSink) {
+func waitSerial(t *testing.T, addr string, ca *testutil.CA, serial int64, logs *testutil.LogBuffer) {
 	t.Helper()
 	var got int64
 	var err error
@@ -85,7 +60,7 @@ func waitSerial(t *testing.T, addr string, ca *testutil.CA, serial int64, logs *
 
 // startTLSNode starts a node serving HTTPS from vol's tls.crt and tls.key
 // in front of origin, and returns it with a client trusting ca.
-func startTLSNode(t *testing.T, vol *testutil.SecretDir, ca *testutil.CA, origin string, logs *logSink, mutate func(*config.Config)) (*Node, *fasthttp.Client) {
+func startTLSNode(t *testing.T, vol *testutil.SecretDir, ca *testutil.CA, origin string, logs *testutil.LogBuffer, mutate func(*config.Config)) (*Node, *fasthttp.Client) {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Origin = origin
@@ -98,7 +73,7 @@ func startTLSNode(t *testing.T, vol *testutil.SecretDir, ca *testutil.CA, origin
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config: %v", err)
 	}
-	n, err := Start(cfg, Options{Logger: logs.logger(), TLSCheckInterval: tlsCheck})
+	n, err := Start(cfg, Options{Logger: logs.Logger(), TLSCheckInterval: tlsCheck})
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -144,7 +119,7 @@ func TestClientTLS(t *testing.T) {
 	c1, k1 := ca.Issue(t, "node", 1)
 	vol.Update(t, map[string][]byte{"tls.crt": c1, "tls.key": k1})
 	o := startFieldsOrigin(t)
-	var logs logSink
+	var logs testutil.LogBuffer
 	n, client := startTLSNode(t, vol, ca, "http://"+o.addr, &logs, func(c *config.Config) { c.ForwardedHeader = true })
 	base := "https://" + n.Addr()
 
@@ -296,7 +271,7 @@ func TestWebSocketOverTLS(t *testing.T) {
 	c1, k1 := ca.Issue(t, "node", 1)
 	vol.Update(t, map[string][]byte{"tls.crt": c1, "tls.key": k1})
 	o := testutil.StartWebSocketOrigin(t)
-	var logs logSink
+	var logs testutil.LogBuffer
 	n, client := startTLSNode(t, vol, ca, "http://"+o.Addr, &logs, nil)
 	ws := testutil.DialWebSocketTLS(t, n.Addr(), &tls.Config{RootCAs: ca.Pool()}, "site.test", "/socket", "X-Forwarded-Proto: http")
 	chat(t, ws, "/socket")
@@ -373,7 +348,7 @@ func TestClusterPeerTLSRotation(t *testing.T) {
 	ca := testutil.NewCA(t)
 	dir := t.TempDir()
 	serials := map[string]int64{"n0": 100, "n1": 200}
-	logs := map[string]*logSink{"n0": {}, "n1": {}}
+	logs := map[string]*testutil.LogBuffer{"n0": {}, "n1": {}}
 	next := 0
 	c := startClusterOpts(t, 2, func(cfg *config.Config) {
 		name := fmt.Sprintf("n%d", next)
@@ -383,7 +358,7 @@ func TestClusterPeerTLSRotation(t *testing.T) {
 		cfg.PeerTLSCert, cfg.PeerTLSKey, cfg.PeerTLSCA = f.Cert, f.Key, f.CA
 		cfg.Replicas = 1 // the subject is the peer hop: no replica may answer instead
 	}, func(name string, o *Options) {
-		o.Logger, o.TLSCheckInterval = logs[name].logger(), tlsCheck
+		o.Logger, o.TLSCheckInterval = logs[name].Logger(), tlsCheck
 	})
 	n0, n1 := c.nodes[0], c.nodes[1]
 	path := pathOwnedBy(t, n0, "n1", "/rot%d?cc=max-age%%3D300")
@@ -464,7 +439,7 @@ func TestInterimOverTLS(t *testing.T) {
 	}
 	get := func(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: site.test\r\n\r\n" }
 
-	var logs logSink
+	var logs testutil.LogBuffer
 	n, _ := startTLSNode(t, vol, ca, "http://"+o.Addr, &logs, nil)
 	heads, resp := exchangeOn(t, dial(n.Addr()), get("/alone"))
 	if len(heads) != 1 || !strings.HasPrefix(heads[0], "HTTP/1.1 103 ") || resp.StatusCode() != 200 {

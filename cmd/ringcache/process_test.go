@@ -81,26 +81,8 @@ func TestCLIErrors(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // waitMatch waits until re matches the buffer and returns its first group.
-func waitMatch(t testing.TB, b *syncBuffer, re *regexp.Regexp, what string) string {
+func waitMatch(t testing.TB, b *testutil.LogBuffer, re *regexp.Regexp, what string) string {
 	t.Helper()
 	var m []string
 	testutil.WaitFor(t, 15*time.Second, func() bool { m = re.FindStringSubmatch(b.String()); return m != nil }, what)
@@ -110,7 +92,7 @@ func waitMatch(t testing.TB, b *syncBuffer, re *regexp.Regexp, what string) stri
 func TestDemoCommand(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.LogBuffer
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, []string{"demo", "--origin-listen", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--gossip", "127.0.0.1:0"}, nil, &stdout, &stderr)
@@ -178,7 +160,7 @@ func TestMain(m *testing.M) {
 // child is a process the test started; Cleanup kills it if still running.
 type child struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testutil.LogBuffer
 	exited chan struct{}
 	err    error // valid once exited is closed
 }
@@ -192,7 +174,7 @@ func startChild(t *testing.T, bin string, args ...string) *child {
 // the test's own).
 func startChildEnv(t *testing.T, bin string, env []string, args ...string) *child {
 	t.Helper()
-	c := &child{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	c := &child{cmd: exec.Command(bin, args...), stderr: &testutil.LogBuffer{}, exited: make(chan struct{})}
 	c.cmd.Env = env
 	c.cmd.Stderr = c.stderr
 	c.cmd.Stdout = c.stderr

@@ -1,15 +1,12 @@
 package tlsfiles
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,26 +80,6 @@ func TestNewErrorsNameTheFile(t *testing.T) {
 	}
 }
 
-// logBuffer collects log lines from several goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *logBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(b, nil)) }
-
 // TestWatchInPlace: files rewritten in place are loaded without being
 // asked; a broken rewrite is logged once and the old certificate stays
 // until the files are good again.
@@ -117,8 +94,8 @@ func TestWatchInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
-	r.Watch(5*time.Millisecond, logs.logger())
+	var logs testutil.LogBuffer
+	r.Watch(5*time.Millisecond, logs.Logger())
 	defer r.Close()
 
 	c2, k2 := ca.Issue(t, "node", 2)
@@ -143,8 +120,8 @@ func TestWatchInPlace(t *testing.T) {
 		t.Fatal("Reload of a broken file succeeded")
 	}
 	lines := strings.Count(logs.String(), "do not load")
-	r.poll(logs.logger())
-	r.poll(logs.logger())
+	r.poll(logs.Logger())
+	r.poll(logs.Logger())
 	if got := strings.Count(logs.String(), "do not load"); got != lines {
 		t.Errorf("unchanged broken files logged %d more times", got-lines)
 	}
@@ -168,8 +145,8 @@ func TestWatchSecretVolume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs logBuffer
-	r.Watch(5*time.Millisecond, logs.logger())
+	var logs testutil.LogBuffer
+	r.Watch(5*time.Millisecond, logs.Logger())
 	defer r.Close()
 	for s := int64(11); s <= 12; s++ {
 		c, k := ca.Issue(t, "node", s)
@@ -204,8 +181,8 @@ func TestMissingFileOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close() // without Watch: nothing to stop
-	var logs logBuffer
-	log := logs.logger()
+	var logs testutil.LogBuffer
+	log := logs.Logger()
 	if err := os.Remove(cert); err != nil {
 		t.Fatal(err)
 	}
