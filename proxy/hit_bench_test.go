@@ -58,19 +58,27 @@ func TestHitAllocs(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			st, clk := clockedStore(t, kind, 64<<20)
 			p := hitProxy(t, st, 1024, clk)
-			ctx := newCtx("/obj")
-			serve := func() {
-				ctx.Response.Reset()
-				p.Handler(ctx)
-			}
-			serve()
-			if cs := string(ctx.Response.Header.Peek("Cache-Status")); cs != "ringcache; hit; ttl=3600" {
-				t.Fatalf("not a hit: %q", cs)
-			}
-			if n := testing.AllocsPerRun(200, serve); n != 0 {
-				t.Fatalf("hit path allocates %.1f times per request, want 0", n)
-			}
+			wantNoAllocs(t, p, "/obj", "a hit", func(cs string) bool { return cs == "ringcache; hit; ttl=3600" })
 		})
+	}
+}
+
+// wantNoAllocs serves uri through p once, checks its Cache-Status with
+// is (the answer is the kind of hit meant, what), then fails the test if
+// serving it again allocates.
+func wantNoAllocs(t *testing.T, p *Proxy, uri, what string, is func(cs string) bool) {
+	t.Helper()
+	ctx := newCtx(uri)
+	serve := func() {
+		ctx.Response.Reset()
+		p.Handler(ctx)
+	}
+	serve()
+	if cs := string(ctx.Response.Header.Peek("Cache-Status")); !is(cs) {
+		t.Fatalf("not %s: %q", what, cs)
+	}
+	if n := testing.AllocsPerRun(200, serve); n != 0 {
+		t.Fatalf("%s allocates %.1f times per request, want 0", what, n)
 	}
 }
 

@@ -153,18 +153,7 @@ func TestPeerHitAllocs(t *testing.T) {
 		return errors.New("no origin here")
 	}))
 	t.Cleanup(p.Close)
-	ctx := newCtx("/obj")
-	serve := func() {
-		ctx.Response.Reset()
-		p.Handler(ctx)
-	}
-	serve()
-	if cs := string(ctx.Response.Header.Peek("Cache-Status")); !strings.HasPrefix(cs, "owner; hit; ttl=") {
-		t.Fatalf("not a forwarded hit: %q", cs)
-	}
-	if n := testing.AllocsPerRun(200, serve); n != 0 {
-		t.Fatalf("a forwarded hit allocates %.1f times per request, want 0", n)
-	}
+	wantNoAllocs(t, p, "/obj", "a forwarded hit", func(cs string) bool { return strings.HasPrefix(cs, "owner; hit; ttl=") })
 }
 
 // TestReplicaHit: a fresh copy this node holds of a key another member owns
@@ -215,18 +204,7 @@ func TestReplicaHitAllocs(t *testing.T) {
 		return errors.New("no origin here")
 	}))
 	t.Cleanup(p.Close)
-	ctx := newCtx("/obj")
-	serve := func() {
-		ctx.Response.Reset()
-		p.Handler(ctx)
-	}
-	serve()
-	if cs := string(ctx.Response.Header.Peek("Cache-Status")); !strings.Contains(cs, "detail=replica") {
-		t.Fatalf("not a replica hit: %q", cs)
-	}
-	if n := testing.AllocsPerRun(200, serve); n != 0 {
-		t.Fatalf("a replica hit allocates %.1f times per request, want 0", n)
-	}
+	wantNoAllocs(t, p, "/obj", "a replica hit", func(cs string) bool { return strings.Contains(cs, "detail=replica") })
 }
 
 // TestPeerHitKeepsStoredDate: a hit served from the owner's entry carries
