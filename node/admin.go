@@ -74,11 +74,11 @@ type ClusterMember struct {
 // clusterStatus answers GET /cluster: this node, every member serf knows
 // with its status, and each member's share of the ring.
 func (n *Node) clusterStatus(ctx *fasthttp.RequestCtx) {
-	v := ClusterView{Self: n.cfg.NodeName, Members: []ClusterMember{}}
+	v := ClusterView{Self: n.name, Members: []ClusterMember{}}
 	if n.members == nil {
-		v.Members = append(v.Members, ClusterMember{Name: n.cfg.NodeName, Peer: n.Addr(), Status: "alive", Share: 1})
+		v.Members = append(v.Members, ClusterMember{Name: n.name, Peer: n.Addr(), Status: "alive", Share: 1})
 	} else {
-		v.Ring = n.cfg.Ring
+		v.Ring = n.ring
 		shares := cluster.Shares(n.members.Ring(), 0)
 		for _, m := range n.members.Members() {
 			v.Members = append(v.Members, ClusterMember{Name: m.Name, Gossip: m.GossipAddr, Peer: m.PeerAddr, Status: m.Status, Share: shares[m.Name]})
@@ -168,7 +168,7 @@ type StatsView struct {
 
 func (n *Node) stats(ctx *fasthttp.RequestCtx) {
 	writeJSON(ctx, StatsView{
-		Node: n.cfg.NodeName, Uptime: time.Since(n.startedAt).Seconds(),
+		Node: n.name, Uptime: time.Since(n.startedAt).Seconds(),
 		Proxy: n.proxy.Snapshot(), Store: n.store.Stats(), Origins: n.origins.Status(),
 	})
 }

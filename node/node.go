@@ -35,24 +35,26 @@ import (
 // cluster membership, and its listeners. Nothing in it is global, so tests
 // and the demo run several in one process.
 type Node struct {
-	cfg       config.Config
-	log       *slog.Logger
-	clock     *proxy.Clock
-	store     cache.Store
-	hot       cache.Store
-	origins   *origin.Router
-	proxy     *proxy.Proxy
-	reg       *prometheus.Registry
-	srv       *fasthttp.Server
-	ln        net.Listener
-	admin     *fasthttp.Server
-	adminLn   net.Listener
-	access    io.Closer
-	gate      cluster.ClientGate                  // keeps the peer protocol off the client listener
-	clientTLS *tlsfiles.Reloader[tls.Certificate] // tls_cert and tls_key; nil for plain HTTP
-	originTLS []*tlsfiles.Reloader[tls.Config]    // origin_tls_* and the pools' tls files
-	started   bool                                // listeners handed to their servers
-	startedAt time.Time
+	cfg config.Config // Reload rewrites it: handlers read the fixed copies below
+	// Fixed at Start.
+	name, ring string
+	startedAt  time.Time
+	log        *slog.Logger
+	clock      *proxy.Clock
+	store      cache.Store
+	hot        cache.Store
+	origins    *origin.Router
+	proxy      *proxy.Proxy
+	reg        *prometheus.Registry
+	srv        *fasthttp.Server
+	ln         net.Listener
+	admin      *fasthttp.Server
+	adminLn    net.Listener
+	access     io.Closer
+	gate       cluster.ClientGate                  // keeps the peer protocol off the client listener
+	clientTLS  *tlsfiles.Reloader[tls.Certificate] // tls_cert and tls_key; nil for plain HTTP
+	originTLS  []*tlsfiles.Reloader[tls.Config]    // origin_tls_* and the pools' tls files
+	started    bool                                // listeners handed to their servers
 	// Reloadable on SIGHUP.
 	adminToken atomic.Pointer[string]
 	logLevel   *slog.LevelVar // nil: not reloadable (tests, demo)
@@ -105,8 +107,8 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n = &Node{cfg: cfg, log: log, logLevel: o.LogLevel, reg: prometheus.NewRegistry(), done: make(chan struct{})}
-	n.adminToken.Store(&cfg.AdminToken)
+	n = &Node{cfg: cfg, name: cfg.NodeName, ring: cfg.Ring, startedAt: time.Now(), log: log, logLevel: o.LogLevel, reg: prometheus.NewRegistry(), done: make(chan struct{})}
+	n.setAdminToken(cfg.AdminToken)
 	// Not n: every error return sets the named result to nil first.
 	defer func(started *Node) {
 		if err != nil {
@@ -297,7 +299,7 @@ func Start(cfg config.Config, o Options) (n *Node, err error) {
 		})
 	}
 	n.serving.Store(true)
-	n.started, n.startedAt = true, time.Now()
+	n.started = true
 	serve(n.srv, clientLn, func(err error) {
 		defer close(n.done)
 		if err != nil {
@@ -555,7 +557,7 @@ func (n *Node) PeerAddr() string {
 func hasHotCache(cfg config.Config) bool { return cfg.Gossip != "" && cfg.HotCacheSize > 0 }
 
 // Name is the node's name in the cluster and in Cache-Status.
-func (n *Node) Name() string { return n.cfg.NodeName }
+func (n *Node) Name() string { return n.name }
 
 // Config is the configuration the node runs with, reloaded values
 // included.

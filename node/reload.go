@@ -50,12 +50,16 @@ func (n *Node) Reload(next config.Config) (applied, restart []string) {
 	return append(applied, changed...), append(restart, skipped...)
 }
 
+// setAdminToken makes tok the admin token. The pointer stored is to a
+// copy: admin requests read it while Reload rewrites n.cfg.
+func (n *Node) setAdminToken(tok string) { n.adminToken.Store(&tok) }
+
 // apply puts the live settings of n.cfg into effect.
 func (n *Node) apply() {
 	if n.logLevel != nil {
 		_ = n.logLevel.UnmarshalText([]byte(n.cfg.LogLevel))
 	}
-	n.adminToken.Store(&n.cfg.AdminToken)
+	n.setAdminToken(n.cfg.AdminToken)
 	n.proxy.SetPurgeAllow(prefixes(n.cfg.PurgeAllow))
 	n.proxy.SetPolicy(policy(n.cfg))
 	n.proxy.SetRules(n.cfg.Rules)
