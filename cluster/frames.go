@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/internal/rawio"
 )
 
 // FramesALPN is the TLS application protocol of the members' frame
@@ -437,12 +438,22 @@ func (f *framesClient) close() {
 }
 
 func dialFrames(ctx context.Context, addr string, cfg *tls.Config, timeout time.Duration) (*framesConn, error) {
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: cfg}
-	raw, err := d.DialContext(ctx, "tcp", addr)
+	if timeout > 0 { // for the connection and the handshake, as tls.Dialer's
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial frames at %s: %w", addr, err)
 	}
-	tc := raw.(*tls.Conn)
+	// Lookups are small and many: raw reads and writes (see rawio).
+	tc := tls.Client(rawio.Wrap(nc), cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = nc.Close()
+		return nil, fmt.Errorf("dial frames at %s: %w", addr, err)
+	}
 	if p := tc.ConnectionState().NegotiatedProtocol; p != FramesALPN {
 		_ = tc.Close()
 		return nil, fmt.Errorf("dial frames at %s: the peer does not speak %s (it agreed on %q)", addr, FramesALPN, p)

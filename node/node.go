@@ -24,6 +24,7 @@ import (
 	"github.com/ringcache/ringcache/config"
 	"github.com/ringcache/ringcache/httpcache"
 	"github.com/ringcache/ringcache/internal/h1"
+	"github.com/ringcache/ringcache/internal/rawio"
 	"github.com/ringcache/ringcache/internal/sniff"
 	"github.com/ringcache/ringcache/internal/tlsfiles"
 	"github.com/ringcache/ringcache/origin"
@@ -744,13 +745,14 @@ func (n *Node) closeAll() {
 // on addr. Its error names both, with the reason alone: "listen
 // 127.0.0.1:8080: address already in use", not Go's "listen tcp
 // 127.0.0.1:8080: bind: address already in use". The reason stays wrapped
-// (errors.Is(err, syscall.EADDRINUSE)).
+// (errors.Is(err, syscall.EADDRINUSE)). Its connections read and write
+// with raw system calls (internal/rawio).
 func Listen(setting, addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, bindError(setting, addr, err)
 	}
-	return ln, nil
+	return rawio.Listener{Listener: ln}, nil
 }
 
 // bindError is Listen's error, also for the gossip address, which serf
