@@ -119,16 +119,29 @@ func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, now int64) int {
 // keepHot does for forwarded answers: for no longer than HotTTL nor its
 // freshness, and not when an invalidation came since the lookup left.
 func (p *Proxy) keepHotCopy(st *reqState, e *cache.Entry, s *httpcache.StoredResponse, sent int64) {
-	if p.hot == nil || p.hotTick.Add(1)%hotSample != 0 || e.Status != fasthttp.StatusOK || len(e.Get("vary")) > 0 ||
-		st.keyed() {
+	if p.hot == nil || e.Status != fasthttp.StatusOK || len(e.Get("vary")) > 0 || st.keyed() {
 		return // hot copies are kept under the URL's key alone
 	}
-	if e.Has(cache.NoCache) || p.local.Stale(e, sent) {
+	if !p.sampleHot(st.key) || e.Has(cache.NoCache) || p.local.Stale(e, sent) {
 		return
 	}
 	c := e.Clone()
 	c.Expires = p.now() + min(s.TTL()*1e9, int64(p.opt.HotTTL))
-	p.hot.Set(c)
+	p.setHot(st.key, c)
+}
+
+// sampleHot reports whether a forwarded hit on key should keep a hot copy:
+// a key kept before, whose copy ran out, always; others one in hotSample,
+// so that a hot key is found quickly while cold keys rarely take room.
+func (p *Proxy) sampleHot(key []byte) bool {
+	return p.hotSeen.has(key) || p.hotTick.Add(1)%hotSample == 0
+}
+
+// setHot keeps e as the hot copy of key and remembers key as hot.
+func (p *Proxy) setHot(key []byte, e *cache.Entry) {
+	if p.hot.Set(e) {
+		p.hotSeen.add(key)
+	}
 }
 
 // forward hands a request for a key owned by another member to that member
@@ -204,9 +217,7 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *c
 	if resp.StatusCode() != fasthttp.StatusOK || len(resp.Header.Peek("Vary")) > 0 || st.keyed() {
 		return nil, nil, nil // hot copies are kept under the URL's key alone
 	}
-	// A hot key is forwarded often, so a one-in-N sample finds it quickly
-	// while cold keys rarely take room.
-	if p.hotTick.Add(1)%hotSample != 0 {
+	if !p.sampleHot(st.key) {
 		return nil, nil, nil
 	}
 	if cl := resp.Header.ContentLength(); cl < 0 || int64(cl) > p.opt.MaxObjectSize {
@@ -232,7 +243,7 @@ func (p *Proxy) keepHot(st *reqState, resp *fasthttp.Response, sent int64) (e *c
 	s := storedResponse(e, now)
 	if complete && s.Fresh() && !p.local.Stale(e, sent) {
 		e.Expires = now + min(s.TTL()*1e9, int64(p.opt.HotTTL))
-		p.hot.Set(e)
+		p.setHot(st.key, e)
 	}
 	return e, upstream, nil
 }

@@ -190,6 +190,18 @@ func TestHotCopies(t *testing.T) {
 	if owner.forwards.Load() != before+1 {
 		t.Fatal("an expired hot copy was served")
 	}
+	// A key kept before is kept again by the lookup after its copy ran
+	// out, not after another sample: a key that stays popular costs its
+	// owner one lookup per HotTTL.
+	if r := n.get("/popular"); !strings.Contains(csOf(r), "detail=hot") || owner.forwards.Load() != before+1 {
+		t.Fatalf("after one lookup renewed it: %q, %d lookups; want a hot hit", csOf(r), owner.forwards.Load()-before)
+	}
+	// A key never kept is still sampled: one lookup does not keep it.
+	n.p.hotTick.Store(0)
+	n.get("/cold")
+	if cs := csOf(n.get("/cold")); strings.Contains(cs, "detail=hot") {
+		t.Fatalf("a key looked up once was kept: %q", cs)
+	}
 	// An unsafe method drops the local hot copy at once.
 	for range hotSample {
 		n.get("/popular")

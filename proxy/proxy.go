@@ -140,6 +140,7 @@ type Proxy struct {
 
 	hot     cache.Store
 	hotTick atomic.Uint64
+	hotSeen *hotSeen // keys kept as hot copies lately; nil without Hot
 	// Reloadable (SIGHUP): read on every use.
 	policy     atomic.Pointer[httpcache.Policy]
 	rules      atomic.Pointer[rules.Set]
@@ -236,6 +237,9 @@ func New(o Options, st cache.Store, origin Fetcher) *Proxy {
 		via:   []byte("1.1 " + o.Name),
 		clock: own,
 		hot:   o.Hot,
+	}
+	if o.Hot != nil {
+		p.hotSeen = newHotSeen()
 	}
 	onPurge := p.m.observePurge
 	if o.OnPurge != nil {
