@@ -65,6 +65,13 @@ func TestRequestDurationByOutcome(t *testing.T) {
 	}
 }
 
+// sampleCount is how many observations a histogram child holds.
+func sampleCount(o prometheus.Observer) uint64 {
+	var m dto.Metric
+	_ = o.(prometheus.Metric).Write(&m)
+	return m.GetHistogram().GetSampleCount()
+}
+
 func label(m *dto.Metric, name string) string {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name {

@@ -68,6 +68,9 @@ func TestPeerHitServedLocally(t *testing.T) {
 	if got := counterValue(n.p.m.requests[Forwarded]); got != 3 {
 		t.Fatalf("forwarded outcome counted %v times, want 3", got)
 	}
+	if got := sampleCount(n.p.m.durations[Forwarded]); got != 3 {
+		t.Fatalf("forwarded outcome timed %d times, want 3 (as counted)", got)
+	}
 }
 
 // TestPeerHitForwardsWhatTheOwnerDecides: what only the owner may decide —

@@ -110,7 +110,7 @@ func (p *Proxy) peerHit(ctx *fasthttp.RequestCtx, st *reqState, now int64) int {
 		return peerAsk // stale or revalidating: the owner decides, and refreshes once
 	}
 	p.keepHotCopy(st, e, &s, sent)
-	p.m.requests[Forwarded].Inc()
+	p.count(st, Forwarded)
 	p.writeEntryFrom(ctx, st, e, now, from.Name(), s.TTL())
 	return peerServed
 }

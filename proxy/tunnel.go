@@ -59,7 +59,7 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, st *reqState) {
 	defer cancel()
 	conn, err := p.opt.Tunnels.Dial(dctx, out)
 	if err != nil {
-		p.tunnelFailed(ctx, err)
+		p.tunnelFailed(ctx, st, err)
 		return
 	}
 	resp := fasthttp.AcquireResponse()
@@ -67,12 +67,12 @@ func (p *Proxy) tunnel(ctx *fasthttp.RequestCtx, st *reqState) {
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		_ = conn.Close()
-		p.tunnelFailed(ctx, err)
+		p.tunnelFailed(ctx, st, err)
 		return
 	}
 	status := resp.StatusCode()
 	cs := cacheStatus{fwd: fwdBypass, fwdStatus: status}
-	p.m.requests[Pass].Inc()
+	p.count(st, Pass) // timed until the 101 (or the refusal) is written
 	if status != fasthttp.StatusSwitchingProtocols {
 		_ = conn.Close() // it asked for an upgrade: not worth reusing
 		p.relay(ctx, st, resp, nil, cs)
@@ -114,8 +114,8 @@ func (p *Proxy) upgradeExchange(conn net.Conn, req *fasthttp.Request, resp *fast
 	return br, conn.SetDeadline(time.Time{})
 }
 
-func (p *Proxy) tunnelFailed(ctx *fasthttp.RequestCtx, err error) {
-	p.m.requests[Error].Inc()
+func (p *Proxy) tunnelFailed(ctx *fasthttp.RequestCtx, st *reqState, err error) {
+	p.count(st, Error)
 	p.log.Warn("upgrade to the origin failed", "uri", string(ctx.RequestURI()), "err", err)
 	status := errorStatus(err)
 	p.writeError(ctx, status, "origin unavailable: "+errorText(status), fwdBypass)

@@ -124,6 +124,9 @@ func TestTunnelWebSocket(t *testing.T) {
 	if v := counterValue(n.p.m.requests[Pass]); v != 1 {
 		t.Errorf("requests pass = %v, want 1", v)
 	}
+	if v := sampleCount(n.p.m.durations[Pass]); v != 1 {
+		t.Errorf("pass timed %d times, want 1 (as counted)", v)
+	}
 }
 
 // TestTunnelRefused: an origin that does not switch protocols is relayed
