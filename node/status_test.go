@@ -172,7 +172,7 @@ func TestStatusPageContents(t *testing.T) {
 		`<html lang="en">`, `<meta charset="utf-8">`, `<meta name="viewport"`, "<title>",
 		`id="node-name"`, `id="uptime"`, `id="hit-ratio"`, `id="hit-ratio-bar"`, `id="requests-total"`,
 		`id="store-bytes"`, `id="store-items"`, `id="store-evictions"`, `id="updated"`,
-		`id="error"`, `role="alert"`, `<table id="members">`, `<table id="top-keys">`, `<table id="outcomes">`,
+		`id="error"`, `role="alert"`, `<table id="members">`, `<table id="origins">`, `<table id="top-keys">`, `<table id="outcomes">`,
 		`<th scope="col">`, "prefers-color-scheme: dark", "max-width: 600px",
 		"getJSON('stats'", "getJSON('cluster'", "REFRESH_MS = 2000",
 	} {
@@ -469,6 +469,19 @@ func TestStatusPageInBrowser(t *testing.T) {
 		}
 		if !strings.Contains(members[0].cells[0], "this node") || strings.Contains(members[1].cells[0], "this node") {
 			t.Errorf("self marker on the wrong row: %q, %q", members[0].cells[0], members[1].cells[0])
+		}
+
+		origins := d.rows(t, "origins")
+		want := n0.origins.Status()
+		if len(origins) != len(want) || len(want) == 0 {
+			t.Fatalf("%d origin rows, want %d: %q", len(origins), len(want), origins)
+		}
+		if state, _ := attr(origins[0].tag, "data-state"); state != "up" || origins[0].cells[0] != want[0].Pool ||
+			origins[0].cells[1] != want[0].Server || origins[0].cells[2] != "up" || origins[0].vals[4] != strconv.FormatUint(want[0].Requests, 10) {
+			t.Errorf("origin row %q (state %q), want %+v", origins[0].cells, state, want[0])
+		}
+		if got, want := d.text(t, "origins-count"), fmt.Sprintf("%d up of %d", len(want), len(want)); got != want {
+			t.Errorf("origins count %q, want %q", got, want)
 		}
 
 		top := d.rowWith(t, "top-keys", "data-key", key)
