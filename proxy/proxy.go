@@ -555,6 +555,11 @@ type result struct {
 	// cookies are the Set-Cookie values stripped from a stored response:
 	// they go to the request that fetched it, never to anyone else.
 	cookies [][]byte
+	// marker is the Vary marker entry was filed under (nil for a URL's one
+	// response). Waiters match their variant against it, not against the
+	// store's: a concurrent fill of another variant may have replaced the
+	// marker, or the store not show it yet.
+	marker *cache.Entry
 }
 
 // fill fetches a miss or a stale entry's revalidation, collapsing
@@ -595,7 +600,7 @@ func (p *Proxy) fill(ctx *fasthttp.RequestCtx, st *reqState, stale *cache.Entry,
 				return
 			}
 		}
-		if res != nil && res.shareable && p.sameVariant(st, res.entry, &ctx.Request.Header) {
+		if res != nil && res.shareable && p.sameVariant(st, res, &ctx.Request.Header) {
 			p.serve(ctx, st, res, true)
 			return
 		}
@@ -661,19 +666,24 @@ func (p *Proxy) replicaHit(st *reqState, h *fasthttp.RequestHeader, now int64) *
 
 // sameVariant reports whether a shared result answers this request's
 // variant (RFC 9111 §4.1).
-func (p *Proxy) sameVariant(st *reqState, e *cache.Entry, h *fasthttp.RequestHeader) bool {
+func (p *Proxy) sameVariant(st *reqState, res *result, h *fasthttp.RequestHeader) bool {
+	e := res.entry
 	if len(e.Get("vary")) == 0 && !st.keyed() && len(cache.PrimaryKey(e.Key())) == len(e.Key()) {
 		return true // the URL's one response
 	}
-	if st.marker == nil || !bytes.HasPrefix(e.Key(), st.key) {
-		// We looked up before the leader stored a marker: find it now.
-		m, ok := p.store.Get(st.key)
-		if !ok || !m.Has(cache.VaryMarker) {
-			return false
+	marker := res.marker
+	if marker == nil {
+		if st.marker == nil || !bytes.HasPrefix(e.Key(), st.key) {
+			// We looked up before the leader stored a marker: find it now.
+			m, ok := p.store.Get(st.key)
+			if !ok || !m.Has(cache.VaryMarker) {
+				return false
+			}
+			st.marker = m
 		}
-		st.marker = m
+		marker = st.marker
 	}
-	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, st.marker, h, st.rkey)
+	st.vkey = p.keys.AppendVariant(st.vkey[:0], st.key, marker, h, st.rkey)
 	return bytes.Equal(st.vkey, e.Key())
 }
 
@@ -777,6 +787,7 @@ func (p *Proxy) fetchWith(fctx context.Context, out *fasthttp.Request, key []byt
 		// set them), so a client cannot file a response under a value the
 		// origin did not answer for.
 		storeKey, newMarker = p.variant(key, marker, r.Vary, &out.Header, rule.Key(), respTime)
+		res.marker = newMarker
 	}
 	e := p.newEntry(storeKey, &resp.Header, body, &r, pol, reqTime, respTime)
 	if r.SetCookie {
