@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/cache"
+	"github.com/ringcache/ringcache/internal/testutil"
 
 	"github.com/ringcache/ringcache/origin"
 	"github.com/valyala/fasthttp"
@@ -280,17 +281,12 @@ func newWireOrigin(t testing.TB, n *node, preserveHost bool) *wireOrigin {
 		ctx.Response.Header.Set("Cache-Control", "max-age=60")
 		ctx.SetBodyString("page for " + auth)
 	}}
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ln); close(done) }()
+	testutil.ServeFasthttp(t, srv, ln)
 	c, err := origin.NewClient(origin.ClientOptions{URL: "http://" + w.addr, PreserveHost: preserveHost})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		c.Close()
-		_ = srv.Shutdown()
-		<-done
-	})
+	t.Cleanup(c.Close) // before the server's shutdown: cleanups run last first
 	n.origin.set(func(req *fasthttp.Request, resp *fasthttp.Response) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()

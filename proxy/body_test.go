@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ringcache/ringcache/internal/reqbody"
+	"github.com/ringcache/ringcache/internal/testutil"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 )
@@ -23,12 +24,7 @@ func streamingClient(t *testing.T, p *Proxy) *fasthttp.Client {
 		Handler:           reqbody.Handler(p.Handler, reqbody.Options{Limit: 64 << 20}),
 		StreamRequestBody: true, NoDefaultContentType: true, NoDefaultServerHeader: true,
 	}
-	done := make(chan struct{})
-	go func() { _ = srv.Serve(ln); close(done) }()
-	t.Cleanup(func() {
-		_ = srv.Shutdown()
-		<-done
-	})
+	testutil.ServeFasthttp(t, srv, ln)
 	return &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
 }
 

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ringcache/ringcache/internal/testutil"
 	"github.com/valyala/fasthttp"
@@ -125,21 +124,7 @@ func (n *node) tlsClientFrom(ip string) *fasthttp.Client {
 	}
 	ln := fasthttputil.NewInmemoryListener()
 	srv := &fasthttp.Server{Handler: n.p.Handler, Logger: quietLogger{}}
-	done := make(chan struct{})
-	go func() {
-		_ = srv.Serve(tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}))
-		close(done)
-	}()
-	t.Cleanup(func() {
-		for {
-			_ = srv.Shutdown()
-			select {
-			case <-done:
-				return
-			case <-time.After(testutil.PollInterval):
-			}
-		}
-	})
+	testutil.ServeFasthttp(t, srv, tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}))
 	addr := &net.TCPAddr{IP: net.ParseIP(ip), Port: 40000}
 	return &fasthttp.Client{Dial: func(string) (net.Conn, error) {
 		c, err := ln.DialWithLocalAddr(addr)

@@ -120,20 +120,7 @@ func newNodeAt(t testing.TB, clk *testutil.Clock, o Options, handle func(req *fa
 		ln := fasthttputil.NewInmemoryListener()
 		// NoDefaultDate, as the node's servers: the proxy writes each Date.
 		srv := &fasthttp.Server{Handler: h1.MarkServed(h), NoDefaultContentType: true, NoDefaultServerHeader: true, NoDefaultDate: true, Logger: quietLogger{}}
-		done := make(chan struct{})
-		go func() { _ = srv.Serve(h1.TrackServed(ln)); close(done) }()
-		t.Cleanup(func() {
-			// fasthttp's Shutdown stops only a listener Serve has
-			// registered: one that has not started yet would serve on.
-			for {
-				_ = srv.Shutdown()
-				select {
-				case <-done:
-					return
-				case <-time.After(testutil.PollInterval):
-				}
-			}
-		})
+		testutil.ServeFasthttp(t, srv, h1.TrackServed(ln))
 		return &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}, ln
 	}
 	t.Cleanup(func() { // runs after the servers' cleanups

@@ -123,7 +123,13 @@ func ServeLoopback(t testing.TB, h fasthttp.RequestHandler) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: h}
+	ServeFasthttp(t, &fasthttp.Server{Handler: h}, ln)
+	return ln.Addr().String()
+}
+
+// ServeFasthttp runs srv on ln until the test ends, and then until Serve
+// has returned.
+func ServeFasthttp(t testing.TB, srv *fasthttp.Server, ln net.Listener) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -141,7 +147,6 @@ func ServeLoopback(t testing.TB, h fasthttp.RequestHandler) string {
 			}
 		}
 	})
-	return ln.Addr().String()
 }
 
 // ExpectStatus fails t unless r has status want.
