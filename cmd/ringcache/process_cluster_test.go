@@ -35,6 +35,23 @@ type procNode struct {
 
 func (n *procNode) pid() int { return n.cmd.Process.Pid }
 
+// terminate sends n SIGTERM and waits for it to exit with status 0 (a
+// graceful leave) within procWait.
+func (n *procNode) terminate(t *testing.T) {
+	t.Helper()
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("SIGTERM %s: %v", n.name, err)
+	}
+	select {
+	case <-n.exited:
+		if n.err != nil {
+			t.Fatalf("%s exited with %v, want status 0; log:\n%s", n.name, n.err, n.stderr.String())
+		}
+	case <-time.After(procWait):
+		t.Fatalf("%s did not exit within %s of SIGTERM; log:\n%s", n.name, procWait, n.stderr.String())
+	}
+}
+
 // procCluster is a demo origin process and the serve processes in front of it.
 type procCluster struct {
 	t      *testing.T
@@ -480,17 +497,7 @@ func TestProcessClusterGracefulLeaveHandsOff(t *testing.T) {
 		t.Fatalf("%s owns only %.2f of the key space: the leave would measure nothing", n3.name, sh)
 	}
 
-	if err := n3.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM %s: %v", n3.name, err)
-	}
-	select {
-	case <-n3.exited:
-		if n3.err != nil {
-			t.Fatalf("%s exited with %v, want status 0; log:\n%s", n3.name, n3.err, n3.stderr.String())
-		}
-	case <-time.After(procWait):
-		t.Fatalf("%s did not exit within %s of SIGTERM; log:\n%s", n3.name, procWait, n3.stderr.String())
-	}
+	n3.terminate(t)
 	if m := regexp.MustCompile(`msg="handed off entries".*`).FindString(n3.stderr.String()); m != "" {
 		t.Logf("%s: %s", n3.name, m)
 	}

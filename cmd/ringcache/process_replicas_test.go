@@ -527,17 +527,7 @@ func TestProcessClusterRollingRestart(t *testing.T) {
 	for i := range c.nodes {
 		old := c.nodes[i]
 		began := time.Now()
-		if err := old.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatalf("SIGTERM %s: %v", old.name, err)
-		}
-		select {
-		case <-old.exited:
-			if old.err != nil {
-				t.Fatalf("%s exited with %v, want status 0; log:\n%s", old.name, old.err, old.stderr.String())
-			}
-		case <-time.After(procWait):
-			t.Fatalf("%s did not exit within %s of SIGTERM; log:\n%s", old.name, procWait, old.stderr.String())
-		}
+		old.terminate(t)
 		others := slices.Delete(slices.Clone(c.nodes), i, i+1)
 		for _, n := range others {
 			c.waitGone(n, old)
