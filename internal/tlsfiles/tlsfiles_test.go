@@ -19,6 +19,22 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const testTimeout = 10 * time.Second
 
 // keyPairOptions load a certificate and key, as the client listener does.
+// newKeyPair writes ca's certificate serial 1 and its key to tls.crt and
+// tls.key in a new directory and loads them.
+func newKeyPair(t *testing.T, ca *testutil.CA) (r *Reloader[tls.Certificate], cert, key string) {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	c1, k1 := ca.Issue(t, "node", 1)
+	write(t, cert, c1)
+	write(t, key, k1)
+	r, err := New(keyPairOptions(cert, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, cert, key
+}
+
 func keyPairOptions(cert, key string) Options[tls.Certificate] {
 	c, k := File{"tls_cert", cert}, File{"tls_key", key}
 	return Options[tls.Certificate]{
@@ -85,15 +101,7 @@ func TestNewErrorsNameTheFile(t *testing.T) {
 // until the files are good again.
 func TestWatchInPlace(t *testing.T) {
 	ca := testutil.NewCA(t)
-	dir := t.TempDir()
-	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	c1, k1 := ca.Issue(t, "node", 1)
-	write(t, cert, c1)
-	write(t, key, k1)
-	r, err := New(keyPairOptions(cert, key))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, cert, key := newKeyPair(t, ca)
 	var logs testutil.LogBuffer
 	r.Watch(5*time.Millisecond, logs.Logger())
 	defer r.Close()
@@ -171,15 +179,7 @@ func TestWatchSecretVolume(t *testing.T) {
 // again when it comes back.
 func TestMissingFileOnce(t *testing.T) {
 	ca := testutil.NewCA(t)
-	dir := t.TempDir()
-	cert, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	c1, k1 := ca.Issue(t, "node", 1)
-	write(t, cert, c1)
-	write(t, key, k1)
-	r, err := New(keyPairOptions(cert, key))
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, cert, key := newKeyPair(t, ca)
 	defer r.Close() // without Watch: nothing to stop
 	var logs testutil.LogBuffer
 	log := logs.Logger()
