@@ -540,7 +540,10 @@ func TestClientStalledBodyTimesOut(t *testing.T) {
 	_ = resp.CloseBodyStream()
 }
 
-func TestClientTLS(t *testing.T) {
+// localhostCert is a self-signed certificate for localhost, and a pool
+// that trusts it.
+func localhostCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
 	certPEM, keyPEM, err := fasthttp.GenerateTestCertificate("localhost")
 	if err != nil {
 		t.Fatal(err)
@@ -551,6 +554,11 @@ func TestClientTLS(t *testing.T) {
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(certPEM)
+	return cert, roots
+}
+
+func TestClientTLS(t *testing.T) {
+	cert, roots := localhostCert(t)
 
 	raw, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
