@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -12,6 +13,24 @@ import (
 type Conn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	// Each direction keeps its buffer, result and callback here, made once
+	// in Wrap: a closure made per call would escape into RawConn and cost
+	// an allocation on every read and write. The mutexes make concurrent
+	// calls in one direction take turns, as the descriptor's own locks do.
+	rmu     sync.Mutex
+	r       op
+	readFn  func(uintptr) bool
+	wmu     sync.Mutex
+	w       op
+	writeFn func(uintptr) bool
+}
+
+// op is one call's state: the bytes to move, how many moved, and the
+// error that ended it.
+type op struct {
+	p     []byte
+	n     int
+	errno syscall.Errno
 }
 
 // Wrap returns c with raw reads and writes when it is a TCP connection,
@@ -25,7 +44,9 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &Conn{TCPConn: tc, rc: rc}
+	rw := &Conn{TCPConn: tc, rc: rc}
+	rw.readFn, rw.writeFn = rw.read, rw.write
+	return rw
 }
 
 // Read reads up to len(p) bytes, waiting in the poller while none are
@@ -34,25 +55,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case 0:
-				n = int(r)
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-	})
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.r = op{p: p}
+	err := c.rc.Read(c.readFn)
+	n, errno := c.r.n, c.r.errno
+	c.r.p = nil // do not keep the caller's buffer
 	if err != nil {
 		return 0, c.opError("read", err)
 	}
@@ -65,27 +73,33 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// read is the poller's callback for Read: false to wait for readiness.
+func (c *Conn) read(fd uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.r.p[0])), uintptr(len(c.r.p)))
+		switch e {
+		case 0:
+			c.r.n = int(r)
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.r.errno = e
+			return true
+		}
+	}
+}
+
 // Write writes all of p, waiting in the poller while the socket buffer is
 // full.
 func (c *Conn) Write(p []byte) (int, error) {
-	written := 0
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for written < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[written])), uintptr(len(p)-written))
-			switch e {
-			case 0:
-				written += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.w = op{p: p}
+	err := c.rc.Write(c.writeFn)
+	written, errno := c.w.n, c.w.errno
+	c.w.p = nil
 	if err != nil {
 		return written, c.opError("write", err)
 	}
@@ -93,6 +107,25 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return written, c.opError("write", os.NewSyscallError("write", errno))
 	}
 	return written, nil
+}
+
+// write is the poller's callback for Write: false to wait until the socket
+// takes more.
+func (c *Conn) write(fd uintptr) bool {
+	for c.w.n < len(c.w.p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.w.p[c.w.n])), uintptr(len(c.w.p)-c.w.n))
+		switch e {
+		case 0:
+			c.w.n += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.w.errno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError shapes err as net.Conn methods do, so that callers' checks

@@ -127,3 +127,21 @@ func TestWrapLeavesOtherConnsAlone(t *testing.T) {
 		t.Fatal("a pipe was wrapped")
 	}
 }
+
+// TestReadWriteAllocs pins what the hit path relies on: a read and a write
+// allocate nothing (a callback made per call would escape into RawConn).
+func TestReadWriteAllocs(t *testing.T) {
+	a, b := pair(t)
+	msg, buf := []byte("a response of some bytes"), make([]byte, 64)
+	allocs := testing.AllocsPerRun(200, func() {
+		if _, err := a.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(b, buf[:len(msg)]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocations per write and read, want 0", allocs)
+	}
+}
