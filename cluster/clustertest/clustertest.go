@@ -16,12 +16,16 @@ func FastTimers(c *serf.Config) {
 	ml := c.MemberlistConfig
 	ml.GossipInterval = 10 * time.Millisecond
 	// Probes tolerate a loaded 2-core machine under the race detector,
-	// where a live member can take well over 50ms to answer: a false
-	// "failed" would flake the tests that expect everyone alive.
-	ml.ProbeInterval = 200 * time.Millisecond
-	ml.ProbeTimeout = 150 * time.Millisecond
+	// where a live member can be starved for most of a second: a false
+	// "failed" takes its keys away for a moment, and the tests counting
+	// origin requests or expecting everyone alive would see it. A suspect
+	// has 2 s (4 probe intervals) to refute, at most 4 s when the others
+	// are expected to confirm; a crash still shows within about 5 s.
+	ml.ProbeInterval = 500 * time.Millisecond
+	ml.ProbeTimeout = 400 * time.Millisecond
 	ml.TCPTimeout = time.Second
-	ml.SuspicionMult = 3
+	ml.SuspicionMult = 4
+	ml.SuspicionMaxTimeoutMult = 2
 	ml.PushPullInterval = time.Second
 	ml.GossipToTheDeadTime = time.Second
 	c.BroadcastTimeout = 2 * time.Second
