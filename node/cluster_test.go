@@ -173,6 +173,17 @@ func (c *testCluster) get(n *Node, path string) (testutil.Reply, error) {
 
 func (c *testCluster) originRequests() int64 { return c.origin.srv.Requests() }
 
+// metric reads one series from node n's admin /metrics (0 when absent).
+func (c *testCluster) metric(n *Node, series string) float64 {
+	c.t.Helper()
+	r, err := testutil.Do(c.client, "GET", "http://"+n.AdminAddr()+"/metrics", nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	v, _ := testutil.MetricValue(r.Body, series)
+	return v
+}
+
 func TestClusterDiscoversAndFetchesEachKeyOnce(t *testing.T) {
 	c := startCluster(t, 3, nil)
 	// Every node sees the same ring, built from one --join each.
@@ -260,12 +271,7 @@ func TestClusterConcurrentMissesOneOriginRequest(t *testing.T) {
 			t.Logf("%2d× %s", n, s)
 		}
 		for _, n := range nodes {
-			r, err := testutil.Do(c.client, "GET", "http://"+n.AdminAddr()+"/metrics", nil)
-			if err != nil {
-				continue
-			}
-			fb, _ := testutil.MetricValue(r.Body, "ringcache_peer_fallbacks_total")
-			t.Logf("%s: peer fallbacks %v", n.Name(), fb)
+			t.Logf("%s: peer fallbacks %v", n.Name(), c.metric(n, "ringcache_peer_fallbacks_total"))
 		}
 	}
 }
@@ -287,14 +293,6 @@ func TestClusterUnsafeRequestDropsHotCopies(t *testing.T) {
 	if path == "" {
 		t.Fatal("no key owned by n1")
 	}
-	metric := func(n *Node, series string) float64 {
-		r, err := testutil.Do(c.client, "GET", "http://"+n.AdminAddr()+"/metrics", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		v, _ := testutil.MetricValue(r.Body, series)
-		return v
-	}
 	// n0 forwards to n1 and, sampling, soon keeps a hot copy.
 	testutil.WaitFor(t, 10*time.Second, func() bool {
 		r, err := c.get(n0, path)
@@ -306,9 +304,9 @@ func TestClusterUnsafeRequestDropsHotCopies(t *testing.T) {
 		t.Fatalf("POST via n2: %v %d", err, r.Status)
 	}
 	testutil.WaitFor(t, 10*time.Second, func() bool {
-		return metric(n2, `ringcache_invalidation_announcements_total{result="sent"}`) >= 1
+		return c.metric(n2, `ringcache_invalidation_announcements_total{result="sent"}`) >= 1
 	}, "n2 to announce the invalidation")
-	if got := metric(n0, `ringcache_purges_total{kind="keys"}`); got < 1 {
+	if got := c.metric(n0, `ringcache_purges_total{kind="keys"}`); got < 1 {
 		t.Fatalf("n0 applied %v announcements", got)
 	}
 	if r, err := c.get(n0, path); err != nil || strings.Contains(r.CacheStatus(), "detail=hot") {

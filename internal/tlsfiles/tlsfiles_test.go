@@ -18,7 +18,6 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testTimeout = 10 * time.Second
 
-// keyPairOptions load a certificate and key, as the client listener does.
 // newKeyPair writes ca's certificate serial 1 and its key to tls.crt and
 // tls.key in a new directory and loads them.
 func newKeyPair(t *testing.T, ca *testutil.CA) (r *Reloader[tls.Certificate], cert, key string) {
@@ -35,6 +34,7 @@ func newKeyPair(t *testing.T, ca *testutil.CA) (r *Reloader[tls.Certificate], ce
 	return r, cert, key
 }
 
+// keyPairOptions load a certificate and key, as the client listener does.
 func keyPairOptions(cert, key string) Options[tls.Certificate] {
 	c, k := File{"tls_cert", cert}, File{"tls_key", key}
 	return Options[tls.Certificate]{
